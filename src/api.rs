@@ -1,0 +1,610 @@
+//! The HTTP API (DESIGN.md §5, §10): routing, bearer-token roles, JSON errors.
+//!
+//! Owns: request framing and access control. Business rules live in
+//! `ingest`, `dispatch`, `history` and `webhook`; this module only calls them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{Config, LimitsConfig, Role};
+use crate::dispatch::{Dispatcher, Job};
+use crate::event::{Event, new_id, now_ms};
+use crate::history;
+use crate::store::{self, Store, StoreError};
+use crate::webhook::{Registry, Webhook};
+
+/// Settings the API reads on every request; swapped on config reload.
+pub struct Live {
+    tokens: Vec<(Role, [u8; 32])>,
+    pub limits: LimitsConfig,
+    pub event_types: Option<BTreeMap<String, String>>,
+}
+
+impl Live {
+    pub fn from_config(c: &Config) -> Live {
+        Live {
+            tokens: c
+                .auth
+                .tokens
+                .iter()
+                .map(|t| (t.role, Sha256::digest(t.token.expose().as_bytes()).into()))
+                .collect(),
+            limits: c.limits.clone(),
+            event_types: c.event_types.clone(),
+        }
+    }
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub dispatcher: Dispatcher,
+    pub live: ArcSwap<Live>,
+}
+
+type Shared = Arc<AppState>;
+
+/// A JSON error: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} with id {id:?}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage failure while serving a request");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_error",
+            e.to_string(),
+        )
+    }
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Post events: ingest or admin.
+    Ingest,
+    /// Read: viewer or admin.
+    Read,
+    Admin,
+}
+
+impl AppState {
+    /// Checks the bearer token (constant time against every configured token).
+    fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Role, ApiError> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid bearer token (Authorization: Bearer <token>)",
+            )
+        };
+        let given = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(unauthorized)?;
+        let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+        let live = self.live.load();
+        let mut role = None;
+        for (r, hash) in &live.tokens {
+            if bool::from(hash.ct_eq(&digest)) {
+                role = Some(*r);
+            }
+        }
+        let role = role.ok_or_else(unauthorized)?;
+        let ok = match need {
+            Need::Ingest => matches!(role, Role::Ingest | Role::Admin),
+            Need::Read => matches!(role, Role::Viewer | Role::Admin),
+            Need::Admin => role == Role::Admin,
+        };
+        if !ok {
+            let what = match need {
+                Need::Ingest => "posting events needs the ingest or admin role",
+                Need::Read => "reading needs the viewer or admin role",
+                Need::Admin => "this action needs the admin role",
+            };
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", what));
+        }
+        Ok(role)
+    }
+}
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/events", post(post_events))
+        .route("/api/v1/events/{id}/replay", post(replay_event))
+        .route("/api/v1/event-types", get(event_types))
+        .route("/api/v1/webhooks", get(list_webhooks))
+        .route("/api/v1/webhooks/{id}", get(get_webhook))
+        .route("/api/v1/webhooks/{id}/deliveries", get(webhook_deliveries))
+        .route("/api/v1/webhooks/{id}/test", post(test_webhook))
+        .route("/api/v1/deliveries/{id}/resend", post(resend_delivery))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn post_events(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Ingest)?;
+    let live = s.live.load_full();
+    let limit = live.limits.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than the limit of {limit} bytes (limits.max_body_bytes)"),
+        )
+    };
+    if let Some(len) = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+    {
+        return Err(too_large());
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(too_large());
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read the body: {e}"),
+            ));
+        }
+    };
+    let events = crate::ingest::parse(&bytes, live.event_types.as_ref(), live.limits.max_batch)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.to_string()))?;
+    let webhooks = s.registry.load();
+    let accepted = crate::ingest::accept(&s.store, &webhooks, &s.dispatcher, events).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": accepted })),
+    )
+        .into_response())
+}
+
+async fn event_types(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Read)?;
+    let live = s.live.load();
+    let list: Vec<Value> = live
+        .event_types
+        .iter()
+        .flatten()
+        .map(|(name, description)| json!({"name": name, "description": description}))
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+/// Header names whose values are treated as secrets in viewer responses.
+pub fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "token",
+        "key",
+        "secret",
+        "password",
+        "cookie",
+        "signature",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// The JSON view of a webhook. Secrets never appear; for viewers, secret-
+/// looking header values, option values and the URL's path are redacted too.
+pub fn webhook_view(w: &Webhook, role: Role) -> Value {
+    let mut v = serde_json::to_value(&w.spec).unwrap_or_else(|_| json!({}));
+    let state = w.breaker.snapshot();
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), json!(w.id));
+        m.insert("source".into(), json!(w.source));
+        m.insert("is_active".into(), json!(state.is_active));
+        m.insert("failure_count".into(), json!(state.failure_count));
+        m.insert(
+            "created_at".into(),
+            json!(crate::event::rfc3339_ms(w.created_at_ms)),
+        );
+        m.insert(
+            "updated_at".into(),
+            json!(crate::event::rfc3339_ms(w.updated_at_ms)),
+        );
+        if m.get("secret").is_some_and(Value::is_null) {
+            m.remove("secret");
+        }
+        if role != Role::Admin {
+            if let Some(Value::Object(h)) = m.get_mut("headers") {
+                for (k, val) in h.iter_mut() {
+                    if looks_secret(k) {
+                        *val = json!("[redacted]");
+                    }
+                }
+            }
+            if let Some(opts) = m.get_mut("options") {
+                redact_options(opts);
+            }
+            m.insert("url".into(), json!(redact_url(w.spec.url.as_str())));
+        }
+    }
+    v
+}
+
+fn redact_options(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if looks_secret(k) {
+                    *val = json!("[redacted]");
+                } else {
+                    redact_options(val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_options),
+        _ => {}
+    }
+}
+
+/// `scheme://host[:port]` plus a marker when there was more: URL paths and
+/// queries often carry credentials (Slack and Teams webhook URLs do).
+fn redact_url(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(u) => {
+            let host = u
+                .authority()
+                .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
+                .unwrap_or("");
+            let rest = u.path_and_query().map(|p| p.as_str()).unwrap_or("");
+            let tail = if rest.is_empty() || rest == "/" {
+                ""
+            } else {
+                "/[redacted]"
+            };
+            format!("{}://{host}{tail}", u.scheme_str().unwrap_or(""))
+        }
+        Err(_) => "[redacted]".into(),
+    }
+}
+
+async fn list_webhooks(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let role = s.authorize(&headers, Need::Read)?;
+    let list: Vec<Value> = s
+        .registry
+        .load()
+        .list
+        .iter()
+        .map(|w| webhook_view(w, role))
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+async fn get_webhook(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = s.authorize(&headers, Need::Read)?;
+    let webhooks = s.registry.load();
+    let w = webhooks
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    Ok(axum::Json(webhook_view(w, role)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    status: Option<String>,
+    success: Option<bool>,
+    since: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn bad_query(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+async fn webhook_deliveries(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Read)?;
+    let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
+    if s.registry.load().get(&id).is_none() {
+        return Err(ApiError::not_found("webhook", &id));
+    }
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("succeeded") => Some(history::Status::Succeeded),
+        Some("failed") => Some(history::Status::Failed),
+        Some("retrying") => Some(history::Status::Retrying),
+        Some("skipped") => Some(history::Status::Skipped),
+        Some(other) => {
+            return Err(bad_query(format!(
+                "status {other:?} is not one of succeeded, failed, retrying, skipped"
+            )));
+        }
+    };
+    let since_ms = match q.since.as_deref() {
+        None => None,
+        Some(t) => Some(
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|_| bad_query(format!("since {t:?} is not an RFC 3339 timestamp")))?,
+        ),
+    };
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            bad_query(format!("cursor {c:?} is not a cursor from a previous page"))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad_query(format!("limit {limit} is out of range (1–1000)")));
+    }
+    let query = history::Query {
+        status,
+        success: q.success,
+        since_ms,
+        limit,
+        before,
+    };
+    let page = s
+        .store
+        .read(move |c| history::list_for_webhook(c, &id, &query))
+        .await?;
+    Ok(axum::Json(json!({"data": page.data, "next": page.next})).into_response())
+}
+
+/// Sample data for `POST /webhooks/{id}/test`.
+fn test_event(w: &Webhook) -> Event {
+    let event_type = w
+        .spec
+        .event_types
+        .iter()
+        .flatten()
+        .find(|t| *t != "*")
+        .cloned()
+        .unwrap_or_else(|| "relay.test".into());
+    Event {
+        id: format!("test-{}", new_id()),
+        event_type,
+        time: crate::event::rfc3339_ms(now_ms()),
+        data: json!({
+            "title": "Test event from relay",
+            "severity": "info",
+            "message": "This is a test delivery sent from the relay admin API.",
+            "test": true
+        }),
+    }
+}
+
+async fn test_webhook(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Admin)?;
+    let w = s
+        .registry
+        .load()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    let event = test_event(&w);
+    let delivery_id = new_id();
+    let (e, d, wid) = (event.clone(), delivery_id.clone(), w.id.clone());
+    s.store
+        .write(move |c| {
+            store::insert_event(c, &e, &[])?;
+            store::insert_delivery(c, &d, &e.id, &wid, true, now_ms())
+        })
+        .await?;
+    let job = Job {
+        delivery_id,
+        webhook_id: w.id.clone(),
+        attempts: 0,
+        event: Arc::new(event),
+    };
+    let attempt = s.dispatcher.attempt_now(job).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_error",
+            e.to_string(),
+        )
+    })?;
+    Ok(axum::Json(attempt).into_response())
+}
+
+async fn resend_delivery(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Admin)?;
+    let lookup = id.clone();
+    let found = s
+        .store
+        .write(move |c| {
+            let Some(d) = store::get_delivery(c, &lookup)? else {
+                return Ok(None);
+            };
+            let event = store::get_event(c, &d.event_id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "event {} of delivery {lookup} is missing",
+                    d.event_id
+                ))
+            })?;
+            store::update_delivery(c, &lookup, "pending", d.attempts, Some(now_ms()))?;
+            Ok(Some((d, event)))
+        })
+        .await?;
+    let (d, event) = found.ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    s.dispatcher.offer(Job {
+        delivery_id: d.id.clone(),
+        webhook_id: d.webhook_id.clone(),
+        attempts: d.attempts,
+        event: Arc::new(event),
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"delivery_id": d.id, "webhook_id": d.webhook_id, "status": "pending"})),
+    )
+        .into_response())
+}
+
+async fn replay_event(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Admin)?;
+    let lookup = id.clone();
+    let event = s
+        .store
+        .read(move |c| store::get_event(c, &lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found("event", &id))?;
+    let targets = s.registry.load().targets(&event);
+    let event = Arc::new(event);
+    let for_write = event.clone();
+    let created = s
+        .store
+        .write(move |c| {
+            let now = now_ms();
+            let mut out = Vec::new();
+            for t in &targets {
+                let did = new_id();
+                store::insert_delivery(c, &did, &for_write.id, &t.webhook_id, t.active, now)?;
+                if !t.active {
+                    history::insert(c, &history::skipped(&did, &t.webhook_id, &for_write))?;
+                }
+                out.push((did, t.webhook_id.clone(), t.active));
+            }
+            Ok(out)
+        })
+        .await?;
+    let mut ids = Vec::new();
+    for (delivery_id, webhook_id, active) in created {
+        ids.push(json!({"delivery_id": delivery_id, "webhook_id": webhook_id, "skipped": !active}));
+        if active {
+            s.dispatcher.offer(Job {
+                delivery_id,
+                webhook_id,
+                attempts: 0,
+                event: event.clone(),
+            });
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"event_id": id, "deliveries": ids})),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_cut_to_scheme_and_host_for_viewers() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/xyz"),
+            "https://hooks.slack.com/[redacted]"
+        );
+        assert_eq!(
+            redact_url("https://user:pw@example.com:8443/"),
+            "https://example.com:8443"
+        );
+        assert_eq!(
+            redact_url("tcp://siem.internal:6514"),
+            "tcp://siem.internal:6514"
+        );
+    }
+
+    #[test]
+    fn secret_looking_header_names_are_recognised() {
+        for h in [
+            "Authorization",
+            "X-Api-Key",
+            "X-Auth-Token",
+            "plerion-signature",
+            "Cookie",
+        ] {
+            assert!(looks_secret(h), "{h}");
+        }
+        for h in ["Content-Type", "X-Tenant", "Accept"] {
+            assert!(!looks_secret(h), "{h}");
+        }
+    }
+}

@@ -1,0 +1,1043 @@
+//! `relay.yaml`: the typed configuration, `${VAR}` interpolation and validation.
+//!
+//! Owns: parsing and checking the file. Touches nothing else: no sockets, no store.
+//!
+//! Per-field rules live in the `Deserialize` impls of small newtypes
+//! ([`EnvString`], [`WebhookUrl`], [`HeaderMap`], …) so that a bad value is
+//! reported by the YAML parser with the line and column where it stands.
+//! Rules that span fields (GET with a body, duplicate names) are checked in
+//! [`Config::validate`] and name the field path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// The whole file. Every section has a default so a minimal file is a few lines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: Listen,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub network: NetworkConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    /// Catalogue of event types (name → description). When absent, any type
+    /// matching `[A-Za-z0-9_.:-]+` is accepted.
+    #[serde(default)]
+    pub event_types: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub defaults: DefaultsConfig,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSpec>,
+}
+
+fn default_listen() -> Listen {
+    Listen(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+
+/// `listen:` address, interpolated then parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = EnvString::deserialize(d)?;
+        raw.0.parse().map(Listen).map_err(|_| {
+            de::Error::custom(format!(
+                "listen: {:?} is not an address such as 127.0.0.1:8080",
+                raw.0
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default = "default_sqlite")]
+    pub sqlite: EnvPath,
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_sqlite() -> EnvPath {
+    EnvPath(PathBuf::from("./data/relay.db"))
+}
+fn default_retention_days() -> u32 {
+    30
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            sqlite: default_sqlite(),
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    #[serde(default = "default_plugins_dir")]
+    pub dir: EnvPath,
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u32,
+    #[serde(default = "default_plugin_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_plugins_dir() -> EnvPath {
+    EnvPath(PathBuf::from("./plugins"))
+}
+fn default_memory_mb() -> u32 {
+    64
+}
+fn default_plugin_timeout_ms() -> u64 {
+    100
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_plugins_dir(),
+            memory_mb: default_memory_mb(),
+            timeout_ms: default_plugin_timeout_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    pub token: Secret,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Ingest,
+    Viewer,
+    Admin,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// SSRF guard exceptions: networks a destination may resolve into.
+    #[serde(default)]
+    pub allow_private: Vec<IpNet>,
+    /// Allow `http://` destinations (otherwise `https://` only).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted `POST /api/v1/events` body.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Most events in one batch.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_batch() -> usize {
+    1000
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+/// Retry schedule, circuit breaker and concurrency.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// First retry waits about this long; each further retry doubles it.
+    #[serde(default = "default_retry_base_ms")]
+    pub retry_base_ms: u64,
+    /// No computed backoff is longer than this.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// A `Retry-After` longer than this is cut down to it.
+    #[serde(default = "default_retry_after_max_ms")]
+    pub retry_after_max_ms: u64,
+    /// Consecutive failed deliveries that deactivate a webhook (0 = never).
+    #[serde(default = "default_breaker_threshold")]
+    pub breaker_threshold: u32,
+    /// When set, a tripped webhook is probed with its oldest skipped delivery
+    /// this long after it tripped; a success re-enables it.
+    #[serde(default)]
+    pub breaker_probe_ms: Option<u64>,
+    /// Attempts in flight at once for one webhook.
+    #[serde(default = "default_concurrency")]
+    pub concurrency_per_webhook: usize,
+}
+
+fn default_retry_base_ms() -> u64 {
+    1000
+}
+fn default_retry_max_ms() -> u64 {
+    5 * 60 * 1000
+}
+fn default_retry_after_max_ms() -> u64 {
+    10 * 60 * 1000
+}
+fn default_breaker_threshold() -> u32 {
+    10
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_base_ms: default_retry_base_ms(),
+            retry_max_ms: default_retry_max_ms(),
+            retry_after_max_ms: default_retry_after_max_ms(),
+            breaker_threshold: default_breaker_threshold(),
+            breaker_probe_ms: None,
+            concurrency_per_webhook: default_concurrency(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsConfig {
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+}
+
+/// One webhook, as written in relay.yaml or posted to the admin API.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// Stable id; defaults to a slug of the name for webhooks from the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    pub url: WebhookUrl,
+    #[serde(default)]
+    pub method: Method,
+    #[serde(default)]
+    pub headers: HeaderMap,
+    #[serde(default)]
+    pub body: Option<BodyTemplate>,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub signature: SignatureProfile,
+    #[serde(default)]
+    pub signature_header: Option<HeaderName>,
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub filter: Option<BTreeMap<String, FilterValues>>,
+    #[serde(default = "default_format")]
+    pub format: String,
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// Options handed to the formatter / destination plugin (JSON object).
+    #[serde(default)]
+    pub options: Option<serde_json::Value>,
+    #[serde(default = "default_retry_count")]
+    pub retry_count: RetryCount,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: TimeoutMs,
+    #[serde(default = "default_true")]
+    pub is_active: bool,
+}
+
+fn default_format() -> String {
+    "json".to_owned()
+}
+fn default_retry_count() -> RetryCount {
+    RetryCount(3)
+}
+fn default_timeout_ms() -> TimeoutMs {
+    TimeoutMs(5000)
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A string with `${VAR}` / `${VAR:-default}` expanded from the environment.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct EnvString(pub String);
+
+impl fmt::Debug for EnvString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        expand_env(&raw, |k| std::env::var(k).ok())
+            .map(EnvString)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// A filesystem path that may use `${VAR}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvPath(pub PathBuf);
+
+impl<'de> Deserialize<'de> for EnvPath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(EnvPath(PathBuf::from(EnvString::deserialize(d)?.0)))
+    }
+}
+
+/// Expands `${NAME}` and `${NAME:-default}`. `$$` is a literal `$`.
+pub fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = body.find('}') else {
+            return Err(format!("unclosed ${{ in {raw:?}"));
+        };
+        let expr = &body[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("${{{expr}}} is not a valid variable reference"));
+        }
+        match (lookup(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (export it, or write ${{{name}:-default}})"
+                ));
+            }
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A secret (token, signing key). Its `Debug` and `Serialize` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = EnvString::deserialize(d)?.0;
+        if v.is_empty() {
+            return Err(de::Error::custom("a secret or token must not be empty"));
+        }
+        Ok(Secret(v))
+    }
+}
+
+/// Destination URL: https (or http), or udp/tcp/tls for syslog. Whether
+/// http is allowed depends on `network.allow_http`, checked in `validate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let uri: http::Uri = raw
+            .parse()
+            .map_err(|e| format!("url: {raw:?} is not a valid URL ({e})"))?;
+        let scheme = uri.scheme_str().unwrap_or("");
+        if !matches!(scheme, "https" | "http" | "udp" | "tcp" | "tls") {
+            return Err(format!(
+                "url: {raw:?} has scheme {scheme:?}; use https:// (http:// with network.allow_http), or udp://, tcp://, tls:// for syslog"
+            ));
+        }
+        let host = uri.host().unwrap_or("");
+        if host.is_empty() {
+            return Err(format!("url: {raw:?} has no host"));
+        }
+        if matches!(scheme, "udp" | "tcp" | "tls") && uri.port_u16().is_none() {
+            return Err(format!(
+                "url: {raw:?} needs a port for the syslog transport (e.g. {scheme}://host:6514)"
+            ));
+        }
+        Ok(WebhookUrl(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The host when it is an IP literal (`[::1]` included).
+    pub fn literal_ip(&self) -> Option<std::net::IpAddr> {
+        let uri: http::Uri = self.0.parse().ok()?;
+        uri.host()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+    pub fn scheme(&self) -> &str {
+        self.0.split("://").next().unwrap_or("")
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = EnvString::deserialize(d)?.0;
+        WebhookUrl::parse(&raw).map_err(de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Method {
+    #[default]
+    #[serde(alias = "post")]
+    POST,
+    #[serde(alias = "put")]
+    PUT,
+    #[serde(alias = "patch")]
+    PATCH,
+    #[serde(alias = "get")]
+    GET,
+    #[serde(alias = "delete")]
+    DELETE,
+}
+
+impl Method {
+    pub fn as_http(self) -> http::Method {
+        match self {
+            Method::POST => http::Method::POST,
+            Method::PUT => http::Method::PUT,
+            Method::PATCH => http::Method::PATCH,
+            Method::GET => http::Method::GET,
+            Method::DELETE => http::Method::DELETE,
+        }
+    }
+}
+
+/// A header name: a valid HTTP token (so no spaces).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct HeaderName(String);
+
+impl HeaderName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        http::HeaderName::from_bytes(raw.as_bytes())
+            .map(|_| HeaderName(raw.to_owned()))
+            .map_err(|_| {
+                format!("header name {raw:?} is not valid: no spaces, colons or control characters")
+            })
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        HeaderName::parse(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
+}
+
+/// Custom headers in the order written; names unique case-insensitively.
+/// Values may hold `{{variables}}` and `${ENV}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderMap(pub Vec<(HeaderName, String)>);
+
+impl HeaderMap {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Serialize for HeaderMap {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k.as_str(), v)?;
+        }
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = HeaderMap;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of header names to values")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
+                let mut out: Vec<(HeaderName, String)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<HeaderName, EnvString>()? {
+                    if out
+                        .iter()
+                        .any(|(seen, _)| seen.as_str().eq_ignore_ascii_case(k.as_str()))
+                    {
+                        return Err(de::Error::custom(format!(
+                            "headers: {:?} is given twice (header names are case-insensitive)",
+                            k.as_str()
+                        )));
+                    }
+                    if v.0.contains(['\r', '\n']) {
+                        return Err(de::Error::custom(format!(
+                            "headers: the value of {:?} contains a line break",
+                            k.as_str()
+                        )));
+                    }
+                    out.push((k, v.0));
+                }
+                Ok(HeaderMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The `body` template: a structured value, or a string that parses as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct BodyTemplate(pub serde_json::Value);
+
+impl<'de> Deserialize<'de> for BodyTemplate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        match v {
+            serde_json::Value::String(s) => {
+                serde_json::from_str(&s).map(BodyTemplate).map_err(|e| {
+                    de::Error::custom(format!("body: the string is not valid JSON ({e})"))
+                })
+            }
+            other => Ok(BodyTemplate(other)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureProfile {
+    #[default]
+    Sha256,
+    Standard,
+}
+
+macro_rules! bounded_u64 {
+    ($name:ident, $field:literal, $min:expr, $max:expr) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            pub const MIN: u64 = $min;
+            pub const MAX: u64 = $max;
+            pub fn new(v: u64) -> Result<Self, String> {
+                if (Self::MIN..=Self::MAX).contains(&v) {
+                    Ok($name(v))
+                } else {
+                    Err(format!(
+                        "{}: {} is out of range ({}–{})",
+                        $field,
+                        v,
+                        Self::MIN,
+                        Self::MAX
+                    ))
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::new(u64::deserialize(d)?).map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+bounded_u64!(RetryCount, "retry_count", 0, 10);
+bounded_u64!(TimeoutMs, "timeout_ms", 1000, 30000);
+
+/// A filter entry: one allowed value or a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FilterValues {
+    // `Many` first: an untagged `Value` would also swallow a list.
+    Many(Vec<serde_json::Value>),
+    One(serde_json::Value),
+}
+
+impl FilterValues {
+    pub fn values(&self) -> &[serde_json::Value] {
+        match self {
+            FilterValues::One(v) => std::slice::from_ref(v),
+            FilterValues::Many(v) => v,
+        }
+    }
+}
+
+/// Event type names: `[A-Za-z0-9_.:-]+`.
+pub fn valid_event_type(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// Lower-case slug of a webhook name, used as the id of webhooks from the file.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    if out.is_empty() {
+        "webhook".into()
+    } else {
+        out
+    }
+}
+
+impl WebhookSpec {
+    /// Checks that span fields. `field` prefixes every message (e.g. `webhooks[2]`).
+    pub fn validate(
+        &self,
+        field: &str,
+        ctx: &ValidationContext<'_>,
+    ) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((format!("{field}.{f}"), m));
+        if self.name.trim().is_empty() {
+            return err("name", "must not be empty".into());
+        }
+        if self.url.scheme() == "http" && !ctx.allow_http {
+            return err(
+                "url",
+                format!(
+                    "{:?} uses http://; use https:// or set network.allow_http: true",
+                    self.url.as_str()
+                ),
+            );
+        }
+        if let Some(ip) = self.url.literal_ip()
+            && let Err(why) = crate::deliver::Guard::new(ctx.allow_private.to_vec()).check(ip)
+        {
+            return err(
+                "url",
+                format!(
+                    "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
+                    self.url.as_str()
+                ),
+            );
+        }
+        if self.method == Method::GET && self.body.is_some() {
+            return err(
+                "body",
+                "a GET webhook sends no body; remove body or change method".into(),
+            );
+        }
+        if self.signature == SignatureProfile::Standard
+            && let Some(secret) = &self.secret
+            && crate::sign::standard_key(secret.expose()).is_err()
+        {
+            return err(
+                "secret",
+                "the standard signature profile needs a whsec_<base64> secret".into(),
+            );
+        }
+        for (i, t) in self.event_types.iter().flatten().enumerate() {
+            if t == "*" {
+                continue;
+            }
+            if !valid_event_type(t) {
+                return err(
+                    &format!("event_types[{i}]"),
+                    format!("{t:?} is not a valid event type"),
+                );
+            }
+            if let Some(cat) = ctx.event_types
+                && !cat.contains_key(t)
+            {
+                return err(
+                    &format!("event_types[{i}]"),
+                    format!("{t:?} is not declared under event_types"),
+                );
+            }
+        }
+        if !ctx.known_formats.iter().any(|f| f == &self.format) {
+            return err(
+                "format",
+                format!(
+                    "{:?} is not a loaded formatter (known: {})",
+                    self.format,
+                    ctx.known_formats.join(", ")
+                ),
+            );
+        }
+        if let Some(d) = &self.destination
+            && !ctx.known_destinations.iter().any(|k| k == d)
+        {
+            return err(
+                "destination",
+                format!("{d:?} is not a loaded destination plugin"),
+            );
+        }
+        if matches!(self.url.scheme(), "udp" | "tcp" | "tls") && self.destination.is_some() {
+            return err(
+                "destination",
+                "a syslog URL (udp/tcp/tls) takes no destination plugin".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a webhook is checked against.
+pub struct ValidationContext<'a> {
+    pub allow_http: bool,
+    pub allow_private: &'a [IpNet],
+    pub event_types: Option<&'a BTreeMap<String, String>>,
+    pub known_formats: &'a [String],
+    pub known_destinations: &'a [String],
+}
+
+impl Config {
+    /// Reads, interpolates and checks a file. Errors name `file:line:col`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: format_yaml_error(&e.to_string()),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        if let Some(cat) = &self.event_types {
+            for name in cat.keys() {
+                if !valid_event_type(name) {
+                    return Err(invalid(
+                        format!("event_types.{name}"),
+                        "an event type is made of letters, digits and _ . : -".into(),
+                    ));
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in self.auth.tokens.iter().enumerate() {
+            if !names.insert(t.name.as_str()) {
+                return Err(invalid(
+                    format!("auth.tokens[{i}].name"),
+                    format!("{:?} is used twice", t.name),
+                ));
+            }
+        }
+        let d = &self.delivery;
+        if d.retry_base_ms == 0 || d.retry_max_ms < d.retry_base_ms {
+            return Err(invalid(
+                "delivery.retry_max_ms".into(),
+                "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms".into(),
+            ));
+        }
+        if d.concurrency_per_webhook == 0 {
+            return Err(invalid(
+                "delivery.concurrency_per_webhook".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let formats = crate::format::builtin_formats();
+        let destinations: Vec<String> = Vec::new();
+        let ctx = ValidationContext {
+            allow_http: self.network.allow_http,
+            allow_private: &self.network.allow_private,
+            event_types: self.event_types.as_ref(),
+            known_formats: &formats,
+            known_destinations: &destinations,
+        };
+        let mut ids = std::collections::HashSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let field = format!("webhooks[{i}]");
+            w.validate(&field, &ctx).map_err(|(f, m)| invalid(f, m))?;
+            let id = w.id.clone().unwrap_or_else(|| slug(&w.name));
+            if !ids.insert(id.clone()) {
+                return Err(invalid(
+                    format!("{field}.name"),
+                    format!(
+                        "{:?} gives the id {id:?}, which another webhook already has",
+                        w.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Webhooks from the file with their ids filled in.
+    pub fn file_webhooks(&self) -> Vec<WebhookSpec> {
+        self.webhooks
+            .iter()
+            .map(|w| {
+                let mut w = w.clone();
+                w.id = Some(w.id.clone().unwrap_or_else(|| slug(&w.name)));
+                w
+            })
+            .collect()
+    }
+}
+
+/// serde-saphyr reports `line N column M`; present it as `:N:M: message`.
+fn format_yaml_error(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or(msg);
+    if let Some((line, col)) = find_line_col(msg) {
+        format!("{line}:{col}: {}", strip_location(first))
+    } else {
+        format!(" {first}")
+    }
+}
+
+fn find_line_col(msg: &str) -> Option<(u64, u64)> {
+    let i = msg.find("line ")?;
+    let rest = &msg[i + 5..];
+    let line: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let j = rest.find("column ")?;
+    let col: String = rest[j + 7..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    Some((line.parse().ok()?, col.parse().ok()?))
+}
+
+fn strip_location(first: &str) -> String {
+    match first.find(" at line ") {
+        Some(i) => first[..i].to_owned(),
+        None => first.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expand_env_substitutes_defaults_and_reports_missing() {
+        let env = |k: &str| (k == "SET").then(|| "v".to_string());
+        assert_eq!(expand_env("a${SET}b", env).unwrap(), "avb");
+        assert_eq!(expand_env("${UNSET:-dflt}", env).unwrap(), "dflt");
+        assert_eq!(expand_env("$$5 $x", env).unwrap(), "$5 $x");
+        let e = expand_env("${UNSET}", env).unwrap_err();
+        assert!(e.contains("UNSET is not set"), "{e}");
+        assert!(expand_env("${bad name}", env).is_err());
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_line_and_column() {
+        let e = Config::parse("listen: 127.0.0.1:1\nwebhooks:\n  - name: a\n    url: https://x.example\n    colour: red\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("r.yaml:5:"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_url_scheme_names_the_value_and_line() {
+        let e = Config::parse(
+            "webhooks:\n  - name: a\n    url: ftp://x.example/\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("r.yaml:3:"), "{e}");
+        assert!(e.contains("ftp://x.example/"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_headers_and_out_of_range_retry_count_are_refused() {
+        let e = Config::parse(
+            "webhooks:\n  - name: a\n    url: https://x.example\n    headers: {X-A: 1, x-a: 2}\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("given twice"), "{e}");
+        let e = Config::parse(
+            "webhooks:\n  - name: a\n    url: https://x.example\n    retry_count: 11\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("retry_count: 11 is out of range"), "{e}");
+    }
+
+    #[test]
+    fn get_with_body_and_http_without_allow_http_are_refused() {
+        let e = Config::parse(
+            "webhooks:\n  - name: a\n    url: https://x.example\n    method: GET\n    body: {a: 1}\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("webhooks[0].body"), "{e}");
+        let e = Config::parse(
+            "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: http://10.1.2.3/\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("webhooks[0].url") && e.contains("private"),
+            "{e}"
+        );
+        let e = Config::parse(
+            "webhooks:\n  - name: a\n    url: http://x.example\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("webhooks[0].url") && e.contains("allow_http"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn body_given_as_string_must_be_json() {
+        let c = Config::parse(
+            "webhooks:\n  - name: a\n    url: https://x.example\n    body: '{\"t\": \"{{title}}\"}'\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.webhooks[0].body.as_ref().unwrap().0,
+            serde_json::json!({"t": "{{title}}"})
+        );
+        let e = Config::parse(
+            "webhooks:\n  - name: a\n    url: https://x.example\n    body: '{not json'\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let c = Config::parse(
+            "auth:\n  tokens:\n    - {name: a, token: hunter2-token, role: admin}\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn slug_makes_stable_ids() {
+        assert_eq!(slug("Slack - Critical Findings"), "slack-critical-findings");
+        assert_eq!(slug("!!!"), "webhook");
+    }
+}

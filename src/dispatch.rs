@@ -1,0 +1,467 @@
+//! Dispatch: turns stored deliveries into attempts, and attempts into history.
+//!
+//! Each webhook has a *lane*: a bounded queue and at most
+//! `delivery.concurrency_per_webhook` attempts in flight, so a slow or dead
+//! receiver only ever fills its own lane. Fresh deliveries are offered to the
+//! lane straight after ingest commits; anything that does not fit, and every
+//! retry whose time has come, is found by the poller in the store. A delivery
+//! id is in at most one lane slot at a time (the lane's `inflight` set), so
+//! one process never runs two attempts of one delivery at once.
+//!
+//! An attempt: format → sign → deliver → classify → record (attempt row,
+//! delivery state, breaker state in one transaction). The delivery leaves
+//! `inflight` only after that commit. A crash before the commit means the
+//! delivery is still due on restart and is sent again: at-least-once.
+//!
+//! Owns: lanes, the poller, the retry schedule, the breaker decisions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rand::Rng;
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use crate::config::DeliveryConfig;
+use crate::deliver::{Deliverer, DeliveryError, InResponse, OutRequest};
+use crate::event::{Event, new_id, now_ms};
+use crate::history::{self, Attempt, AttemptError, Status};
+use crate::store::{self, Store};
+use crate::webhook::{Registry, Webhook};
+
+/// Queue slots per webhook lane (beyond these, deliveries wait in the store).
+const LANE_CAPACITY: usize = 512;
+/// How often the poller looks for due deliveries when nothing wakes it.
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// One delivery to attempt.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    /// Attempts already made.
+    pub attempts: u32,
+    pub event: Arc<Event>,
+}
+
+struct Lane {
+    tx: mpsc::Sender<Job>,
+    inflight: Mutex<HashSet<String>>,
+    /// Set when an offer did not fit: the poller should look again soon.
+    starved: AtomicBool,
+}
+
+impl Lane {
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        match self.inflight.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+/// Cheap to clone; all clones drive the same lanes.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: Arc<Registry>,
+    deliverer: Deliverer,
+    config: ArcSwap<DeliveryConfig>,
+    lanes: Mutex<HashMap<String, Arc<Lane>>>,
+    wake: Notify,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        deliverer: Deliverer,
+        config: DeliveryConfig,
+    ) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                deliverer,
+                config: ArcSwap::from_pointee(config),
+                lanes: Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Starts the poller; deliveries left due by a previous run are picked up.
+    pub fn start(&self) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.poll_loop().await });
+    }
+
+    pub fn reconfigure(&self, config: DeliveryConfig) {
+        self.inner.config.store(Arc::new(config));
+    }
+
+    /// Offers a fresh delivery; if its lane is full the poller finds it later.
+    pub fn offer(&self, job: Job) {
+        self.inner.offer(job);
+    }
+
+    /// Asks the poller to look at the store now.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Runs one attempt right now, outside the lanes, and returns its record
+    /// (used by the `test` endpoint).
+    pub async fn attempt_now(&self, job: Job) -> Result<Attempt, DeliveryError> {
+        self.inner.clone().attempt(job).await
+    }
+}
+
+impl Inner {
+    fn lane(self: &Arc<Self>, webhook_id: &str) -> Arc<Lane> {
+        let mut lanes = match self.lanes.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(l) = lanes.get(webhook_id) {
+            return l.clone();
+        }
+        let (tx, rx) = mpsc::channel(LANE_CAPACITY);
+        let lane = Arc::new(Lane {
+            tx,
+            inflight: Mutex::new(HashSet::new()),
+            starved: AtomicBool::new(false),
+        });
+        lanes.insert(webhook_id.to_owned(), lane.clone());
+        let inner = self.clone();
+        let worker_lane = lane.clone();
+        tokio::spawn(async move { inner.run_lane(worker_lane, rx).await });
+        lane
+    }
+
+    fn offer(self: &Arc<Self>, job: Job) {
+        let lane = self.lane(&job.webhook_id);
+        if !lane.inflight().insert(job.delivery_id.clone()) {
+            return;
+        }
+        let id = job.delivery_id.clone();
+        if lane.tx.try_send(job).is_err() {
+            lane.inflight().remove(&id);
+            lane.starved.store(true, Ordering::SeqCst);
+        }
+    }
+
+    async fn run_lane(self: Arc<Self>, lane: Arc<Lane>, mut rx: mpsc::Receiver<Job>) {
+        let permits = Arc::new(Semaphore::new(self.config.load().concurrency_per_webhook));
+        while let Some(job) = rx.recv().await {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let inner = self.clone();
+            let lane = lane.clone();
+            tokio::spawn(async move {
+                let id = job.delivery_id.clone();
+                if let Err(e) = inner.clone().attempt(job).await {
+                    tracing::error!(delivery = %id, error = %e, "could not record an attempt; it will be retried");
+                }
+                lane.inflight().remove(&id);
+                drop(permit);
+                if lane.starved.load(Ordering::SeqCst) {
+                    inner.wake.notify_one();
+                }
+            });
+        }
+    }
+
+    async fn poll_loop(self: Arc<Self>) {
+        loop {
+            let webhooks = self.registry.load();
+            for w in &webhooks.list {
+                let lane = self.lane(&w.id);
+                let room = lane.tx.capacity();
+                if room == 0 {
+                    continue;
+                }
+                let busy = lane.inflight().len();
+                let want = room + busy;
+                let id = w.id.clone();
+                let due = match self
+                    .store
+                    .read(move |c| store::due_deliveries(c, &id, now_ms(), want))
+                    .await
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(webhook = %w.id, error = %e, "cannot read due deliveries");
+                        continue;
+                    }
+                };
+                lane.starved.store(due.len() >= want, Ordering::SeqCst);
+                for d in due {
+                    self.offer(Job {
+                        delivery_id: d.delivery_id,
+                        webhook_id: d.webhook_id,
+                        attempts: d.attempts,
+                        event: Arc::new(d.event),
+                    });
+                }
+            }
+            let _ = tokio::time::timeout(POLL_INTERVAL, self.wake.notified()).await;
+        }
+    }
+
+    /// Makes one attempt and records it. `Err` only when the record could
+    /// not be written (the delivery then stays due and is tried again).
+    async fn attempt(self: Arc<Self>, job: Job) -> Result<Attempt, DeliveryError> {
+        let number = job.attempts + 1;
+        let started = Instant::now();
+        let webhook = self.registry.load().get(&job.webhook_id).cloned();
+        let mut warnings = Vec::new();
+        let (outcome, webhook) = match webhook {
+            None => (
+                Outcome::Final(Err(DeliveryError::Config(format!(
+                    "webhook {} no longer exists",
+                    job.webhook_id
+                )))),
+                None,
+            ),
+            Some(w) if !w.breaker.is_active() => (Outcome::Skipped, Some(w)),
+            Some(w) => {
+                let result = self.execute(&w, &job, &mut warnings).await;
+                (self.decide(&w, number, result), Some(w))
+            }
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (status, due_at, response, error) = match &outcome {
+            Outcome::Final(Ok(resp)) => (Status::Succeeded, None, Some(resp), None),
+            Outcome::Final(Err(e)) => (Status::Failed, None, None, Some(e)),
+            Outcome::Retry(e, delay) => (
+                Status::Retrying,
+                Some(now_ms() + delay.as_millis() as i64),
+                None,
+                Some(e),
+            ),
+            Outcome::Skipped => (Status::Skipped, None, None, None),
+        };
+        let (status_code, body) = match (response, error) {
+            (Some(r), _) => (Some(r.status), Some(history::clip_body(&r.body))),
+            (None, Some(e)) => (e.status_code(), e.response_body().map(history::clip_body)),
+            (None, None) => (None, None),
+        };
+        let created_at_ms = now_ms();
+        let record = Attempt {
+            id: new_id(),
+            delivery_id: job.delivery_id.clone(),
+            webhook_id: job.webhook_id.clone(),
+            event_id: job.event.id.clone(),
+            event_type: job.event.event_type.clone(),
+            attempt: number,
+            status,
+            status_code,
+            success: status == Status::Succeeded,
+            error: match (&outcome, error) {
+                (Outcome::Skipped, _) => Some(AttemptError::inactive()),
+                (_, Some(e)) => Some(AttemptError::from(e)),
+                _ => None,
+            },
+            response_body: body,
+            duration_ms,
+            warnings,
+            created_at: crate::event::rfc3339_ms(created_at_ms),
+            created_at_ms,
+        };
+        // Breaker bookkeeping for outcomes that end a delivery.
+        let threshold = self.config.load().breaker_threshold;
+        let state = match (&outcome, &webhook) {
+            (Outcome::Final(Ok(_)), Some(w)) => Some(w.breaker.record_success()),
+            (Outcome::Final(Err(e)), Some(w)) if e.disables_webhook() => {
+                Some(w.breaker.deactivate())
+            }
+            (Outcome::Final(Err(_)), Some(w)) => {
+                let before = w.breaker.is_active();
+                let s = w.breaker.record_failure(threshold);
+                if before && !s.is_active {
+                    tracing::warn!(webhook = %w.id, failures = s.failure_count, "circuit breaker tripped: webhook deactivated");
+                }
+                Some(s)
+            }
+            _ => None,
+        };
+        let to_store = record.clone();
+        let webhook_id = job.webhook_id.clone();
+        self.store
+            .write(move |c| {
+                history::insert(c, &to_store)?;
+                store::update_delivery(c, &to_store.delivery_id, status.as_str(), number, due_at)?;
+                if let Some(s) = state {
+                    store::save_webhook_state(c, &webhook_id, s)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| DeliveryError::Config(format!("recording the attempt failed: {e}")))?;
+        if let Outcome::Retry(_, delay) = outcome {
+            self.schedule(job, number, delay);
+        }
+        Ok(record)
+    }
+
+    /// Offers the next attempt when its time comes (the poller would find it
+    /// too; this keeps the schedule precise).
+    fn schedule(self: &Arc<Self>, job: Job, attempts: u32, delay: Duration) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            inner.offer(Job { attempts, ..job });
+        });
+    }
+
+    async fn execute(
+        &self,
+        w: &Webhook,
+        job: &Job,
+        warnings: &mut Vec<String>,
+    ) -> Result<InResponse, DeliveryError> {
+        let request = build_request(w, &job.event, &job.delivery_id, warnings)?;
+        let response = self.deliverer.send_http(request).await?;
+        if (200..300).contains(&response.status) {
+            return Ok(response);
+        }
+        let host = host_of(w.spec.url.as_str());
+        Err(DeliveryError::Status {
+            host,
+            status: response.status,
+            retry_after: response.retry_after(),
+            body: response.body,
+        })
+    }
+
+    fn decide(
+        &self,
+        w: &Webhook,
+        number: u32,
+        result: Result<InResponse, DeliveryError>,
+    ) -> Outcome {
+        match result {
+            Ok(r) => Outcome::Final(Ok(r)),
+            Err(e) if e.retryable() && u64::from(number) <= w.spec.retry_count.0 => {
+                let cfg = self.config.load();
+                let delay = match e.retry_after() {
+                    Some(ra) => ra.min(Duration::from_millis(cfg.retry_after_max_ms)),
+                    None => backoff(&cfg, number),
+                };
+                Outcome::Retry(e, delay)
+            }
+            Err(e) => Outcome::Final(Err(e)),
+        }
+    }
+}
+
+enum Outcome {
+    Final(Result<InResponse, DeliveryError>),
+    Retry(DeliveryError, Duration),
+    Skipped,
+}
+
+/// Delay before retry number `n` (1-based): exponential from
+/// `retry_base_ms`, capped at `retry_max_ms`, jittered over the upper half
+/// ("equal jitter") so that retries spread out yet each wait is at least as
+/// long as half the previous ceiling — gaps grow.
+pub fn backoff(cfg: &DeliveryConfig, n: u32) -> Duration {
+    let exp = cfg
+        .retry_base_ms
+        .saturating_mul(1u64 << (n.saturating_sub(1)).min(30));
+    let ceiling = exp.min(cfg.retry_max_ms);
+    let half = ceiling / 2;
+    let jitter = rand::rng().random_range(0..=ceiling - half);
+    Duration::from_millis(half + jitter)
+}
+
+fn host_of(url: &str) -> String {
+    url.parse::<http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The full HTTP request for one attempt: formatted, templated headers,
+/// content type, signature.
+pub fn build_request(
+    w: &Webhook,
+    event: &Event,
+    delivery_id: &str,
+    warnings: &mut Vec<String>,
+) -> Result<OutRequest, DeliveryError> {
+    let spec = &w.spec;
+    let method = spec.method.as_http();
+    let vars = event.vars();
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(spec.headers.0.len() + 4);
+    for (name, value) in &spec.headers.0 {
+        let v = crate::template::render_text(value, &vars, warnings);
+        if http::HeaderValue::from_str(&v).is_err() {
+            return Err(DeliveryError::Config(format!(
+                "header {} rendered to a value that is not allowed in HTTP",
+                name.as_str()
+            )));
+        }
+        headers.push((name.as_str().to_owned(), v));
+    }
+    let body = if method == http::Method::GET {
+        None
+    } else {
+        let payload = crate::format::format(w, event, warnings)?;
+        if spec.headers.get("content-type").is_none() {
+            headers.push(("Content-Type".to_owned(), payload.content_type.clone()));
+        }
+        Some(payload.body)
+    };
+    if let Some(secret) = &spec.secret {
+        let signed: &[u8] = body.as_deref().unwrap_or(&[]);
+        let sig = crate::sign::headers(
+            spec.signature,
+            spec.signature_header.as_ref().map(|h| h.as_str()),
+            secret.expose(),
+            delivery_id,
+            now_ms() / 1000,
+            signed,
+        )
+        .map_err(DeliveryError::Config)?;
+        headers.extend(sig);
+    }
+    Ok(OutRequest {
+        method,
+        url: spec.url.as_str().to_owned(),
+        headers,
+        body,
+        timeout: Duration::from_millis(spec.timeout_ms.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_under_the_cap() {
+        let cfg = DeliveryConfig {
+            retry_base_ms: 1000,
+            retry_max_ms: 8000,
+            ..DeliveryConfig::default()
+        };
+        for _ in 0..200 {
+            let d: Vec<u64> = (1..=6)
+                .map(|n| backoff(&cfg, n).as_millis() as u64)
+                .collect();
+            assert!((500..=1000).contains(&d[0]), "{d:?}");
+            assert!((1000..=2000).contains(&d[1]), "{d:?}");
+            assert!((2000..=4000).contains(&d[2]), "{d:?}");
+            assert!(d[3..].iter().all(|x| (4000..=8000).contains(x)), "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Ingest: parse and check posted events, store them with their deliveries
+//! in one transaction, then hand the deliveries to dispatch.
+//!
+//! Owns: the rules of §5 (shape, type catalogue, ids, batch atomicity).
+//! The HTTP framing (auth, size limit, status codes) is `api`'s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::config::valid_event_type;
+use crate::dispatch::{Dispatcher, Job};
+use crate::event::{Event, new_id};
+use crate::history;
+use crate::store::{self, Store, StoreError};
+use crate::webhook::Webhooks;
+
+/// Why a posted body was refused; `index` is the event's place in a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", index.map(|i| format!("events[{i}]: ")).unwrap_or_default())]
+pub struct Invalid {
+    pub code: &'static str,
+    pub index: Option<usize>,
+    pub message: String,
+}
+
+fn invalid(code: &'static str, index: Option<usize>, message: impl Into<String>) -> Invalid {
+    Invalid {
+        code,
+        index,
+        message: message.into(),
+    }
+}
+
+const MAX_ID_LEN: usize = 256;
+
+/// Parses one event or an array of them. One bad event refuses the batch.
+pub fn parse(
+    body: &[u8],
+    catalogue: Option<&BTreeMap<String, String>>,
+    max_batch: usize,
+) -> Result<Vec<Event>, Invalid> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        invalid(
+            "malformed_json",
+            None,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let (items, batch) = match value {
+        Value::Array(items) => (items, true),
+        single => (vec![single], false),
+    };
+    if items.is_empty() {
+        return Err(invalid("empty_batch", None, "the batch holds no events"));
+    }
+    if items.len() > max_batch {
+        return Err(invalid(
+            "batch_too_large",
+            None,
+            format!(
+                "the batch holds {} events; at most {max_batch} are accepted at once",
+                items.len()
+            ),
+        ));
+    }
+    let now = crate::event::rfc3339_ms(crate::event::now_ms());
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| parse_one(item, batch.then_some(i), catalogue, &now))
+        .collect()
+}
+
+fn parse_one(
+    item: Value,
+    index: Option<usize>,
+    catalogue: Option<&BTreeMap<String, String>>,
+    now: &str,
+) -> Result<Event, Invalid> {
+    let Value::Object(mut obj) = item else {
+        return Err(invalid(
+            "invalid_event",
+            index,
+            "an event must be a JSON object",
+        ));
+    };
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "type" | "id" | "time" | "data"))
+    {
+        return Err(invalid(
+            "unknown_field",
+            index,
+            format!("unknown field {k:?}; an event has type, id, time and data"),
+        ));
+    }
+    let event_type = match obj.remove("type") {
+        Some(Value::String(t)) => t,
+        Some(_) => return Err(invalid("invalid_type", index, "type must be a string")),
+        None => {
+            return Err(invalid(
+                "missing_type",
+                index,
+                "the required field type is missing",
+            ));
+        }
+    };
+    if !valid_event_type(&event_type) {
+        return Err(invalid(
+            "invalid_type",
+            index,
+            format!(
+                "type {event_type:?} is not valid: use letters, digits and _ . : - (at most 128)"
+            ),
+        ));
+    }
+    if let Some(cat) = catalogue
+        && !cat.contains_key(&event_type)
+    {
+        let known: Vec<&str> = cat.keys().map(String::as_str).collect();
+        return Err(invalid(
+            "unknown_type",
+            index,
+            format!(
+                "type {event_type:?} is not a declared event type (known: {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    let id = match obj.remove("id") {
+        None | Some(Value::Null) => new_id(),
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= MAX_ID_LEN && !s.chars().any(char::is_control) =>
+        {
+            s
+        }
+        Some(Value::String(_)) => {
+            return Err(invalid(
+                "invalid_id",
+                index,
+                format!("id must be 1–{MAX_ID_LEN} bytes with no control characters"),
+            ));
+        }
+        Some(_) => return Err(invalid("invalid_id", index, "id must be a string")),
+    };
+    let time = match obj.remove("time") {
+        None | Some(Value::Null) => now.to_owned(),
+        Some(Value::String(s)) => {
+            time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    invalid(
+                        "invalid_time",
+                        index,
+                        format!(
+                            "time {s:?} is not an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"
+                        ),
+                    )
+                })?;
+            s
+        }
+        Some(_) => {
+            return Err(invalid(
+                "invalid_time",
+                index,
+                "time must be an RFC 3339 string",
+            ));
+        }
+    };
+    let data = match obj.remove("data") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(invalid("invalid_data", index, "data must be a JSON object")),
+    };
+    Ok(Event {
+        id,
+        event_type,
+        time,
+        data,
+    })
+}
+
+/// One entry of the 202 answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct AcceptedView {
+    pub id: String,
+    pub deliveries: u32,
+    /// True when this id was seen before: nothing new was created.
+    pub duplicate: bool,
+}
+
+/// Stores the events and their deliveries durably (one transaction for the
+/// whole batch), then offers the deliveries to dispatch.
+pub async fn accept(
+    store: &Store,
+    webhooks: &Webhooks,
+    dispatcher: &Dispatcher,
+    events: Vec<Event>,
+) -> Result<Vec<AcceptedView>, StoreError> {
+    let planned: Vec<(Event, Vec<store::Target>)> = events
+        .into_iter()
+        .map(|e| {
+            let t = webhooks.targets(&e);
+            (e, t)
+        })
+        .collect();
+    let planned = Arc::new(planned);
+    let for_write = planned.clone();
+    let results = store
+        .write(move |c| {
+            let mut out = Vec::with_capacity(for_write.len());
+            for (e, t) in for_write.iter() {
+                let accepted = store::insert_event(c, e, t)?;
+                for (delivery_id, webhook_id) in &accepted.skipped {
+                    history::insert(c, &history::skipped(delivery_id, webhook_id, e))?;
+                }
+                out.push(accepted);
+            }
+            Ok(out)
+        })
+        .await?;
+    let mut views = Vec::with_capacity(results.len());
+    for ((event, _), accepted) in planned.iter().zip(results) {
+        if !accepted.ready.is_empty() {
+            let event = Arc::new(event.clone());
+            for (delivery_id, webhook_id) in accepted.ready {
+                dispatcher.offer(Job {
+                    delivery_id,
+                    webhook_id,
+                    attempts: 0,
+                    event: event.clone(),
+                });
+            }
+        }
+        views.push(AcceptedView {
+            id: accepted.id,
+            deliveries: accepted.deliveries,
+            duplicate: accepted.duplicate,
+        });
+    }
+    Ok(views)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bytes(v: Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_single_event_gets_defaults_for_id_time_and_data() {
+        let e = parse(&bytes(json!({"type": "x"})), None, 10).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].event_type, "x");
+        assert!(!e[0].id.is_empty());
+        assert!(e[0].time.ends_with('Z'));
+        assert_eq!(e[0].data, json!({}));
+    }
+
+    #[test]
+    fn one_bad_event_refuses_the_batch_and_names_its_index() {
+        let e = parse(&bytes(json!([{"type": "a"}, {"data": {}}])), None, 10).unwrap_err();
+        assert_eq!((e.code, e.index), ("missing_type", Some(1)));
+        assert!(e.to_string().starts_with("events[1]: "), "{e}");
+    }
+
+    #[test]
+    fn catalogue_refuses_unknown_types_and_lists_known_ones() {
+        let mut cat = BTreeMap::new();
+        cat.insert("finding_added".to_string(), "x".to_string());
+        let e = parse(&bytes(json!({"type": "nope"})), Some(&cat), 10).unwrap_err();
+        assert_eq!(e.code, "unknown_type");
+        assert!(e.message.contains("finding_added"), "{e}");
+    }
+
+    #[test]
+    fn malformed_json_bad_time_and_unknown_fields_are_refused() {
+        assert_eq!(
+            parse(b"{\"type\":", None, 10).unwrap_err().code,
+            "malformed_json"
+        );
+        assert_eq!(
+            parse(&bytes(json!({"type": "a", "time": "yesterday"})), None, 10)
+                .unwrap_err()
+                .code,
+            "invalid_time"
+        );
+        assert_eq!(
+            parse(&bytes(json!({"type": "a", "colour": 1})), None, 10)
+                .unwrap_err()
+                .code,
+            "unknown_field"
+        );
+        assert_eq!(
+            parse(&bytes(json!({"type": "a b"})), None, 10)
+                .unwrap_err()
+                .code,
+            "invalid_type"
+        );
+        assert_eq!(
+            parse(&bytes(json!({"type": "a", "data": [1]})), None, 10)
+                .unwrap_err()
+                .code,
+            "invalid_data"
+        );
+        assert_eq!(
+            parse(&bytes(json!([])), None, 10).unwrap_err().code,
+            "empty_batch"
+        );
+        assert_eq!(
+            parse(&bytes(json!([{"type": "a"}, {"type": "a"}])), None, 1)
+                .unwrap_err()
+                .code,
+            "batch_too_large"
+        );
+    }
+}

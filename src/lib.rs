@@ -1,0 +1,17 @@
+//! relay: takes security events over local HTTP and delivers them, signed
+//! and retried, to webhooks, chat tools and SIEMs. See ARCHITECTURE.md.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod deliver;
+pub mod dispatch;
+pub mod event;
+pub mod format;
+pub mod history;
+pub mod ingest;
+pub mod server;
+pub mod sign;
+pub mod store;
+pub mod template;
+pub mod webhook;

@@ -1,0 +1,153 @@
+//! The `relay` command line. Errors become one sentence on stderr and an
+//! exit code: 0 ok, 1 user error, 2 internal.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "relay",
+    version,
+    about = "Deliver security events to webhooks, chat tools and SIEMs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve {
+        #[arg(long, default_value = "relay.yaml", env = "RELAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the configuration; errors as file:line:col.
+    Check {
+        #[arg(long, default_value = "relay.yaml", env = "RELAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Post an event to a running relay.
+    Send {
+        #[arg(long = "type")]
+        event_type: String,
+        /// JSON object for `data`, or @file to read it from a file.
+        #[arg(long)]
+        data: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long, env = "RELAY_INGEST_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Print the version.
+    Version,
+}
+
+/// A failure with the exit code it deserves.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn user(message: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 1,
+        message: message.to_string(),
+    }
+}
+
+fn internal(message: impl std::fmt::Display) -> Failure {
+    Failure {
+        code: 2,
+        message: message.to_string(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RELAY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("relay: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| internal(format!("cannot start the runtime: {e}")))
+}
+
+fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Serve { config } => {
+            runtime()?
+                .block_on(relay::server::serve(&config))
+                .map_err(|e| match e {
+                    relay::server::ServeError::Store(_) => internal(e),
+                    _ => user(e),
+                })
+        }
+        Command::Check { config } => {
+            let cfg = relay::config::Config::load(&config).map_err(user)?;
+            println!(
+                "{}: ok ({} webhooks, {} tokens)",
+                config.display(),
+                cfg.webhooks.len(),
+                cfg.auth.tokens.len()
+            );
+            Ok(())
+        }
+        Command::Send {
+            event_type,
+            data,
+            url,
+            token,
+        } => {
+            let data = match data.as_deref() {
+                None => serde_json::json!({}),
+                Some(d) => {
+                    let text = match d.strip_prefix('@') {
+                        Some(path) => std::fs::read_to_string(path)
+                            .map_err(|e| user(format!("--data {d}: {e}")))?,
+                        None => d.to_owned(),
+                    };
+                    serde_json::from_str(&text)
+                        .map_err(|e| user(format!("--data is not valid JSON: {e}")))?
+                }
+            };
+            let body = serde_json::json!({"type": event_type, "data": data});
+            let (status, text) = runtime()?
+                .block_on(relay::client::post_json(
+                    &format!("{}/api/v1/events", url.trim_end_matches('/')),
+                    &token,
+                    &body,
+                ))
+                .map_err(user)?;
+            println!("{text}");
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(user(format!("the relay answered HTTP {status}")))
+            }
+        }
+        Command::Version => {
+            println!("relay {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}

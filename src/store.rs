@@ -1,0 +1,589 @@
+//! The durable store: SQLite in WAL mode, events, deliveries (the retry queue)
+//! and webhook state. Attempt rows belong to `history`, which runs its SQL
+//! through this module's [`Store::write`] / [`Store::read`].
+//!
+//! Writes go through one writer thread that groups whatever is queued into a
+//! single transaction (group commit): under load many requests share one
+//! fsync, and each caller is answered only after its data is committed.
+//! Every write closure runs inside its own SAVEPOINT, so one failing write
+//! does not undo the others in the same group.
+//!
+//! Owns: the SQLite file, its schema and all SQL on `events`, `deliveries`,
+//! `webhook_state` and `api_webhooks`. Opens no sockets.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::event::{Event, now_ms};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sqlite(String),
+    #[error("storage is shut down")]
+    Closed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e.to_string())
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type WriteJob = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+
+/// Largest number of writes grouped into one transaction.
+const MAX_GROUP: usize = 2048;
+
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::Sender<WriteJob>,
+    readers: Arc<ReadPool>,
+}
+
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    body        TEXT NOT NULL,          -- the normalized event as JSON
+    deliveries  INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          TEXT PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    webhook_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,          -- pending | retrying | succeeded | failed | skipped
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    due_at      INTEGER,                -- ms; NULL once final
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (webhook_id, due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    delivery_id   TEXT NOT NULL,
+    webhook_id    TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    status_code   INTEGER,
+    success       INTEGER NOT NULL,
+    error_kind    TEXT,
+    error_origin  TEXT,
+    error_message TEXT,
+    retryable     INTEGER,
+    response_body TEXT,
+    duration_ms   INTEGER NOT NULL,
+    warnings      TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_webhook ON attempts (webhook_id, seq);
+CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+CREATE TABLE IF NOT EXISTS webhook_state (
+    webhook_id    TEXT PRIMARY KEY,
+    is_active     INTEGER NOT NULL,
+    failure_count INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_webhooks (
+    id          TEXT PRIMARY KEY,
+    spec        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+"#;
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before any caller is answered.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Sqlite(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        let (tx, rx) = mpsc::channel::<WriteJob>(8192);
+        std::thread::Builder::new()
+            .name("relay-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Sqlite(format!("cannot start writer thread: {e}")))?;
+        Ok(Store {
+            writer: tx,
+            readers: Arc::new(ReadPool {
+                path: path.to_owned(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Runs `f` inside the next group transaction; resolves after COMMIT.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(move |conn: &Connection| {
+            let result = match conn.execute_batch("SAVEPOINT op") {
+                Ok(()) => {
+                    let r = f(conn);
+                    let end = if r.is_ok() {
+                        "RELEASE op"
+                    } else {
+                        "ROLLBACK TO op; RELEASE op"
+                    };
+                    match conn.execute_batch(end) {
+                        Ok(()) => r,
+                        Err(e) => Err(e.into()),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            };
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(result));
+            })
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read on a pooled connection off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().map(|mut v| v.pop()) {
+                Ok(Some(c)) => c,
+                _ => open(&pool.path)?,
+            };
+            let r = f(&conn);
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < 8
+            {
+                idle.push(conn);
+            }
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Sqlite(format!("read task failed: {e}")))?
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        let mut completions = Vec::with_capacity(batch.len());
+        for job in batch {
+            completions.push(job(&conn));
+        }
+        let committed = began
+            .and_then(|()| conn.execute_batch("COMMIT"))
+            .map_err(StoreError::from);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for c in completions {
+            c(committed.clone());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Events and deliveries
+
+/// Where one event goes: a webhook id, and whether that webhook is active
+/// (an inactive one gets a `skipped` delivery).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub webhook_id: String,
+    pub active: bool,
+}
+
+/// The result of accepting one event.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: String,
+    pub deliveries: u32,
+    pub duplicate: bool,
+    /// Deliveries ready to attempt now: (delivery id, webhook id).
+    pub ready: Vec<(String, String)>,
+    /// Deliveries stored as skipped (webhook inactive): (delivery id, webhook id).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Inserts an event and its deliveries; a known id is answered with the
+/// first result and creates nothing.
+pub fn insert_event(
+    conn: &Connection,
+    event: &Event,
+    targets: &[Target],
+) -> Result<Accepted, StoreError> {
+    let now = now_ms();
+    let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (id, type, body, deliveries, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![event.id, event.event_type, body, targets.len() as i64, now])?;
+    if inserted == 0 {
+        let n: i64 = conn
+            .prepare_cached("SELECT deliveries FROM events WHERE id = ?1")?
+            .query_row([&event.id], |r| r.get(0))?;
+        return Ok(Accepted {
+            id: event.id.clone(),
+            deliveries: n as u32,
+            duplicate: true,
+            ready: vec![],
+            skipped: vec![],
+        });
+    }
+    let mut ready = Vec::new();
+    let mut skipped = Vec::new();
+    for t in targets {
+        let id = crate::event::new_id();
+        insert_delivery(conn, &id, &event.id, &t.webhook_id, t.active, now)?;
+        if t.active {
+            ready.push((id, t.webhook_id.clone()));
+        } else {
+            skipped.push((id, t.webhook_id.clone()));
+        }
+    }
+    Ok(Accepted {
+        id: event.id.clone(),
+        deliveries: targets.len() as u32,
+        duplicate: false,
+        ready,
+        skipped,
+    })
+}
+
+/// Inserts one delivery row: due now when `active`, else final as skipped.
+pub fn insert_delivery(
+    conn: &Connection,
+    id: &str,
+    event_id: &str,
+    webhook_id: &str,
+    active: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (status, due): (&str, Option<i64>) = if active {
+        ("pending", Some(now))
+    } else {
+        ("skipped", None)
+    };
+    conn.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)",
+    )?
+    .execute(params![id, event_id, webhook_id, status, due, now])?;
+    Ok(())
+}
+
+/// A delivery to attempt, with its event.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    /// Attempts already made.
+    pub attempts: u32,
+    pub event: Event,
+}
+
+/// Deliveries of one webhook whose time has come, oldest first.
+pub fn due_deliveries(
+    conn: &Connection,
+    webhook_id: &str,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.id, d.attempts, e.body FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.webhook_id = ?1 AND d.due_at IS NOT NULL AND d.due_at <= ?2
+         ORDER BY d.due_at LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![webhook_id, now, limit as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (delivery_id, attempts, body) = row?;
+        let event: Event =
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        out.push(DueDelivery {
+            delivery_id,
+            webhook_id: webhook_id.to_owned(),
+            attempts: attempts as u32,
+            event,
+        });
+    }
+    Ok(out)
+}
+
+/// The earliest due time among pending deliveries of a webhook, if any.
+pub fn next_due(conn: &Connection, webhook_id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT MIN(due_at) FROM deliveries WHERE webhook_id = ?1 AND due_at IS NOT NULL",
+        )?
+        .query_row([webhook_id], |r| r.get::<_, Option<i64>>(0))?)
+}
+
+/// Moves a delivery to its state after an attempt.
+pub fn update_delivery(
+    conn: &Connection,
+    delivery_id: &str,
+    status: &str,
+    attempts: u32,
+    due_at: Option<i64>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = ?2, attempts = ?3, due_at = ?4, updated_at = ?5 WHERE id = ?1",
+    )?
+    .execute(params![delivery_id, status, attempts as i64, due_at, now_ms()])?;
+    Ok(())
+}
+
+/// A delivery row.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub status: String,
+    pub attempts: u32,
+}
+
+pub fn get_delivery(conn: &Connection, id: &str) -> Result<Option<Delivery>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, event_id, webhook_id, status, attempts FROM deliveries WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                event_id: r.get(1)?,
+                webhook_id: r.get(2)?,
+                status: r.get(3)?,
+                attempts: r.get::<_, i64>(4)? as u32,
+            })
+        })
+        .optional()?)
+}
+
+/// A stored event by id.
+pub fn get_event(conn: &Connection, id: &str) -> Result<Option<Event>, StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM events WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    body.map(|b| serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
+}
+
+// ---------------------------------------------------------------------------
+// Webhooks created through the API
+
+/// API-created webhooks: (spec, created_at ms, updated_at ms).
+pub fn load_api_webhooks(
+    conn: &Connection,
+) -> Result<Vec<(crate::config::WebhookSpec, i64, i64)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT id, spec, created_at, updated_at FROM api_webhooks")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, spec, created, updated) = row?;
+        let spec = serde_json::from_str(&spec)
+            .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?;
+        out.push((spec, created, updated));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Webhook state (circuit breaker)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookState {
+    pub is_active: bool,
+    pub failure_count: u32,
+}
+
+pub fn load_webhook_states(conn: &Connection) -> Result<Vec<(String, WebhookState)>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT webhook_id, is_active, failure_count FROM webhook_state")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            WebhookState {
+                is_active: r.get::<_, i64>(1)? != 0,
+                failure_count: r.get::<_, i64>(2)? as u32,
+            },
+        ))
+    })?;
+    rows.map(|r| r.map_err(StoreError::from)).collect()
+}
+
+pub fn save_webhook_state(
+    conn: &Connection,
+    webhook_id: &str,
+    s: WebhookState,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO webhook_state (webhook_id, is_active, failure_count, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (webhook_id) DO UPDATE SET is_active = ?2, failure_count = ?3, updated_at = ?4",
+    )?
+    .execute(params![webhook_id, s.is_active as i64, s.failure_count as i64, now_ms()])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(id: &str) -> Event {
+        Event {
+            id: id.into(),
+            event_type: "t".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            data: json!({"k": "v"}),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_is_stored_once_and_its_deliveries_become_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let targets = vec![
+            Target {
+                webhook_id: "a".into(),
+                active: true,
+            },
+            Target {
+                webhook_id: "b".into(),
+                active: false,
+            },
+        ];
+        let (e, t) = (event("e1"), targets.clone());
+        let first = store.write(move |c| insert_event(c, &e, &t)).await.unwrap();
+        assert_eq!(
+            (
+                first.deliveries,
+                first.duplicate,
+                first.ready.len(),
+                first.skipped.len()
+            ),
+            (2, false, 1, 1)
+        );
+        let (e, t) = (event("e1"), targets);
+        let again = store.write(move |c| insert_event(c, &e, &t)).await.unwrap();
+        assert_eq!(
+            (again.deliveries, again.duplicate, again.ready.len()),
+            (2, true, 0)
+        );
+        let due = store
+            .read(|c| due_deliveries(c, "a", now_ms() + 1, 10))
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].event, event("e1"));
+        let none = store
+            .read(|c| due_deliveries(c, "b", now_ms() + 1, 10))
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "a skipped delivery is not due");
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_does_not_undo_others_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let bad = store.write(|c| {
+            save_webhook_state(
+                c,
+                "x",
+                WebhookState {
+                    is_active: false,
+                    failure_count: 1,
+                },
+            )?;
+            Err::<(), _>(StoreError::Conflict("no".into()))
+        });
+        let good = store.write(|c| {
+            save_webhook_state(
+                c,
+                "y",
+                WebhookState {
+                    is_active: true,
+                    failure_count: 2,
+                },
+            )
+        });
+        let (b, g) = tokio::join!(bad, good);
+        assert!(b.is_err());
+        g.unwrap();
+        let states = store.read(load_webhook_states).await.unwrap();
+        assert_eq!(
+            states,
+            vec![(
+                "y".to_string(),
+                WebhookState {
+                    is_active: true,
+                    failure_count: 2
+                }
+            )]
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! JSON body templates with `{{variable}}` placeholders (DESIGN.md §7).
+//!
+//! A template is parsed once into a [`Template`] tree. Rendering walks the
+//! tree against an event: substitution happens *inside* JSON string values,
+//! so the result is always valid JSON whatever the event contains. A string
+//! that is exactly one placeholder takes the value's own JSON type.
+//!
+//! Owns: template parsing and rendering. Pure: no I/O.
+
+use serde_json::{Map, Value};
+
+/// A variable reference: `type`, `id`, `time`, `data.x.y`, or a bare path
+/// into `data` (`tenant_name`, `finding.severity`).
+#[derive(Debug, Clone, PartialEq)]
+struct Path(Vec<String>);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Var(Path),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Node {
+    /// No placeholder anywhere below: emitted as is.
+    Static(Value),
+    /// A string mixing literals and placeholders.
+    Text(Vec<Part>),
+    /// A string that is exactly one placeholder: typed insertion.
+    Lone(Path),
+    Array(Vec<Node>),
+    Object(Vec<(Vec<Part>, Node)>),
+}
+
+/// A compiled body template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    root: Node,
+}
+
+/// The event fields a template can see.
+pub struct Vars<'a> {
+    pub id: &'a str,
+    pub event_type: &'a str,
+    pub time: &'a str,
+    pub data: &'a Value,
+}
+
+impl Template {
+    pub fn compile(template: &Value) -> Template {
+        Template {
+            root: compile(template),
+        }
+    }
+
+    /// Renders the template. Unknown variables render empty and are named in
+    /// the returned warnings (once each).
+    pub fn render(&self, vars: &Vars<'_>) -> (Value, Vec<String>) {
+        let mut warnings = Vec::new();
+        let v = render(&self.root, vars, &mut warnings);
+        (v, warnings)
+    }
+}
+
+/// Renders a string with placeholders (used for header values).
+pub fn render_text(text: &str, vars: &Vars<'_>, warnings: &mut Vec<String>) -> String {
+    match parse_parts(text) {
+        Some(parts) => render_parts(&parts, vars, warnings),
+        None => text.to_owned(),
+    }
+}
+
+fn compile(v: &Value) -> Node {
+    match v {
+        Value::String(s) => match parse_parts(s) {
+            None => Node::Static(v.clone()),
+            Some(parts) => match parts.as_slice() {
+                [Part::Var(p)] => Node::Lone(p.clone()),
+                _ => Node::Text(parts),
+            },
+        },
+        Value::Array(items) => {
+            let nodes: Vec<Node> = items.iter().map(compile).collect();
+            if nodes.iter().all(|n| matches!(n, Node::Static(_))) {
+                Node::Static(v.clone())
+            } else {
+                Node::Array(nodes)
+            }
+        }
+        Value::Object(map) => {
+            let entries: Vec<(Vec<Part>, Node)> = map
+                .iter()
+                .map(|(k, v)| {
+                    let key = parse_parts(k).unwrap_or_else(|| vec![Part::Lit(k.clone())]);
+                    (key, compile(v))
+                })
+                .collect();
+            let all_static = entries.iter().all(|(k, n)| {
+                matches!(k.as_slice(), [Part::Lit(_)]) && matches!(n, Node::Static(_))
+            });
+            if all_static {
+                Node::Static(v.clone())
+            } else {
+                Node::Object(entries)
+            }
+        }
+        other => Node::Static(other.clone()),
+    }
+}
+
+/// Splits a string into literal and placeholder parts; `None` when it has no
+/// placeholder. An unclosed `{{` is literal text.
+fn parse_parts(s: &str) -> Option<Vec<Part>> {
+    if !s.contains("{{") {
+        return None;
+    }
+    let mut parts = Vec::new();
+    let mut rest = s;
+    let mut lit = String::new();
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else {
+            break;
+        };
+        let name = after[..close].trim();
+        if name.is_empty() || name.contains(['{', '}']) {
+            lit.push_str(&rest[..open + 2]);
+            rest = after;
+            continue;
+        }
+        lit.push_str(&rest[..open]);
+        if !lit.is_empty() {
+            parts.push(Part::Lit(std::mem::take(&mut lit)));
+        }
+        parts.push(Part::Var(Path(
+            name.split('.').map(str::to_owned).collect(),
+        )));
+        rest = &after[close + 2..];
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        parts.push(Part::Lit(lit));
+    }
+    parts
+        .iter()
+        .any(|p| matches!(p, Part::Var(_)))
+        .then_some(parts)
+}
+
+fn lookup<'v>(path: &Path, vars: &'v Vars<'_>) -> Option<LookedUp<'v>> {
+    let segs = &path.0;
+    let first = segs.first()?.as_str();
+    if segs.len() == 1 {
+        match first {
+            "type" | "event_type" => return Some(LookedUp::Str(vars.event_type)),
+            "id" | "event_id" => return Some(LookedUp::Str(vars.id)),
+            "time" | "timestamp" => return Some(LookedUp::Str(vars.time)),
+            "data" => return Some(LookedUp::Json(vars.data)),
+            _ => {}
+        }
+    }
+    let (start, rest) = if first == "data" && segs.len() > 1 {
+        (vars.data, &segs[1..])
+    } else {
+        (vars.data, &segs[..])
+    };
+    let mut cur = start;
+    for seg in rest {
+        cur = match cur {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(LookedUp::Json(cur))
+}
+
+enum LookedUp<'v> {
+    Str(&'v str),
+    Json(&'v Value),
+}
+
+fn warn_unknown(path: &Path, warnings: &mut Vec<String>) {
+    let msg = format!(
+        "unknown template variable {{{{{}}}}} rendered empty",
+        path.0.join(".")
+    );
+    if !warnings.contains(&msg) {
+        warnings.push(msg);
+    }
+}
+
+fn render_parts(parts: &[Part], vars: &Vars<'_>, warnings: &mut Vec<String>) -> String {
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            Part::Lit(s) => out.push_str(s),
+            Part::Var(path) => match lookup(path, vars) {
+                Some(LookedUp::Str(s)) => out.push_str(s),
+                Some(LookedUp::Json(Value::String(s))) => out.push_str(s),
+                Some(LookedUp::Json(Value::Null)) => {}
+                Some(LookedUp::Json(v)) => out.push_str(&v.to_string()),
+                None => warn_unknown(path, warnings),
+            },
+        }
+    }
+    out
+}
+
+fn render(node: &Node, vars: &Vars<'_>, warnings: &mut Vec<String>) -> Value {
+    match node {
+        Node::Static(v) => v.clone(),
+        Node::Text(parts) => Value::String(render_parts(parts, vars, warnings)),
+        Node::Lone(path) => match lookup(path, vars) {
+            Some(LookedUp::Str(s)) => Value::String(s.to_owned()),
+            Some(LookedUp::Json(v)) => v.clone(),
+            None => {
+                warn_unknown(path, warnings);
+                Value::String(String::new())
+            }
+        },
+        Node::Array(items) => {
+            Value::Array(items.iter().map(|n| render(n, vars, warnings)).collect())
+        }
+        Node::Object(entries) => {
+            let mut m = Map::with_capacity(entries.len());
+            for (k, n) in entries {
+                m.insert(render_parts(k, vars, warnings), render(n, vars, warnings));
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(data: &Value) -> Vars<'_> {
+        Vars {
+            id: "ev-1",
+            event_type: "finding_added",
+            time: "2026-11-22T10:00:00Z",
+            data,
+        }
+    }
+
+    #[test]
+    fn substitution_inside_strings_escapes_json() {
+        let data = json!({"title": "a \"quoted\" \\ back\nslash ✓"});
+        let t = Template::compile(&json!({"text": "Alert: {{title}}!"}));
+        let (v, w) = t.render(&vars(&data));
+        assert!(w.is_empty());
+        assert_eq!(v["text"], "Alert: a \"quoted\" \\ back\nslash ✓!");
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let back: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn lone_placeholder_keeps_the_json_type() {
+        let data = json!({"count": 3, "finding": {"severity": "high", "cvss": 9.8}, "tags": ["a"]});
+        let t = Template::compile(&json!({
+            "n": "{{count}}", "f": "{{finding}}", "s": "{{ finding.severity }}",
+            "c": "{{data.finding.cvss}}", "tags": "{{tags}}", "first": "{{tags.0}}"
+        }));
+        let (v, _) = t.render(&vars(&data));
+        assert_eq!(
+            v,
+            json!({"n": 3, "f": {"severity": "high", "cvss": 9.8}, "s": "high", "c": 9.8, "tags": ["a"], "first": "a"})
+        );
+    }
+
+    #[test]
+    fn event_fields_are_variables() {
+        let data = json!({});
+        let t = Template::compile(&json!(["{{type}}", "{{id}}", "{{time}}", "{{event_type}}"]));
+        let (v, _) = t.render(&vars(&data));
+        assert_eq!(
+            v,
+            json!([
+                "finding_added",
+                "ev-1",
+                "2026-11-22T10:00:00Z",
+                "finding_added"
+            ])
+        );
+    }
+
+    #[test]
+    fn unknown_variable_renders_empty_with_one_warning() {
+        let data = json!({});
+        let t = Template::compile(&json!({"a": "x{{nope}}y", "b": "{{nope}}", "c": 5}));
+        let (v, w) = t.render(&vars(&data));
+        assert_eq!(v, json!({"a": "xy", "b": "", "c": 5}));
+        assert_eq!(
+            w,
+            vec!["unknown template variable {{nope}} rendered empty".to_string()]
+        );
+    }
+
+    #[test]
+    fn static_values_and_odd_braces_pass_through() {
+        let data = json!({"x": 1});
+        let tpl = json!({"a": true, "b": null, "c": [1, 2], "d": "{{ not closed", "e": "{{}}"});
+        let (v, w) = Template::compile(&tpl).render(&vars(&data));
+        assert_eq!(v, tpl);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn header_text_renders_scalars() {
+        let data = json!({"tenant": "Acme", "n": 2});
+        let mut w = vec![];
+        assert_eq!(
+            render_text("t={{tenant}} n={{n}}", &vars(&data), &mut w),
+            "t=Acme n=2"
+        );
+        assert!(w.is_empty());
+    }
+}
