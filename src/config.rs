@@ -851,8 +851,8 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        let formats = crate::format::builtin_formats();
-        let destinations: Vec<String> = Vec::new();
+        let formats = crate::format::known_formats();
+        let destinations = crate::format::known_destinations();
         let ctx = ValidationContext {
             allow_http: self.network.allow_http,
             allow_private: &self.network.allow_private,

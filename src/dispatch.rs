@@ -119,7 +119,12 @@ impl Dispatcher {
     /// Runs one attempt right now, outside the lanes, and returns its record
     /// (used by the `test` endpoint).
     pub async fn attempt_now(&self, job: Job) -> Result<Attempt, DeliveryError> {
-        self.inner.clone().attempt(job).await
+        let id = job.delivery_id.clone();
+        self.inner
+            .clone()
+            .attempt(job)
+            .await?
+            .ok_or_else(|| DeliveryError::Config(format!("delivery {id} is not due")))
     }
 }
 
@@ -216,9 +221,24 @@ impl Inner {
         }
     }
 
-    /// Makes one attempt and records it. `Err` only when the record could
-    /// not be written (the delivery then stays due and is tried again).
-    async fn attempt(self: Arc<Self>, job: Job) -> Result<Attempt, DeliveryError> {
+    /// Whether `job` is still the delivery's next attempt. An offer can be
+    /// stale (a retry timer and the poller both offering it, or the poller
+    /// having read the row just before the previous attempt was recorded);
+    /// the row is the truth, and it is read after this job entered
+    /// `inflight`, so after any earlier attempt's commit.
+    async fn is_current(&self, job: &Job) -> Result<bool, DeliveryError> {
+        let (id, attempts) = (job.delivery_id.clone(), job.attempts);
+        self.store
+            .read(move |c| store::is_due(c, &id, attempts, now_ms()))
+            .await
+            .map_err(|e| DeliveryError::Config(format!("reading the delivery failed: {e}")))
+    }
+
+    /// Makes one attempt and records it. `Ok(None)` when the job was stale.
+    async fn attempt(self: Arc<Self>, job: Job) -> Result<Option<Attempt>, DeliveryError> {
+        if !self.is_current(&job).await? {
+            return Ok(None);
+        }
         let number = job.attempts + 1;
         let started = Instant::now();
         let webhook = self.registry.load().get(&job.webhook_id).cloned();
@@ -309,7 +329,7 @@ impl Inner {
         if let Outcome::Retry(_, delay) = outcome {
             self.schedule(job, number, delay);
         }
-        Ok(record)
+        Ok(Some(record))
     }
 
     /// Offers the next attempt when its time comes (the poller would find it

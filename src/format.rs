@@ -18,9 +18,14 @@ pub struct Payload {
     pub body: Bytes,
 }
 
-/// Names accepted in a webhook's `format` without any plugin loaded.
-pub fn builtin_formats() -> Vec<String> {
+/// Names accepted in a webhook's `format`.
+pub fn known_formats() -> Vec<String> {
     vec!["json".to_owned()]
+}
+
+/// Names accepted in a webhook's `destination`.
+pub fn known_destinations() -> Vec<String> {
+    Vec::new()
 }
 
 /// Formats `event` for `webhook`, adding template warnings to `warnings`.

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::api::{AppState, Live};
-use crate::config::{Config, WebhookSpec};
+use crate::config::Config;
 use crate::deliver::{Deliverer, Guard, Policy};
 use crate::dispatch::Dispatcher;
-use crate::event::now_ms;
 use crate::store::{self, Store};
-use crate::webhook::{Declared, Registry, Source};
+use crate::webhook::Registry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -47,29 +46,6 @@ fn check_dev_tokens(cfg: &Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn declared(cfg: &Config, api: Vec<(WebhookSpec, i64, i64)>) -> Vec<Declared> {
-    let loaded_at = now_ms();
-    let mut out: Vec<Declared> = cfg
-        .file_webhooks()
-        .into_iter()
-        .enumerate()
-        .map(|(i, spec)| Declared {
-            spec,
-            source: Source::Config,
-            // Stamped with the load time, one ms apart to keep file order.
-            created_at_ms: loaded_at + i as i64,
-            updated_at_ms: loaded_at + i as i64,
-        })
-        .collect();
-    out.extend(api.into_iter().map(|(spec, created, updated)| Declared {
-        spec,
-        source: Source::Api,
-        created_at_ms: created,
-        updated_at_ms: updated,
-    }));
-    out
-}
-
 /// Runs the relay until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let cfg = Config::load(config_path)?;
@@ -81,10 +57,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let states = store.read(store::load_webhook_states).await?;
     let api_webhooks = store.read(store::load_api_webhooks).await?;
     let registry = Arc::new(Registry::new(states));
-    registry.replace(
-        declared(&cfg, api_webhooks),
-        cfg.defaults.event_types.clone(),
-    );
+    registry.rebuild(&cfg, api_webhooks);
     let deliverer = Deliverer::new(
         Guard::new(cfg.network.allow_private.clone()),
         Policy {
@@ -103,6 +76,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         registry,
         dispatcher,
         live: ArcSwap::from_pointee(Live::from_config(&cfg)),
+        config: ArcSwap::from_pointee(cfg.clone()),
     });
     let addr = cfg.listen.0;
     let listener = tokio::net::TcpListener::bind(addr)

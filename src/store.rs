@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS webhook_state (
 );
 CREATE TABLE IF NOT EXISTS api_webhooks (
     id          TEXT PRIMARY KEY,
-    spec        TEXT NOT NULL,
+    spec        TEXT NOT NULL,          -- the spec as JSON, secret left out
+    secret      TEXT,
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 );
@@ -364,6 +365,20 @@ pub fn due_deliveries(
     Ok(out)
 }
 
+/// Whether a delivery is due now with exactly `attempts` attempts made.
+pub fn is_due(
+    conn: &Connection,
+    delivery_id: &str,
+    attempts: u32,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let row: Option<(i64, Option<i64>)> = conn
+        .prepare_cached("SELECT attempts, due_at FROM deliveries WHERE id = ?1")?
+        .query_row([delivery_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(matches!(row, Some((a, Some(due))) if a == i64::from(attempts) && due <= now))
+}
+
 /// The earliest due time among pending deliveries of a webhook, if any.
 pub fn next_due(conn: &Connection, webhook_id: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn
@@ -428,27 +443,72 @@ pub fn get_event(conn: &Connection, id: &str) -> Result<Option<Event>, StoreErro
 // ---------------------------------------------------------------------------
 // Webhooks created through the API
 
-/// API-created webhooks: (spec, created_at ms, updated_at ms).
-pub fn load_api_webhooks(
-    conn: &Connection,
-) -> Result<Vec<(crate::config::WebhookSpec, i64, i64)>, StoreError> {
-    let mut stmt = conn.prepare("SELECT id, spec, created_at, updated_at FROM api_webhooks")?;
+/// An API-created webhook as stored.
+#[derive(Debug, Clone)]
+pub struct StoredWebhook {
+    pub spec: crate::config::WebhookSpec,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+pub fn load_api_webhooks(conn: &Connection) -> Result<Vec<StoredWebhook>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT id, spec, secret, created_at, updated_at FROM api_webhooks")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(2)?,
             r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, spec, created, updated) = row?;
-        let spec = serde_json::from_str(&spec)
+        let (id, spec, secret, created_at_ms, updated_at_ms) = row?;
+        let mut spec: crate::config::WebhookSpec = serde_json::from_str(&spec)
             .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?;
-        out.push((spec, created, updated));
+        spec.secret = secret.map(crate::config::Secret::new);
+        out.push(StoredWebhook {
+            spec,
+            created_at_ms,
+            updated_at_ms,
+        });
     }
     Ok(out)
+}
+
+/// Inserts or replaces an API webhook (its `id` must be set).
+pub fn save_api_webhook(conn: &Connection, w: &StoredWebhook) -> Result<(), StoreError> {
+    let id = w
+        .spec
+        .id
+        .as_deref()
+        .ok_or_else(|| StoreError::Conflict("a stored webhook needs an id".into()))?;
+    let mut spec = w.spec.clone();
+    let secret = spec.secret.take();
+    let json = serde_json::to_string(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO api_webhooks (id, spec, secret, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET spec = ?2, secret = ?3, updated_at = ?5",
+    )?
+    .execute(params![id, json, secret.as_ref().map(|s| s.expose()), w.created_at_ms, w.updated_at_ms])?;
+    Ok(())
+}
+
+/// Deletes an API webhook; its pending deliveries end as failed. Returns
+/// whether it existed.
+pub fn delete_api_webhook(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM api_webhooks WHERE id = ?1")?
+        .execute([id])?;
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = ?2 WHERE webhook_id = ?1 AND due_at IS NOT NULL",
+    )?
+    .execute(params![id, now_ms()])?;
+    conn.prepare_cached("DELETE FROM webhook_state WHERE webhook_id = ?1")?
+        .execute([id])?;
+    Ok(n > 0)
 }
 
 // ---------------------------------------------------------------------------

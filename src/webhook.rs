@@ -208,6 +208,30 @@ impl Registry {
             .clone()
     }
 
+    /// Rebuilds the set from the file's webhooks and the API's.
+    pub fn rebuild(&self, cfg: &crate::config::Config, api: Vec<crate::store::StoredWebhook>) {
+        let loaded_at = crate::event::now_ms();
+        let mut declared: Vec<Declared> = cfg
+            .file_webhooks()
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| Declared {
+                spec,
+                source: Source::Config,
+                // Stamped with the load time, one ms apart to keep file order.
+                created_at_ms: loaded_at + i as i64,
+                updated_at_ms: loaded_at + i as i64,
+            })
+            .collect();
+        declared.extend(api.into_iter().map(|w| Declared {
+            spec: w.spec,
+            source: Source::Api,
+            created_at_ms: w.created_at_ms,
+            updated_at_ms: w.updated_at_ms,
+        }));
+        self.replace(declared, cfg.defaults.event_types.clone());
+    }
+
     /// Replaces the whole set. Breaker state survives for ids that remain.
     pub fn replace(&self, declared: Vec<Declared>, default_types: Option<Vec<String>>) {
         let mut list: Vec<Arc<Webhook>> = declared

@@ -153,6 +153,24 @@ impl Relay {
         .expect("relay reachable")
     }
 
+    /// Any method with a JSON body and a token.
+    pub async fn request_json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        request(
+            method,
+            &self.url(path),
+            Some(token),
+            Some(Bytes::from(body.to_string())),
+        )
+        .await
+        .expect("relay reachable")
+    }
+
     pub async fn post_raw(&self, path: &str, token: Option<&str>, body: Bytes) -> (u16, Value) {
         request("POST", &self.url(path), token, Some(body))
             .await

@@ -26,6 +26,9 @@ use crate::history;
 use crate::store::{self, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
+mod webhooks;
+pub use webhooks::{looks_secret, webhook_view};
+
 /// Settings the API reads on every request; swapped on config reload.
 pub struct Live {
     tokens: Vec<(Role, [u8; 32])>,
@@ -53,9 +56,11 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub dispatcher: Dispatcher,
     pub live: ArcSwap<Live>,
+    /// The configuration in force (webhooks from the file, catalogue, network).
+    pub config: ArcSwap<Config>,
 }
 
-type Shared = Arc<AppState>;
+pub(crate) type Shared = Arc<AppState>;
 
 /// A JSON error: `{"error": {"code", "message"}}`.
 #[derive(Debug)]
@@ -73,7 +78,7 @@ impl ApiError {
             message: message.into(),
         }
     }
-    fn not_found(what: &str, id: &str) -> ApiError {
+    pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -105,7 +110,7 @@ impl From<StoreError> for ApiError {
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
+pub(crate) enum Need {
     /// Post events: ingest or admin.
     Ingest,
     /// Read: viewer or admin.
@@ -115,7 +120,7 @@ enum Need {
 
 impl AppState {
     /// Checks the bearer token (constant time against every configured token).
-    fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Role, ApiError> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Role, ApiError> {
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -163,8 +168,16 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/events", post(post_events))
         .route("/api/v1/events/{id}/replay", post(replay_event))
         .route("/api/v1/event-types", get(event_types))
-        .route("/api/v1/webhooks", get(list_webhooks))
-        .route("/api/v1/webhooks/{id}", get(get_webhook))
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::get_one)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
         .route("/api/v1/webhooks/{id}/deliveries", get(webhook_deliveries))
         .route("/api/v1/webhooks/{id}/test", post(test_webhook))
         .route("/api/v1/deliveries/{id}/resend", post(resend_delivery))
@@ -236,124 +249,6 @@ async fn event_types(State(s): State<Shared>, headers: HeaderMap) -> Result<Resp
         .map(|(name, description)| json!({"name": name, "description": description}))
         .collect();
     Ok(axum::Json(list).into_response())
-}
-
-/// Header names whose values are treated as secrets in viewer responses.
-pub fn looks_secret(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "authorization",
-        "token",
-        "key",
-        "secret",
-        "password",
-        "cookie",
-        "signature",
-        "auth",
-        "credential",
-    ]
-    .iter()
-    .any(|s| n.contains(s))
-}
-
-/// The JSON view of a webhook. Secrets never appear; for viewers, secret-
-/// looking header values, option values and the URL's path are redacted too.
-pub fn webhook_view(w: &Webhook, role: Role) -> Value {
-    let mut v = serde_json::to_value(&w.spec).unwrap_or_else(|_| json!({}));
-    let state = w.breaker.snapshot();
-    if let Value::Object(m) = &mut v {
-        m.insert("id".into(), json!(w.id));
-        m.insert("source".into(), json!(w.source));
-        m.insert("is_active".into(), json!(state.is_active));
-        m.insert("failure_count".into(), json!(state.failure_count));
-        m.insert(
-            "created_at".into(),
-            json!(crate::event::rfc3339_ms(w.created_at_ms)),
-        );
-        m.insert(
-            "updated_at".into(),
-            json!(crate::event::rfc3339_ms(w.updated_at_ms)),
-        );
-        if m.get("secret").is_some_and(Value::is_null) {
-            m.remove("secret");
-        }
-        if role != Role::Admin {
-            if let Some(Value::Object(h)) = m.get_mut("headers") {
-                for (k, val) in h.iter_mut() {
-                    if looks_secret(k) {
-                        *val = json!("[redacted]");
-                    }
-                }
-            }
-            if let Some(opts) = m.get_mut("options") {
-                redact_options(opts);
-            }
-            m.insert("url".into(), json!(redact_url(w.spec.url.as_str())));
-        }
-    }
-    v
-}
-
-fn redact_options(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for (k, val) in m.iter_mut() {
-                if looks_secret(k) {
-                    *val = json!("[redacted]");
-                } else {
-                    redact_options(val);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(redact_options),
-        _ => {}
-    }
-}
-
-/// `scheme://host[:port]` plus a marker when there was more: URL paths and
-/// queries often carry credentials (Slack and Teams webhook URLs do).
-fn redact_url(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(u) => {
-            let host = u
-                .authority()
-                .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
-                .unwrap_or("");
-            let rest = u.path_and_query().map(|p| p.as_str()).unwrap_or("");
-            let tail = if rest.is_empty() || rest == "/" {
-                ""
-            } else {
-                "/[redacted]"
-            };
-            format!("{}://{host}{tail}", u.scheme_str().unwrap_or(""))
-        }
-        Err(_) => "[redacted]".into(),
-    }
-}
-
-async fn list_webhooks(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let role = s.authorize(&headers, Need::Read)?;
-    let list: Vec<Value> = s
-        .registry
-        .load()
-        .list
-        .iter()
-        .map(|w| webhook_view(w, role))
-        .collect();
-    Ok(axum::Json(list).into_response())
-}
-
-async fn get_webhook(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let role = s.authorize(&headers, Need::Read)?;
-    let webhooks = s.registry.load();
-    let w = webhooks
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
-    Ok(axum::Json(webhook_view(w, role)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -570,41 +465,4 @@ async fn replay_event(
         axum::Json(json!({"event_id": id, "deliveries": ids})),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_cut_to_scheme_and_host_for_viewers() {
-        assert_eq!(
-            redact_url("https://hooks.slack.com/services/T0/B0/xyz"),
-            "https://hooks.slack.com/[redacted]"
-        );
-        assert_eq!(
-            redact_url("https://user:pw@example.com:8443/"),
-            "https://example.com:8443"
-        );
-        assert_eq!(
-            redact_url("tcp://siem.internal:6514"),
-            "tcp://siem.internal:6514"
-        );
-    }
-
-    #[test]
-    fn secret_looking_header_names_are_recognised() {
-        for h in [
-            "Authorization",
-            "X-Api-Key",
-            "X-Auth-Token",
-            "plerion-signature",
-            "Cookie",
-        ] {
-            assert!(looks_secret(h), "{h}");
-        }
-        for h in ["Content-Type", "X-Tenant", "Accept"] {
-            assert!(!looks_secret(h), "{h}");
-        }
-    }
 }

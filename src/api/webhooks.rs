@@ -1,0 +1,398 @@
+//! Webhook management: list, get, create, partial update, delete, and the
+//! JSON view of a webhook with its secrets redacted.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, Need, Shared};
+use crate::config::{Role, ValidationContext, WebhookSpec};
+use crate::event::{new_id, now_ms};
+use crate::store::{self, StoredWebhook};
+use crate::webhook::{Source, Webhook};
+
+/// Header names whose values are treated as secrets in viewer responses.
+pub fn looks_secret(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "authorization",
+        "token",
+        "key",
+        "secret",
+        "password",
+        "cookie",
+        "signature",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// The JSON view of a webhook. Secrets never appear; for viewers, secret-
+/// looking header values, option values and the URL's path are redacted too.
+pub fn webhook_view(w: &Webhook, role: Role) -> Value {
+    let mut v = serde_json::to_value(&w.spec).unwrap_or_else(|_| json!({}));
+    let state = w.breaker.snapshot();
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), json!(w.id));
+        m.insert("source".into(), json!(w.source));
+        m.insert("is_active".into(), json!(state.is_active));
+        m.insert("failure_count".into(), json!(state.failure_count));
+        m.insert(
+            "created_at".into(),
+            json!(crate::event::rfc3339_ms(w.created_at_ms)),
+        );
+        m.insert(
+            "updated_at".into(),
+            json!(crate::event::rfc3339_ms(w.updated_at_ms)),
+        );
+        if m.get("secret").is_some_and(Value::is_null) {
+            m.remove("secret");
+        }
+        if role != Role::Admin {
+            if let Some(Value::Object(h)) = m.get_mut("headers") {
+                for (k, val) in h.iter_mut() {
+                    if looks_secret(k) {
+                        *val = json!("[redacted]");
+                    }
+                }
+            }
+            if let Some(opts) = m.get_mut("options") {
+                redact_options(opts);
+            }
+            m.insert("url".into(), json!(redact_url(w.spec.url.as_str())));
+        }
+    }
+    v
+}
+
+fn redact_options(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if looks_secret(k) {
+                    *val = json!("[redacted]");
+                } else {
+                    redact_options(val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_options),
+        _ => {}
+    }
+}
+
+/// `scheme://host[:port]` plus a marker when there was more: URL paths and
+/// queries often carry credentials (Slack and Teams webhook URLs do).
+fn redact_url(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(u) => {
+            let host = u
+                .authority()
+                .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
+                .unwrap_or("");
+            let rest = u.path_and_query().map(|p| p.as_str()).unwrap_or("");
+            let tail = if rest.is_empty() || rest == "/" {
+                ""
+            } else {
+                "/[redacted]"
+            };
+            format!("{}://{host}{tail}", u.scheme_str().unwrap_or(""))
+        }
+        Err(_) => "[redacted]".into(),
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    let message = message.into();
+    let message = if field.is_empty() || message.starts_with(field) {
+        message
+    } else {
+        format!("{field}: {message}")
+    };
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook", message)
+}
+
+/// Parses and checks a webhook spec posted as JSON. Every failure is a 422
+/// whose message names the field.
+fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError> {
+    if !value.is_object() {
+        return Err(invalid(
+            "",
+            "the body must be a JSON object describing a webhook",
+        ));
+    }
+    if let Some(Value::String(body)) = value.get("body")
+        && serde_json::from_str::<Value>(body).is_err()
+    {
+        return Err(invalid("body", "the string is not valid JSON"));
+    }
+    let spec: WebhookSpec =
+        serde_json::from_value(value).map_err(|e| invalid("", serde_message(&e)))?;
+    let cfg = s.config.load();
+    let formats = crate::format::known_formats();
+    let destinations = crate::format::known_destinations();
+    let ctx = ValidationContext {
+        allow_http: cfg.network.allow_http,
+        allow_private: &cfg.network.allow_private,
+        event_types: cfg.event_types.as_ref(),
+        known_formats: &formats,
+        known_destinations: &destinations,
+    };
+    spec.validate("", &ctx)
+        .map_err(|(field, message)| invalid(field.trim_start_matches('.'), message))?;
+    Ok(spec)
+}
+
+/// serde_json's messages end with "at line 1 column N"; that position means
+/// nothing to an API caller.
+fn serde_message(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    match m.rfind(" at line ") {
+        Some(i) => m[..i].to_owned(),
+        None => m,
+    }
+}
+
+pub async fn list(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let role = s.authorize(&headers, Need::Read)?;
+    let list: Vec<Value> = s
+        .registry
+        .load()
+        .list
+        .iter()
+        .map(|w| webhook_view(w, role))
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+pub async fn get_one(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let role = s.authorize(&headers, Need::Read)?;
+    let webhooks = s.registry.load();
+    let w = webhooks
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    Ok(axum::Json(webhook_view(w, role)).into_response())
+}
+
+fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })
+}
+
+/// Re-reads the API webhooks and swaps the registry.
+async fn refresh(s: &super::AppState) -> Result<(), ApiError> {
+    let api = s.store.read(store::load_api_webhooks).await?;
+    s.registry.rebuild(&s.config.load(), api);
+    Ok(())
+}
+
+pub async fn create(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Admin)?;
+    let value = json_body(&body)?;
+    if value.get("id").is_some() {
+        return Err(invalid("id", "is assigned by the relay; leave it out"));
+    }
+    let mut spec = check_spec(&s, value)?;
+    let id = format!("wh_{}", new_id().replace('-', ""));
+    spec.id = Some(id.clone());
+    let now = now_ms();
+    let stored = StoredWebhook {
+        spec,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    s.store
+        .write(move |c| store::save_api_webhook(c, &stored))
+        .await?;
+    refresh(&s).await?;
+    let webhooks = s.registry.load();
+    let w = webhooks
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(webhook_view(w, Role::Admin)),
+    )
+        .into_response())
+}
+
+/// Partial update: only the fields given change. Webhooks from relay.yaml
+/// take only `is_active` (runtime state); anything else is a 409.
+pub async fn update(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Admin)?;
+    let Value::Object(changes) = json_body(&body)? else {
+        return Err(invalid(
+            "",
+            "the body must be a JSON object of the fields to change",
+        ));
+    };
+    let current = s
+        .registry
+        .load()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    if changes.contains_key("id") {
+        return Err(invalid("id", "cannot be changed"));
+    }
+    let active = match changes.get("is_active") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            return Err(invalid(
+                "is_active",
+                format!("must be true or false, not {other}"),
+            ));
+        }
+    };
+    let others: Vec<&String> = changes.keys().filter(|k| *k != "is_active").collect();
+    if current.source == Source::Config && !others.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "read_only",
+            format!(
+                "webhook {id:?} comes from relay.yaml and is read-only through the API (fields given: {}); edit the file instead. Only is_active can be changed here.",
+                others
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if !others.is_empty() {
+        let mut merged = spec_with_secret(&current.spec);
+        for (k, v) in &changes {
+            merged.insert(k.clone(), v.clone());
+        }
+        let mut spec = check_spec(&s, Value::Object(merged))?;
+        spec.id = Some(id.clone());
+        let stored = StoredWebhook {
+            spec,
+            created_at_ms: current.created_at_ms,
+            updated_at_ms: now_ms(),
+        };
+        s.store
+            .write(move |c| store::save_api_webhook(c, &stored))
+            .await?;
+    }
+    if let Some(a) = active {
+        let state = current.breaker.set_active(a);
+        let wid = id.clone();
+        s.store
+            .write(move |c| store::save_webhook_state(c, &wid, state))
+            .await?;
+        if a {
+            s.dispatcher.wake();
+        }
+    }
+    refresh(&s).await?;
+    let webhooks = s.registry.load();
+    let w = webhooks
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    Ok(axum::Json(webhook_view(w, Role::Admin)).into_response())
+}
+
+/// The spec as a JSON object with the real secret (for merging updates).
+fn spec_with_secret(spec: &WebhookSpec) -> Map<String, Value> {
+    let mut m = match serde_json::to_value(spec) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    m.remove("id");
+    match &spec.secret {
+        Some(secret) => {
+            m.insert("secret".into(), json!(secret.expose()));
+        }
+        None => {
+            m.remove("secret");
+        }
+    }
+    m
+}
+
+pub async fn delete(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    s.authorize(&headers, Need::Admin)?;
+    let current = s
+        .registry
+        .load()
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    if current.source == Source::Config {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "read_only",
+            format!("webhook {id:?} comes from relay.yaml; remove it from the file instead"),
+        ));
+    }
+    let wid = id.clone();
+    s.store
+        .write(move |c| store::delete_api_webhook(c, &wid))
+        .await?;
+    refresh(&s).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_cut_to_scheme_and_host_for_viewers() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/xyz"),
+            "https://hooks.slack.com/[redacted]"
+        );
+        assert_eq!(
+            redact_url("https://user:pw@example.com:8443/"),
+            "https://example.com:8443"
+        );
+        assert_eq!(
+            redact_url("tcp://siem.internal:6514"),
+            "tcp://siem.internal:6514"
+        );
+    }
+
+    #[test]
+    fn secret_looking_header_names_are_recognised() {
+        for h in [
+            "Authorization",
+            "X-Api-Key",
+            "X-Auth-Token",
+            "plerion-signature",
+            "Cookie",
+        ] {
+            assert!(looks_secret(h), "{h}");
+        }
+        for h in ["Content-Type", "X-Tenant", "Accept"] {
+            assert!(!looks_secret(h), "{h}");
+        }
+    }
+}
