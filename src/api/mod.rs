@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -197,37 +197,7 @@ async fn post_events(
     s.authorize(&headers, Need::Ingest)?;
     let live = s.live.load_full();
     let limit = live.limits.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body is larger than the limit of {limit} bytes (limits.max_body_bytes)"),
-        )
-    };
-    if let Some(len) = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
-        return Err(too_large());
-    }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_large());
-        }
-        Err(e) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                format!("cannot read the body: {e}"),
-            ));
-        }
-    };
+    let bytes = read_limited(body, limit).await?;
     let events = crate::ingest::parse(&bytes, live.event_types.as_ref(), live.limits.max_batch)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.to_string()))?;
     let webhooks = s.registry.load();
@@ -237,6 +207,53 @@ async fn post_events(
         axum::Json(json!({ "accepted": accepted })),
     )
         .into_response())
+}
+
+/// Reads a request body of at most `limit` bytes. A larger body is refused
+/// with 413 — after reading (and dropping) the rest of it, up to a bound,
+/// so the client sees the answer instead of a connection reset.
+async fn read_limited(mut body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    const DRAIN_MAX: usize = 64 * 1024 * 1024;
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let drain_until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while let Some(frame) = tokio::time::timeout_at(drain_until, body.frame())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the body took too long to arrive",
+            )
+        })?
+    {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("cannot read the body: {e}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        } else if seen > DRAIN_MAX {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is {seen} bytes or more, over the limit of {limit} bytes (limits.max_body_bytes)"
+            ),
+        ));
+    }
+    Ok(buf.freeze())
 }
 
 async fn event_types(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {

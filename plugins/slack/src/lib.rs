@@ -1,0 +1,465 @@
+//! Slack formatter: renders an event as a Block Kit message for an incoming
+//! webhook.
+//!
+//! Layout: a `header` (the title), a `section` with the description, a
+//! `section` of up to ten `fields`, a `context` line (type, time, id) and,
+//! when the event carries an `http(s)` link, an `actions` block with a button.
+//! A top-level `text` fallback is always present. Every text is cut to
+//! Slack's limits counting characters, with an ellipsis, and mrkdwn control
+//! characters (`&`, `<`, `>`) are escaped, so event data cannot inject
+//! mentions or links.
+//!
+//! Options (all optional):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `title_field` | `title` | data path of the header text (falls back to the event type) |
+//! | `text_field` | `description`, `summary`, `message` | data path of the section text |
+//! | `fields` | well-known keys, then the other scalar fields | data paths shown as fields |
+//! | `link_field` | `url`, `link` | data path of the button link |
+//! | `button_text` | `View event` | button label |
+
+use relay_sdk::text::ELLIPSIS;
+use relay_sdk::{Event, Formatter, Payload, parse_options};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Slack's limit on header text.
+pub const HEADER_MAX: usize = 150;
+/// Slack's limit on a section's text.
+pub const SECTION_TEXT_MAX: usize = 3000;
+/// Slack's limit on the number of fields in a section.
+pub const FIELDS_MAX: usize = 10;
+/// Slack's limit on one field's text.
+pub const FIELD_MAX: usize = 2000;
+/// Slack's limit on a button label.
+pub const BUTTON_TEXT_MAX: usize = 75;
+/// Slack's limit on a button URL.
+pub const URL_MAX: usize = 3000;
+/// Limit on a context element's text.
+pub const CONTEXT_TEXT_MAX: usize = 3000;
+/// Limit on the top-level fallback `text` (Slack's is 40,000; notifications show far less).
+pub const FALLBACK_MAX: usize = 3000;
+/// Limit on a field label.
+const LABEL_MAX: usize = 100;
+
+/// Keys shown first, in this order, when `fields` is not configured.
+const PREFERRED_FIELDS: &[&str] = &[
+    "severity",
+    "status",
+    "tenant_name",
+    "tenant",
+    "category",
+    "rule",
+    "asset",
+    "resource",
+    "host",
+    "user",
+    "source",
+];
+const DEFAULT_TEXT_FIELDS: &[&str] = &["description", "summary", "message"];
+const DEFAULT_LINK_FIELDS: &[&str] = &["url", "link"];
+
+/// Options of the Slack formatter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Data path of the header text.
+    pub title_field: Option<String>,
+    /// Data path of the section text.
+    pub text_field: Option<String>,
+    /// Data paths shown as fields, in order.
+    pub fields: Option<Vec<String>>,
+    /// Data path of the button link.
+    pub link_field: Option<String>,
+    /// Button label.
+    pub button_text: Option<String>,
+}
+
+/// The Slack Block Kit formatter.
+#[derive(Debug)]
+pub struct Slack {
+    options: Options,
+}
+
+impl Formatter for Slack {
+    fn create(options: &str) -> Result<Self, String> {
+        let options: Options = parse_options(options)?;
+        for (name, value) in [
+            ("title_field", &options.title_field),
+            ("text_field", &options.text_field),
+            ("link_field", &options.link_field),
+            ("button_text", &options.button_text),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("invalid options: {name}: must not be empty"));
+            }
+        }
+        if let Some(fields) = &options.fields
+            && let Some(i) = fields.iter().position(|f| f.trim().is_empty())
+        {
+            return Err(format!("invalid options: fields[{i}]: must not be empty"));
+        }
+        Ok(Slack { options })
+    }
+
+    fn format(&self, event: &Event) -> Result<Payload, String> {
+        Payload::json(&self.message(event))
+    }
+}
+
+relay_sdk::export_formatter!(Slack);
+
+impl Slack {
+    /// Builds the whole message (`text` + `blocks`).
+    pub fn message(&self, event: &Event) -> Value {
+        let title_path = self.options.title_field.as_deref().unwrap_or("title");
+        let title = event
+            .text(title_path)
+            .map(|t| one_line(&t))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| event.event_type.clone());
+        let title = if title.trim().is_empty() {
+            "Event".to_string()
+        } else {
+            title
+        };
+
+        let text_path = self.first_present(
+            event,
+            self.options.text_field.as_deref(),
+            DEFAULT_TEXT_FIELDS,
+        );
+        let link_path = self.first_present(
+            event,
+            self.options.link_field.as_deref(),
+            DEFAULT_LINK_FIELDS,
+        );
+        let link = link_path
+            .and_then(|p| event.str(p))
+            .filter(|l| is_button_url(l));
+
+        let mut blocks = vec![json!({
+            "type": "header",
+            "text": {"type": "plain_text", "text": relay_sdk::text::truncate(&title, HEADER_MAX), "emoji": true},
+        })];
+
+        if let Some(text) = text_path
+            .and_then(|p| event.text(p))
+            .filter(|t| !t.trim().is_empty())
+        {
+            blocks.push(json!({
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": mrkdwn(&text, SECTION_TEXT_MAX)},
+            }));
+        }
+
+        let used = [Some(title_path), text_path, link_path];
+        let fields: Vec<Value> = self
+            .field_entries(event, &used)
+            .into_iter()
+            .take(FIELDS_MAX)
+            .map(|(label, value)| json!({"type": "mrkdwn", "text": field_text(&label, &value)}))
+            .collect();
+        if !fields.is_empty() {
+            blocks.push(json!({"type": "section", "fields": fields}));
+        }
+
+        if let Some(url) = link {
+            let label = self.options.button_text.as_deref().unwrap_or("View event");
+            blocks.push(json!({
+                "type": "actions",
+                "elements": [{
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": relay_sdk::text::truncate(&one_line(label), BUTTON_TEXT_MAX), "emoji": true},
+                    "url": url,
+                    "action_id": "relay-open-link",
+                }],
+            }));
+        }
+
+        let context = format!("{} · {} · {}", event.event_type, event.time, event.id);
+        blocks.push(json!({
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": mrkdwn(&context, CONTEXT_TEXT_MAX)}],
+        }));
+
+        let fallback = match event.text("severity") {
+            Some(sev) if !sev.is_empty() => format!("[{}] {title}", one_line(&sev)),
+            _ => title,
+        };
+        json!({"text": mrkdwn(&fallback, FALLBACK_MAX), "blocks": blocks})
+    }
+
+    /// The configured path if set, else the first default path present in the data.
+    fn first_present<'a>(
+        &'a self,
+        event: &Event,
+        configured: Option<&'a str>,
+        defaults: &'static [&'static str],
+    ) -> Option<&'a str> {
+        configured.or_else(|| defaults.iter().copied().find(|p| event.get(p).is_some()))
+    }
+
+    /// `(label, value)` pairs to show as fields, in display order.
+    fn field_entries(&self, event: &Event, used: &[Option<&str>]) -> Vec<(String, String)> {
+        if let Some(paths) = &self.options.fields {
+            return paths
+                .iter()
+                .filter_map(|p| event.text(p).map(|v| (label_of(p), v)))
+                .collect();
+        }
+        let is_used = |k: &str| used.contains(&Some(k));
+        let mut scalars: Vec<(&str, String)> = event
+            .scalar_fields()
+            .into_iter()
+            .filter(|(k, _)| !is_used(k))
+            .collect();
+        let mut out = Vec::new();
+        for key in PREFERRED_FIELDS {
+            if let Some(i) = scalars.iter().position(|(k, _)| k == key) {
+                let (k, v) = scalars.remove(i);
+                out.push((label_of(k), v));
+            }
+        }
+        out.extend(scalars.into_iter().map(|(k, v)| (label_of(k), v)));
+        out
+    }
+}
+
+/// A field's mrkdwn text, `*Label*\nvalue`, within [`FIELD_MAX`] characters.
+fn field_text(label: &str, value: &str) -> String {
+    let label = mrkdwn(label, LABEL_MAX);
+    let head = format!("*{label}*\n");
+    let budget = FIELD_MAX - head.chars().count();
+    format!("{head}{}", mrkdwn(value, budget))
+}
+
+/// Turns a data path into a label: `tenant_name` → `Tenant name`.
+fn label_of(path: &str) -> String {
+    let spaced: String = path
+        .chars()
+        .map(|c| if matches!(c, '_' | '-' | '.') { ' ' } else { c })
+        .collect();
+    let mut chars = spaced.trim().chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => path.to_string(),
+    }
+}
+
+/// Collapses line breaks and tabs into spaces and trims (for plain-text titles).
+fn one_line(text: &str) -> String {
+    text.split(['\n', '\r', '\t'])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_string()
+}
+
+/// A link usable as a button URL: absolute http(s), no spaces or control
+/// characters, within Slack's length limit.
+fn is_button_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://"))
+        && url.chars().count() <= URL_MAX
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Width of a character once escaped for mrkdwn.
+fn escaped_width(c: char) -> usize {
+    match c {
+        '&' => 5,
+        '<' | '>' => 4,
+        _ => 1,
+    }
+}
+
+/// Escapes `&`, `<`, `>` for mrkdwn and cuts the result to `max_chars`
+/// characters (with an ellipsis), never splitting an entity.
+pub fn mrkdwn(raw: &str, max_chars: usize) -> String {
+    let total: usize = raw.chars().map(escaped_width).sum();
+    let limit = if total <= max_chars {
+        usize::MAX
+    } else {
+        max_chars.saturating_sub(1)
+    };
+    let mut out = String::with_capacity(raw.len().min(max_chars * 4));
+    let mut used = 0;
+    for c in raw.chars() {
+        let w = escaped_width(c);
+        if used + w > limit {
+            break;
+        }
+        used += w;
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    if total > max_chars && max_chars > 0 {
+        out.push(ELLIPSIS);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_sdk::testing;
+    use relay_sdk::text::char_len;
+
+    fn render(options: &str, data: Value) -> Value {
+        let payload = testing::format::<Slack>(options, &testing::event(data)).unwrap();
+        assert_eq!(payload.content_type, "application/json");
+        serde_json::from_slice(&payload.body).unwrap()
+    }
+
+    fn block<'a>(msg: &'a Value, kind: &str) -> Option<&'a Value> {
+        msg["blocks"].as_array()?.iter().find(|b| b["type"] == kind)
+    }
+
+    #[test]
+    fn ordinary_event() {
+        let msg = render(
+            "",
+            json!({"title": "SQL injection in /login", "severity": "critical", "tenant_name": "Acme",
+                   "description": "Found by <scanner> & co", "url": "https://app.example/f/1"}),
+        );
+        assert_eq!(msg["text"], "[critical] SQL injection in /login");
+        assert_eq!(
+            block(&msg, "header").unwrap()["text"]["text"],
+            "SQL injection in /login"
+        );
+        let section = msg["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert_eq!(section, "Found by &lt;scanner&gt; &amp; co");
+        let fields = block(&msg, "section")
+            .map(|_| &msg["blocks"][2]["fields"])
+            .unwrap();
+        assert_eq!(fields[0]["text"], "*Severity*\ncritical");
+        assert_eq!(fields[1]["text"], "*Tenant name*\nAcme");
+        assert_eq!(
+            fields.as_array().unwrap().len(),
+            2,
+            "title/url/description are not fields"
+        );
+        let button = &block(&msg, "actions").unwrap()["elements"][0];
+        assert_eq!(button["url"], "https://app.example/f/1");
+        let context = block(&msg, "context").unwrap()["elements"][0]["text"]
+            .as_str()
+            .unwrap();
+        assert!(context.contains(testing::EVENT_ID) && context.contains(testing::EVENT_TYPE));
+    }
+
+    #[test]
+    fn no_title_falls_back_to_type_and_no_link_no_button() {
+        let msg = render(
+            "{}",
+            json!({"severity": "low", "link": "javascript:alert(1)"}),
+        );
+        assert_eq!(
+            block(&msg, "header").unwrap()["text"]["text"],
+            testing::EVENT_TYPE
+        );
+        assert!(block(&msg, "actions").is_none());
+        assert_eq!(msg["text"], format!("[low] {}", testing::EVENT_TYPE));
+    }
+
+    #[test]
+    fn hostile_event_stays_within_limits() {
+        let mut data = serde_json::Map::new();
+        data.insert(
+            "title".into(),
+            json!("<!channel> ".repeat(500) + &"T".repeat(5000)),
+        );
+        data.insert("description".into(), json!("&".repeat(5000)));
+        for i in 0..40 {
+            data.insert(
+                format!("field_{i:02}_{}", "k".repeat(300)),
+                json!("<&>".repeat(2000)),
+            );
+        }
+        data.insert(
+            "url".into(),
+            json!(format!("https://x.example/{}", "a".repeat(4000))),
+        );
+        let msg = render("", Value::Object(data));
+
+        let header = block(&msg, "header").unwrap()["text"]["text"]
+            .as_str()
+            .unwrap();
+        assert_eq!(char_len(header), HEADER_MAX);
+        assert!(header.ends_with(ELLIPSIS));
+        let section = msg["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(char_len(section) <= SECTION_TEXT_MAX);
+        assert!(
+            section.trim_end_matches(ELLIPSIS).ends_with("&amp;"),
+            "entity split"
+        );
+        let fields = msg["blocks"][2]["fields"].as_array().unwrap();
+        assert_eq!(fields.len(), FIELDS_MAX);
+        for f in fields {
+            let t = f["text"].as_str().unwrap();
+            assert!(char_len(t) <= FIELD_MAX, "{}", char_len(t));
+            assert!(!t.contains('<') && !t.contains('>'));
+        }
+        assert!(
+            block(&msg, "actions").is_none(),
+            "over-long URL must not become a button"
+        );
+        assert!(char_len(msg["text"].as_str().unwrap()) <= FALLBACK_MAX);
+        assert!(msg["blocks"].as_array().unwrap().len() <= 50);
+    }
+
+    #[test]
+    fn configured_fields_title_and_button() {
+        let msg = render(
+            r#"{"title_field":"finding.name","fields":["finding.cvss","missing","tenant"],
+                "link_field":"finding.href","button_text":"Open in Console"}"#,
+            json!({"finding": {"name": "XSS", "cvss": 7.5, "href": "http://console/x"}, "tenant": "Acme"}),
+        );
+        assert_eq!(block(&msg, "header").unwrap()["text"]["text"], "XSS");
+        let fields = msg["blocks"][1]["fields"].as_array().unwrap();
+        let texts: Vec<&str> = fields.iter().map(|f| f["text"].as_str().unwrap()).collect();
+        assert_eq!(texts, ["*Finding cvss*\n7.5", "*Tenant*\nAcme"]);
+        let button = &block(&msg, "actions").unwrap()["elements"][0];
+        assert_eq!(button["text"]["text"], "Open in Console");
+        assert_eq!(button["url"], "http://console/x");
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let err = Slack::create(r#"{"title":"x"}"#).unwrap_err();
+        assert!(err.contains("unknown field `title`"), "{err}");
+        let err = Slack::create(r#"{"fields":"severity"}"#).unwrap_err();
+        assert!(err.contains("fields"), "{err}");
+        let err = Slack::create(r#"{"fields":["a",""]}"#).unwrap_err();
+        assert!(err.contains("fields[1]"), "{err}");
+        let err = Slack::create(r#"{"button_text":" "}"#).unwrap_err();
+        assert!(err.contains("button_text"), "{err}");
+    }
+
+    #[test]
+    fn mrkdwn_escapes_and_truncates_on_entity_boundaries() {
+        assert_eq!(mrkdwn("a<b>&c", 100), "a&lt;b&gt;&amp;c");
+        assert_eq!(mrkdwn("abcdef", 4), "abc…");
+        assert_eq!(mrkdwn("&&&", 10), "&amp;…");
+        assert_eq!(mrkdwn("&&&", 11), "&amp;&amp;…");
+        assert_eq!(mrkdwn("&&", 10), "&amp;&amp;");
+        assert_eq!(mrkdwn("abc", 0), "");
+        for max in 0..30 {
+            assert!(char_len(&mrkdwn("x<&>y".repeat(5).as_str(), max)) <= max);
+        }
+    }
+
+    #[test]
+    fn labels_and_lines() {
+        assert_eq!(label_of("tenant_name"), "Tenant name");
+        assert_eq!(label_of("finding.cvss-score"), "Finding cvss score");
+        assert_eq!(label_of("_"), "_");
+        assert_eq!(one_line(" a\r\nb\tc "), "a b c");
+    }
+}

@@ -1,0 +1,79 @@
+//! The Slack formatter's output checked by Slack's own SDK (`slack_sdk`,
+//! PyPI): every block parses and validates, for ordinary and hostile events.
+//! Needs `bash tests/validators/install.sh`; fails (never skips) without it.
+
+#[path = "../../../tests/validators/harness.rs"]
+mod harness;
+
+use relay_plugin_slack::Slack;
+use relay_sdk::testing;
+use serde_json::{Map, Value, json};
+
+fn message(options: &str, data: Value) -> Value {
+    let payload = testing::format::<Slack>(options, &testing::event(data)).expect("format");
+    serde_json::from_slice(&payload.body).expect("json body")
+}
+
+fn hostile_fields(n: usize, value: &str) -> Value {
+    let mut data = Map::new();
+    data.insert("title".into(), json!("T".repeat(5000)));
+    for i in 0..n {
+        data.insert(format!("field_{i}"), json!(value));
+    }
+    Value::Object(data)
+}
+
+#[test]
+fn slack_sdk_accepts_ordinary_and_hostile_messages() {
+    let control =
+        "*bold* _it_ ~s~ `code` <!channel> <@U123> <https://evil|click> &amp; > quote\n```block```";
+    let messages = vec![
+        message(
+            "",
+            json!({"title": "SQL injection in /login", "severity": "critical",
+            "tenant_name": "Acme", "description": "Found on *prod*", "url": "https://app.example/f/1"}),
+        ),
+        message("", json!({})),
+        message("", Value::Null),
+        message(
+            "",
+            json!({"title": "x".repeat(5000), "description": "y".repeat(5000)}),
+        ),
+        message(
+            "",
+            json!({"title": "🦀".repeat(5000), "description": "é\u{301}".repeat(4000)}),
+        ),
+        message("", hostile_fields(40, &"v".repeat(5000))),
+        message("", hostile_fields(40, &"<&>".repeat(3000))),
+        message(
+            "",
+            json!({"title": control, "description": control, "severity": control,
+            "link": "https://example.com/?q=<&>", control: control}),
+        ),
+        message(
+            "",
+            json!({"title": "\n\r\t", "url": format!("https://x/{}", "a".repeat(5000))}),
+        ),
+        message(
+            "",
+            json!({"title": 42, "severity": 9.5, "ok": true, "tags": ["a"], "n": null}),
+        ),
+        message(
+            r#"{"title_field":"f.name","fields":["f.a","f.b","none"],"link_field":"f.u",
+                "text_field":"f.d","button_text":"B"}"#,
+            json!({"f": {"name": "N", "a": 1, "b": "<b>", "u": "https://u", "d": "&"}}),
+        ),
+        message(
+            r#"{"button_text":"x"}"#,
+            json!({"url": "https://example.com", "title": "b".repeat(80)}),
+        ),
+    ];
+    let out = harness::python(
+        "slack_blocks.py",
+        &serde_json::to_string(&messages).unwrap(),
+    );
+    assert!(
+        out.contains(&format!("{} valid, 0 invalid", messages.len())),
+        "{out}"
+    );
+}

@@ -1,0 +1,461 @@
+//! Microsoft Teams formatter: a Workflows-webhook message carrying an
+//! Adaptive Card 1.4.
+//!
+//! ```json
+//! {"type": "message", "attachments": [{
+//!   "contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null,
+//!   "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+//!     "type": "AdaptiveCard", "version": "1.4",
+//!     "body": [title TextBlock, description TextBlock?, FactSet?, context TextBlock],
+//!     "actions": [Action.OpenUrl]?}}]}
+//! ```
+//!
+//! The whole message stays under [`MAX_BYTES`] (Teams refuses ~28 KB and
+//! more): texts and facts are cut step by step until it fits, whatever the
+//! event holds.
+//!
+//! Options (all optional):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `title_field` | `title` | data path of the title (falls back to the event type) |
+//! | `text_field` | `description`, `summary`, `message` | data path of the text under the title |
+//! | `fields` | well-known keys, then the other scalar fields | data paths shown as facts |
+//! | `link_field` | `url`, `link` | data path of the `Action.OpenUrl` link |
+//! | `button_text` | `View event` | action title |
+
+use relay_sdk::text::truncate;
+use relay_sdk::{Event, Formatter, Payload, parse_options};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The serialised message is always strictly smaller than this many bytes.
+pub const MAX_BYTES: usize = 28_000;
+/// Longest link turned into an action (longer links are dropped, not cut).
+const URL_MAX: usize = 2000;
+/// Cap on the event type and id shown in the context line.
+const META_MAX: usize = 200;
+
+const PREFERRED_FIELDS: &[&str] = &[
+    "severity",
+    "status",
+    "tenant_name",
+    "tenant",
+    "category",
+    "rule",
+    "asset",
+    "resource",
+    "host",
+    "user",
+    "source",
+];
+const DEFAULT_TEXT_FIELDS: &[&str] = &["description", "summary", "message"];
+const DEFAULT_LINK_FIELDS: &[&str] = &["url", "link"];
+
+/// Character budgets, from generous to minimal; the first that fits is used.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    title: usize,
+    text: usize,
+    facts: usize,
+    fact_title: usize,
+    fact_value: usize,
+}
+
+const BUDGETS: &[Budget] = &[
+    Budget {
+        title: 2000,
+        text: 8000,
+        facts: 50,
+        fact_title: 200,
+        fact_value: 2000,
+    },
+    Budget {
+        title: 1000,
+        text: 4000,
+        facts: 30,
+        fact_title: 100,
+        fact_value: 1000,
+    },
+    Budget {
+        title: 500,
+        text: 2000,
+        facts: 20,
+        fact_title: 100,
+        fact_value: 500,
+    },
+    Budget {
+        title: 300,
+        text: 1000,
+        facts: 10,
+        fact_title: 60,
+        fact_value: 200,
+    },
+    Budget {
+        title: 150,
+        text: 300,
+        facts: 5,
+        fact_title: 40,
+        fact_value: 100,
+    },
+    // Worst case a few KB: 100 title chars, the context line and a 2000-char URL.
+    Budget {
+        title: 100,
+        text: 0,
+        facts: 0,
+        fact_title: 0,
+        fact_value: 0,
+    },
+];
+
+/// Options of the Teams formatter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Options {
+    /// Data path of the title.
+    pub title_field: Option<String>,
+    /// Data path of the text under the title.
+    pub text_field: Option<String>,
+    /// Data paths shown as facts, in order.
+    pub fields: Option<Vec<String>>,
+    /// Data path of the link.
+    pub link_field: Option<String>,
+    /// Title of the link action.
+    pub button_text: Option<String>,
+}
+
+/// The Teams Adaptive Card formatter.
+#[derive(Debug)]
+pub struct Teams {
+    options: Options,
+}
+
+impl Formatter for Teams {
+    fn create(options: &str) -> Result<Self, String> {
+        let options: Options = parse_options(options)?;
+        for (name, value) in [
+            ("title_field", &options.title_field),
+            ("text_field", &options.text_field),
+            ("link_field", &options.link_field),
+            ("button_text", &options.button_text),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("invalid options: {name}: must not be empty"));
+            }
+        }
+        if let Some(fields) = &options.fields
+            && let Some(i) = fields.iter().position(|f| f.trim().is_empty())
+        {
+            return Err(format!("invalid options: fields[{i}]: must not be empty"));
+        }
+        Ok(Teams { options })
+    }
+
+    fn format(&self, event: &Event) -> Result<Payload, String> {
+        let parts = self.parts(event);
+        for budget in BUDGETS {
+            let body = serde_json::to_vec(&parts.message(budget))
+                .map_err(|e| format!("cannot serialise card: {e}"))?;
+            if body.len() < MAX_BYTES {
+                return Ok(Payload::new("application/json", body));
+            }
+        }
+        Err(format!("card does not fit in {MAX_BYTES} bytes"))
+    }
+}
+
+relay_sdk::export_formatter!(Teams);
+
+/// What the card shows, before cutting to a budget.
+struct Parts {
+    title: String,
+    text: Option<String>,
+    facts: Vec<(String, String)>,
+    link: Option<String>,
+    button: String,
+    context: String,
+}
+
+impl Teams {
+    fn parts(&self, event: &Event) -> Parts {
+        let title_path = self.options.title_field.as_deref().unwrap_or("title");
+        let title = event
+            .text(title_path)
+            .map(|t| one_line(&t))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| one_line(&event.event_type));
+        let title = if title.is_empty() {
+            "Event".to_string()
+        } else {
+            title
+        };
+
+        let text_path = first_present(
+            event,
+            self.options.text_field.as_deref(),
+            DEFAULT_TEXT_FIELDS,
+        );
+        let link_path = first_present(
+            event,
+            self.options.link_field.as_deref(),
+            DEFAULT_LINK_FIELDS,
+        );
+        let text = text_path
+            .and_then(|p| event.text(p))
+            .filter(|t| !t.trim().is_empty());
+        let link = link_path
+            .and_then(|p| event.str(p))
+            .filter(|l| is_action_url(l))
+            .map(str::to_string);
+
+        let facts = match &self.options.fields {
+            Some(paths) => paths
+                .iter()
+                .filter_map(|p| event.text(p).map(|v| (label_of(p), v)))
+                .collect(),
+            None => {
+                let used = [Some(title_path), text_path, link_path];
+                default_facts(event, &used)
+            }
+        };
+
+        Parts {
+            title,
+            text,
+            facts,
+            link,
+            button: self
+                .options
+                .button_text
+                .as_deref()
+                .map_or_else(|| "View event".to_string(), one_line),
+            context: format!(
+                "{} · {} · {}",
+                truncate(&one_line(&event.event_type), META_MAX),
+                truncate(&one_line(&event.time), META_MAX),
+                truncate(&one_line(&event.id), META_MAX)
+            ),
+        }
+    }
+}
+
+impl Parts {
+    /// The full message, cut to `budget`.
+    fn message(&self, budget: &Budget) -> Value {
+        let mut body = vec![json!({
+            "type": "TextBlock",
+            "text": truncate(&self.title, budget.title),
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": true,
+        })];
+        if let Some(text) = self.text.as_deref().filter(|_| budget.text > 0) {
+            body.push(
+                json!({"type": "TextBlock", "text": truncate(text, budget.text), "wrap": true}),
+            );
+        }
+        let facts: Vec<Value> = self
+            .facts
+            .iter()
+            .take(budget.facts)
+            .map(|(k, v)| {
+                json!({"title": truncate(k, budget.fact_title), "value": truncate(v, budget.fact_value)})
+            })
+            .collect();
+        if !facts.is_empty() {
+            body.push(json!({"type": "FactSet", "facts": facts}));
+        }
+        body.push(json!({
+            "type": "TextBlock",
+            "text": self.context,
+            "isSubtle": true,
+            "size": "Small",
+            "wrap": true,
+        }));
+
+        let mut content = json!({
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": body,
+        });
+        if let Some(url) = &self.link {
+            content["actions"] = json!([{
+                "type": "Action.OpenUrl",
+                "title": truncate(&self.button, 100),
+                "url": url,
+            }]);
+        }
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": content,
+            }],
+        })
+    }
+}
+
+/// The configured path if set, else the first default path present in the data.
+fn first_present<'a>(
+    event: &Event,
+    configured: Option<&'a str>,
+    defaults: &'static [&'static str],
+) -> Option<&'a str> {
+    configured.or_else(|| defaults.iter().copied().find(|p| event.get(p).is_some()))
+}
+
+/// Preferred keys first, then the other scalar fields by key; skips `used`.
+fn default_facts(event: &Event, used: &[Option<&str>]) -> Vec<(String, String)> {
+    let mut scalars: Vec<(&str, String)> = event
+        .scalar_fields()
+        .into_iter()
+        .filter(|(k, _)| !used.contains(&Some(*k)))
+        .collect();
+    let mut out = Vec::new();
+    for key in PREFERRED_FIELDS {
+        if let Some(i) = scalars.iter().position(|(k, _)| k == key) {
+            let (k, v) = scalars.remove(i);
+            out.push((label_of(k), v));
+        }
+    }
+    out.extend(scalars.into_iter().map(|(k, v)| (label_of(k), v)));
+    out
+}
+
+/// Turns a data path into a label: `tenant_name` → `Tenant name`.
+fn label_of(path: &str) -> String {
+    let spaced: String = path
+        .chars()
+        .map(|c| if matches!(c, '_' | '-' | '.') { ' ' } else { c })
+        .collect();
+    let mut chars = spaced.trim().chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => path.to_string(),
+    }
+}
+
+/// Collapses line breaks and tabs into spaces and trims.
+fn one_line(text: &str) -> String {
+    text.split(['\n', '\r', '\t'])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_string()
+}
+
+/// An absolute http(s) URL without spaces or control characters.
+fn is_action_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    (lower.starts_with("https://") || lower.starts_with("http://"))
+        && url.len() <= URL_MAX
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_sdk::testing;
+    use serde_json::Map;
+
+    fn render(options: &str, data: Value) -> (usize, Value) {
+        let payload = testing::format::<Teams>(options, &testing::event(data)).unwrap();
+        assert_eq!(payload.content_type, "application/json");
+        (
+            payload.body.len(),
+            serde_json::from_slice(&payload.body).unwrap(),
+        )
+    }
+
+    fn content(msg: &Value) -> &Value {
+        &msg["attachments"][0]["content"]
+    }
+
+    #[test]
+    fn ordinary_event() {
+        let (_, msg) = render(
+            "",
+            json!({"title": "SQL injection", "severity": "high", "tenant_name": "Acme",
+                   "description": "details", "url": "https://app/f/1"}),
+        );
+        assert_eq!(msg["type"], "message");
+        let att = &msg["attachments"][0];
+        assert_eq!(
+            att["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        assert!(att["contentUrl"].is_null());
+        let card = content(&msg);
+        assert_eq!(card["type"], "AdaptiveCard");
+        assert_eq!(card["version"], "1.4");
+        let title = &card["body"][0];
+        assert_eq!(title["text"], "SQL injection");
+        assert_eq!(title["weight"], "Bolder");
+        assert_eq!(title["size"], "Medium");
+        assert_eq!(title["wrap"], true);
+        assert_eq!(card["body"][1]["text"], "details");
+        assert_eq!(
+            card["body"][2]["facts"],
+            json!([{"title": "Severity", "value": "high"}, {"title": "Tenant name", "value": "Acme"}])
+        );
+        assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
+        assert_eq!(card["actions"][0]["url"], "https://app/f/1");
+    }
+
+    #[test]
+    fn no_link_no_actions_no_facts() {
+        let (_, msg) = render("", json!({"link": "ftp://x"}));
+        let card = content(&msg);
+        assert!(card.get("actions").is_none());
+        assert_eq!(card["body"][0]["text"], testing::EVENT_TYPE);
+        assert_eq!(card["body"].as_array().unwrap().len(), 2, "title + context");
+    }
+
+    #[test]
+    fn hostile_events_stay_under_the_limit() {
+        let mut data = Map::new();
+        data.insert("title".into(), json!("\u{1}".repeat(5000)));
+        data.insert("description".into(), json!("🦀\"\\".repeat(5000)));
+        for i in 0..500 {
+            data.insert(
+                format!("f{i:03}{}", "\u{7f}".repeat(300)),
+                json!("\u{2}".repeat(3000)),
+            );
+        }
+        data.insert(
+            "url".into(),
+            json!(format!("https://x/{}", "a".repeat(1990))),
+        );
+        let (len, msg) = render("", Value::Object(data));
+        assert!(len < MAX_BYTES, "{len}");
+        assert_eq!(content(&msg)["body"][0]["weight"], "Bolder");
+
+        let (len, _) = render(
+            "",
+            json!({"title": "x".repeat(5000), "description": "y".repeat(50_000)}),
+        );
+        assert!(len < MAX_BYTES, "{len}");
+    }
+
+    #[test]
+    fn configured_options() {
+        let (_, msg) = render(
+            r#"{"title_field":"a.t","fields":["a.n","none"],"link_field":"a.u","button_text":"Open"}"#,
+            json!({"a": {"t": "T", "n": 3, "u": "https://u"}}),
+        );
+        let card = content(&msg);
+        assert_eq!(card["body"][0]["text"], "T");
+        assert_eq!(
+            card["body"][1]["facts"],
+            json!([{"title": "A n", "value": "3"}])
+        );
+        assert_eq!(card["actions"][0]["title"], "Open");
+        let err = Teams::create(r#"{"color":"red"}"#).unwrap_err();
+        assert!(err.contains("unknown field `color`"), "{err}");
+        let err = Teams::create(r#"{"fields":[""]}"#).unwrap_err();
+        assert!(err.contains("fields[0]"), "{err}");
+    }
+}

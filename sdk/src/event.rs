@@ -1,0 +1,163 @@
+//! The event a formatter receives.
+
+use serde_json::Value;
+
+use crate::time::Timestamp;
+
+/// An event as the relay accepted it (DESIGN §5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Event id (the idempotency key).
+    pub id: String,
+    /// Event type, e.g. `finding_added`.
+    pub event_type: String,
+    /// Event time as RFC 3339 text; see [`Event::timestamp`].
+    pub time: String,
+    /// The event's `data` (normally a JSON object).
+    pub data: Value,
+}
+
+impl Event {
+    /// Builds an event from the fields that cross the component boundary;
+    /// `data` is JSON text (empty text means no data).
+    pub fn from_parts(
+        id: impl Into<String>,
+        event_type: impl Into<String>,
+        time: impl Into<String>,
+        data: &str,
+    ) -> Result<Event, String> {
+        let data = if data.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(data).map_err(|e| format!("event data is not valid JSON: {e}"))?
+        };
+        Ok(Event {
+            id: id.into(),
+            event_type: event_type.into(),
+            time: time.into(),
+            data,
+        })
+    }
+
+    /// The data value at a dotted path (`finding.severity`, `tags.0`).
+    ///
+    /// A top-level key that itself contains dots is matched first. Numeric
+    /// segments index arrays. Returns `None` when any segment is missing.
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        lookup(&self.data, path)
+    }
+
+    /// The string at `path`, or `None` when it is missing or not a string.
+    pub fn str(&self, path: &str) -> Option<&str> {
+        self.get(path).and_then(Value::as_str)
+    }
+
+    /// The scalar at `path` as text (strings as-is, numbers and booleans
+    /// rendered), or `None` when missing, null, an object or an array.
+    pub fn text(&self, path: &str) -> Option<String> {
+        self.get(path).and_then(scalar_text)
+    }
+
+    /// The top-level scalar fields of `data` (strings, numbers, booleans) as
+    /// `(key, text)` pairs, sorted by key. Nulls, objects and arrays are skipped.
+    pub fn scalar_fields(&self) -> Vec<(&str, String)> {
+        match &self.data {
+            Value::Object(map) => map
+                .iter()
+                .filter_map(|(k, v)| scalar_text(v).map(|t| (k.as_str(), t)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The event time, parsed.
+    pub fn timestamp(&self) -> Result<Timestamp, String> {
+        Timestamp::parse_rfc3339(&self.time)
+    }
+}
+
+/// Renders a JSON scalar as text: strings as-is, numbers and booleans in JSON
+/// notation. Returns `None` for null, objects and arrays.
+pub fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return None;
+    }
+    if let Some(v) = root.as_object().and_then(|m| m.get(path)) {
+        return Some(v);
+    }
+    path.split('.')
+        .try_fold(root, |value, segment| match value {
+            Value::Object(map) => map.get(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(data: Value) -> Event {
+        Event {
+            id: "e1".into(),
+            event_type: "t".into(),
+            time: "2026-11-22T10:00:00Z".into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn dotted_paths_and_array_indexes() {
+        let e = ev(json!({"a": {"b": {"c": 3}}, "tags": ["x", "y"], "k.with.dots": true}));
+        assert_eq!(e.get("a.b.c"), Some(&json!(3)));
+        assert_eq!(e.get("tags.1"), Some(&json!("y")));
+        assert_eq!(e.get("k.with.dots"), Some(&json!(true)));
+        assert_eq!(e.get("a.x"), None);
+        assert_eq!(e.get("tags.9"), None);
+        assert_eq!(e.get("tags.one"), None);
+        assert_eq!(e.get(""), None);
+    }
+
+    #[test]
+    fn str_and_text() {
+        let e = ev(json!({"s": "v", "n": 1.5, "b": false, "z": null, "o": {}}));
+        assert_eq!(e.str("s"), Some("v"));
+        assert_eq!(e.str("n"), None);
+        assert_eq!(e.text("n").as_deref(), Some("1.5"));
+        assert_eq!(e.text("b").as_deref(), Some("false"));
+        assert_eq!(e.text("z"), None);
+        assert_eq!(e.text("o"), None);
+    }
+
+    #[test]
+    fn scalar_fields_sorted_and_filtered() {
+        let e = ev(json!({"b": 2, "a": "x", "n": null, "o": {"x": 1}, "l": [1]}));
+        assert_eq!(
+            e.scalar_fields(),
+            vec![("a", "x".to_string()), ("b", "2".to_string())]
+        );
+        assert!(ev(json!([1, 2])).scalar_fields().is_empty());
+    }
+
+    #[test]
+    fn from_parts_parses_data() {
+        let e = Event::from_parts("i", "t", "2026-11-22T10:00:00Z", r#"{"x":1}"#).unwrap();
+        assert_eq!(e.data, json!({"x": 1}));
+        assert_eq!(
+            Event::from_parts("i", "t", "", "").unwrap().data,
+            Value::Null
+        );
+        let err = Event::from_parts("i", "t", "", "{nope").unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
+    }
+}
