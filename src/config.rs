@@ -116,6 +116,18 @@ pub struct PluginsConfig {
     pub memory_mb: u32,
     #[serde(default = "default_plugin_timeout_ms")]
     pub timeout_ms: u64,
+    /// `warm` (default): reuse instances from a small pool; `fresh`: a new
+    /// instance for every call.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    #[default]
+    Warm,
+    Fresh,
 }
 
 fn default_plugins_dir() -> EnvPath {
@@ -134,6 +146,7 @@ impl Default for PluginsConfig {
             dir: default_plugins_dir(),
             memory_mb: default_memory_mb(),
             timeout_ms: default_plugin_timeout_ms(),
+            isolation: Isolation::Warm,
         }
     }
 }
@@ -170,6 +183,11 @@ pub struct NetworkConfig {
     /// Allow `http://` destinations (otherwise `https://` only).
     #[serde(default)]
     pub allow_http: bool,
+    /// A PEM file of CA certificates trusted for every outbound TLS
+    /// connection (HTTPS webhooks and `tls://` syslog) in addition to the
+    /// public webpki roots: a private SIEM's or proxy's CA.
+    #[serde(default)]
+    pub ca_file: Option<EnvPath>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -289,9 +307,12 @@ pub struct WebhookSpec {
     pub format: String,
     #[serde(default)]
     pub destination: Option<String>,
-    /// Options handed to the formatter / destination plugin (JSON object).
+    /// Options for the formatter plugin (JSON object), parsed once per webhook.
     #[serde(default)]
     pub options: Option<serde_json::Value>,
+    /// Options for the destination plugin (JSON object).
+    #[serde(default)]
+    pub destination_options: Option<serde_json::Value>,
     #[serde(default = "default_retry_count")]
     pub retry_count: RetryCount,
     #[serde(default = "default_timeout_ms")]
@@ -781,6 +802,12 @@ impl WebhookSpec {
                 "a syslog URL (udp/tcp/tls) takes no destination plugin".into(),
             );
         }
+        if matches!(self.url.scheme(), "udp" | "tcp" | "tls") && self.format == "json" {
+            return err(
+                "format",
+                "a syslog URL (udp/tcp/tls) needs a line format such as syslog or cef, not json".into(),
+            );
+        }
         Ok(())
     }
 }
@@ -838,6 +865,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(ca) = &self.network.ca_file
+            && let Err(e) = crate::deliver::tls::client_config(Some(&ca.0))
+        {
+            return Err(invalid(
+                "network.ca_file".into(),
+                format!("{}: {}", ca.0.display(), e.message),
+            ));
+        }
         let d = &self.delivery;
         if d.retry_base_ms == 0 || d.retry_max_ms < d.retry_base_ms {
             return Err(invalid(
@@ -851,8 +886,11 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
-        let formats = crate::format::known_formats();
-        let destinations = crate::format::known_destinations();
+        let files = crate::format::file_plugin_names(&self.plugins.dir.0);
+        let mut formats = crate::format::known_formats();
+        formats.extend(files.iter().cloned());
+        let mut destinations = crate::format::known_destinations();
+        destinations.extend(files);
         let ctx = ValidationContext {
             allow_http: self.network.allow_http,
             allow_private: &self.network.allow_private,
@@ -914,6 +952,15 @@ fn find_line_col(msg: &str) -> Option<(u64, u64)> {
 }
 
 fn strip_location(first: &str) -> String {
+    // serde-saphyr may lead with "error: line N column M: " instead.
+    if let Some(rest) = first.strip_prefix("error: line ")
+        && let Some(i) = rest.find(": ")
+        && rest[..i]
+            .split(" column ")
+            .all(|n| n.parse::<u64>().is_ok())
+    {
+        return rest[i + 2..].to_owned();
+    }
     match first.find(" at line ") {
         Some(i) => first[..i].to_owned(),
         None => first.to_owned(),
@@ -1033,6 +1080,17 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn ca_file_must_be_a_readable_pem_of_certificates() {
+        let e = Config::parse("network: {ca_file: /nonexistent/ca.pem}\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("network.ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
     }
 
     #[test]

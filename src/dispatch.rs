@@ -25,9 +25,11 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::config::DeliveryConfig;
-use crate::deliver::{Deliverer, DeliveryError, InResponse, OutRequest};
+use crate::deliver::{Deliverer, DeliveryError, InResponse};
 use crate::event::{Event, new_id, now_ms};
 use crate::history::{self, Attempt, AttemptError, Status};
+use crate::plugin::{Outcome as PluginOutcome, PluginHost};
+use crate::prepare::{Prepared, destination_of, prepare, uses_plugins};
 use crate::store::{self, Store};
 use crate::webhook::{Registry, Webhook};
 
@@ -72,6 +74,7 @@ struct Inner {
     store: Store,
     registry: Arc<Registry>,
     deliverer: Deliverer,
+    plugins: PluginHost,
     config: ArcSwap<DeliveryConfig>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Notify,
@@ -82,6 +85,7 @@ impl Dispatcher {
         store: Store,
         registry: Arc<Registry>,
         deliverer: Deliverer,
+        plugins: PluginHost,
         config: DeliveryConfig,
     ) -> Dispatcher {
         Dispatcher {
@@ -89,6 +93,7 @@ impl Dispatcher {
                 store,
                 registry,
                 deliverer,
+                plugins,
                 config: ArcSwap::from_pointee(config),
                 lanes: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
@@ -242,6 +247,11 @@ impl Inner {
         let number = job.attempts + 1;
         let started = Instant::now();
         let webhook = self.registry.load().get(&job.webhook_id).cloned();
+        if webhook.is_none() {
+            // Removed from relay.yaml by a reload: the delivery stays pending
+            // in the store and resumes if the webhook comes back.
+            return Ok(None);
+        }
         let mut warnings = Vec::new();
         let (outcome, webhook) = match webhook {
             None => (
@@ -270,6 +280,8 @@ impl Inner {
             Outcome::Skipped => (Status::Skipped, None, None, None),
         };
         let (status_code, body) = match (response, error) {
+            // Status 0 marks a syslog send: there is no response.
+            (Some(r), _) if r.status == 0 => (None, None),
             (Some(r), _) => (Some(r.status), Some(history::clip_body(&r.body))),
             (None, Some(e)) => (e.status_code(), e.response_body().map(history::clip_body)),
             (None, None) => (None, None),
@@ -326,6 +338,7 @@ impl Inner {
             })
             .await
             .map_err(|e| DeliveryError::Config(format!("recording the attempt failed: {e}")))?;
+        crate::metrics::attempt(status.as_str(), duration_ms);
         if let Outcome::Retry(_, delay) = outcome {
             self.schedule(job, number, delay);
         }
@@ -344,22 +357,84 @@ impl Inner {
 
     async fn execute(
         &self,
-        w: &Webhook,
+        w: &Arc<Webhook>,
         job: &Job,
         warnings: &mut Vec<String>,
     ) -> Result<InResponse, DeliveryError> {
-        let request = build_request(w, &job.event, &job.delivery_id, warnings)?;
-        let response = self.deliverer.send_http(request).await?;
-        if (200..300).contains(&response.status) {
-            return Ok(response);
+        let prepared = if uses_plugins(w, &self.plugins) {
+            // Plugins run wasm: keep them off the async worker threads.
+            let (w2, event, id, plugins) = (w.clone(), job.event.clone(), job.delivery_id.clone(), self.plugins.clone());
+            let (prepared, w_out) = tokio::task::spawn_blocking(move || {
+                let mut warnings = Vec::new();
+                (prepare(&w2, &event, &id, &plugins, &mut warnings), warnings)
+            })
+            .await
+            .map_err(|e| DeliveryError::Config(format!("the formatting task failed: {e}")))?;
+            warnings.extend(w_out);
+            prepared?
+        } else {
+            prepare(w, &job.event, &job.delivery_id, &self.plugins, warnings)?
+        };
+        let requests = match prepared {
+            Prepared::Syslog(message) => {
+                self.deliverer
+                    .send_syslog(w.spec.url.as_str(), &message, Duration::from_millis(w.spec.timeout_ms.0))
+                    .await?;
+                return Ok(InResponse {
+                    status: 0,
+                    headers: vec![],
+                    body: Default::default(),
+                });
+            }
+            Prepared::Http(requests) => requests,
+        };
+        let destination = destination_of(w, &self.plugins);
+        let mut last = None;
+        for request in requests {
+            let response = self.deliverer.send_http(request).await?;
+            let host = host_of(w.spec.url.as_str());
+            match &destination {
+                None if (200..300).contains(&response.status) => {}
+                None => {
+                    return Err(DeliveryError::Status {
+                        host,
+                        status: response.status,
+                        retry_after: response.retry_after(),
+                        body: response.body,
+                    });
+                }
+                Some(d) => {
+                    let (plugins, d2, opts, r2) =
+                        (self.plugins.clone(), d.clone(), w.destination_options.clone(), response.clone());
+                    let outcome = tokio::task::spawn_blocking(move || plugins.classify(&d2, &opts, &r2))
+                        .await
+                        .map_err(|e| DeliveryError::Config(format!("the classify task failed: {e}")))?
+                        .map_err(|e| DeliveryError::Plugin {
+                            plugin: d.clone(),
+                            message: e.to_string(),
+                        })?;
+                    let rejected = |reason: String, retryable: bool, retry_after, disable| DeliveryError::Rejected {
+                        host: host.clone(),
+                        status: response.status,
+                        reason,
+                        retryable,
+                        retry_after,
+                        disable,
+                        body: response.body.clone(),
+                    };
+                    match outcome {
+                        PluginOutcome::Success => {}
+                        PluginOutcome::Retry(after) => {
+                            return Err(rejected(format!("{d} asks to retry"), true, after.or(response.retry_after()), false));
+                        }
+                        PluginOutcome::Fail(reason) => return Err(rejected(reason, false, None, false)),
+                        PluginOutcome::Disable(reason) => return Err(rejected(reason, false, None, true)),
+                    }
+                }
+            }
+            last = Some(response);
         }
-        let host = host_of(w.spec.url.as_str());
-        Err(DeliveryError::Status {
-            host,
-            status: response.status,
-            retry_after: response.retry_after(),
-            body: response.body,
-        })
+        last.ok_or_else(|| DeliveryError::Config("nothing to send".into()))
     }
 
     fn decide(
@@ -408,59 +483,6 @@ fn host_of(url: &str) -> String {
         .ok()
         .and_then(|u| u.host().map(str::to_owned))
         .unwrap_or_default()
-}
-
-/// The full HTTP request for one attempt: formatted, templated headers,
-/// content type, signature.
-pub fn build_request(
-    w: &Webhook,
-    event: &Event,
-    delivery_id: &str,
-    warnings: &mut Vec<String>,
-) -> Result<OutRequest, DeliveryError> {
-    let spec = &w.spec;
-    let method = spec.method.as_http();
-    let vars = event.vars();
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(spec.headers.0.len() + 4);
-    for (name, value) in &spec.headers.0 {
-        let v = crate::template::render_text(value, &vars, warnings);
-        if http::HeaderValue::from_str(&v).is_err() {
-            return Err(DeliveryError::Config(format!(
-                "header {} rendered to a value that is not allowed in HTTP",
-                name.as_str()
-            )));
-        }
-        headers.push((name.as_str().to_owned(), v));
-    }
-    let body = if method == http::Method::GET {
-        None
-    } else {
-        let payload = crate::format::format(w, event, warnings)?;
-        if spec.headers.get("content-type").is_none() {
-            headers.push(("Content-Type".to_owned(), payload.content_type.clone()));
-        }
-        Some(payload.body)
-    };
-    if let Some(secret) = &spec.secret {
-        let signed: &[u8] = body.as_deref().unwrap_or(&[]);
-        let sig = crate::sign::headers(
-            spec.signature,
-            spec.signature_header.as_ref().map(|h| h.as_str()),
-            secret.expose(),
-            delivery_id,
-            now_ms() / 1000,
-            signed,
-        )
-        .map_err(DeliveryError::Config)?;
-        headers.extend(sig);
-    }
-    Ok(OutRequest {
-        method,
-        url: spec.url.as_str().to_owned(),
-        headers,
-        body,
-        timeout: Duration::from_millis(spec.timeout_ms.0),
-    })
 }
 
 #[cfg(test)]

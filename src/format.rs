@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::deliver::DeliveryError;
 use crate::event::Event;
+use crate::plugin::{Kind, PluginHost};
 use crate::webhook::Webhook;
 
 /// A formatted body.
@@ -18,20 +19,44 @@ pub struct Payload {
     pub body: Bytes,
 }
 
-/// Names accepted in a webhook's `format`.
+/// Names accepted in a webhook's `format` without looking at the plugins
+/// directory: `json` and the built-in formatters.
 pub fn known_formats() -> Vec<String> {
-    vec!["json".to_owned()]
+    let mut v = vec!["json".to_owned()];
+    v.extend(builtin_names(Kind::Formatter));
+    v
 }
 
-/// Names accepted in a webhook's `destination`.
+/// Names of the built-in destination plugins.
 pub fn known_destinations() -> Vec<String> {
-    Vec::new()
+    builtin_names(Kind::Destination)
+}
+
+fn builtin_names(kind: Kind) -> Vec<String> {
+    crate::plugin::BUILTINS
+        .iter()
+        .filter(|(_, k, _)| *k == kind.as_str())
+        .map(|(n, _, _)| n.to_string())
+        .collect()
+}
+
+/// The plugin names a `*.wasm` file in `dir` would provide (not compiled:
+/// a bad file is refused when the relay loads it).
+pub fn file_plugin_names(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| crate::plugin::watch::is_plugin_file(p))
+        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
+        .collect()
 }
 
 /// Formats `event` for `webhook`, adding template warnings to `warnings`.
+/// A plugin format runs wasm: call it from a blocking thread.
 pub fn format(
     webhook: &Webhook,
     event: &Event,
+    plugins: &PluginHost,
     warnings: &mut Vec<String>,
 ) -> Result<Payload, DeliveryError> {
     match webhook.spec.format.as_str() {
@@ -50,8 +75,11 @@ pub fn format(
                 body: Bytes::from(body),
             })
         }
-        other => Err(DeliveryError::Config(format!(
-            "format {other:?} is not loaded"
-        ))),
+        plugin => plugins
+            .format(plugin, &webhook.format_options, event)
+            .map_err(|e| DeliveryError::Plugin {
+                plugin: plugin.to_owned(),
+                message: e.to_string(),
+            }),
     }
 }

@@ -221,6 +221,8 @@ pub async fn accept(
             Ok(out)
         })
         .await?;
+    crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
+    crate::metrics::deliveries_skipped(results.iter().map(|a| a.skipped.len() as u64).sum());
     let mut views = Vec::with_capacity(results.len());
     for ((event, _), accepted) in planned.iter().zip(results) {
         if !accepted.ready.is_empty() {

@@ -41,8 +41,57 @@ enum Command {
         #[arg(long, env = "RELAY_INGEST_TOKEN", hide_env_values = true)]
         token: String,
     },
+    /// Run a formatter (and destination build step) offline and print the
+    /// body exactly as the relay would send it.
+    Render {
+        /// A loaded plugin name (built-in) or a path to a `.wasm` file.
+        #[arg(long)]
+        plugin: String,
+        /// The event, as posted to /api/v1/events (one event).
+        #[arg(long)]
+        event: PathBuf,
+        /// A formatter option, `key=value` (value parsed as JSON when it is JSON; dotted keys nest).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A destination plugin to run after the formatter.
+        #[arg(long)]
+        destination: Option<String>,
+        /// A destination option, `key=value`.
+        #[arg(long = "destination-set", value_name = "KEY=VALUE")]
+        destination_set: Vec<String>,
+        /// The webhook URL the request would go to.
+        #[arg(long, default_value = "https://example.invalid/hook")]
+        url: String,
+        /// Time limit per plugin call, in ms.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+        /// Also print method, URL and headers.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Plugin authoring.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Scaffold a plugin crate that builds against sdk/ and passes its own test.
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value_t = relay::scaffold::ScaffoldKind::Formatter)]
+        kind: relay::scaffold::ScaffoldKind,
+        /// Where the relay SDK lives (default: the sdk/ this relay was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+        /// Parent directory of the new crate.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 /// A failure with the exit code it deserves.
@@ -144,6 +193,46 @@ fn run(command: Command) -> Result<(), Failure> {
             } else {
                 Err(user(format!("the relay answered HTTP {status}")))
             }
+        }
+        Command::Render {
+            plugin,
+            event,
+            set,
+            destination,
+            destination_set,
+            url,
+            timeout_ms,
+            verbose,
+        } => {
+            let request = relay::render::RenderRequest {
+                plugin,
+                event,
+                set,
+                destination,
+                destination_set,
+                url,
+                timeout_ms,
+            };
+            let out = relay::render::render(&request).map_err(user)?;
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            let text = if verbose { out.verbose() } else { out.bodies() };
+            stdout
+                .write_all(&text)
+                .and_then(|()| stdout.flush())
+                .map_err(|e| internal(format!("cannot write to stdout: {e}")))
+        }
+        Command::Plugin {
+            command: PluginCommand::New { name, kind, sdk, dir },
+        } => {
+            let sdk = sdk.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk")));
+            let path = relay::scaffold::new_plugin(&dir, &name, kind, &sdk).map_err(user)?;
+            println!(
+                "created {}\n  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
+                path.display(),
+                path.display()
+            );
+            Ok(())
         }
         Command::Version => {
             println!("relay {}", env!("CARGO_PKG_VERSION"));

@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
-use crate::api::{AppState, Live};
+use crate::api::AppState;
 use crate::config::Config;
 use crate::deliver::{Deliverer, Guard, Policy};
 use crate::dispatch::Dispatcher;
+use crate::plugin::{Kind, PluginError, PluginHost};
 use crate::store::{self, Store};
 use crate::webhook::Registry;
 
@@ -27,11 +26,13 @@ pub enum ServeError {
     },
     #[error("{0}")]
     Unsafe(String),
+    #[error("{0}")]
+    Plugins(String),
 }
 
 /// The development tokens in the shipped relay.yaml start with `dev-`; they
 /// are only accepted when the relay listens on loopback.
-fn check_dev_tokens(cfg: &Config) -> Result<(), ServeError> {
+pub(crate) fn check_dev_tokens(cfg: &Config) -> Result<(), ServeError> {
     if cfg.listen.0.ip().is_loopback() {
         return Ok(());
     }
@@ -46,9 +47,48 @@ fn check_dev_tokens(cfg: &Config) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Starts the plugin host: built-ins, then `*.wasm` files in `plugins.dir`.
+/// Precompiled code is cached beside the database.
+pub fn start_plugins(cfg: &Config) -> Result<PluginHost, ServeError> {
+    let limits = crate::plugin::Limits {
+        memory_mb: cfg.plugins.memory_mb,
+        timeout_ms: cfg.plugins.timeout_ms,
+        fresh: cfg.plugins.isolation == crate::config::Isolation::Fresh,
+    };
+    let cache = cfg
+        .storage
+        .sqlite
+        .0
+        .parent()
+        .map(|d| d.join("plugin-cache"));
+    let host = PluginHost::new(limits, cache).map_err(|e| ServeError::Plugins(e.to_string()))?;
+    crate::plugin::watch::load_dir(&host, &cfg.plugins.dir.0);
+    Ok(host)
+}
+
+/// Every webhook's format and destination must be loaded, and accept its options.
+pub fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result<(), String> {
+    for (i, w) in cfg.webhooks.iter().enumerate() {
+        let fail = |field: &str, msg: String| Err(format!("webhooks[{i}].{field}: {msg}"));
+        if w.format != "json" {
+            let options = w.options.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "{}".into());
+            if let Err(e) = plugins.check_options(Kind::Formatter, &w.format, &options) {
+                return fail(if matches!(e, PluginError::Options(_)) { "options" } else { "format" }, format!("{:?} {e}", w.format));
+            }
+        }
+        if let Some(d) = &w.destination {
+            let options = w.destination_options.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "{}".into());
+            if let Err(e) = plugins.check_options(Kind::Destination, d, &options) {
+                return fail(if matches!(e, PluginError::Options(_)) { "destination_options" } else { "destination" }, format!("{d:?} {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the relay until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
-    let cfg = Config::load(config_path)?;
+    let (cfg, fingerprint) = crate::reload::load(config_path)?;
     check_dev_tokens(&cfg)?;
     if cfg.auth.tokens.is_empty() {
         tracing::warn!("auth.tokens is empty: every API call will be refused with 401");
@@ -64,20 +104,25 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
             allow_http: cfg.network.allow_http,
         },
     );
+    let plugins = start_plugins(&cfg)?;
+    check_webhook_plugins(&cfg, &plugins).map_err(ServeError::Plugins)?;
+    let _plugin_watch = match crate::plugin::watch::watch(plugins.clone(), &cfg.plugins.dir.0) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %cfg.plugins.dir.0.display(), error = %e, "not watching the plugins directory; plugin files will not hot-reload");
+            None
+        }
+    };
     let dispatcher = Dispatcher::new(
         store.clone(),
         registry.clone(),
-        deliverer,
+        deliverer.clone(),
+        plugins.clone(),
         cfg.delivery.clone(),
     );
     dispatcher.start();
-    let state = Arc::new(AppState {
-        store,
-        registry,
-        dispatcher,
-        live: ArcSwap::from_pointee(Live::from_config(&cfg)),
-        config: ArcSwap::from_pointee(cfg.clone()),
-    });
+    let state = Arc::new(AppState::new(store, registry, dispatcher, &cfg));
+    let _config_watch = watch_config(config_path, fingerprint, &state, deliverer, plugins);
     let addr = cfg.listen.0;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -95,6 +140,19 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { addr, source })?;
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// relay.yaml hot reload (file watcher + SIGHUP, see `reload`). A new
+/// configuration must also pass the plugin check of start-up.
+fn watch_config(
+    path: &Path,
+    fingerprint: crate::reload::Fingerprint,
+    state: &Arc<AppState>,
+    deliverer: Deliverer,
+    plugins: PluginHost,
+) -> crate::reload::Watching {
+    let check: crate::reload::Check = Box::new(move |c| check_webhook_plugins(c, &plugins));
+    crate::reload::start(path, fingerprint, state.clone(), deliverer, Some(check))
 }
 
 async fn shutdown_signal() {

@@ -388,6 +388,24 @@ pub fn next_due(conn: &Connection, webhook_id: &str) -> Result<Option<i64>, Stor
         .query_row([webhook_id], |r| r.get::<_, Option<i64>>(0))?)
 }
 
+/// Deliveries not final yet, per webhook: `(webhook id, pending, due at
+/// `now`)`. Reads only the `deliveries_due` partial index (rows with a
+/// `due_at`), so its cost follows the queue, not the history.
+pub fn queue_depth(conn: &Connection, now: i64) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT webhook_id, COUNT(*), COALESCE(SUM(due_at <= ?1), 0) FROM deliveries
+         WHERE due_at IS NOT NULL GROUP BY webhook_id ORDER BY webhook_id",
+    )?;
+    let rows = stmt.query_map([now], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
+    rows.map(|r| r.map_err(StoreError::from)).collect()
+}
+
 /// Moves a delivery to its state after an attempt.
 pub fn update_delivery(
     conn: &Connection,

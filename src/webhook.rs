@@ -82,6 +82,10 @@ pub struct Webhook {
     pub spec: WebhookSpec,
     pub source: Source,
     pub template: Option<Template>,
+    /// `options` as JSON text, handed to the formatter plugin.
+    pub format_options: String,
+    /// `destination_options` as JSON text, handed to the destination plugin.
+    pub destination_options: String,
     pub breaker: Arc<Breaker>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
@@ -133,6 +137,10 @@ fn scalar_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+fn json_text(v: Option<&Value>) -> String {
+    v.map(Value::to_string).unwrap_or_else(|| "{}".to_owned())
 }
 
 /// An immutable snapshot of all webhooks.
@@ -241,6 +249,8 @@ impl Registry {
                 Arc::new(Webhook {
                     breaker: self.breaker(&id, d.spec.is_active),
                     template: d.spec.body.as_ref().map(|b| Template::compile(&b.0)),
+                    format_options: json_text(d.spec.options.as_ref()),
+                    destination_options: json_text(d.spec.destination_options.as_ref()),
                     id,
                     spec: d.spec,
                     source: d.source,
@@ -274,6 +284,8 @@ mod tests {
             spec: spec(yaml),
             source: Source::Config,
             template: None,
+            format_options: "{}".into(),
+            destination_options: "{}".into(),
             breaker: Arc::new(Breaker::new(WebhookState {
                 is_active: true,
                 failure_count: 0,

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,6 +59,36 @@ pub struct AppState {
     pub live: ArcSwap<Live>,
     /// The configuration in force (webhooks from the file, catalogue, network).
     pub config: ArcSwap<Config>,
+    /// Held while the registry is rebuilt (API webhook changes, config
+    /// reload), so a rebuild never mixes an old config with new API webhooks.
+    pub rebuild: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        dispatcher: Dispatcher,
+        cfg: &Config,
+    ) -> AppState {
+        AppState {
+            store,
+            registry,
+            dispatcher,
+            live: ArcSwap::from_pointee(Live::from_config(cfg)),
+            config: ArcSwap::from_pointee(cfg.clone()),
+            rebuild: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Re-reads the API webhooks and rebuilds the registry with the
+    /// configuration in force.
+    pub async fn refresh_registry(&self) -> Result<(), StoreError> {
+        let _guard = self.rebuild.lock().await;
+        let api = self.store.read(store::load_api_webhooks).await?;
+        self.registry.rebuild(&self.config.load(), api);
+        Ok(())
+    }
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -108,19 +139,100 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// What a route needs.
+/// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Need {
+pub enum Access {
+    /// No token needed (`/healthz`, `/metrics`, the OpenAPI document).
+    Public,
     /// Post events: ingest or admin.
     Ingest,
     /// Read: viewer or admin.
     Read,
+    /// Change anything: admin.
     Admin,
 }
 
+impl Access {
+    /// The roles a route accepts.
+    pub fn roles(self) -> &'static [Role] {
+        match self {
+            Access::Public => &[],
+            Access::Ingest => &[Role::Ingest, Role::Admin],
+            Access::Read => &[Role::Viewer, Role::Admin],
+            Access::Admin => &[Role::Admin],
+        }
+    }
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub method: &'static str,
+    /// axum syntax: `{id}` for a path parameter (as in OpenAPI).
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn route(method: &'static str, path: &'static str, access: Access) -> Route {
+    Route {
+        method,
+        path,
+        access,
+    }
+}
+
+/// Every route of the API. The router is built from this list (see
+/// [`router`]), access control included, and `tests/admin.rs` checks it
+/// against `docs/openapi.json` both ways — so the three cannot drift.
+pub const ROUTES: &[Route] = &[
+    route("GET", "/healthz", Access::Public),
+    route("GET", "/metrics", Access::Public),
+    route("GET", "/api/v1/openapi.json", Access::Public),
+    route("POST", "/api/v1/events", Access::Ingest),
+    route("POST", "/api/v1/events/{id}/replay", Access::Admin),
+    route("GET", "/api/v1/event-types", Access::Read),
+    route("GET", "/api/v1/webhooks", Access::Read),
+    route("POST", "/api/v1/webhooks", Access::Admin),
+    route("GET", "/api/v1/webhooks/{id}", Access::Read),
+    route("PUT", "/api/v1/webhooks/{id}", Access::Admin),
+    route("DELETE", "/api/v1/webhooks/{id}", Access::Admin),
+    route("POST", "/api/v1/webhooks/{id}/test", Access::Admin),
+    route("GET", "/api/v1/webhooks/{id}/deliveries", Access::Read),
+    route("POST", "/api/v1/deliveries/{id}/resend", Access::Admin),
+];
+
+/// Every route of the API (see [`ROUTES`]).
+pub fn routes() -> &'static [Route] {
+    ROUTES
+}
+
+/// The handler of one route of [`ROUTES`].
+fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
+    Some(match (method, path) {
+        ("GET", "/healthz") => get(healthz),
+        ("GET", "/metrics") => get(metrics),
+        ("GET", "/api/v1/openapi.json") => get(openapi),
+        ("POST", "/api/v1/events") => post(post_events),
+        ("POST", "/api/v1/events/{id}/replay") => post(replay_event),
+        ("GET", "/api/v1/event-types") => get(event_types),
+        ("GET", "/api/v1/webhooks") => get(webhooks::list),
+        ("POST", "/api/v1/webhooks") => post(webhooks::create),
+        ("GET", "/api/v1/webhooks/{id}") => get(webhooks::get_one),
+        ("PUT", "/api/v1/webhooks/{id}") => put(webhooks::update),
+        ("DELETE", "/api/v1/webhooks/{id}") => delete(webhooks::delete),
+        ("POST", "/api/v1/webhooks/{id}/test") => post(test_webhook),
+        ("GET", "/api/v1/webhooks/{id}/deliveries") => get(webhook_deliveries),
+        ("POST", "/api/v1/deliveries/{id}/resend") => post(resend_delivery),
+        _ => return None,
+    })
+}
+
+/// The OpenAPI 3.1 document of this API, served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
 impl AppState {
     /// Checks the bearer token (constant time against every configured token).
-    pub(crate) fn authorize(&self, headers: &HeaderMap, need: Need) -> Result<Role, ApiError> {
+    pub(crate) fn authorize(&self, headers: &HeaderMap, need: Access) -> Result<Role, ApiError> {
         let unauthorized = || {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -145,16 +257,12 @@ impl AppState {
             }
         }
         let role = role.ok_or_else(unauthorized)?;
-        let ok = match need {
-            Need::Ingest => matches!(role, Role::Ingest | Role::Admin),
-            Need::Read => matches!(role, Role::Viewer | Role::Admin),
-            Need::Admin => role == Role::Admin,
-        };
-        if !ok {
+        if !need.roles().contains(&role) {
             let what = match need {
-                Need::Ingest => "posting events needs the ingest or admin role",
-                Need::Read => "reading needs the viewer or admin role",
-                Need::Admin => "this action needs the admin role",
+                Access::Public => "",
+                Access::Ingest => "posting events needs the ingest or admin role",
+                Access::Read => "reading needs the viewer or admin role",
+                Access::Admin => "this action needs the admin role",
             };
             return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", what));
         }
@@ -162,26 +270,56 @@ impl AppState {
     }
 }
 
+/// Access control in front of every route but the public ones: 401/403
+/// before the handler runs (and before its body is read). The caller's
+/// [`Role`] goes into the request extensions for handlers that redact.
+async fn guard(
+    State((s, access)): State<(Shared, Access)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if access != Access::Public {
+        match s.authorize(req.headers(), access) {
+            Ok(role) => {
+                req.extensions_mut().insert(role);
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+/// The API, built from [`ROUTES`].
 pub fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/api/v1/events", post(post_events))
-        .route("/api/v1/events/{id}/replay", post(replay_event))
-        .route("/api/v1/event-types", get(event_types))
-        .route(
-            "/api/v1/webhooks",
-            get(webhooks::list).post(webhooks::create),
-        )
-        .route(
-            "/api/v1/webhooks/{id}",
-            get(webhooks::get_one)
-                .put(webhooks::update)
-                .delete(webhooks::delete),
-        )
-        .route("/api/v1/webhooks/{id}/deliveries", get(webhook_deliveries))
-        .route("/api/v1/webhooks/{id}/test", post(test_webhook))
-        .route("/api/v1/deliveries/{id}/resend", post(resend_delivery))
+    let mut by_path: BTreeMap<&'static str, MethodRouter<Shared>> = BTreeMap::new();
+    for r in ROUTES {
+        let Some(endpoint) = endpoint(r.method, r.path) else {
+            // A programming error, caught by `every_route_has_a_handler`.
+            panic!(
+                "api::ROUTES lists {} {} but no handler serves it",
+                r.method, r.path
+            );
+        };
+        let endpoint = endpoint.route_layer(from_fn_with_state((state.clone(), r.access), guard));
+        let merged = match by_path.remove(r.path) {
+            Some(other) => other.merge(endpoint),
+            None => endpoint,
+        };
+        by_path.insert(r.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, methods) in by_path {
+        router = router.route(path, methods);
+    }
+    router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see /api/v1/openapi.json)",
+            )
+        })
         .with_state(state)
 }
 
@@ -189,12 +327,57 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({"status": "ok"}))
 }
 
-async fn post_events(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Ingest)?;
+async fn openapi() -> impl IntoResponse {
+    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+/// `GET /metrics`: counters from `metrics`, queue depth from the store,
+/// breaker state from the registry.
+async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
+    let rows = s.store.read(|c| store::queue_depth(c, now_ms())).await?;
+    let webhooks = s.registry.load();
+    let mut queue: BTreeMap<String, crate::metrics::QueueDepth> = rows
+        .into_iter()
+        .map(|(webhook_id, pending, due)| {
+            (
+                webhook_id.clone(),
+                crate::metrics::QueueDepth {
+                    webhook_id,
+                    pending,
+                    due,
+                },
+            )
+        })
+        .collect();
+    let mut breakers = Vec::with_capacity(webhooks.list.len());
+    for w in &webhooks.list {
+        queue
+            .entry(w.id.clone())
+            .or_insert_with(|| crate::metrics::QueueDepth {
+                webhook_id: w.id.clone(),
+                pending: 0,
+                due: 0,
+            });
+        let state = w.breaker.snapshot();
+        breakers.push(crate::metrics::BreakerState {
+            webhook_id: w.id.clone(),
+            active: state.is_active,
+            failure_count: state.failure_count,
+        });
+    }
+    breakers.sort_by(|a, b| a.webhook_id.cmp(&b.webhook_id));
+    let queue: Vec<_> = queue.into_values().collect();
+    Ok((
+        [(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&queue, &breakers),
+    )
+        .into_response())
+}
+
+async fn post_events(State(s): State<Shared>, body: Body) -> Result<Response, ApiError> {
     let live = s.live.load_full();
     let limit = live.limits.max_body_bytes;
     let bytes = read_limited(body, limit).await?;
@@ -256,8 +439,7 @@ async fn read_limited(mut body: Body, limit: usize) -> Result<bytes::Bytes, ApiE
     Ok(buf.freeze())
 }
 
-async fn event_types(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Read)?;
+async fn event_types(State(s): State<Shared>) -> Result<Response, ApiError> {
     let live = s.live.load();
     let list: Vec<Value> = live
         .event_types
@@ -284,11 +466,9 @@ fn bad_query(message: String) -> ApiError {
 
 async fn webhook_deliveries(
     State(s): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Read)?;
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
     if s.registry.load().get(&id).is_none() {
         return Err(ApiError::not_found("webhook", &id));
@@ -362,10 +542,8 @@ fn test_event(w: &Webhook) -> Event {
 
 async fn test_webhook(
     State(s): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Admin)?;
     let w = s
         .registry
         .load()
@@ -399,10 +577,8 @@ async fn test_webhook(
 
 async fn resend_delivery(
     State(s): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Admin)?;
     let lookup = id.clone();
     let found = s
         .store
@@ -436,10 +612,8 @@ async fn resend_delivery(
 
 async fn replay_event(
     State(s): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Admin)?;
     let lookup = id.clone();
     let event = s
         .store
@@ -465,6 +639,9 @@ async fn replay_event(
             Ok(out)
         })
         .await?;
+    crate::metrics::deliveries_skipped(
+        created.iter().filter(|(_, _, active)| !active).count() as u64
+    );
     let mut ids = Vec::new();
     for (delivery_id, webhook_id, active) in created {
         ids.push(json!({"delivery_id": delivery_id, "webhook_id": webhook_id, "skipped": !active}));
@@ -482,4 +659,35 @@ async fn replay_event(
         axum::Json(json!({"event_id": id, "deliveries": ids})),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_a_handler_and_is_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(
+                endpoint(r.method, r.path).is_some(),
+                "{} {} has no handler",
+                r.method,
+                r.path
+            );
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} listed twice",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    #[test]
+    fn the_openapi_document_is_json_and_names_this_version() {
+        let doc: Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    }
 }

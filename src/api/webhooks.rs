@@ -1,12 +1,13 @@
 //! Webhook management: list, get, create, partial update, delete, and the
 //! JSON view of a webhook with its secrets redacted.
 
+use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, Need, Shared};
+use super::{ApiError, Shared};
 use crate::config::{Role, ValidationContext, WebhookSpec};
 use crate::event::{new_id, now_ms};
 use crate::store::{self, StoredWebhook};
@@ -129,8 +130,22 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
     {
         return Err(invalid("body", "the string is not valid JSON"));
     }
-    let spec: WebhookSpec =
-        serde_json::from_value(value).map_err(|e| invalid("", serde_message(&e)))?;
+    refuse_interpolation(&value)?;
+    let spec: WebhookSpec = serde_path_to_error::deserialize(value).map_err(|e| {
+        // The first path segment is the top-level field at fault.
+        let message = serde_message(e.inner());
+        if let Some(missing) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            return invalid(missing, "is required");
+        }
+        let field = match e.path().iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+            _ => String::new(),
+        };
+        invalid(&field, message)
+    })?;
     let cfg = s.config.load();
     let formats = crate::format::known_formats();
     let destinations = crate::format::known_destinations();
@@ -146,6 +161,32 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
     Ok(spec)
 }
 
+/// `${VAR}` and `$$` in `url`, `headers` and `secret` are relay.yaml's
+/// environment interpolation, which the same field types apply. Through the
+/// API they would let a caller read the relay's environment (and send it
+/// anywhere, or show it to viewers), so they are refused.
+fn refuse_interpolation(value: &Value) -> Result<(), ApiError> {
+    let bad = |s: &str| s.contains("${") || s.contains("$$");
+    let why = "`${...}` and `$$` are relay.yaml environment interpolation and are not accepted through the API; send the value itself";
+    for field in ["url", "secret"] {
+        if let Some(Value::String(v)) = value.get(field)
+            && bad(v)
+        {
+            return Err(invalid(field, why));
+        }
+    }
+    if let Some(Value::Object(h)) = value.get("headers") {
+        for (name, v) in h {
+            if let Value::String(v) = v
+                && bad(v)
+            {
+                return Err(invalid("headers", format!("the value of {name:?}: {why}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// serde_json's messages end with "at line 1 column N"; that position means
 /// nothing to an API caller.
 fn serde_message(e: &serde_json::Error) -> String {
@@ -156,8 +197,10 @@ fn serde_message(e: &serde_json::Error) -> String {
     }
 }
 
-pub async fn list(State(s): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let role = s.authorize(&headers, Need::Read)?;
+pub async fn list(
+    State(s): State<Shared>,
+    Extension(role): Extension<Role>,
+) -> Result<Response, ApiError> {
     let list: Vec<Value> = s
         .registry
         .load()
@@ -170,10 +213,9 @@ pub async fn list(State(s): State<Shared>, headers: HeaderMap) -> Result<Respons
 
 pub async fn get_one(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    Extension(role): Extension<Role>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let role = s.authorize(&headers, Need::Read)?;
     let webhooks = s.registry.load();
     let w = webhooks
         .get(&id)
@@ -193,17 +235,13 @@ fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
 
 /// Re-reads the API webhooks and swaps the registry.
 async fn refresh(s: &super::AppState) -> Result<(), ApiError> {
-    let api = s.store.read(store::load_api_webhooks).await?;
-    s.registry.rebuild(&s.config.load(), api);
-    Ok(())
+    Ok(s.refresh_registry().await?)
 }
 
 pub async fn create(
     State(s): State<Shared>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Admin)?;
     let value = json_body(&body)?;
     if value.get("id").is_some() {
         return Err(invalid("id", "is assigned by the relay; leave it out"));
@@ -236,11 +274,9 @@ pub async fn create(
 /// take only `is_active` (runtime state); anything else is a 409.
 pub async fn update(
     State(s): State<Shared>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Admin)?;
     let Value::Object(changes) = json_body(&body)? else {
         return Err(invalid(
             "",
@@ -333,12 +369,7 @@ fn spec_with_secret(spec: &WebhookSpec) -> Map<String, Value> {
     m
 }
 
-pub async fn delete(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    s.authorize(&headers, Need::Admin)?;
+pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let current = s
         .registry
         .load()

@@ -166,7 +166,8 @@ pub struct HttpSender {
 }
 
 impl HttpSender {
-    pub fn new(guard: Arc<ArcSwap<Guard>>) -> HttpSender {
+    /// `tls`: the shared client configuration ([`super::tls::client_config`]).
+    pub fn new(guard: Arc<ArcSwap<Guard>>, tls: Arc<rustls::ClientConfig>) -> HttpSender {
         let mut tcp = HttpConnector::new_with_resolver(GuardedResolver {
             guard: guard.clone(),
         });
@@ -174,7 +175,7 @@ impl HttpSender {
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(Duration::from_secs(10)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config((*tls).clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()

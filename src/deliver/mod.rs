@@ -5,14 +5,20 @@
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod syslog;
+pub mod tls;
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 pub use error::{DeliveryError, Origin};
 pub use guard::Guard;
 pub use http::{HttpSender, InResponse, OutRequest};
+pub use syslog::{SyslogSender, is_syslog_url};
+pub use tls::CaFileError;
 
 /// Network policy that can change on a config reload.
 #[derive(Debug, Clone, Default)]
@@ -20,22 +26,81 @@ pub struct Policy {
     pub allow_http: bool,
 }
 
+/// A `network.ca_file` path and the contents it had when loaded.
+type CaSource = (PathBuf, Vec<u8>);
+
 /// Sends requests over the transport their URL names.
 #[derive(Clone)]
 pub struct Deliverer {
-    http: HttpSender,
+    http: Arc<ArcSwap<HttpSender>>,
+    syslog: SyslogSender,
     guard: Arc<ArcSwap<Guard>>,
     policy: Arc<ArcSwap<Policy>>,
+    /// The TLS client configuration of new connections (HTTPS and syslog).
+    tls: Arc<ArcSwap<rustls::ClientConfig>>,
+    /// The `network.ca_file` path and contents `tls` was built from.
+    ca: Arc<Mutex<Option<CaSource>>>,
 }
 
 impl Deliverer {
+    /// Trusts the webpki roots only; see [`Deliverer::with_ca_file`].
     pub fn new(guard: Guard, policy: Policy) -> Deliverer {
         let guard = Arc::new(ArcSwap::from_pointee(guard));
+        let config = tls::webpki_config();
+        let tls = Arc::new(ArcSwap::new(config.clone()));
         Deliverer {
-            http: HttpSender::new(guard.clone()),
+            http: Arc::new(ArcSwap::from_pointee(HttpSender::new(
+                guard.clone(),
+                config,
+            ))),
+            syslog: SyslogSender::new(guard.clone(), tls.clone()),
             guard,
             policy: Arc::new(ArcSwap::from_pointee(policy)),
+            tls,
+            ca: Arc::default(),
         }
+    }
+
+    /// Like [`Deliverer::new`], also trusting the CA certificates of
+    /// `network.ca_file` (PEM) for every outbound TLS connection.
+    pub fn with_ca_file(
+        guard: Guard,
+        policy: Policy,
+        ca_file: Option<&Path>,
+    ) -> Result<Deliverer, CaFileError> {
+        let d = Deliverer::new(guard, policy);
+        d.set_ca_file(ca_file)?;
+        Ok(d)
+    }
+
+    /// Applies `network.ca_file` (on start and on every reload): when the
+    /// path or the file's contents changed, new connections trust the new
+    /// set (webpki roots + the file's certificates); connections already
+    /// open stay as they are. On error nothing changes.
+    pub fn set_ca_file(&self, ca_file: Option<&Path>) -> Result<(), CaFileError> {
+        let wanted = match ca_file {
+            None => None,
+            Some(p) => Some((
+                p.to_owned(),
+                std::fs::read(p).map_err(|e| CaFileError {
+                    path: p.to_owned(),
+                    message: format!("cannot read: {e}"),
+                })?,
+            )),
+        };
+        let mut current = self.ca.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current == wanted {
+            return Ok(());
+        }
+        let config = match &wanted {
+            None => tls::webpki_config(),
+            Some((path, pem)) => tls::config_with_pem(path, pem)?,
+        };
+        self.tls.store(config.clone());
+        self.http
+            .store(Arc::new(HttpSender::new(self.guard.clone(), config)));
+        *current = wanted;
+        Ok(())
     }
 
     /// Applies a new `network:` section to connections made from now on.
@@ -61,6 +126,119 @@ impl Deliverer {
                 )));
             }
         }
-        self.http.send(req).await
+        self.http.load_full().send(req).await
+    }
+
+    /// Sends one syslog message (RFC 5424, unframed) to `udp://host:port`
+    /// (one datagram, at most [`syslog::UDP_MAX_BYTES`]), `tcp://host:port`
+    /// or `tls://host:port` (RFC 6587 octet counting, one kept connection per
+    /// URL). Success: the message was written and flushed within `timeout`.
+    pub async fn send_syslog(
+        &self,
+        url: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<(), DeliveryError> {
+        self.syslog.send(url, message, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A CA (PEM) and a `localhost` server certificate + key it signed.
+    fn ca_and_server() -> (String, CertificateDer<'static>, PrivateKeyDer<'static>) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (ca.pem(), cert.der().clone(), key)
+    }
+
+    /// An HTTPS server answering every request with 200 `ok`.
+    async fn https_server(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> u16 {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn network_ca_file_is_trusted_for_https_too() {
+        let (ca_pem, cert, key) = ca_and_server();
+        let port = https_server(cert, key).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca_pem).unwrap();
+        let guard = || {
+            Guard::new(vec![
+                "127.0.0.0/8".parse().unwrap(),
+                "::1/128".parse().unwrap(),
+            ])
+        };
+        let request = OutRequest {
+            method: ::http::Method::GET,
+            url: format!("https://localhost:{port}/"),
+            headers: vec![],
+            body: None,
+            timeout: Duration::from_secs(5),
+        };
+
+        let d = Deliverer::new(guard(), Policy::default());
+        let e = d.send_http(request.clone()).await.unwrap_err();
+        assert!(matches!(e, DeliveryError::Network { .. }), "{e}");
+
+        d.set_ca_file(Some(&ca_path)).unwrap();
+        let r = d.send_http(request.clone()).await.unwrap();
+        assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
+
+        let d = Deliverer::with_ca_file(guard(), Policy::default(), Some(&ca_path)).unwrap();
+        assert_eq!(d.send_http(request).await.unwrap().status, 200);
+
+        let e = d
+            .set_ca_file(Some(&dir.path().join("missing.pem")))
+            .unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
     }
 }

@@ -121,6 +121,21 @@ impl Relay {
         }
     }
 
+    /// The process id of the running relay.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends a signal by name (e.g. `HUP`) to the running relay with kill(1).
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("the relay is running");
+        let status = Command::new("kill")
+            .args(["-s", name, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} {pid} failed");
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,1293 @@
+//! `cargo bench --bench e2e`: relay end to end, against the limit of this
+//! machine measured in the same run (issue 7).
+//!
+//! Everything runs on loopback and every loop is bounded in count and time:
+//!
+//! - a **receiver** (hyper 1, HTTP/1, answers `200 ok` at once) that records
+//!   the arrival time of each event, keyed by the `X-Bench-Id` header (the
+//!   relay templates it from `{{id}}`; `X-Bench-Hook` tells the fan-out
+//!   webhooks apart, so an event counts as delivered once every webhook's
+//!   copy arrived, and duplicates are ignored);
+//! - the **ceiling**: a minimal hyper forwarder in its own process (this bench
+//!   binary re-executed): receive the POST, forward the body with a pooled
+//!   hyper client, answer 200 once the forward completed, no storage;
+//! - the **relay**: the real binary (`CARGO_BIN_EXE_relay`, built in the bench
+//!   profile) with a generated relay.yaml in a temp dir (SQLite there too);
+//! - a **load generator**: `E2E_CONNS` (default 32) keep-alive HTTP/1
+//!   connections, one ~1 KiB event per request.
+//!
+//! Per scenario: a short warm-up, then **throughput** (closed loop for
+//! `E2E_SECS` seconds, events/s = events delivered at the receiver / time
+//! from the first send to the last delivery, waiting for the tail, bounded),
+//! then **latency** (open loop at half of the ceiling's events/s on a fixed
+//! schedule, latency = arrival at the receiver − *scheduled* send time, so a
+//! stall is never hidden; p50/p99/p99.9). Peak RSS is the process's VmHWM.
+//! `backlog_100k` posts 100,000 events (in batches) while the receiver's
+//! port is closed, then opens it and times the drain.
+//!
+//! Prints a table with each scenario's ratio to the ceiling and writes
+//! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 8),
+//! `E2E_CONNS` (32), `E2E_CONCURRENCY` (sets `delivery.concurrency_per_webhook`;
+//! unset = the relay's default), `E2E_BACKLOG` (100000), `E2E_ONLY`
+//! (comma-separated scenario names; the ceiling always runs),
+//! `E2E_PERF=prefix` (records `perf record -g` of the relay during each
+//! relay scenario's throughput phase into `prefix.<scenario>.data`).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, AtomicUsize};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+const INGEST_TOKEN: &str = "bench-ingest-token-0123456789";
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+/// Most events one phase tracks (bounds memory and the closed loop).
+const PHASE_CAP: usize = 1_000_000;
+/// Events per request in the backlog ingest (the body stays under 1 MiB).
+const BACKLOG_BATCH: usize = 500;
+/// An open loop stops once a delivery is this far behind its schedule.
+const OVERLOAD: Duration = Duration::from_secs(2);
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Nanoseconds since the bench started (never 0 after start-up).
+fn now_ns() -> u64 {
+    EPOCH.elapsed().as_nanos() as u64
+}
+
+// ---------------------------------------------------------------------------
+// Settings
+
+struct Settings {
+    secs: f64,
+    conns: usize,
+    concurrency: Option<usize>,
+    backlog: usize,
+    only: Option<Vec<String>>,
+    perf: Option<String>,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
+        Settings {
+            secs: num("E2E_SECS").unwrap_or(8.0).clamp(1.0, 60.0),
+            conns: num("E2E_CONNS").map(|v| v as usize).unwrap_or(32).clamp(1, 256),
+            concurrency: num("E2E_CONCURRENCY").map(|v| (v as usize).max(1)),
+            backlog: num("E2E_BACKLOG")
+                .map(|v| v as usize)
+                .unwrap_or(100_000)
+                .clamp(1000, PHASE_CAP),
+            only: std::env::var("E2E_ONLY")
+                .ok()
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
+            perf: std::env::var("E2E_PERF").ok().filter(|v| !v.is_empty()),
+        }
+    }
+
+    fn wants(&self, scenario: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|s| s == scenario))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tracking: one `Phase` per measured run; event ids are `p<phase>-<seq>`.
+
+const SENT: u8 = 1;
+const ACCEPTED: u8 = 2;
+const REFUSED: u8 = 3;
+
+struct Phase {
+    id: u64,
+    /// Bit mask with one bit per webhook (fan-out).
+    full: u16,
+    /// Send time (closed loop) or scheduled send time (open loop), ns.
+    sent: Vec<AtomicU64>,
+    state: Vec<AtomicU8>,
+    arrived: Vec<AtomicU16>,
+    /// Arrival of the last copy, ns; 0 = not complete.
+    done: Vec<AtomicU64>,
+    next: AtomicUsize,
+    /// Set to stop the load early (open loop overloaded).
+    stop: AtomicBool,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    completed: AtomicU64,
+    last_done: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+static PHASE_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl Phase {
+    fn new(cap: usize, fanout: u32) -> Arc<Phase> {
+        let v64 = || (0..cap).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        Arc::new(Phase {
+            id: PHASE_IDS.fetch_add(1, Relaxed),
+            full: ((1u32 << fanout) - 1) as u16,
+            sent: v64(),
+            state: (0..cap).map(|_| AtomicU8::new(0)).collect(),
+            arrived: (0..cap).map(|_| AtomicU16::new(0)).collect(),
+            done: v64(),
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            last_done: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+        })
+    }
+
+    fn cap(&self) -> usize {
+        self.sent.len()
+    }
+
+    fn event_id(&self, seq: usize) -> String {
+        format!("p{}-{seq}", self.id)
+    }
+
+    /// Records one arrival; false when it is not this phase's.
+    fn arrive(&self, id: &str, hook: u32, t: u64) -> bool {
+        let Some((p, s)) = id.strip_prefix('p').and_then(|r| r.split_once('-')) else {
+            return false;
+        };
+        let (Ok(p), Ok(seq)) = (p.parse::<u64>(), s.parse::<usize>()) else {
+            return false;
+        };
+        if p != self.id || seq >= self.cap() || hook >= 16 {
+            return false;
+        }
+        let bit = 1u16 << hook;
+        let before = self.arrived[seq].fetch_or(bit, AcqRel);
+        if before & bit != 0 {
+            self.duplicates.fetch_add(1, Relaxed);
+        } else if before | bit == self.full {
+            self.done[seq].store(t, Relaxed);
+            self.completed.fetch_add(1, Relaxed);
+            self.last_done.fetch_max(t, Relaxed);
+        }
+        true
+    }
+
+    /// Waits (≤ `limit`) until every accepted event is complete.
+    async fn drain(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.completed.load(Relaxed) >= self.accepted.load(Relaxed) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Latencies (ns) of accepted events; `u64::MAX` for undelivered ones.
+    fn latencies(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for seq in 0..self.cap().min(self.next.load(Relaxed)) {
+            if self.state[seq].load(Relaxed) != ACCEPTED {
+                continue;
+            }
+            let done = self.done[seq].load(Relaxed);
+            let sent = self.sent[seq].load(Relaxed);
+            out.push(if done == 0 { u64::MAX } else { done.saturating_sub(sent) });
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The receiver
+
+#[derive(Default)]
+struct Receiver {
+    phase: ArcSwapOption<Phase>,
+    stray: AtomicU64,
+}
+
+impl Receiver {
+    fn set_phase(&self, p: &Arc<Phase>) {
+        self.phase.store(Some(p.clone()));
+    }
+
+    fn record(&self, id: Option<&str>, hook: u32, t: u64) {
+        let ok = match (id, self.phase.load().as_ref()) {
+            (Some(id), Some(p)) => p.arrive(id, hook, t),
+            _ => false,
+        };
+        if !ok {
+            self.stray.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Serves the receiver on `listener` until the process ends.
+fn serve_receiver(listener: TcpListener, rx: Arc<Receiver>) {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let rx = rx.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let rx = rx.clone();
+                    async move {
+                        let id = header(&req, "x-bench-id").map(str::to_owned);
+                        let hook = header(&req, "x-bench-hook")
+                            .and_then(|h| h.parse().ok())
+                            .unwrap_or(0);
+                        let _ = req.into_body().collect().await;
+                        rx.record(id.as_deref(), hook, now_ns());
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The ceiling: a minimal forwarder, run as a child process of this binary.
+
+fn forwarder_main(spec: &str) {
+    // Exit when the parent goes away (stdin closes), whatever happens to it.
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+        std::process::exit(0);
+    });
+    let (listen, upstream) = spec.split_once('|').expect("E2E_FORWARDER=listen|upstream");
+    let upstream: hyper::Uri = upstream.parse().expect("upstream url");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = TcpListener::bind(listen).await.expect("forwarder bind");
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(http);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let (client, upstream) = (client.clone(), upstream.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (client, upstream) = (client.clone(), upstream.clone());
+                    async move {
+                        let id = req.headers().get("x-bench-id").cloned();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let mut out = Request::post(upstream)
+                            .header(http::header::CONTENT_TYPE, "application/json");
+                        if let Some(id) = id {
+                            out = out.header("x-bench-id", id);
+                        }
+                        let status = match out.body(Full::new(body)) {
+                            Ok(r) => match client.request(r).await {
+                                Ok(resp) => {
+                                    let s = resp.status();
+                                    let _ = resp.into_body().collect().await;
+                                    if s.is_success() { 200 } else { 502 }
+                                }
+                                Err(_) => 502,
+                            },
+                            Err(_) => 500,
+                        };
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from_static(b"ok")))
+                                .expect("response"),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Processes under test
+
+/// A child process (relay or forwarder), killed on drop.
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+    log: Option<PathBuf>,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = self
+            .log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A free port below the usual ephemeral range, so no outgoing connection
+/// takes it while it is meant to stay closed.
+fn closed_port() -> u16 {
+    for p in 21_000..29_000u16 {
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    free_port()
+}
+
+async fn wait_listening(p: &mut Proc, what: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect(p.addr).await.is_ok() {
+            return;
+        }
+        if p.exited() || Instant::now() >= deadline {
+            panic!("{what} did not come up on {}:\n{}", p.addr, p.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn start_forwarder(upstream: &str) -> Proc {
+    let port = free_port();
+    let child = Command::new(std::env::current_exe().expect("current exe"))
+        .env("E2E_FORWARDER", format!("127.0.0.1:{port}|{upstream}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn forwarder");
+    let mut p = Proc {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        log: None,
+    };
+    wait_listening(&mut p, "the forwarder", Duration::from_secs(10)).await;
+    p
+}
+
+struct Relay {
+    proc_: Proc,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_relay(webhooks: &str, delivery: &str) -> Relay {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
+    let yaml = format!(
+        "listen: 127.0.0.1:{port}
+storage:
+  sqlite: {db}
+plugins:
+  dir: {plugins}
+auth:
+  tokens:
+    - {{ name: bench, token: \"{INGEST_TOKEN}\", role: ingest }}
+    - {{ name: ops, token: \"{ADMIN_TOKEN}\", role: admin }}
+network:
+  allow_private: [127.0.0.0/8]
+  allow_http: true
+{delivery}webhooks:
+{webhooks}",
+        db = dir.path().join("relay.db").display(),
+        plugins = dir.path().join("plugins").display(),
+    );
+    let config = dir.path().join("relay.yaml");
+    std::fs::write(&config, yaml).expect("write relay.yaml");
+    let log = dir.path().join("relay.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RELAY_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn relay");
+    let mut proc_ = Proc {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        log: Some(log),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok((200, _)) = get(proc_.addr, "/healthz", None).await {
+            break;
+        }
+        if proc_.exited() || Instant::now() >= deadline {
+            panic!("the relay did not come up:\n{}", proc_.log_tail());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Relay { proc_, _dir: dir }
+}
+
+/// `{{var}}` written literally into YAML.
+fn var(name: &str) -> String {
+    format!("\"{{{{{name}}}}}\"")
+}
+
+fn json_webhook(i: usize, url: &str, retry_count: Option<u32>) -> String {
+    let mut s = format!(
+        "  - name: bench-{i}
+    url: {url}
+    event_types: [\"*\"]
+    secret: \"bench-signing-secret-0123456789\"
+    signature: sha256
+    headers:
+      X-Bench-Id: {id}
+      X-Bench-Hook: \"{i}\"
+    body:
+      event: {ty}
+      id: {id}
+      time: {time}
+      title: {title}
+      severity: {sev}
+      tenant: {tenant}
+      details: {data}
+",
+        id = var("id"),
+        ty = var("type"),
+        time = var("time"),
+        title = var("title"),
+        sev = var("severity"),
+        tenant = var("tenant_name"),
+        data = var("data"),
+    );
+    if let Some(n) = retry_count {
+        let _ = writeln!(s, "    retry_count: {n}");
+    }
+    s
+}
+
+fn slack_webhook(url: &str) -> String {
+    format!(
+        "  - name: bench-slack
+    url: {url}
+    event_types: [\"*\"]
+    format: slack
+    headers:
+      X-Bench-Id: {id}
+      X-Bench-Hook: \"0\"
+",
+        id = var("id")
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Peak RSS
+
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Samples VmRSS every 20 ms into `peak` (KiB) until `stop` is set.
+fn watch_rss(pid: u32) -> (Arc<AtomicU64>, Arc<AtomicBool>) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, s) = (peak.clone(), stop.clone());
+    tokio::spawn(async move {
+        while !s.load(Relaxed) {
+            match proc_status_kib(pid, "VmRSS:") {
+                Some(kib) => {
+                    p.fetch_max(kib, Relaxed);
+                }
+                None => return,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    (peak, stop)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------
+// HTTP client side
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn exchange(
+    sender: &mut Sender,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    bench_id: Option<&str>,
+    body: Bytes,
+) -> Result<(u16, Bytes), String> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string());
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if let Some(id) = bench_id {
+        req = req.header("x-bench-id", id);
+    }
+    if !body.is_empty() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let work = async {
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, bytes))
+    };
+    tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .map_err(|_| "timeout".to_string())?
+}
+
+/// One request on a fresh connection.
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<(u16, Bytes), String> {
+    let mut s = connect(addr).await?;
+    exchange(&mut s, addr, "GET", path, token, None, Bytes::new()).await
+}
+
+/// A ~1 KiB event (the `data` of a typical scanner finding).
+fn event_json(id: &str) -> String {
+    format!(
+        r#"{{"type":"critical_finding","id":"{id}","time":"2026-11-22T10:00:00Z","data":{{"title":"SQL injection in /login allows authentication bypass","severity":"critical","tenant_name":"Acme Corporation","description":"The login form concatenates the username into a SQL query. An attacker can log in as any user by sending a crafted username. Parameterise the query and review the other endpoints that build SQL by hand; the scanner found the same pattern in the password reset form and in the admin search page, both reachable without authentication.","asset":"https://app.acme.example/login","category":"Injection","rule":"sqli-login-001","host":"web-01.acme.internal","user":"scanner@acme.example","cvss":9.8,"cwe":"CWE-89","url":"https://findings.acme.example/f/12345","status":"open","source":"dast","first_seen":"2026-11-22T10:00:00Z","engagement":"2026-Q4 external perimeter","tags":["owasp-a03","pci","internet-facing"],"evidence":"POST /login username=admin'--&password=x -> 302 /dashboard (session issued)"}}}}"#
+    )
+}
+
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    path: &'static str,
+    token: Option<&'static str>,
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// As fast as it goes until the deadline.
+    Closed { until: Instant },
+    /// `total` events, event `i` scheduled at `start + i × period`.
+    Open { start: Instant, period: Duration, total: usize },
+}
+
+/// Runs the load on `conns` keep-alive connections, one event per request.
+async fn load(target: &Target, phase: &Arc<Phase>, mode: Mode, conns: usize) {
+    let mut workers = Vec::new();
+    for _ in 0..conns {
+        let (target, phase) = (target.clone(), phase.clone());
+        workers.push(tokio::spawn(async move {
+            let mut sender: Option<Sender> = None;
+            loop {
+                if phase.stop.load(Relaxed) {
+                    return;
+                }
+                let seq = phase.next.fetch_add(1, Relaxed);
+                if seq >= phase.cap() {
+                    return;
+                }
+                let sched = match mode {
+                    Mode::Closed { until } => {
+                        if Instant::now() >= until {
+                            return;
+                        }
+                        now_ns()
+                    }
+                    Mode::Open { start, period, total } => {
+                        if seq >= total {
+                            return;
+                        }
+                        let at = start + period.mul_f64(seq as f64);
+                        tokio::time::sleep_until(at.into()).await;
+                        (at - *EPOCH).as_nanos() as u64
+                    }
+                };
+                let id = phase.event_id(seq);
+                let body = Bytes::from(event_json(&id));
+                phase.sent[seq].store(sched, Relaxed);
+                phase.state[seq].store(SENT, Relaxed);
+                if sender.is_none() {
+                    sender = connect(target.addr).await.ok();
+                }
+                let result = match sender.as_mut() {
+                    Some(s) => {
+                        exchange(s, target.addr, "POST", target.path, target.token, Some(&id), body).await
+                    }
+                    None => Err("cannot connect".into()),
+                };
+                match result {
+                    Ok((status, _)) if (200..300).contains(&status) => {
+                        phase.state[seq].store(ACCEPTED, Relaxed);
+                        phase.accepted.fetch_add(1, Relaxed);
+                    }
+                    other => {
+                        if other.is_err() {
+                            sender = None;
+                        }
+                        phase.state[seq].store(REFUSED, Relaxed);
+                        phase.refused.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Measurements
+
+#[derive(Default, Clone)]
+struct Throughput {
+    accepted: u64,
+    delivered: u64,
+    events_per_s: f64,
+    ingest_per_s: f64,
+    drained: bool,
+}
+
+#[derive(Default, Clone)]
+struct Latency {
+    rate: f64,
+    /// Seconds into the run when a delivery fell more than `OVERLOAD` behind
+    /// its schedule and the load was stopped (percentiles are then null).
+    overloaded_after: Option<f64>,
+    accepted: u64,
+    refused: u64,
+    lost: u64,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    p999: Option<f64>,
+    drained: bool,
+}
+
+fn percentile(sorted: &[u64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    let v = sorted[i];
+    (v != u64::MAX).then(|| v as f64 / 1e6)
+}
+
+async fn throughput(
+    target: &Target,
+    rx: &Receiver,
+    secs: f64,
+    conns: usize,
+    fanout: u32,
+    drain_limit: Duration,
+) -> Throughput {
+    let phase = Phase::new(PHASE_CAP, fanout);
+    rx.set_phase(&phase);
+    let start = now_ns();
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    load(target, &phase, Mode::Closed { until }, conns).await;
+    let sent_for = (now_ns() - start) as f64 / 1e9;
+    let drained = phase.drain(drain_limit).await;
+    let delivered = phase.completed.load(Relaxed);
+    let last = phase.last_done.load(Relaxed).max(start + 1);
+    Throughput {
+        accepted: phase.accepted.load(Relaxed),
+        delivered,
+        events_per_s: delivered as f64 / ((last - start) as f64 / 1e9),
+        ingest_per_s: phase.accepted.load(Relaxed) as f64 / sent_for,
+        drained,
+    }
+}
+
+async fn latency(
+    target: &Target,
+    rx: &Receiver,
+    rate: f64,
+    secs: f64,
+    conns: usize,
+    fanout: u32,
+    drain_limit: Duration,
+) -> Latency {
+    let total = ((rate * secs) as usize).clamp(1, PHASE_CAP);
+    let phase = Phase::new(total, fanout);
+    rx.set_phase(&phase);
+    let start = Instant::now() + Duration::from_millis(20);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    // Stops the load once the oldest undelivered event is more than
+    // OVERLOAD behind its schedule: the rate is beyond what the target
+    // sustains, and waiting longer only grows the queue.
+    let watch = async {
+        let mut low = 0usize;
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while low < total
+                && (phase.done[low].load(Relaxed) != 0 || phase.state[low].load(Relaxed) == REFUSED)
+            {
+                low += 1;
+            }
+            if low >= total {
+                return None;
+            }
+            let due = start + period.mul_f64(low as f64);
+            let now = Instant::now();
+            if now > due && now - due > OVERLOAD {
+                phase.stop.store(true, Relaxed);
+                return Some((now - start).as_secs_f64());
+            }
+        }
+    };
+    let overloaded_after = tokio::select! {
+        () = load(target, &phase, Mode::Open { start, period, total }, conns) => None,
+        o = watch => o,
+    };
+    if overloaded_after.is_some() {
+        // Let the workers see `stop` and finish their request in flight.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drained = phase.drain(drain_limit).await;
+    let lat = phase.latencies();
+    let pct = |q| if overloaded_after.is_some() { None } else { percentile(&lat, q) };
+    Latency {
+        rate,
+        overloaded_after,
+        accepted: phase.accepted.load(Relaxed),
+        refused: phase.refused.load(Relaxed),
+        lost: lat.iter().filter(|v| **v == u64::MAX).count() as u64,
+        p50: pct(0.50),
+        p99: pct(0.99),
+        p999: pct(0.999),
+        drained,
+    }
+}
+
+/// A short closed-loop warm-up; waits for its tail.
+async fn warm_up(target: &Target, rx: &Receiver, conns: usize, fanout: u32) {
+    let _ = throughput(target, rx, 1.0, conns, fanout, Duration::from_secs(30)).await;
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    scenario: &'static str,
+    tput: Option<Throughput>,
+    lat: Option<Latency>,
+    /// Latency at half of this scenario's own events/s.
+    own: Option<Latency>,
+    peak_rss_kib: Option<u64>,
+    drain_s: Option<f64>,
+    note: String,
+}
+
+impl Row {
+    fn events_per_s(&self) -> Option<f64> {
+        self.tput.as_ref().map(|t| t.events_per_s)
+    }
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+}
+
+fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
+    if let Some(t) = t {
+    println!(
+        "  {name}: throughput {:.0} events/s delivered ({} of {} accepted{}; ingest {:.0}/s)",
+        t.events_per_s,
+        t.delivered,
+        t.accepted,
+        if t.drained { "" } else { ", NOT DRAINED in time" },
+        t.ingest_per_s
+    );
+    }
+    if let Some(l) = l {
+        if let Some(after) = l.overloaded_after {
+            println!(
+                "  {name}: latency at {:.0} events/s: OVERLOADED — after {after:.1} s a delivery was more than {} s behind its schedule; load stopped ({} accepted, {} refused, {} undelivered{})",
+                l.rate,
+                OVERLOAD.as_secs(),
+                l.accepted,
+                l.refused,
+                l.lost,
+                if l.drained { "" } else { ", NOT DRAINED in time" }
+            );
+            return;
+        }
+        println!(
+            "  {name}: latency at {:.0} events/s: p50 {} ms, p99 {} ms, p99.9 {} ms ({} accepted, {} refused, {} undelivered{})",
+            l.rate,
+            fmt_opt(l.p50, 2),
+            fmt_opt(l.p99, 2),
+            fmt_opt(l.p999, 2),
+            l.accepted,
+            l.refused,
+            l.lost,
+            if l.drained { "" } else { ", NOT DRAINED in time" }
+        );
+    }
+}
+
+/// Text of `GET /metrics` lines for the attempt counters.
+async fn attempt_counters(addr: SocketAddr) -> String {
+    match get(addr, "/metrics", None).await {
+        Ok((200, body)) => String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with("relay_delivery_attempts_total{"))
+            .map(|l| l.trim_start_matches("relay_delivery_attempts_total"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+async fn relay_scenario(
+    name: &'static str,
+    webhooks: String,
+    fanout: u32,
+    s: &Settings,
+    rx: &Arc<Receiver>,
+    rate: f64,
+) -> Row {
+    let delivery = match s.concurrency {
+        Some(c) => format!("delivery:\n  concurrency_per_webhook: {c}\n"),
+        None => String::new(),
+    };
+    let relay = start_relay(&webhooks, &delivery).await;
+    let pid = relay.proc_.pid();
+    println!("{name}: relay pid {pid} on {}", relay.proc_.addr);
+    let target = Target {
+        addr: relay.proc_.addr,
+        path: "/api/v1/events",
+        token: Some(INGEST_TOKEN),
+    };
+    let (rss, stop) = watch_rss(pid);
+    warm_up(&target, rx, s.conns, fanout).await;
+    let perf = s.perf.as_ref().map(|prefix| {
+        Command::new("perf")
+            .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+            .arg(format!("{prefix}.{name}.data"))
+            .args(["--", "sleep", &format!("{}", s.secs)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    });
+    let t = throughput(&target, rx, s.secs, s.conns, fanout, Duration::from_secs(60)).await;
+    if let Some(Ok(mut p)) = perf {
+        let _ = p.wait();
+    }
+    let l = latency(&target, rx, rate, s.secs, s.conns, fanout, Duration::from_secs(60)).await;
+    print_phase(name, Some(&t), Some(&l));
+    let own_rate = (t.events_per_s / 2.0).max(10.0);
+    let own = latency(&target, rx, own_rate, s.secs, s.conns, fanout, Duration::from_secs(60)).await;
+    print_phase(&format!("{name} (half its own events/s)"), None, Some(&own));
+    let counters = attempt_counters(relay.proc_.addr).await;
+    println!("  {name}: attempts {counters}");
+    stop.store(true, Relaxed);
+    let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0).max(rss.load(Relaxed));
+    Row {
+        scenario: name,
+        tput: Some(t),
+        lat: Some(l),
+        own: Some(own),
+        peak_rss_kib: Some(hwm),
+        drain_s: None,
+        note: String::new(),
+    }
+}
+
+async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
+    let port = closed_port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let delivery = format!(
+        "delivery:\n  retry_base_ms: 200\n  retry_max_ms: 1000\n  breaker_threshold: 0\n{}",
+        s.concurrency
+            .map(|c| format!("  concurrency_per_webhook: {c}\n"))
+            .unwrap_or_default()
+    );
+    let relay = start_relay(&json_webhook(0, &url, Some(10)), &delivery).await;
+    let pid = relay.proc_.pid();
+    let addr = relay.proc_.addr;
+    println!("backlog_100k: relay pid {pid} on {addr}; receiver port {port} closed");
+    let (rss, stop) = watch_rss(pid);
+    let n = s.backlog;
+    let phase = Phase::new(n, 1);
+    rx.set_phase(&phase);
+    let t0 = Instant::now();
+    let batches = n.div_ceil(BACKLOG_BATCH);
+    let next_batch = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (phase, next_batch) = (phase.clone(), next_batch.clone());
+        workers.push(tokio::spawn(async move {
+            let mut sender: Option<Sender> = None;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let b = next_batch.fetch_add(1, Relaxed);
+                if b >= batches || Instant::now() >= deadline {
+                    return;
+                }
+                let range = b * BACKLOG_BATCH..((b + 1) * BACKLOG_BATCH).min(n);
+                let mut body = String::with_capacity(range.len() * 1200 + 2);
+                body.push('[');
+                for seq in range.clone() {
+                    if seq > range.start {
+                        body.push(',');
+                    }
+                    body.push_str(&event_json(&phase.event_id(seq)));
+                    phase.sent[seq].store(now_ns(), Relaxed);
+                    phase.state[seq].store(SENT, Relaxed);
+                }
+                body.push(']');
+                phase.next.fetch_max(range.end, Relaxed);
+                if sender.is_none() {
+                    sender = connect(addr).await.ok();
+                }
+                let r = match sender.as_mut() {
+                    Some(snd) => {
+                        exchange(snd, addr, "POST", "/api/v1/events", Some(INGEST_TOKEN), None, Bytes::from(body)).await
+                    }
+                    None => Err("cannot connect".into()),
+                };
+                let ok = matches!(r, Ok((202, _)));
+                if r.is_err() {
+                    sender = None;
+                }
+                for seq in range.clone() {
+                    phase.state[seq].store(if ok { ACCEPTED } else { REFUSED }, Relaxed);
+                }
+                let counter = if ok { &phase.accepted } else { &phase.refused };
+                counter.fetch_add(range.len() as u64, Relaxed);
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let ingest_s = t0.elapsed().as_secs_f64();
+    let accepted = phase.accepted.load(Relaxed);
+    let pending_peak = rss.load(Relaxed).max(proc_status_kib(pid, "VmRSS:").unwrap_or(0));
+    let before_up = attempt_counters(addr).await;
+    println!(
+        "  backlog_100k: {accepted} events accepted ({} refused) in {ingest_s:.1} s ({:.0} events/s, batches of {BACKLOG_BATCH}); peak RSS so far {:.1} MiB",
+        phase.refused.load(Relaxed),
+        accepted as f64 / ingest_s,
+        mib(pending_peak)
+    );
+    println!("  backlog_100k: attempts before the receiver is up: {before_up}");
+    // Receiver up.
+    let listener = loop {
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => break l,
+            Err(e) if t0.elapsed() < Duration::from_secs(180) => {
+                eprintln!("receiver port {port} busy ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot open the receiver port {port}: {e}"),
+        }
+    };
+    let up = now_ns();
+    let already = phase.completed.load(Relaxed);
+    serve_receiver(listener, rx.clone());
+    let drained = phase.drain(Duration::from_secs(150)).await;
+    let delivered = phase.completed.load(Relaxed);
+    let last = phase.last_done.load(Relaxed).max(up + 1);
+    let drain_s = (last - up) as f64 / 1e9;
+    let after = attempt_counters(addr).await;
+    stop.store(true, Relaxed);
+    let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0).max(rss.load(Relaxed));
+    println!(
+        "  backlog_100k: receiver up; {delivered} of {accepted} delivered{} {drain_s:.1} s after it came up ({:.0} events/s); peak RSS {:.1} MiB (while pending: {:.1} MiB); duplicates {}",
+        if drained { "" } else { " (NOT DRAINED in time)" },
+        (delivered - already) as f64 / drain_s,
+        mib(hwm),
+        mib(pending_peak),
+        phase.duplicates.load(Relaxed)
+    );
+    println!("  backlog_100k: attempts at the end: {after}");
+    Row {
+        scenario: "backlog_100k",
+        tput: Some(Throughput {
+            accepted,
+            delivered,
+            events_per_s: (delivered - already) as f64 / drain_s,
+            ingest_per_s: accepted as f64 / ingest_s,
+            drained,
+        }),
+        lat: None,
+        own: None,
+        peak_rss_kib: Some(hwm),
+        drain_s: Some(drain_s),
+        note: format!(
+            "ingest {ingest_s:.1} s in batches of {BACKLOG_BATCH}; peak RSS while pending {:.1} MiB",
+            mib(pending_peak)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+fn main() {
+    if let Ok(spec) = std::env::var("E2E_FORWARDER") {
+        forwarder_main(&spec);
+        return;
+    }
+    LazyLock::force(&EPOCH);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let s = Settings::from_env();
+    let began = Instant::now();
+    let size = event_json("p1-000000").len();
+    println!(
+        "e2e: {} keep-alive HTTP/1 connections, one {size}-byte event per request; {} s closed loop (throughput), then {} s open loop at half the ceiling's events/s (latency); {} CPUs",
+        s.conns,
+        s.secs,
+        s.secs,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    let rx = Arc::new(Receiver::default());
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+    let recv_addr = listener.local_addr().expect("receiver addr");
+    serve_receiver(listener, rx.clone());
+    let hook = format!("http://{recv_addr}/hook");
+
+    // 1. The ceiling.
+    let mut fwd = start_forwarder(&hook).await;
+    println!("ceiling: forwarder pid {} on {}", fwd.pid(), fwd.addr);
+    let target = Target {
+        addr: fwd.addr,
+        path: "/api/v1/events",
+        token: None,
+    };
+    let (frss, fstop) = watch_rss(fwd.pid());
+    warm_up(&target, &rx, s.conns, 1).await;
+    let t = throughput(&target, &rx, s.secs, s.conns, 1, Duration::from_secs(30)).await;
+    let rate = (t.events_per_s / 2.0).max(10.0);
+    let l = latency(&target, &rx, rate, s.secs, s.conns, 1, Duration::from_secs(30)).await;
+    print_phase("ceiling", Some(&t), Some(&l));
+    fstop.store(true, Relaxed);
+    let fhwm = proc_status_kib(fwd.pid(), "VmHWM:").unwrap_or(0).max(frss.load(Relaxed));
+    if fwd.exited() {
+        eprintln!("warning: the forwarder exited early");
+    }
+    drop(fwd);
+    let mut rows = vec![Row {
+        scenario: "ceiling",
+        tput: Some(t),
+        lat: Some(l),
+        own: None,
+        peak_rss_kib: Some(fhwm),
+        drain_s: None,
+        note: "forwarder process".into(),
+    }];
+
+    // 2–4. The relay.
+    if s.wants("json_signed") {
+        rows.push(relay_scenario("json_signed", json_webhook(0, &hook, None), 1, &s, &rx, rate).await);
+    }
+    if s.wants("slack_plugin") {
+        rows.push(relay_scenario("slack_plugin", slack_webhook(&hook), 1, &s, &rx, rate).await);
+    }
+    if s.wants("fanout_10") {
+        let hooks: String = (0..10).map(|i| json_webhook(i, &hook, None)).collect();
+        let mut row = relay_scenario("fanout_10", hooks, 10, &s, &rx, rate).await;
+        row.note = "events/s = events with all 10 deliveries arrived; latency to the last of the 10".into();
+        rows.push(row);
+    }
+    // 5. Backlog.
+    if s.wants("backlog_100k") {
+        rows.push(backlog_scenario(&s, &rx).await);
+    }
+    let stray = rx.stray.load(Relaxed);
+    report(&s, &rows, rate, stray, began.elapsed());
+}
+
+fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
+    let ceiling = rows[0].events_per_s().unwrap_or(0.0);
+    let ratio = |r: &Row| r.events_per_s().map(|e| e / ceiling).filter(|x| x.is_finite());
+    println!();
+    println!(
+        "{:<14} {:>10} {:>7} {:>9} {:>9} {:>10} {:>9} {:>8}",
+        "scenario", "events/s", "ratio", "p50 ms", "p99 ms", "p99.9 ms", "RSS MiB", "drain s"
+    );
+    for r in rows {
+        let l = r.lat.as_ref();
+        println!(
+            "{:<14} {:>10} {:>7} {:>9} {:>9} {:>10} {:>9} {:>8}",
+            r.scenario,
+            fmt_opt(r.events_per_s(), 0),
+            fmt_opt(ratio(r), 3),
+            fmt_opt(l.and_then(|l| l.p50), 2),
+            fmt_opt(l.and_then(|l| l.p99), 2),
+            fmt_opt(l.and_then(|l| l.p999), 2),
+            fmt_opt(r.peak_rss_kib.map(mib), 1),
+            fmt_opt(r.drain_s, 1),
+        );
+    }
+    println!(
+        "events/s: closed loop, events delivered at the receiver per second (fanout_10: events with all 10 copies arrived; backlog_100k: drain rate).\n\
+         latency: open loop at {rate:.0} events/s (half the ceiling) on {} connections, from the scheduled send time to the arrival at the receiver (fanout_10: of the last copy).\n\
+         RSS: peak (VmHWM) of the forwarder (ceiling) or relay process.{}",
+        s.conns,
+        match s.concurrency {
+            Some(c) => format!(" relay delivery.concurrency_per_webhook: {c}."),
+            None => String::new(),
+        }
+    );
+    // Targets of issue 7.
+    let by = |n: &str| rows.iter().find(|r| r.scenario == n);
+    let mut checks = Vec::new();
+    if let Some(j) = by("json_signed") {
+        if let Some(x) = ratio(j) {
+            checks.push(format!("json_signed ≥ 0.5 × ceiling: {x:.3} {}", verdict(x >= 0.5)));
+        }
+        if let (Some(a), Some(b)) = (j.lat.as_ref().and_then(|l| l.p99), rows[0].lat.as_ref().and_then(|l| l.p99)) {
+            checks.push(format!("json_signed p99 ≤ ceiling p99 + 5 ms: {a:.2} vs {:.2} {}", b + 5.0, verdict(a <= b + 5.0)));
+        }
+        if let (Some(sl), Some(js)) = (by("slack_plugin").and_then(Row::events_per_s), j.events_per_s()) {
+            let d = (js - sl).abs() / js;
+            checks.push(format!("slack_plugin within 15 % of json_signed: {:.1} % {}", d * 100.0, verdict(d <= 0.15)));
+        }
+    }
+    if let Some(b) = by("backlog_100k").and_then(|r| r.peak_rss_kib) {
+        checks.push(format!("backlog peak RSS ≤ 150 MiB: {:.1} {}", mib(b), verdict(mib(b) <= 150.0)));
+    }
+    for c in &checks {
+        println!("target: {c}");
+    }
+    if stray > 0 {
+        println!("({stray} requests reached the receiver outside their phase: tails of earlier phases)");
+    }
+    println!("whole run: {:.0} s", took.as_secs_f64());
+
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let l = r.lat.as_ref();
+            json!({
+                "scenario": r.scenario,
+                "events_per_s": r.events_per_s().map(|e| (e * 10.0).round() / 10.0),
+                "p50_ms": l.and_then(|l| l.p50),
+                "p99_ms": l.and_then(|l| l.p99),
+                "p999_ms": l.and_then(|l| l.p999),
+                "peak_rss_mib": r.peak_rss_kib.map(|k| (mib(k) * 10.0).round() / 10.0),
+                "ratio_to_ceiling": ratio(r).map(|x| (x * 1000.0).round() / 1000.0),
+                "drain_s": r.drain_s.map(|d| (d * 100.0).round() / 100.0),
+                "ingest_per_s": r.tput.as_ref().map(|t| t.ingest_per_s.round()),
+                "latency_rate_per_s": l.map(|l| l.rate.round()),
+                "undelivered": l.map(|l| l.lost),
+                "note": r.note,
+            })
+        })
+        .collect();
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("bench");
+    let path = dir.join("e2e.json");
+    match std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"))
+    {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "(met)" } else { "(MISSED)" }
+}

@@ -1,0 +1,94 @@
+//! `cargo bench --bench plugin`: the cost of a plugin call.
+//!
+//! Formats a ~1 KiB event with the `slack` formatter three ways and prints
+//! µs per call and the ratios: natively (the plugin crate linked as Rust),
+//! in a warm component instance (the relay's default), and in a fresh
+//! instance per call (`plugins.isolation: fresh`). Each figure is the
+//! median of several timed rounds; iteration counts are bounded.
+
+use std::time::Instant;
+
+use relay::event::Event;
+use relay::plugin::{Limits, PluginHost};
+use relay_sdk::Formatter;
+use serde_json::json;
+
+const ROUNDS: usize = 7;
+
+fn event() -> Event {
+    let data = json!({
+        "title": "SQL injection in /login allows authentication bypass",
+        "severity": "critical",
+        "tenant_name": "Acme Corporation",
+        "description": "The login form concatenates the username into a SQL query. An attacker can log in as any user by sending a crafted username. Parameterise the query and review other endpoints that build SQL by hand.",
+        "asset": "https://app.acme.example/login",
+        "category": "Injection",
+        "rule": "sqli-login-001",
+        "host": "web-01.acme.internal",
+        "user": "scanner@acme.example",
+        "cvss": 9.8,
+        "cwe": "CWE-89",
+        "url": "https://findings.acme.example/f/12345",
+        "status": "open",
+        "source": "dast",
+        "first_seen": "2026-11-22T10:00:00Z",
+        "remediation": "Use prepared statements for every query that includes user input; add a WAF rule for the login endpoint until the fix ships; rotate credentials of accounts that logged in during the exposure window."
+    });
+    Event { id: "evt-1".into(), event_type: "critical_finding".into(), time: "2026-11-22T10:00:00Z".into(), data }
+}
+
+/// Median µs per call over ROUNDS rounds of `n` calls.
+fn measure(n: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..n / 10 + 1 {
+        f();
+    }
+    let mut rounds: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        })
+        .collect();
+    rounds.sort_by(f64::total_cmp);
+    rounds[ROUNDS / 2]
+}
+
+fn main() {
+    let ev = event();
+    let size = serde_json::to_vec(&ev).map(|v| v.len()).unwrap_or(0);
+    let options = "{}";
+
+    let native_event = relay_sdk::Event::from_parts(ev.id.clone(), ev.event_type.clone(), ev.time.clone(), &ev.data.to_string())
+        .expect("event");
+    let native = relay_plugin_slack::Slack::create(options).expect("slack options");
+    let native_us = measure(20_000, || {
+        std::hint::black_box(native.format(&native_event).expect("native format"));
+    });
+
+    // The same, starting from the JSON text of `data` as the plugin gets it.
+    let data_text = ev.data.to_string();
+    let native_parse_us = measure(20_000, || {
+        let e = relay_sdk::Event::from_parts(ev.id.clone(), ev.event_type.clone(), ev.time.clone(), &data_text)
+            .expect("event");
+        std::hint::black_box(native.format(&e).expect("native format"));
+    });
+
+    let warm_host = PluginHost::new(Limits { memory_mb: 64, timeout_ms: 1000, fresh: false }, None).expect("host");
+    let warm_us = measure(20_000, || {
+        std::hint::black_box(warm_host.format("slack", options, &ev).expect("warm format"));
+    });
+
+    let fresh_host = PluginHost::new(Limits { memory_mb: 64, timeout_ms: 1000, fresh: true }, None).expect("host");
+    let fresh_us = measure(2_000, || {
+        std::hint::black_box(fresh_host.format("slack", options, &ev).expect("fresh format"));
+    });
+
+    println!("slack formatter, {size}-byte event (median of {ROUNDS} rounds)");
+    println!("  native Rust           {native_us:8.2} µs/call");
+    println!("  native + JSON decode  {native_parse_us:8.2} µs/call   {:5.2}x native", native_parse_us / native_us);
+    println!("  warm component        {warm_us:8.2} µs/call   {:5.2}x native   {:5.2}x native+decode", warm_us / native_us, warm_us / native_parse_us);
+    println!("  fresh instance/call   {fresh_us:8.2} µs/call   {:5.2}x native", fresh_us / native_us);
+    println!("target: warm <= 2x native -> {}", if warm_us <= 2.0 * native_us { "met" } else { "MISSED" });
+}

@@ -1,0 +1,1 @@
+"""Entry module required by componentize-py; the formatter lives in format.py."""

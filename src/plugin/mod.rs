@@ -1,0 +1,717 @@
+//! The plugin host: formatters and destinations as sandboxed WebAssembly
+//! components (DESIGN.md §11), run by wasmtime.
+//!
+//! Owns: the `Engine` (pooling allocator, epoch interruption), compiling and
+//! caching components, the catalogue of loaded plugins (built-ins embedded
+//! in the binary, overridden by `*.wasm` files in `plugins.dir`), the warm
+//! instance pools, and every call into a plugin.
+//!
+//! Sandbox: WASI is linked with an empty context (no files, env, network,
+//! clock or stdio), memory is capped per store (`plugins.memory_mb`), every
+//! call has an epoch deadline (`plugins.timeout_ms`), and output is capped.
+//! A trap of any kind drops the instance; the error fails only the delivery
+//! that made the call. Plugins never do I/O: the core sends what they build.
+
+pub mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Engine, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+mod bindings {
+    pub mod formatter {
+        wasmtime::component::bindgen!({ path: "sdk/wit", world: "formatter" });
+    }
+    pub mod destination {
+        wasmtime::component::bindgen!({ path: "sdk/wit", world: "destination" });
+    }
+}
+
+use bindings::destination::relay::plugin::types as dt;
+use bindings::formatter::relay::plugin::types as ft;
+
+include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const TICK: Duration = Duration::from_millis(2);
+/// Largest payload body a formatter may return.
+pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
+/// Warm instances kept per plugin.
+const MAX_IDLE: usize = 8;
+/// An instance is retired after this many calls.
+const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
+/// Resources (one per distinct options) kept per instance.
+const MAX_RESOURCES_PER_INSTANCE: usize = 64;
+/// Component instances the pooling allocator has room for.
+const POOL_SLOTS: u32 = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Formatter,
+    Destination,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Formatter => "formatter",
+            Kind::Destination => "destination",
+        }
+    }
+}
+
+/// Why a plugin call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    #[error("no {kind} plugin named {name:?} is loaded")]
+    NotLoaded { kind: &'static str, name: String },
+    #[error("rejected its options: {0}")]
+    Options(String),
+    #[error("returned an error: {0}")]
+    Returned(String),
+    #[error("exceeded its {timeout_ms} ms time limit and was stopped")]
+    Timeout { timeout_ms: u64 },
+    #[error("tried to use more than its {memory_mb} MiB memory limit and was stopped")]
+    Memory { memory_mb: u32 },
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("produced invalid output: {0}")]
+    Output(String),
+}
+
+/// Sandbox limits, from `plugins:` in relay.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_mb: u32,
+    pub timeout_ms: u64,
+    /// A new instance for every call (`plugins.isolation: fresh`).
+    pub fresh: bool,
+}
+
+/// What a store carries: an empty WASI context and the memory limiter.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+struct Limiter {
+    memory_bytes: usize,
+    denied: bool,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = desired <= self.memory_bytes;
+        self.denied |= !ok;
+        Ok(ok)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+enum Code {
+    Formatter(bindings::formatter::FormatterPre<State>),
+    Destination(bindings::destination::DestinationPre<State>),
+}
+
+enum Exports {
+    Formatter(bindings::formatter::Formatter),
+    Destination(bindings::destination::Destination),
+}
+
+/// A warm instance with the resources it has built, keyed by options text.
+struct Warm {
+    store: Store<State>,
+    exports: Exports,
+    resources: HashMap<String, ResourceAny>,
+    calls: u32,
+}
+
+/// A loaded plugin version. Calls in flight keep their `Arc` and finish on
+/// it even after a reload swapped in a new version.
+pub struct Loaded {
+    pub name: String,
+    pub kind: Kind,
+    pub sha256: String,
+    pub loaded_at: String,
+    pub source: String,
+    code: Code,
+    idle: Mutex<Vec<Warm>>,
+}
+
+/// What `GET /api/v1/plugins` shows for one name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub kind: Option<Kind>,
+    pub sha256: Option<String>,
+    pub loaded_at: Option<String>,
+    pub source: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Catalog {
+    by_key: HashMap<(Kind, String), Arc<Loaded>>,
+}
+
+/// The plugin host. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    engine: Engine,
+    fmt_linker: Linker<State>,
+    dst_linker: Linker<State>,
+    limits: Limits,
+    catalog: ArcSwap<Catalog>,
+    errors: Mutex<BTreeMap<String, String>>,
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("built-in plugin {name}: {message}")]
+    Builtin { name: String, message: String },
+}
+
+impl PluginHost {
+    /// Builds the engine and loads the built-in plugins. `cache_dir` holds
+    /// precompiled code so restarts skip compilation.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<PluginHost, HostError> {
+        let memory_bytes = limits.memory_mb as usize * 1024 * 1024;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 8)
+            .total_memories(POOL_SLOTS * 2)
+            .total_tables(POOL_SLOTS * 4)
+            .max_memory_size(memory_bytes)
+            .linear_memory_keep_resident(1024 * 1024)
+            .table_keep_resident(64 * 1024);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let mut fmt_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut fmt_linker).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        let mut dst_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut dst_linker).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        start_ticker(&engine);
+        if let Some(dir) = &cache_dir {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let host = PluginHost {
+            inner: Arc::new(HostInner {
+                engine,
+                fmt_linker,
+                dst_linker,
+                limits,
+                catalog: ArcSwap::from_pointee(Catalog::default()),
+                errors: Mutex::new(BTreeMap::new()),
+                cache_dir,
+            }),
+        };
+        for (name, kind, bytes) in BUILTINS {
+            let loaded = host
+                .compile(name, bytes, "builtin")
+                .map_err(|message| HostError::Builtin { name: name.to_string(), message })?;
+            if loaded.kind.as_str() != *kind {
+                return Err(HostError::Builtin {
+                    name: name.to_string(),
+                    message: format!("declared as {kind} but implements {}", loaded.kind.as_str()),
+                });
+            }
+            host.install(loaded);
+        }
+        Ok(host)
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Names of loaded plugins of one kind.
+    pub fn names(&self, kind: Kind) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .catalog
+            .load()
+            .by_key
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, n)| n.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn get(&self, kind: Kind, name: &str) -> Option<Arc<Loaded>> {
+        self.inner.catalog.load().by_key.get(&(kind, name.to_owned())).cloned()
+    }
+
+    /// Every loaded plugin and every name whose last load failed.
+    pub fn statuses(&self) -> Vec<Status> {
+        let catalog = self.inner.catalog.load();
+        let errors = lock(&self.inner.errors).clone();
+        let mut out: Vec<Status> = catalog
+            .by_key
+            .values()
+            .map(|l| Status {
+                name: l.name.clone(),
+                kind: Some(l.kind),
+                sha256: Some(l.sha256.clone()),
+                loaded_at: Some(l.loaded_at.clone()),
+                source: Some(l.source.clone()),
+                last_error: errors.get(&l.name).cloned(),
+            })
+            .collect();
+        for (name, error) in errors {
+            if !out.iter().any(|s| s.name == name) {
+                out.push(Status {
+                    name,
+                    kind: None,
+                    sha256: None,
+                    loaded_at: None,
+                    source: None,
+                    last_error: Some(error),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.name, a.kind).cmp(&(&b.name, b.kind)));
+        out
+    }
+
+    /// Compiles a component (or takes it from the cache) and works out
+    /// which world it implements. Slow: call it off the request path.
+    pub fn compile(&self, name: &str, bytes: &[u8], source: &str) -> Result<Loaded, String> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = self.component(&sha256, bytes)?;
+        let code = match self.inner.fmt_linker.instantiate_pre(&component) {
+            Ok(pre) => match bindings::formatter::FormatterPre::new(pre) {
+                Ok(p) => Some(Code::Formatter(p)),
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let code = match code {
+            Some(c) => c,
+            None => {
+                let pre = self
+                    .inner
+                    .dst_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| format!("imports something the sandbox does not provide: {e:#}"))?;
+                Code::Destination(bindings::destination::DestinationPre::new(pre).map_err(|_| {
+                    "does not implement the relay:plugin/formatter or relay:plugin/destination world (see sdk/wit)"
+                        .to_string()
+                })?)
+            }
+        };
+        let kind = match code {
+            Code::Formatter(_) => Kind::Formatter,
+            Code::Destination(_) => Kind::Destination,
+        };
+        Ok(Loaded {
+            name: name.to_owned(),
+            kind,
+            sha256,
+            loaded_at: crate::event::rfc3339_ms(crate::event::now_ms()),
+            source: source.to_owned(),
+            code,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn component(&self, sha256: &str, bytes: &[u8]) -> Result<Component, String> {
+        let engine = &self.inner.engine;
+        let cached = self.inner.cache_dir.as_ref().map(|dir| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            dir.join(format!("{sha256}-{:016x}.cwasm", h.finish()))
+        });
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: files in the cache directory are written only by
+            // `Component::serialize` below, for this engine configuration
+            // (the name carries the compatibility hash), and renamed into
+            // place whole.
+            match unsafe { Component::deserialize_file(engine, path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin code"),
+            }
+        }
+        let component = Component::from_binary(engine, bytes).map_err(|e| format!("is not a valid component: {e:#}"))?;
+        if let Some(path) = cached
+            && let Ok(code) = component.serialize()
+        {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, code).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        Ok(component)
+    }
+
+    /// Makes `loaded` the version new calls use; clears its load error.
+    pub fn install(&self, loaded: Loaded) {
+        let key = (loaded.kind, loaded.name.clone());
+        lock(&self.inner.errors).remove(&loaded.name);
+        self.swap(|by_key| {
+            by_key.insert(key, Arc::new(loaded));
+        });
+    }
+
+    fn swap(&self, f: impl FnOnce(&mut HashMap<(Kind, String), Arc<Loaded>>)) {
+        let current = self.inner.catalog.load();
+        let mut by_key = current.by_key.clone();
+        f(&mut by_key);
+        self.inner.catalog.store(Arc::new(Catalog { by_key }));
+    }
+
+    /// Records a failed load; the previous version (if any) keeps serving.
+    pub fn record_error(&self, name: &str, error: String) {
+        tracing::error!(plugin = name, error = %error, "plugin refused; the previous version keeps serving");
+        lock(&self.inner.errors).insert(name.to_owned(), error);
+    }
+
+    /// Forgets a file plugin: the built-in of that name (if any) serves again.
+    pub fn unload_file(&self, name: &str) {
+        let builtins: Vec<Loaded> = BUILTINS
+            .iter()
+            .filter(|(n, _, _)| *n == name)
+            .filter_map(|(n, _, bytes)| self.compile(n, bytes, "builtin").ok())
+            .collect();
+        self.swap(|by_key| by_key.retain(|(_, n), _| n != name));
+        for b in builtins {
+            self.install(b);
+        }
+        lock(&self.inner.errors).remove(name);
+    }
+
+    /// Checks a webhook's options by constructing the plugin's resource.
+    pub fn check_options(&self, kind: Kind, name: &str, options: &str) -> Result<(), PluginError> {
+        let plugin = self.get(kind, name).ok_or_else(|| PluginError::NotLoaded {
+            kind: kind.as_str(),
+            name: name.to_owned(),
+        })?;
+        self.with_instance(&plugin, options, |_, _, _| Ok(Ok(())))
+    }
+
+    /// Formats an event. Blocking (runs wasm): call from a blocking thread.
+    pub fn format(&self, name: &str, options: &str, event: &crate::event::Event) -> Result<crate::format::Payload, PluginError> {
+        let plugin = self.get(Kind::Formatter, name).ok_or_else(|| PluginError::NotLoaded {
+            kind: "formatter",
+            name: name.to_owned(),
+        })?;
+        let data = serde_json::to_string(&event.data).map_err(|e| PluginError::Output(e.to_string()))?;
+        let wit_event = ft::Event {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            time: event.time.clone(),
+            data,
+        };
+        let payload = self.with_instance(&plugin, options, |store, exports, resource| match exports {
+            Exports::Formatter(f) => f
+                .relay_plugin_format()
+                .formatter()
+                .call_format(store, resource, &wit_event)
+                .map(|r| r.map_err(PluginError::Returned)),
+            Exports::Destination(_) => Ok(Err(PluginError::Output("not a formatter".into()))),
+        })?;
+        check_payload(&payload.content_type, &payload.body)?;
+        Ok(crate::format::Payload {
+            content_type: payload.content_type,
+            body: bytes::Bytes::from(payload.body),
+        })
+    }
+
+    /// Asks a destination for the requests that deliver `payload`.
+    pub fn build(
+        &self,
+        name: &str,
+        options: &str,
+        payload: &crate::format::Payload,
+        target: &Target,
+    ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
+        let plugin = self.get(Kind::Destination, name).ok_or_else(|| PluginError::NotLoaded {
+            kind: "destination",
+            name: name.to_owned(),
+        })?;
+        let wit_payload = dt::Payload {
+            content_type: payload.content_type.clone(),
+            body: payload.body.to_vec(),
+        };
+        let wit_target = dt::Target {
+            url: target.url.clone(),
+            method: target.method.clone(),
+            headers: target.headers.clone(),
+        };
+        let requests = self.with_instance(&plugin, options, |store, exports, resource| match exports {
+            Exports::Destination(d) => d
+                .relay_plugin_deliver()
+                .destination()
+                .call_build(store, resource, &wit_payload, &wit_target)
+                .map(|r| r.map_err(PluginError::Returned)),
+            Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
+        })?;
+        if requests.is_empty() {
+            return Err(PluginError::Output("built no request".into()));
+        }
+        requests
+            .into_iter()
+            .map(|r| {
+                let method = http::Method::from_bytes(r.method.as_bytes())
+                    .map_err(|_| PluginError::Output(format!("method {:?} is not valid", r.method)))?;
+                for (k, v) in &r.headers {
+                    if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(v).is_err() {
+                        return Err(PluginError::Output(format!("header {k:?} is not valid HTTP")));
+                    }
+                }
+                if r.body.len() > MAX_OUTPUT_BYTES {
+                    return Err(PluginError::Output(format!("a request body of {} bytes is over the limit", r.body.len())));
+                }
+                Ok(crate::deliver::OutRequest {
+                    method,
+                    url: r.url,
+                    headers: r.headers,
+                    body: Some(bytes::Bytes::from(r.body)),
+                    timeout: target.timeout,
+                })
+            })
+            .collect()
+    }
+
+    /// Asks a destination what a response means.
+    pub fn classify(&self, name: &str, options: &str, response: &crate::deliver::InResponse) -> Result<Outcome, PluginError> {
+        let plugin = self.get(Kind::Destination, name).ok_or_else(|| PluginError::NotLoaded {
+            kind: "destination",
+            name: name.to_owned(),
+        })?;
+        let wit_response = dt::Response {
+            status: response.status,
+            headers: response.headers.clone(),
+            body: response.body.to_vec(),
+        };
+        self.with_instance(&plugin, options, |store, exports, resource| match exports {
+            Exports::Destination(d) => d
+                .relay_plugin_deliver()
+                .destination()
+                .call_classify(store, resource, &wit_response)
+                .map(|o| {
+                    Ok(match o {
+                        dt::Outcome::Success => Outcome::Success,
+                        dt::Outcome::Retry(ms) => Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m)))),
+                        dt::Outcome::Fail(r) => Outcome::Fail(r),
+                        dt::Outcome::Disable(r) => Outcome::Disable(r),
+                    })
+                }),
+            Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
+        })
+    }
+
+    /// Runs `call` on a warm instance of `plugin` with the resource built
+    /// from `options`, enforcing the deadline and memory cap. The instance
+    /// goes back to the pool unless it trapped, is worn out, or isolation
+    /// is `fresh`.
+    fn with_instance<T>(
+        &self,
+        plugin: &Loaded,
+        options: &str,
+        call: impl FnOnce(&mut Store<State>, &Exports, ResourceAny) -> wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        let limits = self.inner.limits;
+        let mut warm = match lock(&plugin.idle).pop() {
+            Some(w) => w,
+            None => self.instantiate(plugin)?,
+        };
+        let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        warm.store.set_epoch_deadline(ticks);
+        warm.store.data_mut().limiter.denied = false;
+        let result = (|| {
+            let resource = match warm.resources.get(options) {
+                Some(r) => *r,
+                None => {
+                    let created = match &warm.exports {
+                        Exports::Formatter(f) => f.relay_plugin_format().formatter().call_create(&mut warm.store, options),
+                        Exports::Destination(d) => {
+                            d.relay_plugin_deliver().destination().call_create(&mut warm.store, options)
+                        }
+                    }
+                    .map_err(|e| classify_trap(e, &warm.store, limits))?
+                    .map_err(PluginError::Options)?;
+                    if warm.resources.len() >= MAX_RESOURCES_PER_INSTANCE {
+                        for (_, r) in warm.resources.drain() {
+                            let _ = r.resource_drop(&mut warm.store);
+                        }
+                    }
+                    warm.resources.insert(options.to_owned(), created);
+                    created
+                }
+            };
+            call(&mut warm.store, &warm.exports, resource).map_err(|e| classify_trap(e, &warm.store, limits))?
+        })();
+        warm.calls += 1;
+        let trapped = matches!(
+            result,
+            Err(PluginError::Timeout { .. } | PluginError::Memory { .. } | PluginError::Trap(_))
+        );
+        if !trapped && !limits.fresh && warm.calls < MAX_CALLS_PER_INSTANCE {
+            let mut idle = lock(&plugin.idle);
+            if idle.len() < MAX_IDLE {
+                idle.push(warm);
+            }
+        }
+        result
+    }
+
+    fn instantiate(&self, plugin: &Loaded) -> Result<Warm, PluginError> {
+        let limits = self.inner.limits;
+        let state = State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: limits.memory_mb as usize * 1024 * 1024,
+                denied: false,
+            },
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        store.set_epoch_deadline(ticks);
+        let exports = match &plugin.code {
+            Code::Formatter(pre) => pre.instantiate(&mut store).map(Exports::Formatter),
+            Code::Destination(pre) => pre.instantiate(&mut store).map(Exports::Destination),
+        }
+        .map_err(|e| classify_trap(e, &store, limits))?;
+        Ok(Warm {
+            store,
+            exports,
+            resources: HashMap::new(),
+            calls: 0,
+        })
+    }
+}
+
+/// A webhook's destination, as a destination plugin sees it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// A destination's verdict on a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Retry(Option<Duration>),
+    Fail(String),
+    Disable(String),
+}
+
+fn check_payload(content_type: &str, body: &[u8]) -> Result<(), PluginError> {
+    if body.len() > MAX_OUTPUT_BYTES {
+        return Err(PluginError::Output(format!(
+            "a body of {} bytes is over the {MAX_OUTPUT_BYTES}-byte limit",
+            body.len()
+        )));
+    }
+    if http::HeaderValue::from_str(content_type).is_err() {
+        return Err(PluginError::Output(format!("content type {content_type:?} is not a valid header value")));
+    }
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if (essence == "application/json" || essence.ends_with("+json")) && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        return Err(PluginError::Output(format!("the body is labelled {essence} but is not valid JSON")));
+    }
+    Ok(())
+}
+
+fn classify_trap(e: wasmtime::Error, store: &Store<State>, limits: Limits) -> PluginError {
+    if store.data().limiter.denied {
+        return PluginError::Memory { memory_mb: limits.memory_mb };
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Timeout { timeout_ms: limits.timeout_ms },
+        Some(trap) => PluginError::Trap(trap.to_string()),
+        None => PluginError::Trap(format!("{e:#}")),
+    }
+}
+
+/// Advances the epoch every [`TICK`] until the engine is dropped.
+fn start_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let _ = std::thread::Builder::new().name("relay-plugin-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(TICK);
+        }
+    });
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Reads a `.wasm` file and loads it under its file stem.
+pub fn load_file(host: &PluginHost, path: &Path) -> Result<(), String> {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| format!("{} has no usable name", path.display()))?
+        .to_owned();
+    let result = std::fs::read(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|bytes| {
+            if host.get(Kind::Formatter, &name).or_else(|| host.get(Kind::Destination, &name)).is_some_and(|l| {
+                l.sha256 == hex::encode(Sha256::digest(&bytes)) && l.source == path.display().to_string()
+            }) {
+                return Ok(None);
+            }
+            host.compile(&name, &bytes, &path.display().to_string()).map(Some)
+        });
+    match result {
+        Ok(Some(loaded)) => {
+            tracing::info!(plugin = %name, kind = loaded.kind.as_str(), sha256 = %loaded.sha256, "plugin loaded");
+            host.install(loaded);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => {
+            host.record_error(&name, e.clone());
+            Err(e)
+        }
+    }
+}

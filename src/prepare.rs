@@ -1,0 +1,130 @@
+//! What one attempt sends: rendered headers, the formatted body (core
+//! template or formatter plugin), the destination plugin's requests, and
+//! the signature headers. Pure apart from plugin calls (which run wasm, so
+//! callers run [`prepare`] on a blocking thread when a plugin is involved).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::deliver::{DeliveryError, OutRequest};
+use crate::event::{Event, now_ms};
+use crate::format::Payload;
+use crate::plugin::{Kind, PluginHost, Target};
+use crate::webhook::Webhook;
+
+/// The wire form of one attempt.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// HTTP request(s), sent in order; all must succeed.
+    Http(Vec<OutRequest>),
+    /// One syslog message for a `udp://`, `tcp://` or `tls://` URL.
+    Syslog(Bytes),
+}
+
+/// The destination plugin a webhook uses: the one it names, or else a
+/// destination with the same name as its formatter (so `format: slack`
+/// gets Slack's response handling).
+pub fn destination_of(w: &Webhook, plugins: &PluginHost) -> Option<String> {
+    match &w.spec.destination {
+        Some(d) => Some(d.clone()),
+        None if w.spec.format != "json" && plugins.get(Kind::Destination, &w.spec.format).is_some() => {
+            Some(w.spec.format.clone())
+        }
+        None => None,
+    }
+}
+
+/// Whether preparing this webhook's attempts calls a plugin.
+pub fn uses_plugins(w: &Webhook, plugins: &PluginHost) -> bool {
+    w.spec.format != "json" || destination_of(w, plugins).is_some()
+}
+
+fn render_headers(w: &Webhook, event: &Event, warnings: &mut Vec<String>) -> Result<Vec<(String, String)>, DeliveryError> {
+    let vars = event.vars();
+    let mut headers = Vec::with_capacity(w.spec.headers.0.len() + 4);
+    for (name, value) in &w.spec.headers.0 {
+        let v = crate::template::render_text(value, &vars, warnings);
+        if http::HeaderValue::from_str(&v).is_err() {
+            return Err(DeliveryError::Config(format!(
+                "header {} rendered to a value that is not allowed in HTTP",
+                name.as_str()
+            )));
+        }
+        headers.push((name.as_str().to_owned(), v));
+    }
+    Ok(headers)
+}
+
+/// Builds what one attempt of `delivery_id` sends.
+pub fn prepare(
+    w: &Webhook,
+    event: &Event,
+    delivery_id: &str,
+    plugins: &PluginHost,
+    warnings: &mut Vec<String>,
+) -> Result<Prepared, DeliveryError> {
+    let spec = &w.spec;
+    if matches!(spec.url.scheme(), "udp" | "tcp" | "tls") {
+        let payload = crate::format::format(w, event, plugins, warnings)?;
+        return Ok(Prepared::Syslog(payload.body));
+    }
+    let method = spec.method.as_http();
+    let mut headers = render_headers(w, event, warnings)?;
+    let payload = if method == http::Method::GET {
+        None
+    } else {
+        Some(crate::format::format(w, event, plugins, warnings)?)
+    };
+    let timeout = Duration::from_millis(spec.timeout_ms.0);
+    let mut requests = match destination_of(w, plugins) {
+        Some(d) => {
+            let target = Target {
+                url: spec.url.as_str().to_owned(),
+                method: method.as_str().to_owned(),
+                headers,
+                timeout,
+            };
+            let empty = Payload {
+                content_type: String::new(),
+                body: Bytes::new(),
+            };
+            plugins
+                .build(&d, &w.destination_options, payload.as_ref().unwrap_or(&empty), &target)
+                .map_err(|e| DeliveryError::Plugin {
+                    plugin: d.clone(),
+                    message: e.to_string(),
+                })?
+        }
+        None => {
+            if let Some(p) = &payload
+                && spec.headers.get("content-type").is_none()
+            {
+                headers.push(("Content-Type".to_owned(), p.content_type.clone()));
+            }
+            vec![OutRequest {
+                method,
+                url: spec.url.as_str().to_owned(),
+                headers,
+                body: payload.map(|p| p.body),
+                timeout,
+            }]
+        }
+    };
+    if let Some(secret) = &spec.secret {
+        let timestamp = now_ms() / 1000;
+        for r in &mut requests {
+            let sig = crate::sign::headers(
+                spec.signature,
+                spec.signature_header.as_ref().map(|h| h.as_str()),
+                secret.expose(),
+                delivery_id,
+                timestamp,
+                r.body.as_deref().unwrap_or(&[]),
+            )
+            .map_err(DeliveryError::Config)?;
+            r.headers.extend(sig);
+        }
+    }
+    Ok(Prepared::Http(requests))
+}

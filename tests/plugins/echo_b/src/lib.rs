@@ -1,0 +1,3 @@
+//! Test fixture: version "b" of the echo formatter.
+const VERSION: &str = "b";
+include!("../../echo_common.rs");
