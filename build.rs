@@ -30,7 +30,9 @@ fn read_crate(dir: &Path, builtin: bool) -> Option<PluginCrate> {
             section = line.to_owned();
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let value = value.trim().trim_matches('"').to_owned();
         match (section.as_str(), key.trim()) {
             ("[package]", "name") => package = Some(value),
@@ -39,12 +41,19 @@ fn read_crate(dir: &Path, builtin: bool) -> Option<PluginCrate> {
             _ => {}
         }
     }
-    Some(PluginCrate { package: package?, name: name?, kind: kind?, builtin })
+    Some(PluginCrate {
+        package: package?,
+        name: name?,
+        kind: kind?,
+        builtin,
+    })
 }
 
 fn crates_in(dir: &Path, builtin: bool) -> Vec<PluginCrate> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     dirs.sort();
     for d in dirs {
@@ -56,13 +65,22 @@ fn crates_in(dir: &Path, builtin: bool) -> Vec<PluginCrate> {
 }
 
 fn ensure_target() {
-    let listed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let listed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match listed {
-        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2") => {}
+        Ok(o)
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2") => {}
         Ok(_) => {
-            let status = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
+            let status = Command::new("rustup")
+                .args(["target", "add", "wasm32-wasip2"])
+                .status();
             if !matches!(status, Ok(s) if s.success()) {
-                panic!("the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; install it and build again");
+                panic!(
+                    "the wasm32-wasip2 target is missing and `rustup target add wasm32-wasip2` failed; install it and build again"
+                );
             }
         }
         Err(_) => println!(
@@ -85,23 +103,46 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for c in &crates {
         cmd.args(["-p", &c.package]);
     }
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTC_WRAPPER"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo to build the wasm plugins");
-    assert!(status.success(), "building the wasm plugins failed (see the output above)");
+    assert!(
+        status.success(),
+        "building the wasm plugins failed (see the output above)"
+    );
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
-    let mut code = String::from("/// Built-in plugins: (name, kind, component bytes).\npub static BUILTINS: &[(&str, &str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// Built-in plugins: (name, kind, component bytes).\npub static BUILTINS: &[(&str, &str, &[u8])] = &[\n",
+    );
     for c in crates.iter().filter(|c| c.builtin) {
         let file = wasm_dir.join(format!("{}.wasm", c.package.replace('-', "_")));
         assert!(file.exists(), "{} was not built", file.display());
-        let _ = writeln!(code, "    ({:?}, {:?}, include_bytes!({:?})),", c.name, c.kind, file.display().to_string());
+        let _ = writeln!(
+            code,
+            "    ({:?}, {:?}, include_bytes!({:?})),",
+            c.name,
+            c.kind,
+            file.display().to_string()
+        );
     }
     code.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");

@@ -30,8 +30,9 @@
 //! `E2E_CONNS` (32), `E2E_CONCURRENCY` (sets `delivery.concurrency_per_webhook`;
 //! unset = the relay's default), `E2E_BACKLOG` (100000), `E2E_ONLY`
 //! (comma-separated scenario names; the ceiling always runs),
-//! `E2E_PERF=prefix` (records `perf record -g` of the relay during each
-//! relay scenario's throughput phase into `prefix.<scenario>.data`).
+//! `E2E_PERF=prefix` (records `perf record` of the relay during each relay
+//! scenario's throughput phase into `prefix.<scenario>.data`; `E2E_PERF_CG`
+//! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`).
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -89,7 +90,10 @@ impl Settings {
         let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
         Settings {
             secs: num("E2E_SECS").unwrap_or(8.0).clamp(1.0, 60.0),
-            conns: num("E2E_CONNS").map(|v| v as usize).unwrap_or(32).clamp(1, 256),
+            conns: num("E2E_CONNS")
+                .map(|v| v as usize)
+                .unwrap_or(32)
+                .clamp(1, 256),
             concurrency: num("E2E_CONCURRENCY").map(|v| (v as usize).max(1)),
             backlog: num("E2E_BACKLOG")
                 .map(|v| v as usize)
@@ -212,7 +216,11 @@ impl Phase {
             }
             let done = self.done[seq].load(Relaxed);
             let sent = self.sent[seq].load(Relaxed);
-            out.push(if done == 0 { u64::MAX } else { done.saturating_sub(sent) });
+            out.push(if done == 0 {
+                u64::MAX
+            } else {
+                done.saturating_sub(sent)
+            });
         }
         out.sort_unstable();
         out
@@ -461,7 +469,10 @@ network:
   allow_http: true
 {delivery}webhooks:
 {webhooks}",
-        db = dir.path().join("relay.db").display(),
+        // In a subdirectory, as in the shipped layout (./relay.yaml,
+        // ./data/relay.db): the config watcher watches relay.yaml's
+        // directory, and WAL writes beside it would wake it constantly.
+        db = dir.path().join("data").join("relay.db").display(),
         plugins = dir.path().join("plugins").display(),
     );
     let config = dir.path().join("relay.yaml");
@@ -574,6 +585,16 @@ fn watch_rss(pid: u32) -> (Arc<AtomicU64>, Arc<AtomicBool>) {
     (peak, stop)
 }
 
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5), counted after "pid (comm) ".
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -660,7 +681,11 @@ enum Mode {
     /// As fast as it goes until the deadline.
     Closed { until: Instant },
     /// `total` events, event `i` scheduled at `start + i × period`.
-    Open { start: Instant, period: Duration, total: usize },
+    Open {
+        start: Instant,
+        period: Duration,
+        total: usize,
+    },
 }
 
 /// Runs the load on `conns` keep-alive connections, one event per request.
@@ -685,7 +710,11 @@ async fn load(target: &Target, phase: &Arc<Phase>, mode: Mode, conns: usize) {
                         }
                         now_ns()
                     }
-                    Mode::Open { start, period, total } => {
+                    Mode::Open {
+                        start,
+                        period,
+                        total,
+                    } => {
                         if seq >= total {
                             return;
                         }
@@ -703,7 +732,16 @@ async fn load(target: &Target, phase: &Arc<Phase>, mode: Mode, conns: usize) {
                 }
                 let result = match sender.as_mut() {
                     Some(s) => {
-                        exchange(s, target.addr, "POST", target.path, target.token, Some(&id), body).await
+                        exchange(
+                            s,
+                            target.addr,
+                            "POST",
+                            target.path,
+                            target.token,
+                            Some(&id),
+                            body,
+                        )
+                        .await
                     }
                     None => Err("cannot connect".into()),
                 };
@@ -733,6 +771,10 @@ async fn load(target: &Target, phase: &Arc<Phase>, mode: Mode, conns: usize) {
 
 #[derive(Default, Clone)]
 struct Throughput {
+    /// CPU time of the process under test per delivered event, µs.
+    cpu_us_per_event: Option<f64>,
+    /// CPU time of this bench process (load generator + receiver) per event, µs.
+    bench_cpu_us_per_event: Option<f64>,
     accepted: u64,
     delivered: u64,
     events_per_s: f64,
@@ -766,6 +808,7 @@ fn percentile(sorted: &[u64], q: f64) -> Option<f64> {
 
 async fn throughput(
     target: &Target,
+    pid: u32,
     rx: &Receiver,
     secs: f64,
     conns: usize,
@@ -774,6 +817,7 @@ async fn throughput(
 ) -> Throughput {
     let phase = Phase::new(PHASE_CAP, fanout);
     rx.set_phase(&phase);
+    let cpu0 = (cpu_secs(pid), cpu_secs(std::process::id()));
     let start = now_ns();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     load(target, &phase, Mode::Closed { until }, conns).await;
@@ -781,7 +825,14 @@ async fn throughput(
     let drained = phase.drain(drain_limit).await;
     let delivered = phase.completed.load(Relaxed);
     let last = phase.last_done.load(Relaxed).max(start + 1);
+    let cpu1 = (cpu_secs(pid), cpu_secs(std::process::id()));
+    let per_event = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if delivered > 0 => Some((b - a) * 1e6 / delivered as f64),
+        _ => None,
+    };
     Throughput {
+        cpu_us_per_event: per_event(cpu0.0, cpu1.0),
+        bench_cpu_us_per_event: per_event(cpu0.1, cpu1.1),
         accepted: phase.accepted.load(Relaxed),
         delivered,
         events_per_s: delivered as f64 / ((last - start) as f64 / 1e9),
@@ -837,7 +888,13 @@ async fn latency(
     }
     let drained = phase.drain(drain_limit).await;
     let lat = phase.latencies();
-    let pct = |q| if overloaded_after.is_some() { None } else { percentile(&lat, q) };
+    let pct = |q| {
+        if overloaded_after.is_some() {
+            None
+        } else {
+            percentile(&lat, q)
+        }
+    };
     Latency {
         rate,
         overloaded_after,
@@ -852,8 +909,8 @@ async fn latency(
 }
 
 /// A short closed-loop warm-up; waits for its tail.
-async fn warm_up(target: &Target, rx: &Receiver, conns: usize, fanout: u32) {
-    let _ = throughput(target, rx, 1.0, conns, fanout, Duration::from_secs(30)).await;
+async fn warm_up(target: &Target, pid: u32, rx: &Receiver, conns: usize, fanout: u32) {
+    let _ = throughput(target, pid, rx, 1.0, conns, fanout, Duration::from_secs(30)).await;
 }
 
 #[derive(Default, Clone)]
@@ -875,19 +932,26 @@ impl Row {
 }
 
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
     if let Some(t) = t {
-    println!(
-        "  {name}: throughput {:.0} events/s delivered ({} of {} accepted{}; ingest {:.0}/s)",
-        t.events_per_s,
-        t.delivered,
-        t.accepted,
-        if t.drained { "" } else { ", NOT DRAINED in time" },
-        t.ingest_per_s
-    );
+        println!(
+            "  {name}: throughput {:.0} events/s delivered ({} of {} accepted{}; ingest {:.0}/s); CPU per event: {} µs under test, {} µs load generator + receiver",
+            t.events_per_s,
+            t.delivered,
+            t.accepted,
+            if t.drained {
+                ""
+            } else {
+                ", NOT DRAINED in time"
+            },
+            t.ingest_per_s,
+            fmt_opt(t.cpu_us_per_event, 0),
+            fmt_opt(t.bench_cpu_us_per_event, 0),
+        );
     }
     if let Some(l) = l {
         if let Some(after) = l.overloaded_after {
@@ -898,7 +962,11 @@ fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
                 l.accepted,
                 l.refused,
                 l.lost,
-                if l.drained { "" } else { ", NOT DRAINED in time" }
+                if l.drained {
+                    ""
+                } else {
+                    ", NOT DRAINED in time"
+                }
             );
             return;
         }
@@ -911,7 +979,11 @@ fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
             l.accepted,
             l.refused,
             l.lost,
-            if l.drained { "" } else { ", NOT DRAINED in time" }
+            if l.drained {
+                ""
+            } else {
+                ", NOT DRAINED in time"
+            }
         );
     }
 }
@@ -950,29 +1022,60 @@ async fn relay_scenario(
         token: Some(INGEST_TOKEN),
     };
     let (rss, stop) = watch_rss(pid);
-    warm_up(&target, rx, s.conns, fanout).await;
+    warm_up(&target, pid, rx, s.conns, fanout).await;
     let perf = s.perf.as_ref().map(|prefix| {
         Command::new("perf")
-            .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+            .args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph"])
+            .arg(std::env::var("E2E_PERF_CG").unwrap_or_else(|_| "fp".into()))
+            .args(["-p", &pid.to_string(), "-o"])
             .arg(format!("{prefix}.{name}.data"))
             .args(["--", "sleep", &format!("{}", s.secs)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
     });
-    let t = throughput(&target, rx, s.secs, s.conns, fanout, Duration::from_secs(60)).await;
+    let t = throughput(
+        &target,
+        pid,
+        rx,
+        s.secs,
+        s.conns,
+        fanout,
+        Duration::from_secs(60),
+    )
+    .await;
     if let Some(Ok(mut p)) = perf {
         let _ = p.wait();
     }
-    let l = latency(&target, rx, rate, s.secs, s.conns, fanout, Duration::from_secs(60)).await;
+    let l = latency(
+        &target,
+        rx,
+        rate,
+        s.secs,
+        s.conns,
+        fanout,
+        Duration::from_secs(60),
+    )
+    .await;
     print_phase(name, Some(&t), Some(&l));
     let own_rate = (t.events_per_s / 2.0).max(10.0);
-    let own = latency(&target, rx, own_rate, s.secs, s.conns, fanout, Duration::from_secs(60)).await;
+    let own = latency(
+        &target,
+        rx,
+        own_rate,
+        s.secs,
+        s.conns,
+        fanout,
+        Duration::from_secs(60),
+    )
+    .await;
     print_phase(&format!("{name} (half its own events/s)"), None, Some(&own));
     let counters = attempt_counters(relay.proc_.addr).await;
     println!("  {name}: attempts {counters}");
     stop.store(true, Relaxed);
-    let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0).max(rss.load(Relaxed));
+    let hwm = proc_status_kib(pid, "VmHWM:")
+        .unwrap_or(0)
+        .max(rss.load(Relaxed));
     Row {
         scenario: name,
         tput: Some(t),
@@ -1033,7 +1136,16 @@ async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
                 }
                 let r = match sender.as_mut() {
                     Some(snd) => {
-                        exchange(snd, addr, "POST", "/api/v1/events", Some(INGEST_TOKEN), None, Bytes::from(body)).await
+                        exchange(
+                            snd,
+                            addr,
+                            "POST",
+                            "/api/v1/events",
+                            Some(INGEST_TOKEN),
+                            None,
+                            Bytes::from(body),
+                        )
+                        .await
                     }
                     None => Err("cannot connect".into()),
                 };
@@ -1054,7 +1166,9 @@ async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
     }
     let ingest_s = t0.elapsed().as_secs_f64();
     let accepted = phase.accepted.load(Relaxed);
-    let pending_peak = rss.load(Relaxed).max(proc_status_kib(pid, "VmRSS:").unwrap_or(0));
+    let pending_peak = rss
+        .load(Relaxed)
+        .max(proc_status_kib(pid, "VmRSS:").unwrap_or(0));
     let before_up = attempt_counters(addr).await;
     println!(
         "  backlog_100k: {accepted} events accepted ({} refused) in {ingest_s:.1} s ({:.0} events/s, batches of {BACKLOG_BATCH}); peak RSS so far {:.1} MiB",
@@ -1083,10 +1197,16 @@ async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
     let drain_s = (last - up) as f64 / 1e9;
     let after = attempt_counters(addr).await;
     stop.store(true, Relaxed);
-    let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0).max(rss.load(Relaxed));
+    let hwm = proc_status_kib(pid, "VmHWM:")
+        .unwrap_or(0)
+        .max(rss.load(Relaxed));
     println!(
         "  backlog_100k: receiver up; {delivered} of {accepted} delivered{} {drain_s:.1} s after it came up ({:.0} events/s); peak RSS {:.1} MiB (while pending: {:.1} MiB); duplicates {}",
-        if drained { "" } else { " (NOT DRAINED in time)" },
+        if drained {
+            ""
+        } else {
+            " (NOT DRAINED in time)"
+        },
         (delivered - already) as f64 / drain_s,
         mib(hwm),
         mib(pending_peak),
@@ -1101,6 +1221,7 @@ async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
             events_per_s: (delivered - already) as f64 / drain_s,
             ingest_per_s: accepted as f64 / ingest_s,
             drained,
+            ..Throughput::default()
         }),
         lat: None,
         own: None,
@@ -1138,10 +1259,14 @@ async fn run() {
         s.conns,
         s.secs,
         s.secs,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
     );
     let rx = Arc::new(Receiver::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind receiver");
     let recv_addr = listener.local_addr().expect("receiver addr");
     serve_receiver(listener, rx.clone());
     let hook = format!("http://{recv_addr}/hook");
@@ -1155,13 +1280,33 @@ async fn run() {
         token: None,
     };
     let (frss, fstop) = watch_rss(fwd.pid());
-    warm_up(&target, &rx, s.conns, 1).await;
-    let t = throughput(&target, &rx, s.secs, s.conns, 1, Duration::from_secs(30)).await;
+    warm_up(&target, fwd.pid(), &rx, s.conns, 1).await;
+    let t = throughput(
+        &target,
+        fwd.pid(),
+        &rx,
+        s.secs,
+        s.conns,
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
     let rate = (t.events_per_s / 2.0).max(10.0);
-    let l = latency(&target, &rx, rate, s.secs, s.conns, 1, Duration::from_secs(30)).await;
+    let l = latency(
+        &target,
+        &rx,
+        rate,
+        s.secs,
+        s.conns,
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
     print_phase("ceiling", Some(&t), Some(&l));
     fstop.store(true, Relaxed);
-    let fhwm = proc_status_kib(fwd.pid(), "VmHWM:").unwrap_or(0).max(frss.load(Relaxed));
+    let fhwm = proc_status_kib(fwd.pid(), "VmHWM:")
+        .unwrap_or(0)
+        .max(frss.load(Relaxed));
     if fwd.exited() {
         eprintln!("warning: the forwarder exited early");
     }
@@ -1178,7 +1323,17 @@ async fn run() {
 
     // 2–4. The relay.
     if s.wants("json_signed") {
-        rows.push(relay_scenario("json_signed", json_webhook(0, &hook, None), 1, &s, &rx, rate).await);
+        rows.push(
+            relay_scenario(
+                "json_signed",
+                json_webhook(0, &hook, None),
+                1,
+                &s,
+                &rx,
+                rate,
+            )
+            .await,
+        );
     }
     if s.wants("slack_plugin") {
         rows.push(relay_scenario("slack_plugin", slack_webhook(&hook), 1, &s, &rx, rate).await);
@@ -1186,7 +1341,9 @@ async fn run() {
     if s.wants("fanout_10") {
         let hooks: String = (0..10).map(|i| json_webhook(i, &hook, None)).collect();
         let mut row = relay_scenario("fanout_10", hooks, 10, &s, &rx, rate).await;
-        row.note = "events/s = events with all 10 deliveries arrived; latency to the last of the 10".into();
+        row.note =
+            "events/s = events with all 10 deliveries arrived; latency to the last of the 10"
+                .into();
         rows.push(row);
     }
     // 5. Backlog.
@@ -1199,12 +1356,20 @@ async fn run() {
 
 fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
     let ceiling = rows[0].events_per_s().unwrap_or(0.0);
-    let ratio = |r: &Row| r.events_per_s().map(|e| e / ceiling).filter(|x| x.is_finite());
+    let ratio = |r: &Row| {
+        r.events_per_s()
+            .map(|e| e / ceiling)
+            .filter(|x| x.is_finite())
+    };
     println!();
     println!(
         "{:<14} {:>10} {:>7} {:>9} {:>9} {:>10} {:>9} {:>8}",
         "scenario", "events/s", "ratio", "p50 ms", "p99 ms", "p99.9 ms", "RSS MiB", "drain s"
     );
+    let lat_cell = |l: Option<&Latency>, f: fn(&Latency) -> Option<f64>| match l {
+        Some(l) if l.overloaded_after.is_some() => "overload".to_string(),
+        l => fmt_opt(l.and_then(f), 2),
+    };
     for r in rows {
         let l = r.lat.as_ref();
         println!(
@@ -1212,18 +1377,38 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
             r.scenario,
             fmt_opt(r.events_per_s(), 0),
             fmt_opt(ratio(r), 3),
-            fmt_opt(l.and_then(|l| l.p50), 2),
-            fmt_opt(l.and_then(|l| l.p99), 2),
-            fmt_opt(l.and_then(|l| l.p999), 2),
+            lat_cell(l, |l| l.p50),
+            lat_cell(l, |l| l.p99),
+            lat_cell(l, |l| l.p999),
             fmt_opt(r.peak_rss_kib.map(mib), 1),
             fmt_opt(r.drain_s, 1),
         );
     }
+    if rows.iter().any(|r| r.own.is_some()) {
+        println!();
+        println!(
+            "{:<14} {:>10} {:>9} {:>9} {:>10}   (latency at half the scenario's own events/s)",
+            "scenario", "rate/s", "p50 ms", "p99 ms", "p99.9 ms"
+        );
+        for r in rows {
+            if let Some(o) = &r.own {
+                println!(
+                    "{:<14} {:>10.0} {:>9} {:>9} {:>10}",
+                    r.scenario,
+                    o.rate,
+                    lat_cell(Some(o), |l| l.p50),
+                    lat_cell(Some(o), |l| l.p99),
+                    lat_cell(Some(o), |l| l.p999),
+                );
+            }
+        }
+    }
     println!(
         "events/s: closed loop, events delivered at the receiver per second (fanout_10: events with all 10 copies arrived; backlog_100k: drain rate).\n\
-         latency: open loop at {rate:.0} events/s (half the ceiling) on {} connections, from the scheduled send time to the arrival at the receiver (fanout_10: of the last copy).\n\
+         latency: open loop at {rate:.0} events/s (half the ceiling) on {} connections, from the scheduled send time to the arrival at the receiver (fanout_10: of the last copy); \"overload\": the relay fell more than {} s behind that schedule and the load was stopped.\n\
          RSS: peak (VmHWM) of the forwarder (ceiling) or relay process.{}",
         s.conns,
+        OVERLOAD.as_secs(),
         match s.concurrency {
             Some(c) => format!(" relay delivery.concurrency_per_webhook: {c}."),
             None => String::new(),
@@ -1234,24 +1419,47 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
     let mut checks = Vec::new();
     if let Some(j) = by("json_signed") {
         if let Some(x) = ratio(j) {
-            checks.push(format!("json_signed ≥ 0.5 × ceiling: {x:.3} {}", verdict(x >= 0.5)));
+            checks.push(format!(
+                "json_signed ≥ 0.5 × ceiling: {x:.3} {}",
+                verdict(x >= 0.5)
+            ));
         }
-        if let (Some(a), Some(b)) = (j.lat.as_ref().and_then(|l| l.p99), rows[0].lat.as_ref().and_then(|l| l.p99)) {
-            checks.push(format!("json_signed p99 ≤ ceiling p99 + 5 ms: {a:.2} vs {:.2} {}", b + 5.0, verdict(a <= b + 5.0)));
+        if let (Some(a), Some(b)) = (
+            j.lat.as_ref().and_then(|l| l.p99),
+            rows[0].lat.as_ref().and_then(|l| l.p99),
+        ) {
+            checks.push(format!(
+                "json_signed p99 ≤ ceiling p99 + 5 ms: {a:.2} vs {:.2} {}",
+                b + 5.0,
+                verdict(a <= b + 5.0)
+            ));
         }
-        if let (Some(sl), Some(js)) = (by("slack_plugin").and_then(Row::events_per_s), j.events_per_s()) {
+        if let (Some(sl), Some(js)) = (
+            by("slack_plugin").and_then(Row::events_per_s),
+            j.events_per_s(),
+        ) {
             let d = (js - sl).abs() / js;
-            checks.push(format!("slack_plugin within 15 % of json_signed: {:.1} % {}", d * 100.0, verdict(d <= 0.15)));
+            checks.push(format!(
+                "slack_plugin within 15 % of json_signed: {:.1} % {}",
+                d * 100.0,
+                verdict(d <= 0.15)
+            ));
         }
     }
     if let Some(b) = by("backlog_100k").and_then(|r| r.peak_rss_kib) {
-        checks.push(format!("backlog peak RSS ≤ 150 MiB: {:.1} {}", mib(b), verdict(mib(b) <= 150.0)));
+        checks.push(format!(
+            "backlog peak RSS ≤ 150 MiB: {:.1} {}",
+            mib(b),
+            verdict(mib(b) <= 150.0)
+        ));
     }
     for c in &checks {
         println!("target: {c}");
     }
     if stray > 0 {
-        println!("({stray} requests reached the receiver outside their phase: tails of earlier phases)");
+        println!(
+            "({stray} requests reached the receiver outside their phase: tails of earlier phases)"
+        );
     }
     println!("whole run: {:.0} s", took.as_secs_f64());
 
@@ -1269,8 +1477,14 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
                 "ratio_to_ceiling": ratio(r).map(|x| (x * 1000.0).round() / 1000.0),
                 "drain_s": r.drain_s.map(|d| (d * 100.0).round() / 100.0),
                 "ingest_per_s": r.tput.as_ref().map(|t| t.ingest_per_s.round()),
+                "cpu_us_per_event": r.tput.as_ref().and_then(|t| t.cpu_us_per_event).map(f64::round),
                 "latency_rate_per_s": l.map(|l| l.rate.round()),
                 "undelivered": l.map(|l| l.lost),
+                "overloaded_after_s": l.and_then(|l| l.overloaded_after),
+                "own_rate_per_s": r.own.as_ref().map(|o| o.rate.round()),
+                "own_p50_ms": r.own.as_ref().and_then(|o| o.p50),
+                "own_p99_ms": r.own.as_ref().and_then(|o| o.p99),
+                "own_p999_ms": r.own.as_ref().and_then(|o| o.p999),
                 "note": r.note,
             })
         })
@@ -1280,9 +1494,12 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
         .join("bench");
     let path = dir.join("e2e.json");
-    match std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&list).unwrap_or_default() + "\n"))
-    {
+    match std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&list).unwrap_or_default() + "\n",
+        )
+    }) {
         Ok(()) => println!("wrote {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }

@@ -34,7 +34,12 @@ fn event() -> Event {
         "first_seen": "2026-11-22T10:00:00Z",
         "remediation": "Use prepared statements for every query that includes user input; add a WAF rule for the login endpoint until the fix ships; rotate credentials of accounts that logged in during the exposure window."
     });
-    Event { id: "evt-1".into(), event_type: "critical_finding".into(), time: "2026-11-22T10:00:00Z".into(), data }
+    Event {
+        id: "evt-1".into(),
+        event_type: "critical_finding".into(),
+        time: "2026-11-22T10:00:00Z".into(),
+        data,
+    }
 }
 
 /// Median µs per call over ROUNDS rounds of `n` calls.
@@ -60,8 +65,13 @@ fn main() {
     let size = serde_json::to_vec(&ev).map(|v| v.len()).unwrap_or(0);
     let options = "{}";
 
-    let native_event = relay_sdk::Event::from_parts(ev.id.clone(), ev.event_type.clone(), ev.time.clone(), &ev.data.to_string())
-        .expect("event");
+    let native_event = relay_sdk::Event::from_parts(
+        ev.id.clone(),
+        ev.event_type.clone(),
+        ev.time.clone(),
+        &ev.data.to_string(),
+    )
+    .expect("event");
     let native = relay_plugin_slack::Slack::create(options).expect("slack options");
     let native_us = measure(20_000, || {
         std::hint::black_box(native.format(&native_event).expect("native format"));
@@ -70,25 +80,71 @@ fn main() {
     // The same, starting from the JSON text of `data` as the plugin gets it.
     let data_text = ev.data.to_string();
     let native_parse_us = measure(20_000, || {
-        let e = relay_sdk::Event::from_parts(ev.id.clone(), ev.event_type.clone(), ev.time.clone(), &data_text)
-            .expect("event");
+        let e = relay_sdk::Event::from_parts(
+            ev.id.clone(),
+            ev.event_type.clone(),
+            ev.time.clone(),
+            &data_text,
+        )
+        .expect("event");
         std::hint::black_box(native.format(&e).expect("native format"));
     });
 
-    let warm_host = PluginHost::new(Limits { memory_mb: 64, timeout_ms: 1000, fresh: false }, None).expect("host");
+    let warm_host = PluginHost::new(
+        Limits {
+            memory_mb: 64,
+            timeout_ms: 1000,
+            fresh: false,
+        },
+        None,
+    )
+    .expect("host");
     let warm_us = measure(20_000, || {
-        std::hint::black_box(warm_host.format("slack", options, &ev).expect("warm format"));
+        std::hint::black_box(
+            warm_host
+                .format("slack", options, &ev)
+                .expect("warm format"),
+        );
     });
 
-    let fresh_host = PluginHost::new(Limits { memory_mb: 64, timeout_ms: 1000, fresh: true }, None).expect("host");
+    let fresh_host = PluginHost::new(
+        Limits {
+            memory_mb: 64,
+            timeout_ms: 1000,
+            fresh: true,
+        },
+        None,
+    )
+    .expect("host");
     let fresh_us = measure(2_000, || {
-        std::hint::black_box(fresh_host.format("slack", options, &ev).expect("fresh format"));
+        std::hint::black_box(
+            fresh_host
+                .format("slack", options, &ev)
+                .expect("fresh format"),
+        );
     });
 
     println!("slack formatter, {size}-byte event (median of {ROUNDS} rounds)");
     println!("  native Rust           {native_us:8.2} µs/call");
-    println!("  native + JSON decode  {native_parse_us:8.2} µs/call   {:5.2}x native", native_parse_us / native_us);
-    println!("  warm component        {warm_us:8.2} µs/call   {:5.2}x native   {:5.2}x native+decode", warm_us / native_us, warm_us / native_parse_us);
-    println!("  fresh instance/call   {fresh_us:8.2} µs/call   {:5.2}x native", fresh_us / native_us);
-    println!("target: warm <= 2x native -> {}", if warm_us <= 2.0 * native_us { "met" } else { "MISSED" });
+    println!(
+        "  native + JSON decode  {native_parse_us:8.2} µs/call   {:5.2}x native",
+        native_parse_us / native_us
+    );
+    println!(
+        "  warm component        {warm_us:8.2} µs/call   {:5.2}x native   {:5.2}x native+decode",
+        warm_us / native_us,
+        warm_us / native_parse_us
+    );
+    println!(
+        "  fresh instance/call   {fresh_us:8.2} µs/call   {:5.2}x native",
+        fresh_us / native_us
+    );
+    println!(
+        "target: warm <= 2x native -> {}",
+        if warm_us <= 2.0 * native_us {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
 }

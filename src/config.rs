@@ -805,7 +805,8 @@ impl WebhookSpec {
         if matches!(self.url.scheme(), "udp" | "tcp" | "tls") && self.format == "json" {
             return err(
                 "format",
-                "a syslog URL (udp/tcp/tls) needs a line format such as syslog or cef, not json".into(),
+                "a syslog URL (udp/tcp/tls) needs a line format such as syslog or cef, not json"
+                    .into(),
             );
         }
         Ok(())

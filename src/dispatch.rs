@@ -363,7 +363,12 @@ impl Inner {
     ) -> Result<InResponse, DeliveryError> {
         let prepared = if uses_plugins(w, &self.plugins) {
             // Plugins run wasm: keep them off the async worker threads.
-            let (w2, event, id, plugins) = (w.clone(), job.event.clone(), job.delivery_id.clone(), self.plugins.clone());
+            let (w2, event, id, plugins) = (
+                w.clone(),
+                job.event.clone(),
+                job.delivery_id.clone(),
+                self.plugins.clone(),
+            );
             let (prepared, w_out) = tokio::task::spawn_blocking(move || {
                 let mut warnings = Vec::new();
                 (prepare(&w2, &event, &id, &plugins, &mut warnings), warnings)
@@ -378,7 +383,11 @@ impl Inner {
         let requests = match prepared {
             Prepared::Syslog(message) => {
                 self.deliverer
-                    .send_syslog(w.spec.url.as_str(), &message, Duration::from_millis(w.spec.timeout_ms.0))
+                    .send_syslog(
+                        w.spec.url.as_str(),
+                        &message,
+                        Duration::from_millis(w.spec.timeout_ms.0),
+                    )
                     .await?;
                 return Ok(InResponse {
                     status: 0,
@@ -404,31 +413,49 @@ impl Inner {
                     });
                 }
                 Some(d) => {
-                    let (plugins, d2, opts, r2) =
-                        (self.plugins.clone(), d.clone(), w.destination_options.clone(), response.clone());
-                    let outcome = tokio::task::spawn_blocking(move || plugins.classify(&d2, &opts, &r2))
-                        .await
-                        .map_err(|e| DeliveryError::Config(format!("the classify task failed: {e}")))?
-                        .map_err(|e| DeliveryError::Plugin {
-                            plugin: d.clone(),
-                            message: e.to_string(),
-                        })?;
-                    let rejected = |reason: String, retryable: bool, retry_after, disable| DeliveryError::Rejected {
-                        host: host.clone(),
-                        status: response.status,
-                        reason,
-                        retryable,
-                        retry_after,
-                        disable,
-                        body: response.body.clone(),
+                    let (plugins, d2, opts, r2) = (
+                        self.plugins.clone(),
+                        d.clone(),
+                        w.destination_options.clone(),
+                        response.clone(),
+                    );
+                    let outcome =
+                        tokio::task::spawn_blocking(move || plugins.classify(&d2, &opts, &r2))
+                            .await
+                            .map_err(|e| {
+                                DeliveryError::Config(format!("the classify task failed: {e}"))
+                            })?
+                            .map_err(|e| DeliveryError::Plugin {
+                                plugin: d.clone(),
+                                message: e.to_string(),
+                            })?;
+                    let rejected = |reason: String, retryable: bool, retry_after, disable| {
+                        DeliveryError::Rejected {
+                            host: host.clone(),
+                            status: response.status,
+                            reason,
+                            retryable,
+                            retry_after,
+                            disable,
+                            body: response.body.clone(),
+                        }
                     };
                     match outcome {
                         PluginOutcome::Success => {}
                         PluginOutcome::Retry(after) => {
-                            return Err(rejected(format!("{d} asks to retry"), true, after.or(response.retry_after()), false));
+                            return Err(rejected(
+                                format!("{d} asks to retry"),
+                                true,
+                                after.or(response.retry_after()),
+                                false,
+                            ));
                         }
-                        PluginOutcome::Fail(reason) => return Err(rejected(reason, false, None, false)),
-                        PluginOutcome::Disable(reason) => return Err(rejected(reason, false, None, true)),
+                        PluginOutcome::Fail(reason) => {
+                            return Err(rejected(reason, false, None, false));
+                        }
+                        PluginOutcome::Disable(reason) => {
+                            return Err(rejected(reason, false, None, true));
+                        }
                     }
                 }
             }

@@ -43,7 +43,9 @@ fn builtin_names(kind: Kind) -> Vec<String> {
 /// The plugin names a `*.wasm` file in `dir` would provide (not compiled:
 /// a bad file is refused when the relay loads it).
 pub fn file_plugin_names(dir: &std::path::Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
     entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| crate::plugin::watch::is_plugin_file(p))

@@ -223,9 +223,16 @@ fn run(command: Command) -> Result<(), Failure> {
                 .map_err(|e| internal(format!("cannot write to stdout: {e}")))
         }
         Command::Plugin {
-            command: PluginCommand::New { name, kind, sdk, dir },
+            command:
+                PluginCommand::New {
+                    name,
+                    kind,
+                    sdk,
+                    dir,
+                },
         } => {
-            let sdk = sdk.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk")));
+            let sdk =
+                sdk.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk")));
             let path = relay::scaffold::new_plugin(&dir, &name, kind, &sdk).map_err(user)?;
             println!(
                 "created {}\n  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",

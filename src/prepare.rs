@@ -28,7 +28,9 @@ pub enum Prepared {
 pub fn destination_of(w: &Webhook, plugins: &PluginHost) -> Option<String> {
     match &w.spec.destination {
         Some(d) => Some(d.clone()),
-        None if w.spec.format != "json" && plugins.get(Kind::Destination, &w.spec.format).is_some() => {
+        None if w.spec.format != "json"
+            && plugins.get(Kind::Destination, &w.spec.format).is_some() =>
+        {
             Some(w.spec.format.clone())
         }
         None => None,
@@ -40,7 +42,11 @@ pub fn uses_plugins(w: &Webhook, plugins: &PluginHost) -> bool {
     w.spec.format != "json" || destination_of(w, plugins).is_some()
 }
 
-fn render_headers(w: &Webhook, event: &Event, warnings: &mut Vec<String>) -> Result<Vec<(String, String)>, DeliveryError> {
+fn render_headers(
+    w: &Webhook,
+    event: &Event,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, String)>, DeliveryError> {
     let vars = event.vars();
     let mut headers = Vec::with_capacity(w.spec.headers.0.len() + 4);
     for (name, value) in &w.spec.headers.0 {
@@ -90,7 +96,12 @@ pub fn prepare(
                 body: Bytes::new(),
             };
             plugins
-                .build(&d, &w.destination_options, payload.as_ref().unwrap_or(&empty), &target)
+                .build(
+                    &d,
+                    &w.destination_options,
+                    payload.as_ref().unwrap_or(&empty),
+                    &target,
+                )
                 .map_err(|e| DeliveryError::Plugin {
                     plugin: d.clone(),
                     message: e.to_string(),

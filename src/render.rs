@@ -73,13 +73,22 @@ pub fn options_from_pairs(pairs: &[String]) -> Result<Value, String> {
             .ok_or_else(|| format!("--set {pair:?} is not key=value"))?;
         let value = serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
         let mut segments: Vec<&str> = key.split('.').collect();
-        let last = segments.pop().filter(|s| !s.is_empty()).ok_or_else(|| format!("--set {pair:?} has an empty key"))?;
+        let last = segments
+            .pop()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("--set {pair:?} has an empty key"))?;
         let mut cur = &mut root;
         for seg in segments {
-            let next = cur.entry(seg.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            let next = cur
+                .entry(seg.to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
             cur = match next {
                 Value::Object(m) => m,
-                _ => return Err(format!("--set {pair:?}: {seg} is already a value, not an object")),
+                _ => {
+                    return Err(format!(
+                        "--set {pair:?}: {seg} is already a value, not an object"
+                    ));
+                }
             };
         }
         cur.insert(last.to_owned(), value);
@@ -101,8 +110,12 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
     .map_err(|e| e.to_string())?;
     let name = if req.plugin.ends_with(".wasm") {
         let path = PathBuf::from(&req.plugin);
-        crate::plugin::load_file(&host, &path).map_err(|e| format!("--plugin {}: {e}", path.display()))?;
-        path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned()
+        crate::plugin::load_file(&host, &path)
+            .map_err(|e| format!("--plugin {}: {e}", path.display()))?;
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned()
     } else {
         req.plugin.clone()
     };
@@ -110,25 +123,38 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
     if !is_formatter && host.get(Kind::Destination, &name).is_none() && name != "json" {
         let mut known = host.names(Kind::Formatter);
         known.extend(host.names(Kind::Destination));
-        return Err(format!("--plugin {name:?} is not a loaded plugin (known: {})", known.join(", ")));
+        return Err(format!(
+            "--plugin {name:?} is not a loaded plugin (known: {})",
+            known.join(", ")
+        ));
     }
-    let text = std::fs::read(&req.event).map_err(|e| format!("--event {}: {e}", req.event.display()))?;
-    let mut events = crate::ingest::parse(&text, None, 1).map_err(|e| format!("--event {}: {e}", req.event.display()))?;
-    let event = events.pop().ok_or_else(|| format!("--event {}: no event", req.event.display()))?;
-    let (format, destination, format_options, destination_options) = if is_formatter || name == "json" {
-        (
-            name.clone(),
-            req.destination.clone(),
-            options_from_pairs(&req.set)?,
-            options_from_pairs(&req.destination_set)?,
-        )
-    } else {
-        // A destination plugin alone: the event as JSON through it; its
-        // options may come from --set or --destination-set.
-        let mut pairs = req.set.clone();
-        pairs.extend(req.destination_set.iter().cloned());
-        ("json".to_owned(), Some(name.clone()), Value::Object(Map::new()), options_from_pairs(&pairs)?)
-    };
+    let text =
+        std::fs::read(&req.event).map_err(|e| format!("--event {}: {e}", req.event.display()))?;
+    let mut events = crate::ingest::parse(&text, None, 1)
+        .map_err(|e| format!("--event {}: {e}", req.event.display()))?;
+    let event = events
+        .pop()
+        .ok_or_else(|| format!("--event {}: no event", req.event.display()))?;
+    let (format, destination, format_options, destination_options) =
+        if is_formatter || name == "json" {
+            (
+                name.clone(),
+                req.destination.clone(),
+                options_from_pairs(&req.set)?,
+                options_from_pairs(&req.destination_set)?,
+            )
+        } else {
+            // A destination plugin alone: the event as JSON through it; its
+            // options may come from --set or --destination-set.
+            let mut pairs = req.set.clone();
+            pairs.extend(req.destination_set.iter().cloned());
+            (
+                "json".to_owned(),
+                Some(name.clone()),
+                Value::Object(Map::new()),
+                options_from_pairs(&pairs)?,
+            )
+        };
     let spec: WebhookSpec = serde_json::from_value(json!({
         "id": "render",
         "name": "render",
@@ -150,9 +176,13 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
         None,
     );
     let webhooks = registry.load();
-    let webhook: Arc<_> = webhooks.get("render").cloned().ok_or("internal: webhook missing")?;
+    let webhook: Arc<_> = webhooks
+        .get("render")
+        .cloned()
+        .ok_or("internal: webhook missing")?;
     let mut warnings = Vec::new();
-    let prepared = prepare(&webhook, &event, "render", &host, &mut warnings).map_err(|e| e.to_string())?;
+    let prepared =
+        prepare(&webhook, &event, "render", &host, &mut warnings).map_err(|e| e.to_string())?;
     for w in warnings {
         eprintln!("relay: warning: {w}");
     }
@@ -165,8 +195,17 @@ mod tests {
 
     #[test]
     fn set_pairs_become_typed_nested_options() {
-        let v = options_from_pairs(&["a=1".into(), "b.c=true".into(), "b.d=text".into(), "e=[1,2]".into()]).unwrap();
-        assert_eq!(v, json!({"a": 1, "b": {"c": true, "d": "text"}, "e": [1, 2]}));
+        let v = options_from_pairs(&[
+            "a=1".into(),
+            "b.c=true".into(),
+            "b.d=text".into(),
+            "e=[1,2]".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"a": 1, "b": {"c": true, "d": "text"}, "e": [1, 2]})
+        );
         assert!(options_from_pairs(&["novalue".into()]).is_err());
         assert!(options_from_pairs(&["a=1".into(), "a.b=2".into()]).is_err());
     }

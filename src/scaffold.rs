@@ -13,11 +13,18 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Writes `<dir>/<name>/` and returns its path.
-pub fn new_plugin(dir: &Path, name: &str, kind: ScaffoldKind, sdk: &Path) -> Result<PathBuf, String> {
+pub fn new_plugin(
+    dir: &Path,
+    name: &str,
+    kind: ScaffoldKind,
+    sdk: &Path,
+) -> Result<PathBuf, String> {
     if !valid_name(name) {
         return Err(format!(
             "plugin name {name:?} is not valid: use lower-case letters, digits and _ (starting with a letter)"
@@ -27,9 +34,12 @@ pub fn new_plugin(dir: &Path, name: &str, kind: ScaffoldKind, sdk: &Path) -> Res
     if root.exists() {
         return Err(format!("{} already exists", root.display()));
     }
-    let sdk = sdk
-        .canonicalize()
-        .map_err(|e| format!("the SDK at {} cannot be found ({e}); pass --sdk PATH", sdk.display()))?;
+    let sdk = sdk.canonicalize().map_err(|e| {
+        format!(
+            "the SDK at {} cannot be found ({e}); pass --sdk PATH",
+            sdk.display()
+        )
+    })?;
     let (kind_name, lib) = match kind {
         ScaffoldKind::Formatter => ("formatter", FORMATTER.replace("{name}", name)),
         ScaffoldKind::Destination => ("destination", DESTINATION.replace("{name}", name)),
@@ -61,8 +71,13 @@ serde_json = "1"
     let readme = format!(
         "# {name}\n\nA relay {kind_name} plugin.\n\n    cargo test                                     # runs natively\n    cargo build --target wasm32-wasip2 --release   # target/wasm32-wasip2/release/{name}.wasm\n    relay render --plugin target/wasm32-wasip2/release/{name}.wasm --event event.json\n\nInstall: copy the .wasm to a temporary name in the relay's plugins directory, then\nrename it to `{name}.wasm` (a rename is atomic; the relay hot-reloads it).\n"
     );
-    std::fs::create_dir_all(root.join("src")).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    for (file, text) in [("Cargo.toml", manifest.as_str()), ("src/lib.rs", lib.as_str()), ("README.md", readme.as_str())] {
+    std::fs::create_dir_all(root.join("src"))
+        .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    for (file, text) in [
+        ("Cargo.toml", manifest.as_str()),
+        ("src/lib.rs", lib.as_str()),
+        ("README.md", readme.as_str()),
+    ] {
         std::fs::write(root.join(file), text).map_err(|e| format!("cannot write {file}: {e}"))?;
     }
     Ok(root)

@@ -28,6 +28,8 @@ pub enum ServeError {
     Unsafe(String),
     #[error("{0}")]
     Plugins(String),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The development tokens in the shipped relay.yaml start with `dev-`; they
@@ -71,15 +73,37 @@ pub fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result<(), S
     for (i, w) in cfg.webhooks.iter().enumerate() {
         let fail = |field: &str, msg: String| Err(format!("webhooks[{i}].{field}: {msg}"));
         if w.format != "json" {
-            let options = w.options.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "{}".into());
+            let options = w
+                .options
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "{}".into());
             if let Err(e) = plugins.check_options(Kind::Formatter, &w.format, &options) {
-                return fail(if matches!(e, PluginError::Options(_)) { "options" } else { "format" }, format!("{:?} {e}", w.format));
+                return fail(
+                    if matches!(e, PluginError::Options(_)) {
+                        "options"
+                    } else {
+                        "format"
+                    },
+                    format!("{:?} {e}", w.format),
+                );
             }
         }
         if let Some(d) = &w.destination {
-            let options = w.destination_options.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "{}".into());
+            let options = w
+                .destination_options
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "{}".into());
             if let Err(e) = plugins.check_options(Kind::Destination, d, &options) {
-                return fail(if matches!(e, PluginError::Options(_)) { "destination_options" } else { "destination" }, format!("{d:?} {e}"));
+                return fail(
+                    if matches!(e, PluginError::Options(_)) {
+                        "destination_options"
+                    } else {
+                        "destination"
+                    },
+                    format!("{d:?} {e}"),
+                );
             }
         }
     }
@@ -98,12 +122,14 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let api_webhooks = store.read(store::load_api_webhooks).await?;
     let registry = Arc::new(Registry::new(states));
     registry.rebuild(&cfg, api_webhooks);
-    let deliverer = Deliverer::new(
+    let deliverer = Deliverer::with_ca_file(
         Guard::new(cfg.network.allow_private.clone()),
         Policy {
             allow_http: cfg.network.allow_http,
         },
-    );
+        cfg.network.ca_file.as_ref().map(|p| p.0.as_path()),
+    )
+    .map_err(|e| ServeError::Tls(e.to_string()))?;
     let plugins = start_plugins(&cfg)?;
     check_webhook_plugins(&cfg, &plugins).map_err(ServeError::Plugins)?;
     let _plugin_watch = match crate::plugin::watch::watch(plugins.clone(), &cfg.plugins.dir.0) {
@@ -121,7 +147,13 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         cfg.delivery.clone(),
     );
     dispatcher.start();
-    let state = Arc::new(AppState::new(store, registry, dispatcher, &cfg));
+    let state = Arc::new(AppState::new(
+        store,
+        registry,
+        dispatcher,
+        plugins.clone(),
+        &cfg,
+    ));
     let _config_watch = watch_config(config_path, fingerprint, &state, deliverer, plugins);
     let addr = cfg.listen.0;
     let listener = tokio::net::TcpListener::bind(addr)

@@ -42,7 +42,13 @@ async fn hostile_plugins_fail_only_their_own_delivery_with_a_clear_error() {
     }
     let relay = Relay::start(&yaml).await;
     for i in 0..3 {
-        let (s, b) = relay.post("/api/v1/events", Some(INGEST), &json!({"type": "x", "id": format!("h-{i}")})).await;
+        let (s, b) = relay
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &json!({"type": "x", "id": format!("h-{i}")}),
+            )
+            .await;
         assert_eq!(s, 202, "{b}");
     }
     let expected = [
@@ -54,16 +60,29 @@ async fn hostile_plugins_fail_only_their_own_delivery_with_a_clear_error() {
     ];
     for (mode, needle) in expected {
         let h = relay
-            .wait_history(&format!("h-{mode}"), Duration::from_secs(20), |h| h.len() == 3)
+            .wait_history(&format!("h-{mode}"), Duration::from_secs(20), |h| {
+                h.len() == 3
+            })
             .await;
         for a in &h {
             assert_eq!(a["status"], "failed", "{mode}: {a}");
-            assert_eq!((a["error"]["kind"].as_str(), a["error"]["origin"].as_str()), (Some("plugin"), Some("plugin")), "{mode}: {a}");
+            assert_eq!(
+                (a["error"]["kind"].as_str(), a["error"]["origin"].as_str()),
+                (Some("plugin"), Some("plugin")),
+                "{mode}: {a}"
+            );
             let msg = a["error"]["message"].as_str().unwrap();
-            assert!(msg.contains("hostile") && msg.contains(needle), "{mode}: {msg}");
+            assert!(
+                msg.contains("hostile") && msg.contains(needle),
+                "{mode}: {msg}"
+            );
         }
         if mode == "loop" {
-            let slowest = h.iter().map(|a| a["duration_ms"].as_u64().unwrap()).max().unwrap();
+            let slowest = h
+                .iter()
+                .map(|a| a["duration_ms"].as_u64().unwrap())
+                .max()
+                .unwrap();
             println!("infinite loop stopped after at most {slowest} ms (limit 200 ms)");
             assert!(slowest < 1500, "the loop ran {slowest} ms");
         }
@@ -73,7 +92,13 @@ async fn hostile_plugins_fail_only_their_own_delivery_with_a_clear_error() {
     let got = good.wait_for(3, Duration::from_secs(10)).await;
     assert_eq!(got.len(), 3);
     // And the relay still serves.
-    let (s, _) = relay.post("/api/v1/events", Some(INGEST), &json!({"type": "x", "id": "h-after"})).await;
+    let (s, _) = relay
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &json!({"type": "x", "id": "h-after"}),
+        )
+        .await;
     assert_eq!(s, 202);
     good.wait_for(4, Duration::from_secs(10)).await;
 }
@@ -87,9 +112,21 @@ fn a_component_of_the_wrong_world_or_bad_options_is_refused_at_load() {
     install(&plugins, "wrongworld", &wasm("relay-plugin-splunk-hec"));
     std::fs::write(plugins.join("notwasm.wasm"), b"this is not a component").unwrap();
     let cases = [
-        ("format: wrongworld", "webhooks[0].format", "no formatter plugin named \"wrongworld\""),
-        ("format: notwasm", "webhooks[0].format", "not a valid component"),
-        ("format: slack\n    options: { colour: red }", "webhooks[0].options", "colour"),
+        (
+            "format: wrongworld",
+            "webhooks[0].format",
+            "no formatter plugin named \"wrongworld\"",
+        ),
+        (
+            "format: notwasm",
+            "webhooks[0].format",
+            "not a valid component",
+        ),
+        (
+            "format: slack\n    options: { colour: red }",
+            "webhooks[0].options",
+            "colour",
+        ),
         ("format: nosuch", "webhooks[0].format", "nosuch"),
     ];
     for (extra, field, needle) in cases {
@@ -104,10 +141,17 @@ fn a_component_of_the_wrong_world_or_bad_options_is_refused_at_load() {
             ),
         )
         .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_relay")).args(["serve", "--config"]).arg(&path).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{extra}: {err}");
-        assert!(err.contains(field) && err.contains(needle), "{extra}: {err}");
+        assert!(
+            err.contains(field) && err.contains(needle),
+            "{extra}: {err}"
+        );
     }
 }
 
@@ -142,7 +186,11 @@ async fn a_formatter_replaced_50_times_under_load_never_fails_a_delivery() {
     });
     let mut switch_lag = Vec::new();
     for i in 1..=50 {
-        let (name, expect) = if i % 2 == 1 { (&versions[1], "b") } else { (&versions[0], "a") };
+        let (name, expect) = if i % 2 == 1 {
+            (&versions[1], "b")
+        } else {
+            (&versions[0], "a")
+        };
         install(plugins.path(), "echo", name);
         let renamed = Instant::now();
         // The new version must be in use within 2 s of the rename.
@@ -150,13 +198,22 @@ async fn a_formatter_replaced_50_times_under_load_never_fails_a_delivery() {
         loop {
             probe += 1;
             let marker = format!("probe-{i}-{probe}");
-            let (s, _) = relay.post("/api/v1/events", Some(INGEST), &json!({"type": "x", "id": marker})).await;
+            let (s, _) = relay
+                .post(
+                    "/api/v1/events",
+                    Some(INGEST),
+                    &json!({"type": "x", "id": marker}),
+                )
+                .await;
             assert_eq!(s, 202);
             let seen = wait_for_id(&rx, &marker).await;
             if seen.as_ref().and_then(Value::as_str) == Some(expect) {
                 break;
             }
-            assert!(renamed.elapsed() < Duration::from_secs(2), "version {expect} not in use 2 s after rename {i} (saw {seen:?})");
+            assert!(
+                renamed.elapsed() < Duration::from_secs(2),
+                "version {expect} not in use 2 s after rename {i} (saw {seen:?})"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         switch_lag.push(renamed.elapsed());
@@ -164,13 +221,23 @@ async fn a_formatter_replaced_50_times_under_load_never_fails_a_delivery() {
     load.abort();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (s, failed) = relay
-        .get("/api/v1/webhooks/echo/deliveries?success=false&limit=1000", Some(ADMIN))
+        .get(
+            "/api/v1/webhooks/echo/deliveries?success=false&limit=1000",
+            Some(ADMIN),
+        )
         .await
         .unwrap();
     assert_eq!(s, 200);
-    assert_eq!(failed["data"], json!([]), "deliveries failed during reloads");
+    assert_eq!(
+        failed["data"],
+        json!([]),
+        "deliveries failed during reloads"
+    );
     let (_, ok) = relay
-        .get("/api/v1/webhooks/echo/deliveries?success=true&limit=1000", Some(ADMIN))
+        .get(
+            "/api/v1/webhooks/echo/deliveries?success=true&limit=1000",
+            Some(ADMIN),
+        )
         .await
         .unwrap();
     assert!(!ok["data"].as_array().unwrap().is_empty());
@@ -179,9 +246,15 @@ async fn a_formatter_replaced_50_times_under_load_never_fails_a_delivery() {
         let v = r.json()["version"].as_str().unwrap_or("?").to_owned();
         *by_version.entry(v).or_default() += 1;
     }
-    assert_eq!(by_version.keys().filter(|v| *v != "a" && *v != "b").count(), 0, "{by_version:?}");
+    assert_eq!(
+        by_version.keys().filter(|v| *v != "a" && *v != "b").count(),
+        0,
+        "{by_version:?}"
+    );
     let worst = switch_lag.iter().max().unwrap();
-    println!("50 reloads under load: deliveries by version {by_version:?}, slowest switch {worst:?}");
+    println!(
+        "50 reloads under load: deliveries by version {by_version:?}, slowest switch {worst:?}"
+    );
 }
 
 /// The `version` of the delivery of event `id`, once it arrived (≤ 2 s).
@@ -197,7 +270,10 @@ async fn wait_for_id(rx: &Receiver, id: &str) -> Option<Value> {
 }
 
 fn relay_cmd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_relay")).args(args).output().expect("run relay")
+    Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(args)
+        .output()
+        .expect("run relay")
 }
 
 #[test]
@@ -213,34 +289,88 @@ fn render_prints_exactly_what_the_relay_would_send() {
     .unwrap();
     let ev = event.to_str().unwrap();
     let out = relay_cmd(&["render", "--plugin", "slack", "--event", ev]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body: Value = serde_json::from_slice(&out.stdout).expect("slack output is JSON");
     assert_eq!(body["blocks"][0]["text"]["text"], "SQL injection in /login");
     assert!(body["text"].as_str().unwrap().contains("SQL injection"));
 
     // A .wasm file with options, verbose.
     let hostile = wasm("relay-test-hostile");
-    let out = relay_cmd(&["render", "--plugin", hostile.to_str().unwrap(), "--event", ev, "--set", "mode=ok", "--set", "version=v7", "--verbose"]);
+    let out = relay_cmd(&[
+        "render",
+        "--plugin",
+        hostile.to_str().unwrap(),
+        "--event",
+        ev,
+        "--set",
+        "mode=ok",
+        "--set",
+        "version=v7",
+        "--verbose",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.starts_with("POST https://example.invalid/hook\n"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("POST https://example.invalid/hook\n"),
+        "{text}"
+    );
     assert!(text.contains("Content-Type: application/json"), "{text}");
     assert!(text.contains(r#"{"id":"ev-1","version":"v7"}"#), "{text}");
 
     // A destination alone, with its options.
-    let out = relay_cmd(&["render", "--plugin", "splunk_hec", "--set", "token=t0k", "--url", "https://splunk.example:8088", "--event", ev, "--verbose"]);
+    let out = relay_cmd(&[
+        "render",
+        "--plugin",
+        "splunk_hec",
+        "--set",
+        "token=t0k",
+        "--url",
+        "https://splunk.example:8088",
+        "--event",
+        ev,
+        "--verbose",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("POST https://splunk.example:8088/services/collector/event\n"), "{text}");
+    assert!(
+        text.starts_with("POST https://splunk.example:8088/services/collector/event\n"),
+        "{text}"
+    );
     assert!(text.contains("Authorization: Splunk t0k"), "{text}");
 
     // Errors: unknown plugin, bad options, a plugin that loops.
     let out = relay_cmd(&["render", "--plugin", "nosuch", "--event", ev]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"nosuch\" is not a loaded plugin"));
-    let out = relay_cmd(&["render", "--plugin", "slack", "--set", "colour=red", "--event", ev]);
+    let out = relay_cmd(&[
+        "render",
+        "--plugin",
+        "slack",
+        "--set",
+        "colour=red",
+        "--event",
+        ev,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("colour"));
-    let out = relay_cmd(&["render", "--plugin", hostile.to_str().unwrap(), "--set", "mode=loop", "--timeout-ms", "100", "--event", ev]);
+    let out = relay_cmd(&[
+        "render",
+        "--plugin",
+        hostile.to_str().unwrap(),
+        "--set",
+        "mode=loop",
+        "--timeout-ms",
+        "100",
+        "--event",
+        ev,
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("100 ms time limit"));
 }
@@ -248,8 +378,18 @@ fn render_prints_exactly_what_the_relay_would_send() {
 #[test]
 fn plugin_new_scaffolds_a_crate_that_tests_builds_and_renders() {
     let dir = tempfile::tempdir().unwrap();
-    let out = relay_cmd(&["plugin", "new", "my_alerts", "--dir", dir.path().to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = relay_cmd(&[
+        "plugin",
+        "new",
+        "my_alerts",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let krate = dir.path().join("my_alerts");
     let target = dir.path().join("target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -260,8 +400,17 @@ fn plugin_new_scaffolds_a_crate_that_tests_builds_and_renders() {
         .env_remove("RUSTFLAGS")
         .output()
         .unwrap();
-    assert!(test.status.success(), "scaffold tests failed:\n{}{}", String::from_utf8_lossy(&test.stdout), String::from_utf8_lossy(&test.stderr));
-    assert!(String::from_utf8_lossy(&test.stdout).contains("2 passed"), "{}", String::from_utf8_lossy(&test.stdout));
+    assert!(
+        test.status.success(),
+        "scaffold tests failed:\n{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&test.stdout).contains("2 passed"),
+        "{}",
+        String::from_utf8_lossy(&test.stdout)
+    );
     let build = Command::new(&cargo)
         .args(["build", "--release", "--target", "wasm32-wasip2"])
         .current_dir(&krate)
@@ -269,16 +418,43 @@ fn plugin_new_scaffolds_a_crate_that_tests_builds_and_renders() {
         .env_remove("RUSTFLAGS")
         .output()
         .unwrap();
-    assert!(build.status.success(), "{}", String::from_utf8_lossy(&build.stderr));
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
     let wasm_file = target.join("wasm32-wasip2/release/my_alerts.wasm");
     let event = dir.path().join("e.json");
-    std::fs::write(&event, r#"{"type":"finding_added","id":"e1","data":{"title":"Open port"}}"#).unwrap();
-    let out = relay_cmd(&["render", "--plugin", wasm_file.to_str().unwrap(), "--event", event.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &event,
+        r#"{"type":"finding_added","id":"e1","data":{"title":"Open port"}}"#,
+    )
+    .unwrap();
+    let out = relay_cmd(&[
+        "render",
+        "--plugin",
+        wasm_file.to_str().unwrap(),
+        "--event",
+        event.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(body, json!({"text": "[relay] finding_added: Open port", "event_id": "e1"}));
+    assert_eq!(
+        body,
+        json!({"text": "[relay] finding_added: Open port", "event_id": "e1"})
+    );
     // A bad name is refused.
-    let out = relay_cmd(&["plugin", "new", "Bad-Name", "--dir", dir.path().to_str().unwrap()]);
+    let out = relay_cmd(&[
+        "plugin",
+        "new",
+        "Bad-Name",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -286,21 +462,55 @@ fn plugin_new_scaffolds_a_crate_that_tests_builds_and_renders() {
 fn a_python_formatter_built_with_componentize_py_renders_like_a_rust_one() {
     let dir = tempfile::tempdir().unwrap();
     let out_wasm = dir.path().join("py_formatter.wasm");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python_formatter/build.sh");
-    let build = Command::new("bash").arg(script).arg(&out_wasm).output().expect("bash");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/python_formatter/build.sh"
+    );
+    let build = Command::new("bash")
+        .arg(script)
+        .arg(&out_wasm)
+        .output()
+        .expect("bash");
     assert!(
         build.status.success(),
         "building the Python plugin failed (is componentize-py installed? run bash .ci/install-test-deps):\n{}",
         String::from_utf8_lossy(&build.stderr)
     );
     let event = dir.path().join("e.json");
-    std::fs::write(&event, r#"{"type":"finding_added","id":"py-1","data":{"title":"Weak TLS \"cipher\" ✓"}}"#).unwrap();
-    let out = relay_cmd(&["render", "--plugin", out_wasm.to_str().unwrap(), "--event", event.to_str().unwrap(), "--set", "prefix=ALERT"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &event,
+        r#"{"type":"finding_added","id":"py-1","data":{"title":"Weak TLS \"cipher\" ✓"}}"#,
+    )
+    .unwrap();
+    let out = relay_cmd(&[
+        "render",
+        "--plugin",
+        out_wasm.to_str().unwrap(),
+        "--event",
+        event.to_str().unwrap(),
+        "--set",
+        "prefix=ALERT",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(body, json!({"text": "ALERT finding_added: Weak TLS \"cipher\" ✓", "event_id": "py-1"}));
+    assert_eq!(
+        body,
+        json!({"text": "ALERT finding_added: Weak TLS \"cipher\" ✓", "event_id": "py-1"})
+    );
     // Its options are checked by its own code.
-    let out = relay_cmd(&["render", "--plugin", out_wasm.to_str().unwrap(), "--event", event.to_str().unwrap(), "--set", "colour=red"]);
+    let out = relay_cmd(&[
+        "render",
+        "--plugin",
+        out_wasm.to_str().unwrap(),
+        "--event",
+        event.to_str().unwrap(),
+        "--set",
+        "colour=red",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field colour"));
 }

@@ -59,6 +59,8 @@ pub struct AppState {
     pub live: ArcSwap<Live>,
     /// The configuration in force (webhooks from the file, catalogue, network).
     pub config: ArcSwap<Config>,
+    /// Loaded formatter and destination plugins (validation, `/api/v1/plugins`).
+    pub plugins: crate::plugin::PluginHost,
     /// Held while the registry is rebuilt (API webhook changes, config
     /// reload), so a rebuild never mixes an old config with new API webhooks.
     pub rebuild: tokio::sync::Mutex<()>,
@@ -69,12 +71,14 @@ impl AppState {
         store: Store,
         registry: Arc<Registry>,
         dispatcher: Dispatcher,
+        plugins: crate::plugin::PluginHost,
         cfg: &Config,
     ) -> AppState {
         AppState {
             store,
             registry,
             dispatcher,
+            plugins,
             live: ArcSwap::from_pointee(Live::from_config(cfg)),
             config: ArcSwap::from_pointee(cfg.clone()),
             rebuild: tokio::sync::Mutex::new(()),
@@ -191,6 +195,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/events", Access::Ingest),
     route("POST", "/api/v1/events/{id}/replay", Access::Admin),
     route("GET", "/api/v1/event-types", Access::Read),
+    route("GET", "/api/v1/plugins", Access::Read),
     route("GET", "/api/v1/webhooks", Access::Read),
     route("POST", "/api/v1/webhooks", Access::Admin),
     route("GET", "/api/v1/webhooks/{id}", Access::Read),
@@ -215,6 +220,7 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/events") => post(post_events),
         ("POST", "/api/v1/events/{id}/replay") => post(replay_event),
         ("GET", "/api/v1/event-types") => get(event_types),
+        ("GET", "/api/v1/plugins") => get(plugins),
         ("GET", "/api/v1/webhooks") => get(webhooks::list),
         ("POST", "/api/v1/webhooks") => post(webhooks::create),
         ("GET", "/api/v1/webhooks/{id}") => get(webhooks::get_one),
@@ -659,6 +665,12 @@ async fn replay_event(
         axum::Json(json!({"event_id": id, "deliveries": ids})),
     )
         .into_response())
+}
+
+/// Loaded plugins (name, kind, sha256, loaded_at, source) and the last load
+/// error of any file that was refused.
+async fn plugins(State(s): State<Shared>) -> impl IntoResponse {
+    axum::Json(s.plugins.statuses())
 }
 
 #[cfg(test)]

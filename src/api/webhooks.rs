@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiError, Shared};
 use crate::config::{Role, ValidationContext, WebhookSpec};
 use crate::event::{new_id, now_ms};
+use crate::plugin::{Kind, PluginError};
 use crate::store::{self, StoredWebhook};
 use crate::webhook::{Source, Webhook};
 
@@ -147,8 +148,10 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
         invalid(&field, message)
     })?;
     let cfg = s.config.load();
-    let formats = crate::format::known_formats();
-    let destinations = crate::format::known_destinations();
+    // Loaded plugins (built-in and hot-loaded files), not just the built-ins.
+    let mut formats = vec!["json".to_owned()];
+    formats.extend(s.plugins.names(Kind::Formatter));
+    let destinations = s.plugins.names(Kind::Destination);
     let ctx = ValidationContext {
         allow_http: cfg.network.allow_http,
         allow_private: &cfg.network.allow_private,
@@ -159,6 +162,49 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
     spec.validate("", &ctx)
         .map_err(|(field, message)| invalid(field.trim_start_matches('.'), message))?;
     Ok(spec)
+}
+
+/// The formatter and destination plugins must accept the webhook's
+/// `options` / `destination_options` (they parse them once per webhook),
+/// as at start-up for webhooks from relay.yaml.
+async fn check_plugin_options(s: &super::AppState, spec: &WebhookSpec) -> Result<(), ApiError> {
+    let plugins = s.plugins.clone();
+    let text = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "{}".into());
+    let format =
+        (spec.format != "json").then(|| (spec.format.clone(), text(spec.options.as_ref())));
+    let destination = spec
+        .destination
+        .clone()
+        .map(|d| (d, text(spec.destination_options.as_ref())));
+    // Creating the plugin's instance runs wasm: off the async threads.
+    let checked = tokio::task::spawn_blocking(move || -> Result<(), (&'static str, String)> {
+        if let Some((name, options)) = format {
+            plugins
+                .check_options(Kind::Formatter, &name, &options)
+                .map_err(|e| match e {
+                    PluginError::Options(_) => ("options", format!("{name:?} {e}")),
+                    _ => ("format", format!("{name:?} {e}")),
+                })?;
+        }
+        if let Some((name, options)) = destination {
+            plugins
+                .check_options(Kind::Destination, &name, &options)
+                .map_err(|e| match e {
+                    PluginError::Options(_) => ("destination_options", format!("{name:?} {e}")),
+                    _ => ("destination", format!("{name:?} {e}")),
+                })?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the plugin check failed: {e}"),
+        )
+    })?;
+    checked.map_err(|(field, message)| invalid(field, message))
 }
 
 /// `${VAR}` and `$$` in `url`, `headers` and `secret` are relay.yaml's
@@ -247,6 +293,7 @@ pub async fn create(
         return Err(invalid("id", "is assigned by the relay; leave it out"));
     }
     let mut spec = check_spec(&s, value)?;
+    check_plugin_options(&s, &spec).await?;
     let id = format!("wh_{}", new_id().replace('-', ""));
     spec.id = Some(id.clone());
     let now = now_ms();
@@ -323,6 +370,7 @@ pub async fn update(
             merged.insert(k.clone(), v.clone());
         }
         let mut spec = check_spec(&s, Value::Object(merged))?;
+        check_plugin_options(&s, &spec).await?;
         spec.id = Some(id.clone());
         let stored = StoredWebhook {
             spec,

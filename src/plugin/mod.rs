@@ -120,12 +120,22 @@ struct Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let ok = desired <= self.memory_bytes;
         self.denied |= !ok;
         Ok(ok)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -220,9 +230,11 @@ impl PluginHost {
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let mut fmt_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut fmt_linker).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut fmt_linker)
+            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let mut dst_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut dst_linker).map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut dst_linker)
+            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
         start_ticker(&engine);
         if let Some(dir) = &cache_dir {
             let _ = std::fs::create_dir_all(dir);
@@ -239,9 +251,12 @@ impl PluginHost {
             }),
         };
         for (name, kind, bytes) in BUILTINS {
-            let loaded = host
-                .compile(name, bytes, "builtin")
-                .map_err(|message| HostError::Builtin { name: name.to_string(), message })?;
+            let loaded =
+                host.compile(name, bytes, "builtin")
+                    .map_err(|message| HostError::Builtin {
+                        name: name.to_string(),
+                        message,
+                    })?;
             if loaded.kind.as_str() != *kind {
                 return Err(HostError::Builtin {
                     name: name.to_string(),
@@ -273,7 +288,12 @@ impl PluginHost {
     }
 
     pub fn get(&self, kind: Kind, name: &str) -> Option<Arc<Loaded>> {
-        self.inner.catalog.load().by_key.get(&(kind, name.to_owned())).cloned()
+        self.inner
+            .catalog
+            .load()
+            .by_key
+            .get(&(kind, name.to_owned()))
+            .cloned()
     }
 
     /// Every loaded plugin and every name whose last load failed.
@@ -327,7 +347,9 @@ impl PluginHost {
                     .inner
                     .dst_linker
                     .instantiate_pre(&component)
-                    .map_err(|e| format!("imports something the sandbox does not provide: {e:#}"))?;
+                    .map_err(|e| {
+                        format!("imports something the sandbox does not provide: {e:#}")
+                    })?;
                 Code::Destination(bindings::destination::DestinationPre::new(pre).map_err(|_| {
                     "does not implement the relay:plugin/formatter or relay:plugin/destination world (see sdk/wit)"
                         .to_string()
@@ -365,10 +387,13 @@ impl PluginHost {
             // place whole.
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin code"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached plugin code")
+                }
             }
         }
-        let component = Component::from_binary(engine, bytes).map_err(|e| format!("is not a valid component: {e:#}"))?;
+        let component = Component::from_binary(engine, bytes)
+            .map_err(|e| format!("is not a valid component: {e:#}"))?;
         if let Some(path) = cached
             && let Ok(code) = component.serialize()
         {
@@ -426,26 +451,35 @@ impl PluginHost {
     }
 
     /// Formats an event. Blocking (runs wasm): call from a blocking thread.
-    pub fn format(&self, name: &str, options: &str, event: &crate::event::Event) -> Result<crate::format::Payload, PluginError> {
-        let plugin = self.get(Kind::Formatter, name).ok_or_else(|| PluginError::NotLoaded {
-            kind: "formatter",
-            name: name.to_owned(),
-        })?;
-        let data = serde_json::to_string(&event.data).map_err(|e| PluginError::Output(e.to_string()))?;
+    pub fn format(
+        &self,
+        name: &str,
+        options: &str,
+        event: &crate::event::Event,
+    ) -> Result<crate::format::Payload, PluginError> {
+        let plugin = self
+            .get(Kind::Formatter, name)
+            .ok_or_else(|| PluginError::NotLoaded {
+                kind: "formatter",
+                name: name.to_owned(),
+            })?;
+        let data =
+            serde_json::to_string(&event.data).map_err(|e| PluginError::Output(e.to_string()))?;
         let wit_event = ft::Event {
             id: event.id.clone(),
             event_type: event.event_type.clone(),
             time: event.time.clone(),
             data,
         };
-        let payload = self.with_instance(&plugin, options, |store, exports, resource| match exports {
-            Exports::Formatter(f) => f
-                .relay_plugin_format()
-                .formatter()
-                .call_format(store, resource, &wit_event)
-                .map(|r| r.map_err(PluginError::Returned)),
-            Exports::Destination(_) => Ok(Err(PluginError::Output("not a formatter".into()))),
-        })?;
+        let payload =
+            self.with_instance(&plugin, options, |store, exports, resource| match exports {
+                Exports::Formatter(f) => f
+                    .relay_plugin_format()
+                    .formatter()
+                    .call_format(store, resource, &wit_event)
+                    .map(|r| r.map_err(PluginError::Returned)),
+                Exports::Destination(_) => Ok(Err(PluginError::Output("not a formatter".into()))),
+            })?;
         check_payload(&payload.content_type, &payload.body)?;
         Ok(crate::format::Payload {
             content_type: payload.content_type,
@@ -461,10 +495,12 @@ impl PluginHost {
         payload: &crate::format::Payload,
         target: &Target,
     ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
-        let plugin = self.get(Kind::Destination, name).ok_or_else(|| PluginError::NotLoaded {
-            kind: "destination",
-            name: name.to_owned(),
-        })?;
+        let plugin = self
+            .get(Kind::Destination, name)
+            .ok_or_else(|| PluginError::NotLoaded {
+                kind: "destination",
+                name: name.to_owned(),
+            })?;
         let wit_payload = dt::Payload {
             content_type: payload.content_type.clone(),
             body: payload.body.to_vec(),
@@ -474,29 +510,38 @@ impl PluginHost {
             method: target.method.clone(),
             headers: target.headers.clone(),
         };
-        let requests = self.with_instance(&plugin, options, |store, exports, resource| match exports {
-            Exports::Destination(d) => d
-                .relay_plugin_deliver()
-                .destination()
-                .call_build(store, resource, &wit_payload, &wit_target)
-                .map(|r| r.map_err(PluginError::Returned)),
-            Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
-        })?;
+        let requests =
+            self.with_instance(&plugin, options, |store, exports, resource| match exports {
+                Exports::Destination(d) => d
+                    .relay_plugin_deliver()
+                    .destination()
+                    .call_build(store, resource, &wit_payload, &wit_target)
+                    .map(|r| r.map_err(PluginError::Returned)),
+                Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
+            })?;
         if requests.is_empty() {
             return Err(PluginError::Output("built no request".into()));
         }
         requests
             .into_iter()
             .map(|r| {
-                let method = http::Method::from_bytes(r.method.as_bytes())
-                    .map_err(|_| PluginError::Output(format!("method {:?} is not valid", r.method)))?;
+                let method = http::Method::from_bytes(r.method.as_bytes()).map_err(|_| {
+                    PluginError::Output(format!("method {:?} is not valid", r.method))
+                })?;
                 for (k, v) in &r.headers {
-                    if http::HeaderName::from_bytes(k.as_bytes()).is_err() || http::HeaderValue::from_str(v).is_err() {
-                        return Err(PluginError::Output(format!("header {k:?} is not valid HTTP")));
+                    if http::HeaderName::from_bytes(k.as_bytes()).is_err()
+                        || http::HeaderValue::from_str(v).is_err()
+                    {
+                        return Err(PluginError::Output(format!(
+                            "header {k:?} is not valid HTTP"
+                        )));
                     }
                 }
                 if r.body.len() > MAX_OUTPUT_BYTES {
-                    return Err(PluginError::Output(format!("a request body of {} bytes is over the limit", r.body.len())));
+                    return Err(PluginError::Output(format!(
+                        "a request body of {} bytes is over the limit",
+                        r.body.len()
+                    )));
                 }
                 Ok(crate::deliver::OutRequest {
                     method,
@@ -510,11 +555,18 @@ impl PluginHost {
     }
 
     /// Asks a destination what a response means.
-    pub fn classify(&self, name: &str, options: &str, response: &crate::deliver::InResponse) -> Result<Outcome, PluginError> {
-        let plugin = self.get(Kind::Destination, name).ok_or_else(|| PluginError::NotLoaded {
-            kind: "destination",
-            name: name.to_owned(),
-        })?;
+    pub fn classify(
+        &self,
+        name: &str,
+        options: &str,
+        response: &crate::deliver::InResponse,
+    ) -> Result<Outcome, PluginError> {
+        let plugin = self
+            .get(Kind::Destination, name)
+            .ok_or_else(|| PluginError::NotLoaded {
+                kind: "destination",
+                name: name.to_owned(),
+            })?;
         let wit_response = dt::Response {
             status: response.status,
             headers: response.headers.clone(),
@@ -528,7 +580,9 @@ impl PluginHost {
                 .map(|o| {
                     Ok(match o {
                         dt::Outcome::Success => Outcome::Success,
-                        dt::Outcome::Retry(ms) => Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m)))),
+                        dt::Outcome::Retry(ms) => {
+                            Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
+                        }
                         dt::Outcome::Fail(r) => Outcome::Fail(r),
                         dt::Outcome::Disable(r) => Outcome::Disable(r),
                     })
@@ -545,7 +599,11 @@ impl PluginHost {
         &self,
         plugin: &Loaded,
         options: &str,
-        call: impl FnOnce(&mut Store<State>, &Exports, ResourceAny) -> wasmtime::Result<Result<T, PluginError>>,
+        call: impl FnOnce(
+            &mut Store<State>,
+            &Exports,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<T, PluginError>>,
     ) -> Result<T, PluginError> {
         let limits = self.inner.limits;
         let mut warm = match lock(&plugin.idle).pop() {
@@ -560,10 +618,14 @@ impl PluginHost {
                 Some(r) => *r,
                 None => {
                     let created = match &warm.exports {
-                        Exports::Formatter(f) => f.relay_plugin_format().formatter().call_create(&mut warm.store, options),
-                        Exports::Destination(d) => {
-                            d.relay_plugin_deliver().destination().call_create(&mut warm.store, options)
-                        }
+                        Exports::Formatter(f) => f
+                            .relay_plugin_format()
+                            .formatter()
+                            .call_create(&mut warm.store, options),
+                        Exports::Destination(d) => d
+                            .relay_plugin_deliver()
+                            .destination()
+                            .call_create(&mut warm.store, options),
                     }
                     .map_err(|e| classify_trap(e, &warm.store, limits))?
                     .map_err(PluginError::Options)?;
@@ -576,9 +638,11 @@ impl PluginHost {
                     created
                 }
             };
-            call(&mut warm.store, &warm.exports, resource).map_err(|e| classify_trap(e, &warm.store, limits))?
+            call(&mut warm.store, &warm.exports, resource)
+                .map_err(|e| classify_trap(e, &warm.store, limits))?
         })();
         warm.calls += 1;
+        crate::metrics::plugin_call(&plugin.name, result.is_ok());
         let trapped = matches!(
             result,
             Err(PluginError::Timeout { .. } | PluginError::Memory { .. } | PluginError::Trap(_))
@@ -646,21 +710,36 @@ fn check_payload(content_type: &str, body: &[u8]) -> Result<(), PluginError> {
         )));
     }
     if http::HeaderValue::from_str(content_type).is_err() {
-        return Err(PluginError::Output(format!("content type {content_type:?} is not a valid header value")));
+        return Err(PluginError::Output(format!(
+            "content type {content_type:?} is not a valid header value"
+        )));
     }
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if (essence == "application/json" || essence.ends_with("+json")) && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
-        return Err(PluginError::Output(format!("the body is labelled {essence} but is not valid JSON")));
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if (essence == "application/json" || essence.ends_with("+json"))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+    {
+        return Err(PluginError::Output(format!(
+            "the body is labelled {essence} but is not valid JSON"
+        )));
     }
     Ok(())
 }
 
 fn classify_trap(e: wasmtime::Error, store: &Store<State>, limits: Limits) -> PluginError {
     if store.data().limiter.denied {
-        return PluginError::Memory { memory_mb: limits.memory_mb };
+        return PluginError::Memory {
+            memory_mb: limits.memory_mb,
+        };
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => PluginError::Timeout { timeout_ms: limits.timeout_ms },
+        Some(Trap::Interrupt) => PluginError::Timeout {
+            timeout_ms: limits.timeout_ms,
+        },
         Some(trap) => PluginError::Trap(trap.to_string()),
         None => PluginError::Trap(format!("{e:#}")),
     }
@@ -669,13 +748,15 @@ fn classify_trap(e: wasmtime::Error, store: &Store<State>, limits: Limits) -> Pl
 /// Advances the epoch every [`TICK`] until the engine is dropped.
 fn start_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let _ = std::thread::Builder::new().name("relay-plugin-epoch".into()).spawn(move || {
-        while let Some(engine) = weak.upgrade() {
-            engine.increment_epoch();
-            drop(engine);
-            std::thread::sleep(TICK);
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("relay-plugin-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -695,12 +776,18 @@ pub fn load_file(host: &PluginHost, path: &Path) -> Result<(), String> {
     let result = std::fs::read(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
         .and_then(|bytes| {
-            if host.get(Kind::Formatter, &name).or_else(|| host.get(Kind::Destination, &name)).is_some_and(|l| {
-                l.sha256 == hex::encode(Sha256::digest(&bytes)) && l.source == path.display().to_string()
-            }) {
+            if host
+                .get(Kind::Formatter, &name)
+                .or_else(|| host.get(Kind::Destination, &name))
+                .is_some_and(|l| {
+                    l.sha256 == hex::encode(Sha256::digest(&bytes))
+                        && l.source == path.display().to_string()
+                })
+            {
                 return Ok(None);
             }
-            host.compile(&name, &bytes, &path.display().to_string()).map(Some)
+            host.compile(&name, &bytes, &path.display().to_string())
+                .map(Some)
         });
     match result {
         Ok(Some(loaded)) => {

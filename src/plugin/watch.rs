@@ -27,8 +27,13 @@ pub fn is_plugin_file(path: &Path) -> bool {
 
 /// Loads every plugin file in `dir` (at start-up).
 pub fn load_dir(host: &PluginHost, dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_plugin_file(p)).collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_plugin_file(p))
+        .collect();
     files.sort();
     for f in files {
         let _ = load_file(host, &f);
@@ -67,7 +72,10 @@ pub fn watch(host: PluginHost, dir: &Path) -> Result<impl Drop, notify::Error> {
                 }
                 for p in removed.difference(&changed) {
                     if let Some(name) = p.file_stem().and_then(|s| s.to_str()) {
-                        tracing::info!(plugin = name, "plugin file removed; the built-in (if any) serves again");
+                        tracing::info!(
+                            plugin = name,
+                            "plugin file removed; the built-in (if any) serves again"
+                        );
                         host.unload_file(name);
                     }
                 }

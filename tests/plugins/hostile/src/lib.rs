@@ -42,12 +42,20 @@ impl Formatter for Hostile {
                 }
             }
             "trap" => panic!("hostile plugin traps on purpose"),
-            "huge" => Ok(Payload { content_type: "text/plain".into(), body: vec![b'x'; 100 << 20] }),
-            "garbage" => Ok(Payload { content_type: "application/json".into(), body: vec![0xff, 0xfe, b'{', 0] }),
+            "huge" => Ok(Payload {
+                content_type: "text/plain".into(),
+                body: vec![b'x'; 100 << 20],
+            }),
+            "garbage" => Ok(Payload {
+                content_type: "application/json".into(),
+                body: vec![0xff, 0xfe, b'{', 0],
+            }),
             _ => Ok(Payload {
                 content_type: "application/json".into(),
-                body: serde_json::to_vec(&serde_json::json!({"id": event.id, "version": self.0.version}))
-                    .map_err(|e| e.to_string())?,
+                body: serde_json::to_vec(
+                    &serde_json::json!({"id": event.id, "version": self.0.version}),
+                )
+                .map_err(|e| e.to_string())?,
             }),
         }
     }
