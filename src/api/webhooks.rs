@@ -61,8 +61,10 @@ pub fn webhook_view(w: &Webhook, role: Role) -> Value {
                     }
                 }
             }
-            if let Some(opts) = m.get_mut("options") {
-                redact_options(opts);
+            for key in ["options", "destination_options"] {
+                if let Some(opts) = m.get_mut(key) {
+                    redact_options(opts);
+                }
             }
             m.insert("url".into(), json!(redact_url(w.spec.url.as_str())));
         }
