@@ -37,6 +37,8 @@ use crate::webhook::{Registry, Webhook};
 const LANE_CAPACITY: usize = 512;
 /// How often the poller looks for due deliveries when nothing wakes it.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// The shortest time between two polls.
+const MIN_POLL_GAP: Duration = Duration::from_millis(20);
 
 /// One delivery to attempt.
 #[derive(Debug, Clone)]
@@ -199,11 +201,12 @@ impl Inner {
                     continue;
                 }
                 let busy = lane.inflight().len();
-                let want = room + busy;
                 let id = w.id.clone();
-                let due = match self
+                // Ids first (index only, no event bodies), so the deliveries
+                // already in the lane cost nothing to skip.
+                let candidates = match self
                     .store
-                    .read(move |c| store::due_deliveries(c, &id, now_ms(), want))
+                    .read(move |c| store::due_ids(c, &id, now_ms(), room + busy))
                     .await
                 {
                     Ok(d) => d,
@@ -212,7 +215,26 @@ impl Inner {
                         continue;
                     }
                 };
-                lane.starved.store(due.len() >= want, Ordering::SeqCst);
+                let saturated = candidates.len() >= room + busy;
+                let fresh: Vec<(String, u32)> = {
+                    let inflight = lane.inflight();
+                    candidates
+                        .into_iter()
+                        .filter(|(id, _)| !inflight.contains(id))
+                        .take(room)
+                        .collect()
+                };
+                lane.starved.store(saturated, Ordering::SeqCst);
+                if fresh.is_empty() {
+                    continue;
+                }
+                let due = match self.store.read(move |c| store::load_due(c, &fresh)).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(webhook = %w.id, error = %e, "cannot read due deliveries");
+                        continue;
+                    }
+                };
                 for d in due {
                     self.offer(Job {
                         delivery_id: d.delivery_id,
@@ -222,6 +244,9 @@ impl Inner {
                     });
                 }
             }
+            // Woken early (a lane drained): poll again, but not more often
+            // than every MIN_POLL_GAP, so a busy lane does not spin the poller.
+            tokio::time::sleep(MIN_POLL_GAP).await;
             let _ = tokio::time::timeout(POLL_INTERVAL, self.wake.notified()).await;
         }
     }

@@ -193,7 +193,7 @@ impl Store {
             };
             let r = f(&conn);
             if let Ok(mut idle) = pool.idle.lock()
-                && idle.len() < 8
+                && idle.len() < 64
             {
                 idle.push(conn);
             }
@@ -331,36 +331,52 @@ pub struct DueDelivery {
     pub event: Event,
 }
 
-/// Deliveries of one webhook whose time has come, oldest first.
-pub fn due_deliveries(
+/// Ids and attempt counts of a webhook's deliveries whose time has come,
+/// oldest first (reads the `deliveries_due` index, no event bodies).
+pub fn due_ids(
     conn: &Connection,
     webhook_id: &str,
     now: i64,
     limit: usize,
-) -> Result<Vec<DueDelivery>, StoreError> {
+) -> Result<Vec<(String, u32)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.id, d.attempts, e.body FROM deliveries d JOIN events e ON e.id = d.event_id
-         WHERE d.webhook_id = ?1 AND d.due_at IS NOT NULL AND d.due_at <= ?2
-         ORDER BY d.due_at LIMIT ?3",
+        "SELECT id, attempts FROM deliveries
+         WHERE webhook_id = ?1 AND due_at IS NOT NULL AND due_at <= ?2
+         ORDER BY due_at LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![webhook_id, now, limit as i64], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-        ))
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u32))
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (delivery_id, attempts, body) = row?;
-        let event: Event =
-            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        out.push(DueDelivery {
-            delivery_id,
-            webhook_id: webhook_id.to_owned(),
-            attempts: attempts as u32,
-            event,
-        });
+    rows.map(|r| r.map_err(StoreError::from)).collect()
+}
+
+/// The given deliveries with their events (those still due).
+pub fn load_due(conn: &Connection, ids: &[(String, u32)]) -> Result<Vec<DueDelivery>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.webhook_id, d.attempts, e.body FROM deliveries d JOIN events e ON e.id = d.event_id
+         WHERE d.id = ?1 AND d.due_at IS NOT NULL",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, _) in ids {
+        let row = stmt
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        if let Some((webhook_id, attempts, body)) = row {
+            let event: Event =
+                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(DueDelivery {
+                delivery_id: id.clone(),
+                webhook_id,
+                attempts: attempts as u32,
+                event,
+            });
+        }
     }
     Ok(out)
 }
@@ -612,13 +628,16 @@ mod tests {
             (2, true, 0)
         );
         let due = store
-            .read(|c| due_deliveries(c, "a", now_ms() + 1, 10))
+            .read(|c| {
+                let ids = due_ids(c, "a", now_ms() + 1, 10)?;
+                load_due(c, &ids)
+            })
             .await
             .unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].event, event("e1"));
         let none = store
-            .read(|c| due_deliveries(c, "b", now_ms() + 1, 10))
+            .read(|c| due_ids(c, "b", now_ms() + 1, 10))
             .await
             .unwrap();
         assert!(none.is_empty(), "a skipped delivery is not due");
