@@ -233,10 +233,6 @@ pub struct DeliveryConfig {
     /// Consecutive failed deliveries that deactivate a webhook (0 = never).
     #[serde(default = "default_breaker_threshold")]
     pub breaker_threshold: u32,
-    /// When set, a tripped webhook is probed with its oldest skipped delivery
-    /// this long after it tripped; a success re-enables it.
-    #[serde(default)]
-    pub breaker_probe_ms: Option<u64>,
     /// Attempts in flight at once for one webhook.
     #[serde(default = "default_concurrency")]
     pub concurrency_per_webhook: usize,
@@ -265,7 +261,6 @@ impl Default for DeliveryConfig {
             retry_max_ms: default_retry_max_ms(),
             retry_after_max_ms: default_retry_after_max_ms(),
             breaker_threshold: default_breaker_threshold(),
-            breaker_probe_ms: None,
             concurrency_per_webhook: default_concurrency(),
         }
     }

@@ -514,3 +514,87 @@ fn a_python_formatter_built_with_componentize_py_renders_like_a_rust_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field colour"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_plugin_file_is_refused_reported_and_the_old_version_keeps_serving() {
+    let rx = Receiver::start().await;
+    let plugins = tempfile::tempdir().unwrap();
+    install(plugins.path(), "echo", &wasm("relay-test-echo-a"));
+    let yaml = format!(
+        "plugins: {{ dir: {} }}\nwebhooks:\n  - name: Echo\n    url: {}\n    format: echo\n    retry_count: 0\n",
+        plugins.path().display(),
+        rx.url("/")
+    );
+    let relay = Relay::start(&yaml).await;
+    let (s, list) = relay.get("/api/v1/plugins", Some(VIEWER)).await.unwrap();
+    assert_eq!(s, 200);
+    let echo = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "echo")
+        .cloned()
+        .expect("echo listed");
+    assert_eq!(
+        (echo["kind"].as_str(), echo["last_error"].clone()),
+        (Some("formatter"), Value::Null)
+    );
+    let good_sha = echo["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(good_sha.len(), 64);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "slack" && p["source"] == "builtin")
+    );
+
+    // A half-written / corrupt file renamed into place.
+    let tmp = plugins.path().join(".echo.tmp");
+    std::fs::write(&tmp, b"\0asm garbage").unwrap();
+    std::fs::rename(&tmp, plugins.path().join("echo.wasm")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let echo = loop {
+        let (_, list) = relay.get("/api/v1/plugins", Some(VIEWER)).await.unwrap();
+        let echo = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "echo")
+            .cloned()
+            .unwrap();
+        if echo["last_error"].is_string() {
+            break echo;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken file was never reported: {echo}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        echo["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid component"),
+        "{echo}"
+    );
+    assert_eq!(
+        echo["sha256"],
+        good_sha.as_str(),
+        "the loaded version is unchanged"
+    );
+    assert!(
+        relay.logs().contains("plugin refused"),
+        "the refusal is logged"
+    );
+    // Deliveries keep using the old version.
+    relay
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &json!({"type": "x", "id": "after-broken"}),
+        )
+        .await;
+    let got = rx.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json(), json!({"id": "after-broken", "version": "a"}));
+}
