@@ -44,27 +44,8 @@ enum Command {
     /// Run a formatter (and destination build step) offline and print the
     /// body exactly as the relay would send it.
     Render {
-        /// A loaded plugin name (built-in) or a path to a `.wasm` file.
-        #[arg(long)]
-        plugin: String,
-        /// The event, as posted to /api/v1/events (one event).
-        #[arg(long)]
-        event: PathBuf,
-        /// A formatter option, `key=value` (value parsed as JSON when it is JSON; dotted keys nest).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// A destination plugin to run after the formatter.
-        #[arg(long)]
-        destination: Option<String>,
-        /// A destination option, `key=value`.
-        #[arg(long = "destination-set", value_name = "KEY=VALUE")]
-        destination_set: Vec<String>,
-        /// The webhook URL the request would go to.
-        #[arg(long, default_value = "https://example.invalid/hook")]
-        url: String,
-        /// Time limit per plugin call, in ms.
-        #[arg(long, default_value_t = 5000)]
-        timeout_ms: u64,
+        #[command(flatten)]
+        request: relay::render::RenderRequest,
         /// Also print method, URL and headers.
         #[arg(long)]
         verbose: bool,
@@ -194,25 +175,7 @@ fn run(command: Command) -> Result<(), Failure> {
                 Err(user(format!("the relay answered HTTP {status}")))
             }
         }
-        Command::Render {
-            plugin,
-            event,
-            set,
-            destination,
-            destination_set,
-            url,
-            timeout_ms,
-            verbose,
-        } => {
-            let request = relay::render::RenderRequest {
-                plugin,
-                event,
-                set,
-                destination,
-                destination_set,
-                url,
-                timeout_ms,
-            };
+        Command::Render { request, verbose } => {
             let out = relay::render::render(&request).map_err(user)?;
             use std::io::Write as _;
             let mut stdout = std::io::stdout().lock();

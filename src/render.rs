@@ -11,13 +11,29 @@ use crate::plugin::{Kind, Limits, PluginHost};
 use crate::prepare::{Prepared, prepare};
 use crate::webhook::{Declared, Registry, Source};
 
+/// The arguments of `relay render` (also its command-line definition).
+#[derive(Debug, Clone, clap::Args)]
 pub struct RenderRequest {
+    /// A loaded plugin name (built-in) or a path to a `.wasm` file.
+    #[arg(long)]
     pub plugin: String,
+    /// The event, as posted to /api/v1/events (one event).
+    #[arg(long)]
     pub event: PathBuf,
+    /// A formatter option, `key=value` (value parsed as JSON when it is JSON; dotted keys nest).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// A destination plugin to run after the formatter.
+    #[arg(long)]
     pub destination: Option<String>,
+    /// A destination option, `key=value`.
+    #[arg(long = "destination-set", value_name = "KEY=VALUE")]
     pub destination_set: Vec<String>,
+    /// The webhook URL the request would go to.
+    #[arg(long, default_value = "https://example.invalid/hook")]
     pub url: String,
+    /// Time limit per plugin call, in ms.
+    #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
 }
 

@@ -296,6 +296,13 @@ impl PluginHost {
             .cloned()
     }
 
+    fn loaded(&self, kind: Kind, name: &str) -> Result<Arc<Loaded>, PluginError> {
+        self.get(kind, name).ok_or_else(|| PluginError::NotLoaded {
+            kind: kind.as_str(),
+            name: name.to_owned(),
+        })
+    }
+
     /// Every loaded plugin and every name whose last load failed.
     pub fn statuses(&self) -> Vec<Status> {
         let catalog = self.inner.catalog.load();
@@ -443,10 +450,7 @@ impl PluginHost {
 
     /// Checks a webhook's options by constructing the plugin's resource.
     pub fn check_options(&self, kind: Kind, name: &str, options: &str) -> Result<(), PluginError> {
-        let plugin = self.get(kind, name).ok_or_else(|| PluginError::NotLoaded {
-            kind: kind.as_str(),
-            name: name.to_owned(),
-        })?;
+        let plugin = self.loaded(kind, name)?;
         self.with_instance(&plugin, options, |_, _, _| Ok(Ok(())))
     }
 
@@ -457,12 +461,7 @@ impl PluginHost {
         options: &str,
         event: &crate::event::Event,
     ) -> Result<crate::format::Payload, PluginError> {
-        let plugin = self
-            .get(Kind::Formatter, name)
-            .ok_or_else(|| PluginError::NotLoaded {
-                kind: "formatter",
-                name: name.to_owned(),
-            })?;
+        let plugin = self.loaded(Kind::Formatter, name)?;
         let data =
             serde_json::to_string(&event.data).map_err(|e| PluginError::Output(e.to_string()))?;
         let wit_event = ft::Event {
@@ -495,12 +494,7 @@ impl PluginHost {
         payload: &crate::format::Payload,
         target: &Target,
     ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
-        let plugin = self
-            .get(Kind::Destination, name)
-            .ok_or_else(|| PluginError::NotLoaded {
-                kind: "destination",
-                name: name.to_owned(),
-            })?;
+        let plugin = self.loaded(Kind::Destination, name)?;
         let wit_payload = dt::Payload {
             content_type: payload.content_type.clone(),
             body: payload.body.to_vec(),
@@ -561,12 +555,7 @@ impl PluginHost {
         options: &str,
         response: &crate::deliver::InResponse,
     ) -> Result<Outcome, PluginError> {
-        let plugin = self
-            .get(Kind::Destination, name)
-            .ok_or_else(|| PluginError::NotLoaded {
-                kind: "destination",
-                name: name.to_owned(),
-            })?;
+        let plugin = self.loaded(Kind::Destination, name)?;
         let wit_response = dt::Response {
             status: response.status,
             headers: response.headers.clone(),
