@@ -110,6 +110,26 @@ pub fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result<(), S
     Ok(())
 }
 
+/// Prunes history older than `retention_days` once an hour (and at start);
+/// 0 keeps everything. A pruned event's id can be accepted again.
+fn spawn_retention(store: Store, retention_days: u32) {
+    if retention_days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = crate::event::now_ms() - i64::from(retention_days) * 86_400_000;
+            match store.write(move |c| store::prune(c, cutoff)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, retention_days, "pruned old history"),
+                Err(e) => tracing::error!(error = %e, "pruning old history failed"),
+            }
+        }
+    });
+}
+
 /// Runs the relay until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let (cfg, fingerprint) = crate::reload::load(config_path)?;
@@ -147,6 +167,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         cfg.delivery.clone(),
     );
     dispatcher.start();
+    spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(
         store,
         registry,

@@ -546,6 +546,25 @@ pub fn delete_api_webhook(conn: &Connection, id: &str) -> Result<bool, StoreErro
 }
 
 // ---------------------------------------------------------------------------
+// Retention
+
+/// Deletes history older than `cutoff_ms`: attempts, final deliveries, and
+/// events none of whose deliveries is still pending. Returns rows deleted.
+pub fn prune(conn: &Connection, cutoff_ms: i64) -> Result<usize, StoreError> {
+    let attempts = conn.execute("DELETE FROM attempts WHERE created_at < ?1", [cutoff_ms])?;
+    let deliveries = conn.execute(
+        "DELETE FROM deliveries WHERE due_at IS NULL AND updated_at < ?1",
+        [cutoff_ms],
+    )?;
+    let events = conn.execute(
+        "DELETE FROM events WHERE received_at < ?1
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+        [cutoff_ms],
+    )?;
+    Ok(attempts + deliveries + events)
+}
+
+// ---------------------------------------------------------------------------
 // Webhook state (circuit breaker)
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -641,6 +660,51 @@ mod tests {
             .await
             .unwrap();
         assert!(none.is_empty(), "a skipped delivery is not due");
+    }
+
+    #[tokio::test]
+    async fn prune_drops_old_history_but_keeps_pending_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let targets = vec![Target {
+            webhook_id: "a".into(),
+            active: true,
+        }];
+        let (e1, e2, t1, t2) = (event("done"), event("pending"), targets.clone(), targets);
+        let done = store
+            .write(move |c| insert_event(c, &e1, &t1))
+            .await
+            .unwrap();
+        store
+            .write(move |c| insert_event(c, &e2, &t2))
+            .await
+            .unwrap();
+        let did = done.ready[0].0.clone();
+        store
+            .write(move |c| update_delivery(c, &did, "succeeded", 1, None))
+            .await
+            .unwrap();
+        let deleted = store.write(|c| prune(c, now_ms() + 1000)).await.unwrap();
+        assert_eq!(deleted, 2, "the finished delivery and its event");
+        assert!(
+            store
+                .read(|c| get_event(c, "done"))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .read(|c| get_event(c, "pending"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let due = store
+            .read(|c| due_ids(c, "a", now_ms() + 1, 10))
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "pending work survives retention");
     }
 
     #[tokio::test]
