@@ -45,6 +45,7 @@
 //! export macros only check that the type implements the trait, so plain
 //! `cargo test` exercises the plugin natively (see [`testing`]).
 
+pub mod card;
 mod event;
 mod options;
 pub mod testing;

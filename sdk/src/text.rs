@@ -43,6 +43,16 @@ pub fn truncate_bytes(text: &str, max_bytes: usize) -> String {
     out
 }
 
+/// Collapses line breaks and tabs into spaces and trims (for one-line titles).
+pub fn one_line(text: &str) -> String {
+    text.split(['\n', '\r', '\t'])
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_string()
+}
+
 /// Number of characters (Unicode scalar values) in `text`.
 pub fn char_len(text: &str) -> usize {
     text.chars().count()

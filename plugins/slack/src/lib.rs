@@ -19,9 +19,9 @@
 //! | `link_field` | `url`, `link` | data path of the button link |
 //! | `button_text` | `View event` | button label |
 
-use relay_sdk::text::ELLIPSIS;
-use relay_sdk::{Event, Formatter, Payload, parse_options};
-use serde::Deserialize;
+use relay_sdk::card::{CardOptions, is_web_url};
+use relay_sdk::text::{ELLIPSIS, one_line};
+use relay_sdk::{Event, Formatter, Payload};
 use serde_json::{Value, json};
 
 /// Slack's limit on header text.
@@ -43,64 +43,15 @@ pub const FALLBACK_MAX: usize = 3000;
 /// Limit on a field label.
 const LABEL_MAX: usize = 100;
 
-/// Keys shown first, in this order, when `fields` is not configured.
-const PREFERRED_FIELDS: &[&str] = &[
-    "severity",
-    "status",
-    "tenant_name",
-    "tenant",
-    "category",
-    "rule",
-    "asset",
-    "resource",
-    "host",
-    "user",
-    "source",
-];
-const DEFAULT_TEXT_FIELDS: &[&str] = &["description", "summary", "message"];
-const DEFAULT_LINK_FIELDS: &[&str] = &["url", "link"];
-
-/// Options of the Slack formatter.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    /// Data path of the header text.
-    pub title_field: Option<String>,
-    /// Data path of the section text.
-    pub text_field: Option<String>,
-    /// Data paths shown as fields, in order.
-    pub fields: Option<Vec<String>>,
-    /// Data path of the button link.
-    pub link_field: Option<String>,
-    /// Button label.
-    pub button_text: Option<String>,
-}
-
 /// The Slack Block Kit formatter.
 #[derive(Debug)]
 pub struct Slack {
-    options: Options,
+    options: CardOptions,
 }
 
 impl Formatter for Slack {
     fn create(options: &str) -> Result<Self, String> {
-        let options: Options = parse_options(options)?;
-        for (name, value) in [
-            ("title_field", &options.title_field),
-            ("text_field", &options.text_field),
-            ("link_field", &options.link_field),
-            ("button_text", &options.button_text),
-        ] {
-            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(format!("invalid options: {name}: must not be empty"));
-            }
-        }
-        if let Some(fields) = &options.fields
-            && let Some(i) = fields.iter().position(|f| f.trim().is_empty())
-        {
-            return Err(format!("invalid options: fields[{i}]: must not be empty"));
-        }
-        Ok(Slack { options })
+        CardOptions::parse(options).map(|options| Slack { options })
     }
 
     fn format(&self, event: &Event) -> Result<Payload, String> {
@@ -113,7 +64,7 @@ relay_sdk::export_formatter!(Slack);
 impl Slack {
     /// Builds the whole message (`text` + `blocks`).
     pub fn message(&self, event: &Event) -> Value {
-        let title_path = self.options.title_field.as_deref().unwrap_or("title");
+        let title_path = self.options.title_path();
         let title = event
             .text(title_path)
             .map(|t| one_line(&t))
@@ -125,19 +76,11 @@ impl Slack {
             title
         };
 
-        let text_path = self.first_present(
-            event,
-            self.options.text_field.as_deref(),
-            DEFAULT_TEXT_FIELDS,
-        );
-        let link_path = self.first_present(
-            event,
-            self.options.link_field.as_deref(),
-            DEFAULT_LINK_FIELDS,
-        );
+        let text_path = self.options.text_path(event);
+        let link_path = self.options.link_path(event);
         let link = link_path
             .and_then(|p| event.str(p))
-            .filter(|l| is_button_url(l));
+            .filter(|l| is_web_url(l) && l.chars().count() <= URL_MAX);
 
         let mut blocks = vec![json!({
             "type": "header",
@@ -156,7 +99,8 @@ impl Slack {
 
         let used = [Some(title_path), text_path, link_path];
         let fields: Vec<Value> = self
-            .field_entries(event, &used)
+            .options
+            .fields(event, &used)
             .into_iter()
             .take(FIELDS_MAX)
             .map(|(label, value)| json!({"type": "mrkdwn", "text": field_text(&label, &value)}))
@@ -190,41 +134,6 @@ impl Slack {
         };
         json!({"text": mrkdwn(&fallback, FALLBACK_MAX), "blocks": blocks})
     }
-
-    /// The configured path if set, else the first default path present in the data.
-    fn first_present<'a>(
-        &'a self,
-        event: &Event,
-        configured: Option<&'a str>,
-        defaults: &'static [&'static str],
-    ) -> Option<&'a str> {
-        configured.or_else(|| defaults.iter().copied().find(|p| event.get(p).is_some()))
-    }
-
-    /// `(label, value)` pairs to show as fields, in display order.
-    fn field_entries(&self, event: &Event, used: &[Option<&str>]) -> Vec<(String, String)> {
-        if let Some(paths) = &self.options.fields {
-            return paths
-                .iter()
-                .filter_map(|p| event.text(p).map(|v| (label_of(p), v)))
-                .collect();
-        }
-        let is_used = |k: &str| used.contains(&Some(k));
-        let mut scalars: Vec<(&str, String)> = event
-            .scalar_fields()
-            .into_iter()
-            .filter(|(k, _)| !is_used(k))
-            .collect();
-        let mut out = Vec::new();
-        for key in PREFERRED_FIELDS {
-            if let Some(i) = scalars.iter().position(|(k, _)| k == key) {
-                let (k, v) = scalars.remove(i);
-                out.push((label_of(k), v));
-            }
-        }
-        out.extend(scalars.into_iter().map(|(k, v)| (label_of(k), v)));
-        out
-    }
 }
 
 /// A field's mrkdwn text, `*Label*\nvalue`, within [`FIELD_MAX`] characters.
@@ -233,38 +142,6 @@ fn field_text(label: &str, value: &str) -> String {
     let head = format!("*{label}*\n");
     let budget = FIELD_MAX - head.chars().count();
     format!("{head}{}", mrkdwn(value, budget))
-}
-
-/// Turns a data path into a label: `tenant_name` → `Tenant name`.
-fn label_of(path: &str) -> String {
-    let spaced: String = path
-        .chars()
-        .map(|c| if matches!(c, '_' | '-' | '.') { ' ' } else { c })
-        .collect();
-    let mut chars = spaced.trim().chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => path.to_string(),
-    }
-}
-
-/// Collapses line breaks and tabs into spaces and trims (for plain-text titles).
-fn one_line(text: &str) -> String {
-    text.split(['\n', '\r', '\t'])
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim()
-        .to_string()
-}
-
-/// A link usable as a button URL: absolute http(s), no spaces or control
-/// characters, within Slack's length limit.
-fn is_button_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    (lower.starts_with("https://") || lower.starts_with("http://"))
-        && url.chars().count() <= URL_MAX
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Width of a character once escaped for mrkdwn.
@@ -453,13 +330,5 @@ mod tests {
         for max in 0..30 {
             assert!(char_len(&mrkdwn("x<&>y".repeat(5).as_str(), max)) <= max);
         }
-    }
-
-    #[test]
-    fn labels_and_lines() {
-        assert_eq!(label_of("tenant_name"), "Tenant name");
-        assert_eq!(label_of("finding.cvss-score"), "Finding cvss score");
-        assert_eq!(label_of("_"), "_");
-        assert_eq!(one_line(" a\r\nb\tc "), "a b c");
     }
 }

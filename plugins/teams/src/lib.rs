@@ -24,9 +24,9 @@
 //! | `link_field` | `url`, `link` | data path of the `Action.OpenUrl` link |
 //! | `button_text` | `View event` | action title |
 
-use relay_sdk::text::truncate;
-use relay_sdk::{Event, Formatter, Payload, parse_options};
-use serde::Deserialize;
+use relay_sdk::card::{CardOptions, is_web_url};
+use relay_sdk::text::{one_line, truncate};
+use relay_sdk::{Event, Formatter, Payload};
 use serde_json::{Value, json};
 
 /// The serialised message is always strictly smaller than this many bytes.
@@ -35,22 +35,6 @@ pub const MAX_BYTES: usize = 28_000;
 const URL_MAX: usize = 2000;
 /// Cap on the event type and id shown in the context line.
 const META_MAX: usize = 200;
-
-const PREFERRED_FIELDS: &[&str] = &[
-    "severity",
-    "status",
-    "tenant_name",
-    "tenant",
-    "category",
-    "rule",
-    "asset",
-    "resource",
-    "host",
-    "user",
-    "source",
-];
-const DEFAULT_TEXT_FIELDS: &[&str] = &["description", "summary", "message"];
-const DEFAULT_LINK_FIELDS: &[&str] = &["url", "link"];
 
 /// Character budgets, from generous to minimal; the first that fits is used.
 #[derive(Debug, Clone, Copy)]
@@ -108,47 +92,15 @@ const BUDGETS: &[Budget] = &[
     },
 ];
 
-/// Options of the Teams formatter.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    /// Data path of the title.
-    pub title_field: Option<String>,
-    /// Data path of the text under the title.
-    pub text_field: Option<String>,
-    /// Data paths shown as facts, in order.
-    pub fields: Option<Vec<String>>,
-    /// Data path of the link.
-    pub link_field: Option<String>,
-    /// Title of the link action.
-    pub button_text: Option<String>,
-}
-
 /// The Teams Adaptive Card formatter.
 #[derive(Debug)]
 pub struct Teams {
-    options: Options,
+    options: CardOptions,
 }
 
 impl Formatter for Teams {
     fn create(options: &str) -> Result<Self, String> {
-        let options: Options = parse_options(options)?;
-        for (name, value) in [
-            ("title_field", &options.title_field),
-            ("text_field", &options.text_field),
-            ("link_field", &options.link_field),
-            ("button_text", &options.button_text),
-        ] {
-            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
-                return Err(format!("invalid options: {name}: must not be empty"));
-            }
-        }
-        if let Some(fields) = &options.fields
-            && let Some(i) = fields.iter().position(|f| f.trim().is_empty())
-        {
-            return Err(format!("invalid options: fields[{i}]: must not be empty"));
-        }
-        Ok(Teams { options })
+        CardOptions::parse(options).map(|options| Teams { options })
     }
 
     fn format(&self, event: &Event) -> Result<Payload, String> {
@@ -178,7 +130,7 @@ struct Parts {
 
 impl Teams {
     fn parts(&self, event: &Event) -> Parts {
-        let title_path = self.options.title_field.as_deref().unwrap_or("title");
+        let title_path = self.options.title_path();
         let title = event
             .text(title_path)
             .map(|t| one_line(&t))
@@ -190,34 +142,18 @@ impl Teams {
             title
         };
 
-        let text_path = first_present(
-            event,
-            self.options.text_field.as_deref(),
-            DEFAULT_TEXT_FIELDS,
-        );
-        let link_path = first_present(
-            event,
-            self.options.link_field.as_deref(),
-            DEFAULT_LINK_FIELDS,
-        );
+        let text_path = self.options.text_path(event);
+        let link_path = self.options.link_path(event);
         let text = text_path
             .and_then(|p| event.text(p))
             .filter(|t| !t.trim().is_empty());
         let link = link_path
             .and_then(|p| event.str(p))
-            .filter(|l| is_action_url(l))
+            .filter(|l| is_web_url(l) && l.len() <= URL_MAX)
             .map(str::to_string);
 
-        let facts = match &self.options.fields {
-            Some(paths) => paths
-                .iter()
-                .filter_map(|p| event.text(p).map(|v| (label_of(p), v)))
-                .collect(),
-            None => {
-                let used = [Some(title_path), text_path, link_path];
-                default_facts(event, &used)
-            }
-        };
+        let used = [Some(title_path), text_path, link_path];
+        let facts = self.options.fields(event, &used);
 
         Parts {
             title,
@@ -295,64 +231,6 @@ impl Parts {
             }],
         })
     }
-}
-
-/// The configured path if set, else the first default path present in the data.
-fn first_present<'a>(
-    event: &Event,
-    configured: Option<&'a str>,
-    defaults: &'static [&'static str],
-) -> Option<&'a str> {
-    configured.or_else(|| defaults.iter().copied().find(|p| event.get(p).is_some()))
-}
-
-/// Preferred keys first, then the other scalar fields by key; skips `used`.
-fn default_facts(event: &Event, used: &[Option<&str>]) -> Vec<(String, String)> {
-    let mut scalars: Vec<(&str, String)> = event
-        .scalar_fields()
-        .into_iter()
-        .filter(|(k, _)| !used.contains(&Some(*k)))
-        .collect();
-    let mut out = Vec::new();
-    for key in PREFERRED_FIELDS {
-        if let Some(i) = scalars.iter().position(|(k, _)| k == key) {
-            let (k, v) = scalars.remove(i);
-            out.push((label_of(k), v));
-        }
-    }
-    out.extend(scalars.into_iter().map(|(k, v)| (label_of(k), v)));
-    out
-}
-
-/// Turns a data path into a label: `tenant_name` → `Tenant name`.
-fn label_of(path: &str) -> String {
-    let spaced: String = path
-        .chars()
-        .map(|c| if matches!(c, '_' | '-' | '.') { ' ' } else { c })
-        .collect();
-    let mut chars = spaced.trim().chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => path.to_string(),
-    }
-}
-
-/// Collapses line breaks and tabs into spaces and trims.
-fn one_line(text: &str) -> String {
-    text.split(['\n', '\r', '\t'])
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim()
-        .to_string()
-}
-
-/// An absolute http(s) URL without spaces or control characters.
-fn is_action_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    (lower.starts_with("https://") || lower.starts_with("http://"))
-        && url.len() <= URL_MAX
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]
