@@ -684,6 +684,11 @@ impl FilterValues {
     }
 }
 
+fn json_text(v: Option<&serde_json::Value>) -> String {
+    v.map(serde_json::Value::to_string)
+        .unwrap_or_else(|| "{}".to_owned())
+}
+
 /// Event type names: `[A-Za-z0-9_.:-]+`.
 pub fn valid_event_type(t: &str) -> bool {
     !t.is_empty()
@@ -713,6 +718,16 @@ pub fn slug(name: &str) -> String {
 }
 
 impl WebhookSpec {
+    /// `options` as the JSON text a formatter plugin is created with.
+    pub fn format_options_json(&self) -> String {
+        json_text(self.options.as_ref())
+    }
+
+    /// `destination_options` as the JSON text a destination plugin is created with.
+    pub fn destination_options_json(&self) -> String {
+        json_text(self.destination_options.as_ref())
+    }
+
     /// Checks that span fields. `field` prefixes every message (e.g. `webhooks[2]`).
     pub fn validate(
         &self,

@@ -118,6 +118,18 @@ impl Dispatcher {
         self.inner.offer(job);
     }
 
+    /// Offers the freshly stored deliveries (delivery id, webhook id) of `event`.
+    pub fn offer_new(&self, event: &Arc<Event>, ready: Vec<(String, String)>) {
+        for (delivery_id, webhook_id) in ready {
+            self.inner.offer(Job {
+                delivery_id,
+                webhook_id,
+                attempts: 0,
+                event: event.clone(),
+            });
+        }
+    }
+
     /// Asks the poller to look at the store now.
     pub fn wake(&self) {
         self.inner.wake.notify_one();

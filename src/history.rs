@@ -118,6 +118,18 @@ pub fn skipped(delivery_id: &str, webhook_id: &str, event: &crate::event::Event)
     }
 }
 
+/// Records a skipped attempt for each (delivery id, webhook id) of `event`.
+pub fn insert_skipped(
+    conn: &Connection,
+    event: &crate::event::Event,
+    skipped: &[(String, String)],
+) -> Result<(), StoreError> {
+    for (delivery_id, webhook_id) in skipped {
+        insert(conn, &self::skipped(delivery_id, webhook_id, event))?;
+    }
+    Ok(())
+}
+
 /// Cuts a response body to [`RESPONSE_BODY_LIMIT`] bytes on a char boundary.
 pub fn clip_body(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(RESPONSE_BODY_LIMIT)]);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::config::valid_event_type;
-use crate::dispatch::{Dispatcher, Job};
+use crate::dispatch::Dispatcher;
 use crate::event::{Event, new_id};
 use crate::history;
 use crate::store::{self, Store, StoreError};
@@ -213,9 +213,7 @@ pub async fn accept(
             let mut out = Vec::with_capacity(for_write.len());
             for (e, t) in for_write.iter() {
                 let accepted = store::insert_event(c, e, t)?;
-                for (delivery_id, webhook_id) in &accepted.skipped {
-                    history::insert(c, &history::skipped(delivery_id, webhook_id, e))?;
-                }
+                history::insert_skipped(c, e, &accepted.skipped)?;
                 out.push(accepted);
             }
             Ok(out)
@@ -226,15 +224,7 @@ pub async fn accept(
     let mut views = Vec::with_capacity(results.len());
     for ((event, _), accepted) in planned.iter().zip(results) {
         if !accepted.ready.is_empty() {
-            let event = Arc::new(event.clone());
-            for (delivery_id, webhook_id) in accepted.ready {
-                dispatcher.offer(Job {
-                    delivery_id,
-                    webhook_id,
-                    attempts: 0,
-                    event: event.clone(),
-                });
-            }
+            dispatcher.offer_new(&Arc::new(event.clone()), accepted.ready);
         }
         views.push(AcceptedView {
             id: accepted.id,

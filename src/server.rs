@@ -9,7 +9,7 @@ use crate::api::AppState;
 use crate::config::Config;
 use crate::deliver::{Deliverer, Guard, Policy};
 use crate::dispatch::Dispatcher;
-use crate::plugin::{Kind, PluginError, PluginHost};
+use crate::plugin::PluginHost;
 use crate::store::{self, Store};
 use crate::webhook::Registry;
 
@@ -71,41 +71,9 @@ pub fn start_plugins(cfg: &Config) -> Result<PluginHost, ServeError> {
 /// Every webhook's format and destination must be loaded, and accept its options.
 pub fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result<(), String> {
     for (i, w) in cfg.webhooks.iter().enumerate() {
-        let fail = |field: &str, msg: String| Err(format!("webhooks[{i}].{field}: {msg}"));
-        if w.format != "json" {
-            let options = w
-                .options
-                .as_ref()
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "{}".into());
-            if let Err(e) = plugins.check_options(Kind::Formatter, &w.format, &options) {
-                return fail(
-                    if matches!(e, PluginError::Options(_)) {
-                        "options"
-                    } else {
-                        "format"
-                    },
-                    format!("{:?} {e}", w.format),
-                );
-            }
-        }
-        if let Some(d) = &w.destination {
-            let options = w
-                .destination_options
-                .as_ref()
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "{}".into());
-            if let Err(e) = plugins.check_options(Kind::Destination, d, &options) {
-                return fail(
-                    if matches!(e, PluginError::Options(_)) {
-                        "destination_options"
-                    } else {
-                        "destination"
-                    },
-                    format!("{d:?} {e}"),
-                );
-            }
-        }
+        plugins
+            .check_webhook(w)
+            .map_err(|(field, message)| format!("webhooks[{i}].{field}: {message}"))?;
     }
     Ok(())
 }

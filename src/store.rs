@@ -279,17 +279,7 @@ pub fn insert_event(
             skipped: vec![],
         });
     }
-    let mut ready = Vec::new();
-    let mut skipped = Vec::new();
-    for t in targets {
-        let id = crate::event::new_id();
-        insert_delivery(conn, &id, &event.id, &t.webhook_id, t.active, now)?;
-        if t.active {
-            ready.push((id, t.webhook_id.clone()));
-        } else {
-            skipped.push((id, t.webhook_id.clone()));
-        }
-    }
+    let (ready, skipped) = insert_deliveries(conn, &event.id, targets, now)?;
     Ok(Accepted {
         id: event.id.clone(),
         deliveries: targets.len() as u32,
@@ -297,6 +287,31 @@ pub fn insert_event(
         ready,
         skipped,
     })
+}
+
+/// (delivery id, webhook id) pairs.
+pub type DeliveryIds = Vec<(String, String)>;
+
+/// Inserts one delivery of `event_id` per target; returns the ones ready to
+/// attempt and the ones stored as skipped (webhook inactive).
+pub fn insert_deliveries(
+    conn: &Connection,
+    event_id: &str,
+    targets: &[Target],
+    now: i64,
+) -> Result<(DeliveryIds, DeliveryIds), StoreError> {
+    let mut ready = Vec::new();
+    let mut skipped = Vec::new();
+    for t in targets {
+        let id = crate::event::new_id();
+        insert_delivery(conn, &id, event_id, &t.webhook_id, t.active, now)?;
+        if t.active {
+            ready.push((id, t.webhook_id.clone()));
+        } else {
+            skipped.push((id, t.webhook_id.clone()));
+        }
+    }
+    Ok((ready, skipped))
 }
 
 /// Inserts one delivery row: due now when `active`, else final as skipped.

@@ -139,10 +139,6 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-fn json_text(v: Option<&Value>) -> String {
-    v.map(Value::to_string).unwrap_or_else(|| "{}".to_owned())
-}
-
 /// An immutable snapshot of all webhooks.
 #[derive(Debug, Default)]
 pub struct Webhooks {
@@ -249,8 +245,8 @@ impl Registry {
                 Arc::new(Webhook {
                     breaker: self.breaker(&id, d.spec.is_active),
                     template: d.spec.body.as_ref().map(|b| Template::compile(&b.0)),
-                    format_options: json_text(d.spec.options.as_ref()),
-                    destination_options: json_text(d.spec.destination_options.as_ref()),
+                    format_options: d.spec.format_options_json(),
+                    destination_options: d.spec.destination_options_json(),
                     id,
                     spec: d.spec,
                     source: d.source,

@@ -629,37 +629,22 @@ async fn replay_event(
     let targets = s.registry.load().targets(&event);
     let event = Arc::new(event);
     let for_write = event.clone();
-    let created = s
+    let (ready, skipped) = s
         .store
         .write(move |c| {
-            let now = now_ms();
-            let mut out = Vec::new();
-            for t in &targets {
-                let did = new_id();
-                store::insert_delivery(c, &did, &for_write.id, &t.webhook_id, t.active, now)?;
-                if !t.active {
-                    history::insert(c, &history::skipped(&did, &t.webhook_id, &for_write))?;
-                }
-                out.push((did, t.webhook_id.clone(), t.active));
-            }
-            Ok(out)
+            let (ready, skipped) = store::insert_deliveries(c, &for_write.id, &targets, now_ms())?;
+            history::insert_skipped(c, &for_write, &skipped)?;
+            Ok((ready, skipped))
         })
         .await?;
-    crate::metrics::deliveries_skipped(
-        created.iter().filter(|(_, _, active)| !active).count() as u64
-    );
-    let mut ids = Vec::new();
-    for (delivery_id, webhook_id, active) in created {
-        ids.push(json!({"delivery_id": delivery_id, "webhook_id": webhook_id, "skipped": !active}));
-        if active {
-            s.dispatcher.offer(Job {
-                delivery_id,
-                webhook_id,
-                attempts: 0,
-                event: event.clone(),
-            });
-        }
-    }
+    crate::metrics::deliveries_skipped(skipped.len() as u64);
+    let view = |(delivery_id, webhook_id): &(String, String), skipped: bool| json!({"delivery_id": delivery_id, "webhook_id": webhook_id, "skipped": skipped});
+    let ids: Vec<Value> = ready
+        .iter()
+        .map(|d| view(d, false))
+        .chain(skipped.iter().map(|d| view(d, true)))
+        .collect();
+    s.dispatcher.offer_new(&event, ready);
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"event_id": id, "deliveries": ids})),

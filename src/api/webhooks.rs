@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::{ApiError, Shared};
 use crate::config::{Role, ValidationContext, WebhookSpec};
 use crate::event::{new_id, now_ms};
-use crate::plugin::{Kind, PluginError};
+use crate::plugin::Kind;
 use crate::store::{self, StoredWebhook};
 use crate::webhook::{Source, Webhook};
 
@@ -171,41 +171,17 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
 /// as at start-up for webhooks from relay.yaml.
 async fn check_plugin_options(s: &super::AppState, spec: &WebhookSpec) -> Result<(), ApiError> {
     let plugins = s.plugins.clone();
-    let text = |v: Option<&Value>| v.map(Value::to_string).unwrap_or_else(|| "{}".into());
-    let format =
-        (spec.format != "json").then(|| (spec.format.clone(), text(spec.options.as_ref())));
-    let destination = spec
-        .destination
-        .clone()
-        .map(|d| (d, text(spec.destination_options.as_ref())));
+    let spec = spec.clone();
     // Creating the plugin's instance runs wasm: off the async threads.
-    let checked = tokio::task::spawn_blocking(move || -> Result<(), (&'static str, String)> {
-        if let Some((name, options)) = format {
-            plugins
-                .check_options(Kind::Formatter, &name, &options)
-                .map_err(|e| match e {
-                    PluginError::Options(_) => ("options", format!("{name:?} {e}")),
-                    _ => ("format", format!("{name:?} {e}")),
-                })?;
-        }
-        if let Some((name, options)) = destination {
-            plugins
-                .check_options(Kind::Destination, &name, &options)
-                .map_err(|e| match e {
-                    PluginError::Options(_) => ("destination_options", format!("{name:?} {e}")),
-                    _ => ("destination", format!("{name:?} {e}")),
-                })?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("the plugin check failed: {e}"),
-        )
-    })?;
+    let checked = tokio::task::spawn_blocking(move || plugins.check_webhook(&spec))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the plugin check failed: {e}"),
+            )
+        })?;
     checked.map_err(|(field, message)| invalid(field, message))
 }
 

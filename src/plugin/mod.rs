@@ -454,6 +454,30 @@ impl PluginHost {
         self.with_instance(&plugin, options, |_, _, _| Ok(Ok(())))
     }
 
+    /// Checks that a webhook's formatter and destination are loaded and
+    /// accept its options. `Err((field, message))` names the field at fault.
+    /// Blocking (creates the plugins' resources): call from a blocking thread.
+    pub fn check_webhook(
+        &self,
+        spec: &crate::config::WebhookSpec,
+    ) -> Result<(), (&'static str, String)> {
+        if spec.format != "json" {
+            self.check_options(Kind::Formatter, &spec.format, &spec.format_options_json())
+                .map_err(|e| match e {
+                    PluginError::Options(_) => ("options", format!("{:?} {e}", spec.format)),
+                    _ => ("format", format!("{:?} {e}", spec.format)),
+                })?;
+        }
+        if let Some(d) = &spec.destination {
+            self.check_options(Kind::Destination, d, &spec.destination_options_json())
+                .map_err(|e| match e {
+                    PluginError::Options(_) => ("destination_options", format!("{d:?} {e}")),
+                    _ => ("destination", format!("{d:?} {e}")),
+                })?;
+        }
+        Ok(())
+    }
+
     /// Formats an event. Blocking (runs wasm): call from a blocking thread.
     pub fn format(
         &self,
