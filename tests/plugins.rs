@@ -269,6 +269,17 @@ async fn wait_for_id(rx: &Receiver, id: &str) -> Option<Value> {
     None
 }
 
+/// Runs `relay` with `args`, which must succeed and print JSON.
+fn render_json(args: &[&str]) -> Value {
+    let out = relay_cmd(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the output is JSON")
+}
+
 fn relay_cmd(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_relay"))
         .args(args)
@@ -288,13 +299,7 @@ fn render_prints_exactly_what_the_relay_would_send() {
     )
     .unwrap();
     let ev = event.to_str().unwrap();
-    let out = relay_cmd(&["render", "--plugin", "slack", "--event", ev]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body: Value = serde_json::from_slice(&out.stdout).expect("slack output is JSON");
+    let body = render_json(&["render", "--plugin", "slack", "--event", ev]);
     assert_eq!(body["blocks"][0]["text"]["text"], "SQL injection in /login");
     assert!(body["text"].as_str().unwrap().contains("SQL injection"));
 
@@ -430,19 +435,13 @@ fn plugin_new_scaffolds_a_crate_that_tests_builds_and_renders() {
         r#"{"type":"finding_added","id":"e1","data":{"title":"Open port"}}"#,
     )
     .unwrap();
-    let out = relay_cmd(&[
+    let body = render_json(&[
         "render",
         "--plugin",
         wasm_file.to_str().unwrap(),
         "--event",
         event.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         body,
         json!({"text": "[relay] finding_added: Open port", "event_id": "e1"})
@@ -482,7 +481,7 @@ fn a_python_formatter_built_with_componentize_py_renders_like_a_rust_one() {
         r#"{"type":"finding_added","id":"py-1","data":{"title":"Weak TLS \"cipher\" ✓"}}"#,
     )
     .unwrap();
-    let out = relay_cmd(&[
+    let body = render_json(&[
         "render",
         "--plugin",
         out_wasm.to_str().unwrap(),
@@ -491,12 +490,6 @@ fn a_python_formatter_built_with_componentize_py_renders_like_a_rust_one() {
         "--set",
         "prefix=ALERT",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         body,
         json!({"text": "ALERT finding_added: Weak TLS \"cipher\" ✓", "event_id": "py-1"})
