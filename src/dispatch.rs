@@ -13,6 +13,17 @@
 //! `inflight` only after that commit. A crash before the commit means the
 //! delivery is still due on restart and is sent again: at-least-once.
 //!
+//! Two bounds per lane: at most `concurrency_per_webhook` requests are at
+//! the receiver at once (a *send slot*, freed when the exchange ends), and at
+//! most [`UNRECORDED_PER_SLOT`] × that many attempts are started but not yet
+//! committed (so recording overlaps the next requests, and a crash resends
+//! at most that many deliveries of the lane).
+//!
+//! Every attempt first checks that its delivery row is still due with the
+//! same attempt count (an offer can be stale), except the first attempt of a
+//! delivery ingest just created: its id was reserved in the lane before the
+//! row was written ([`Reservation`]), so nothing else can have offered it.
+//!
 //! Owns: lanes, the poller, the retry schedule, the breaker decisions.
 
 use std::collections::{HashMap, HashSet};
@@ -22,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::DeliveryConfig;
 use crate::deliver::{Deliverer, DeliveryError, InResponse};
@@ -39,6 +50,8 @@ const LANE_CAPACITY: usize = 512;
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// The shortest time between two polls.
 const MIN_POLL_GAP: Duration = Duration::from_millis(20);
+/// Attempts started but not yet recorded, per send slot of a lane.
+pub const UNRECORDED_PER_SLOT: usize = 2;
 
 /// One delivery to attempt.
 #[derive(Debug, Clone)]
@@ -48,6 +61,38 @@ pub struct Job {
     /// Attempts already made.
     pub attempts: u32,
     pub event: Arc<Event>,
+    /// Known to be the delivery's next attempt (a reserved fresh delivery):
+    /// the stale-offer check is skipped.
+    pub current: bool,
+}
+
+impl Job {
+    /// A job whose row is re-read before the attempt.
+    pub fn new(delivery_id: String, webhook_id: String, attempts: u32, event: Arc<Event>) -> Job {
+        Job {
+            delivery_id,
+            webhook_id,
+            attempts,
+            event,
+            current: false,
+        }
+    }
+}
+
+/// Delivery ids held in their lanes' `inflight` sets from before the write
+/// that creates their rows, so the poller cannot offer them first. Handed to
+/// [`Dispatcher::offer_reserved`] after the commit; dropped otherwise (the
+/// write failed, or the event was a duplicate), which frees the ids.
+pub struct Reservation {
+    held: Vec<(Arc<Lane>, String, String)>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        for (lane, delivery_id, _) in &self.held {
+            lane.inflight().remove(delivery_id);
+        }
+    }
 }
 
 struct Lane {
@@ -118,15 +163,29 @@ impl Dispatcher {
         self.inner.offer(job);
     }
 
-    /// Offers the freshly stored deliveries (delivery id, webhook id) of `event`.
-    pub fn offer_new(&self, event: &Arc<Event>, ready: Vec<(String, String)>) {
-        for (delivery_id, webhook_id) in ready {
-            self.inner.offer(Job {
-                delivery_id,
-                webhook_id,
-                attempts: 0,
-                event: event.clone(),
-            });
+    /// Reserves the ids of the active targets, before their rows are written.
+    pub fn reserve(&self, targets: &[store::Target]) -> Reservation {
+        let held = targets
+            .iter()
+            .filter(|t| t.active)
+            .filter_map(|t| {
+                let lane = self.inner.lane(&t.webhook_id);
+                let fresh = lane.inflight().insert(t.delivery_id.clone());
+                fresh.then(|| (lane, t.delivery_id.clone(), t.webhook_id.clone()))
+            })
+            .collect();
+        Reservation { held }
+    }
+
+    /// Offers reserved deliveries of `event` once their rows are committed:
+    /// their first attempt needs no re-read.
+    pub fn offer_reserved(&self, event: &Arc<Event>, mut reservation: Reservation) {
+        for (lane, delivery_id, webhook_id) in std::mem::take(&mut reservation.held) {
+            let job = Job {
+                current: true,
+                ..Job::new(delivery_id, webhook_id, 0, event.clone())
+            };
+            self.inner.enqueue(&lane, job);
         }
     }
 
@@ -141,7 +200,7 @@ impl Dispatcher {
         let id = job.delivery_id.clone();
         self.inner
             .clone()
-            .attempt(job)
+            .attempt(job, None)
             .await?
             .ok_or_else(|| DeliveryError::Config(format!("delivery {id} is not due")))
     }
@@ -174,6 +233,12 @@ impl Inner {
         if !lane.inflight().insert(job.delivery_id.clone()) {
             return;
         }
+        self.enqueue(&lane, job);
+    }
+
+    /// Queues a job whose id is already in the lane's `inflight`; if the
+    /// lane is full the id is freed and the poller finds the row later.
+    fn enqueue(&self, lane: &Lane, job: Job) {
         let id = job.delivery_id.clone();
         if lane.tx.try_send(job).is_err() {
             lane.inflight().remove(&id);
@@ -182,20 +247,25 @@ impl Inner {
     }
 
     async fn run_lane(self: Arc<Self>, lane: Arc<Lane>, mut rx: mpsc::Receiver<Job>) {
-        let permits = Arc::new(Semaphore::new(self.config.load().concurrency_per_webhook));
+        let slots = self.config.load().concurrency_per_webhook;
+        let sending = Arc::new(Semaphore::new(slots));
+        let unrecorded = Arc::new(Semaphore::new(slots * UNRECORDED_PER_SLOT));
         while let Some(job) = rx.recv().await {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
+            let (Ok(unrecorded), Ok(slot)) = (
+                unrecorded.clone().acquire_owned().await,
+                sending.clone().acquire_owned().await,
+            ) else {
                 return;
             };
             let inner = self.clone();
             let lane = lane.clone();
             tokio::spawn(async move {
                 let id = job.delivery_id.clone();
-                if let Err(e) = inner.clone().attempt(job).await {
+                if let Err(e) = inner.clone().attempt(job, Some(slot)).await {
                     tracing::error!(delivery = %id, error = %e, "could not record an attempt; it will be retried");
                 }
                 lane.inflight().remove(&id);
-                drop(permit);
+                drop(unrecorded);
                 if lane.starved.load(Ordering::SeqCst) {
                     inner.wake.notify_one();
                 }
@@ -248,12 +318,12 @@ impl Inner {
                     }
                 };
                 for d in due {
-                    self.offer(Job {
-                        delivery_id: d.delivery_id,
-                        webhook_id: d.webhook_id,
-                        attempts: d.attempts,
-                        event: Arc::new(d.event),
-                    });
+                    self.offer(Job::new(
+                        d.delivery_id,
+                        d.webhook_id,
+                        d.attempts,
+                        Arc::new(d.event),
+                    ));
                 }
             }
             // Woken early (a lane drained): poll again, but not more often
@@ -277,8 +347,13 @@ impl Inner {
     }
 
     /// Makes one attempt and records it. `Ok(None)` when the job was stale.
-    async fn attempt(self: Arc<Self>, job: Job) -> Result<Option<Attempt>, DeliveryError> {
-        if !self.is_current(&job).await? {
+    /// `slot` (the lane's send slot) is freed as soon as the exchange ends.
+    async fn attempt(
+        self: Arc<Self>,
+        job: Job,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<Option<Attempt>, DeliveryError> {
+        if !job.current && !self.is_current(&job).await? {
             return Ok(None);
         }
         let number = job.attempts + 1;
@@ -305,6 +380,7 @@ impl Inner {
             }
         };
         let duration_ms = started.elapsed().as_millis() as u64;
+        drop(slot);
         let (status, due_at, response, error) = match &outcome {
             Outcome::Final(Ok(resp)) => (Status::Succeeded, None, Some(resp), None),
             Outcome::Final(Err(e)) => (Status::Failed, None, None, Some(e)),
@@ -348,7 +424,7 @@ impl Inner {
         // Breaker bookkeeping for outcomes that end a delivery.
         let threshold = self.config.load().breaker_threshold;
         let state = match (&outcome, &webhook) {
-            (Outcome::Final(Ok(_)), Some(w)) => Some(w.breaker.record_success()),
+            (Outcome::Final(Ok(_)), Some(w)) => w.breaker.record_success(),
             (Outcome::Final(Err(e)), Some(w)) if e.disables_webhook() => {
                 Some(w.breaker.deactivate())
             }
@@ -388,7 +464,11 @@ impl Inner {
         let inner = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            inner.offer(Job { attempts, ..job });
+            inner.offer(Job {
+                attempts,
+                current: false,
+                ..job
+            });
         });
     }
 

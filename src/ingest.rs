@@ -199,20 +199,28 @@ pub async fn accept(
     dispatcher: &Dispatcher,
     events: Vec<Event>,
 ) -> Result<Vec<AcceptedView>, StoreError> {
-    let planned: Vec<(Event, Vec<store::Target>)> = events
+    let planned = events
         .into_iter()
         .map(|e| {
             let t = webhooks.targets(&e);
-            (e, t)
+            let body = e
+                .to_json()
+                .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
+            Ok((e, body, t))
         })
+        .collect::<Result<Vec<(Event, String, Vec<store::Target>)>, StoreError>>()?;
+    // Before the write, so the poller cannot offer these deliveries first.
+    let reservations: Vec<_> = planned
+        .iter()
+        .map(|(_, _, t)| dispatcher.reserve(t))
         .collect();
     let planned = Arc::new(planned);
     let for_write = planned.clone();
     let results = store
         .write(move |c| {
             let mut out = Vec::with_capacity(for_write.len());
-            for (e, t) in for_write.iter() {
-                let accepted = store::insert_event(c, e, t)?;
+            for (e, body, t) in for_write.iter() {
+                let accepted = store::insert_event(c, e, body, t)?;
                 history::insert_skipped(c, e, &accepted.skipped)?;
                 out.push(accepted);
             }
@@ -222,9 +230,9 @@ pub async fn accept(
     crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
     crate::metrics::deliveries_skipped(results.iter().map(|a| a.skipped.len() as u64).sum());
     let mut views = Vec::with_capacity(results.len());
-    for ((event, _), accepted) in planned.iter().zip(results) {
-        if !accepted.ready.is_empty() {
-            dispatcher.offer_new(&Arc::new(event.clone()), accepted.ready);
+    for (((event, _, _), accepted), reserved) in planned.iter().zip(results).zip(reservations) {
+        if !accepted.duplicate {
+            dispatcher.offer_reserved(&Arc::new(event.clone()), reserved);
         }
         views.push(AcceptedView {
             id: accepted.id,

@@ -153,20 +153,17 @@ impl Store {
     {
         let (tx, rx) = oneshot::channel();
         let job: WriteJob = Box::new(move |conn: &Connection| {
-            let result = match conn.execute_batch("SAVEPOINT op") {
+            let result = match run_sql(conn, "SAVEPOINT op") {
                 Ok(()) => {
                     let r = f(conn);
                     let end = if r.is_ok() {
-                        "RELEASE op"
+                        run_sql(conn, "RELEASE op")
                     } else {
-                        "ROLLBACK TO op; RELEASE op"
+                        run_sql(conn, "ROLLBACK TO op").and_then(|()| run_sql(conn, "RELEASE op"))
                     };
-                    match conn.execute_batch(end) {
-                        Ok(()) => r,
-                        Err(e) => Err(e.into()),
-                    }
+                    end.and(r)
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             Box::new(move |commit: Result<(), StoreError>| {
                 let _ = tx.send(commit.and(result));
@@ -204,6 +201,13 @@ impl Store {
     }
 }
 
+/// Runs one parameterless statement, prepared once per connection (the
+/// writer runs SAVEPOINT/RELEASE/BEGIN/COMMIT thousands of times a second).
+fn run_sql(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -213,14 +217,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        let began = run_sql(&conn, "BEGIN IMMEDIATE");
         let mut completions = Vec::with_capacity(batch.len());
         for job in batch {
             completions.push(job(&conn));
         }
-        let committed = began
-            .and_then(|()| conn.execute_batch("COMMIT"))
-            .map_err(StoreError::from);
+        let committed = began.and_then(|()| run_sql(&conn, "COMMIT"));
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -233,10 +235,12 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
 // ---------------------------------------------------------------------------
 // Events and deliveries
 
-/// Where one event goes: a webhook id, and whether that webhook is active
+/// Where one event goes: the delivery's id (chosen before the write, so
+/// dispatch can reserve it), the webhook, and whether that webhook is active
 /// (an inactive one gets a `skipped` delivery).
 #[derive(Debug, Clone)]
 pub struct Target {
+    pub delivery_id: String,
     pub webhook_id: String,
     pub active: bool,
 }
@@ -255,13 +259,15 @@ pub struct Accepted {
 
 /// Inserts an event and its deliveries; a known id is answered with the
 /// first result and creates nothing.
+/// `body` is `event` as JSON ([`Event::to_json`]), made before the write so
+/// the writer thread does not spend its time serializing.
 pub fn insert_event(
     conn: &Connection,
     event: &Event,
+    body: &str,
     targets: &[Target],
 ) -> Result<Accepted, StoreError> {
     let now = now_ms();
-    let body = serde_json::to_string(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO events (id, type, body, deliveries, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -303,19 +309,19 @@ pub fn insert_deliveries(
     let mut ready = Vec::new();
     let mut skipped = Vec::new();
     for t in targets {
-        let id = crate::event::new_id();
-        insert_delivery(conn, &id, event_id, &t.webhook_id, t.active, now)?;
+        insert_delivery(conn, &t.delivery_id, event_id, &t.webhook_id, t.active, now)?;
+        let ids = (t.delivery_id.clone(), t.webhook_id.clone());
         if t.active {
-            ready.push((id, t.webhook_id.clone()));
+            ready.push(ids);
         } else {
-            skipped.push((id, t.webhook_id.clone()));
+            skipped.push(ids);
         }
     }
     Ok((ready, skipped))
 }
 
 /// Inserts one delivery row: due now when `active`, else final as skipped.
-pub fn insert_delivery(
+fn insert_delivery(
     conn: &Connection,
     id: &str,
     event_id: &str,
@@ -630,22 +636,24 @@ mod tests {
         }
     }
 
+    fn target(webhook_id: &str, active: bool) -> Target {
+        Target {
+            delivery_id: crate::event::new_id(),
+            webhook_id: webhook_id.into(),
+            active,
+        }
+    }
+
     #[tokio::test]
     async fn an_event_is_stored_once_and_its_deliveries_become_due() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("r.db")).unwrap();
-        let targets = vec![
-            Target {
-                webhook_id: "a".into(),
-                active: true,
-            },
-            Target {
-                webhook_id: "b".into(),
-                active: false,
-            },
-        ];
+        let targets = vec![target("a", true), target("b", false)];
         let (e, t) = (event("e1"), targets.clone());
-        let first = store.write(move |c| insert_event(c, &e, &t)).await.unwrap();
+        let first = store
+            .write(move |c| insert_event(c, &e, &e.to_json().unwrap(), &t))
+            .await
+            .unwrap();
         assert_eq!(
             (
                 first.deliveries,
@@ -656,7 +664,10 @@ mod tests {
             (2, false, 1, 1)
         );
         let (e, t) = (event("e1"), targets);
-        let again = store.write(move |c| insert_event(c, &e, &t)).await.unwrap();
+        let again = store
+            .write(move |c| insert_event(c, &e, &e.to_json().unwrap(), &t))
+            .await
+            .unwrap();
         assert_eq!(
             (again.deliveries, again.duplicate, again.ready.len()),
             (2, true, 0)
@@ -681,17 +692,14 @@ mod tests {
     async fn prune_drops_old_history_but_keeps_pending_work() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("r.db")).unwrap();
-        let targets = vec![Target {
-            webhook_id: "a".into(),
-            active: true,
-        }];
-        let (e1, e2, t1, t2) = (event("done"), event("pending"), targets.clone(), targets);
+        let (e1, e2) = (event("done"), event("pending"));
+        let (t1, t2) = (vec![target("a", true)], vec![target("a", true)]);
         let done = store
-            .write(move |c| insert_event(c, &e1, &t1))
+            .write(move |c| insert_event(c, &e1, &e1.to_json().unwrap(), &t1))
             .await
             .unwrap();
         store
-            .write(move |c| insert_event(c, &e2, &t2))
+            .write(move |c| insert_event(c, &e2, &e2.to_json().unwrap(), &t2))
             .await
             .unwrap();
         let did = done.ready[0].0.clone();

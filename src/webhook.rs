@@ -48,10 +48,10 @@ impl Breaker {
     pub fn is_active(&self) -> bool {
         self.active.load(Ordering::SeqCst)
     }
-    /// A delivery succeeded: the streak of failures ends.
-    pub fn record_success(&self) -> WebhookState {
-        self.failures.store(0, Ordering::SeqCst);
-        self.snapshot()
+    /// A delivery succeeded: the streak of failures ends. `None` when there
+    /// was no streak (nothing to store).
+    pub fn record_success(&self) -> Option<WebhookState> {
+        (self.failures.swap(0, Ordering::SeqCst) > 0).then(|| self.snapshot())
     }
     /// A delivery failed for good. Trips after `threshold` in a row (0 = never).
     pub fn record_failure(&self, threshold: u32) -> WebhookState {
@@ -153,12 +153,13 @@ impl Webhooks {
         self.by_id.get(id)
     }
 
-    /// The delivery targets of an event.
+    /// The delivery targets of an event, each with a new delivery id.
     pub fn targets(&self, event: &Event) -> Vec<Target> {
         self.list
             .iter()
             .filter(|w| w.wants(event, self.default_types.as_deref()))
             .map(|w| Target {
+                delivery_id: crate::event::new_id(),
                 webhook_id: w.id.clone(),
                 active: w.breaker.is_active(),
             })
@@ -350,6 +351,7 @@ mod tests {
             }
         );
         b.record_failure(3);
-        assert_eq!(b.record_success().failure_count, 0);
+        assert_eq!(b.record_success().map(|s| s.failure_count), Some(0));
+        assert!(b.record_success().is_none(), "no streak, nothing to store");
     }
 }

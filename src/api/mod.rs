@@ -557,19 +557,30 @@ async fn test_webhook(
         .cloned()
         .ok_or_else(|| ApiError::not_found("webhook", &id))?;
     let event = test_event(&w);
-    let delivery_id = new_id();
-    let (e, d, wid) = (event.clone(), delivery_id.clone(), w.id.clone());
+    let target = store::Target {
+        delivery_id: new_id(),
+        webhook_id: w.id.clone(),
+        active: true,
+    };
+    // Held until the attempt is recorded: the poller leaves this one alone.
+    let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
+    let (e, t) = (event.clone(), target.clone());
+    let body = event.to_json().map_err(|err| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            err.to_string(),
+        )
+    })?;
     s.store
         .write(move |c| {
-            store::insert_event(c, &e, &[])?;
-            store::insert_delivery(c, &d, &e.id, &wid, true, now_ms())
+            store::insert_event(c, &e, &body, &[])?;
+            store::insert_deliveries(c, &e.id, &[t], now_ms())
         })
         .await?;
     let job = Job {
-        delivery_id,
-        webhook_id: w.id.clone(),
-        attempts: 0,
-        event: Arc::new(event),
+        current: true,
+        ..Job::new(target.delivery_id, target.webhook_id, 0, Arc::new(event))
     };
     let attempt = s.dispatcher.attempt_now(job).await.map_err(|e| {
         ApiError::new(
@@ -603,12 +614,12 @@ async fn resend_delivery(
         })
         .await?;
     let (d, event) = found.ok_or_else(|| ApiError::not_found("delivery", &id))?;
-    s.dispatcher.offer(Job {
-        delivery_id: d.id.clone(),
-        webhook_id: d.webhook_id.clone(),
-        attempts: d.attempts,
-        event: Arc::new(event),
-    });
+    s.dispatcher.offer(Job::new(
+        d.id.clone(),
+        d.webhook_id.clone(),
+        d.attempts,
+        Arc::new(event),
+    ));
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"delivery_id": d.id, "webhook_id": d.webhook_id, "status": "pending"})),
@@ -627,6 +638,7 @@ async fn replay_event(
         .await?
         .ok_or_else(|| ApiError::not_found("event", &id))?;
     let targets = s.registry.load().targets(&event);
+    let reserved = s.dispatcher.reserve(&targets);
     let event = Arc::new(event);
     let for_write = event.clone();
     let (ready, skipped) = s
@@ -644,7 +656,7 @@ async fn replay_event(
         .map(|d| view(d, false))
         .chain(skipped.iter().map(|d| view(d, true)))
         .collect();
-    s.dispatcher.offer_new(&event, ready);
+    s.dispatcher.offer_reserved(&event, reserved);
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"event_id": id, "deliveries": ids})),
