@@ -229,10 +229,13 @@ pub async fn accept(
         .await?;
     crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
     crate::metrics::deliveries_skipped(results.iter().map(|a| a.skipped.len() as u64).sum());
+    // The write closure is gone once it ran: the events move on to
+    // dispatch without a copy.
+    let planned = Arc::try_unwrap(planned).unwrap_or_else(|shared| (*shared).clone());
     let mut views = Vec::with_capacity(results.len());
-    for (((event, _, _), accepted), reserved) in planned.iter().zip(results).zip(reservations) {
+    for (((event, _, _), accepted), reserved) in planned.into_iter().zip(results).zip(reservations) {
         if !accepted.duplicate {
-            dispatcher.offer_reserved(&Arc::new(event.clone()), reserved);
+            dispatcher.offer_reserved(&Arc::new(event), reserved);
         }
         views.push(AcceptedView {
             id: accepted.id,

@@ -71,12 +71,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
     due_at      INTEGER,                -- ms; NULL once final
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
-);
+) WITHOUT ROWID;                        -- small rows found by id: one B-tree, not two
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (webhook_id, due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
 CREATE TABLE IF NOT EXISTS attempts (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    id            TEXT NOT NULL UNIQUE,
+    id            TEXT NOT NULL,          -- a UUIDv7; never looked up alone
     delivery_id   TEXT NOT NULL,
     webhook_id    TEXT NOT NULL,
     event_id      TEXT NOT NULL,
@@ -117,6 +117,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit is on disk before any caller is answered.
     conn.pragma_update(None, "synchronous", "FULL")?;
+
     Ok(conn)
 }
 
