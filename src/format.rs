@@ -64,11 +64,10 @@ pub fn format(
     match webhook.spec.format.as_str() {
         "json" => {
             let body = match &webhook.template {
-                Some(t) => {
-                    let (value, w) = t.render(&event.vars());
+                Some(t) => t.render_json(&event.vars()).map(|(body, w)| {
                     warnings.extend(w);
-                    serde_json::to_vec(&value)
-                }
+                    body
+                }),
                 None => serde_json::to_vec(event),
             }
             .map_err(|e| DeliveryError::Config(format!("cannot serialise the body: {e}")))?;

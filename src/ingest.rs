@@ -233,7 +233,8 @@ pub async fn accept(
     // dispatch without a copy.
     let planned = Arc::try_unwrap(planned).unwrap_or_else(|shared| (*shared).clone());
     let mut views = Vec::with_capacity(results.len());
-    for (((event, _, _), accepted), reserved) in planned.into_iter().zip(results).zip(reservations) {
+    for (((event, _, _), accepted), reserved) in planned.into_iter().zip(results).zip(reservations)
+    {
         if !accepted.duplicate {
             dispatcher.offer_reserved(&Arc::new(event), reserved);
         }

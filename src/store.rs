@@ -49,9 +49,15 @@ pub struct Store {
     readers: Arc<ReadPool>,
 }
 
+/// Reads at once (and pooled read connections): each one is a blocking
+/// thread with its own SQLite page cache, so an unbounded number (a drain
+/// of a large backlog re-reads a row per attempt) costs hundreds of MiB.
+const MAX_READERS: usize = 8;
+
 struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
 const SCHEMA: &str = r#"
@@ -142,6 +148,7 @@ impl Store {
             readers: Arc::new(ReadPool {
                 path: path.to_owned(),
                 idle: Mutex::new(Vec::new()),
+                permits: tokio::sync::Semaphore::new(MAX_READERS),
             }),
         })
     }
@@ -183,6 +190,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        let _permit = (self.readers.permits.acquire().await).map_err(|_| StoreError::Closed)?;
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match pool.idle.lock().map(|mut v| v.pop()) {
@@ -191,7 +199,7 @@ impl Store {
             };
             let r = f(&conn);
             if let Ok(mut idle) = pool.idle.lock()
-                && idle.len() < 64
+                && idle.len() < MAX_READERS
             {
                 idle.push(conn);
             }

@@ -7,7 +7,10 @@
 //!
 //! Owns: template parsing and rendering. Pure: no I/O.
 
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
 
 /// A variable reference: `type`, `id`, `time`, `data.x.y`, or a bare path
 /// into `data` (`tenant_name`, `finding.severity`).
@@ -57,8 +60,20 @@ impl Template {
     /// the returned warnings (once each).
     pub fn render(&self, vars: &Vars<'_>) -> (Value, Vec<String>) {
         let mut warnings = Vec::new();
-        let v = render(&self.root, vars, &mut warnings);
+        let v =
+            serde_json::to_value(render(&self.root, vars, &mut warnings)).unwrap_or(Value::Null);
         (v, warnings)
+    }
+
+    /// Renders the template straight to JSON bytes (what a delivery sends),
+    /// borrowing the event's values instead of copying them into a `Value`.
+    pub fn render_json(
+        &self,
+        vars: &Vars<'_>,
+    ) -> Result<(Vec<u8>, Vec<String>), serde_json::Error> {
+        let mut warnings = Vec::new();
+        let bytes = serde_json::to_vec(&render(&self.root, vars, &mut warnings))?;
+        Ok((bytes, warnings))
     }
 }
 
@@ -147,7 +162,7 @@ fn parse_parts(s: &str) -> Option<Vec<Part>> {
         .then_some(parts)
 }
 
-fn lookup<'v>(path: &Path, vars: &'v Vars<'_>) -> Option<LookedUp<'v>> {
+fn lookup<'a>(path: &Path, vars: &Vars<'a>) -> Option<LookedUp<'a>> {
     let segs = &path.0;
     let first = segs.first()?.as_str();
     if segs.len() == 1 {
@@ -207,28 +222,48 @@ fn render_parts(parts: &[Part], vars: &Vars<'_>, warnings: &mut Vec<String>) -> 
     out
 }
 
-fn render(node: &Node, vars: &Vars<'_>, warnings: &mut Vec<String>) -> Value {
+/// A rendered template that borrows what it can from the template and the
+/// event. Objects keep serde_json's own `Map` semantics (keys sorted, a
+/// repeated rendered key keeps the last value).
+enum Rendered<'a> {
+    Json(&'a Value),
+    Str(std::borrow::Cow<'a, str>),
+    Array(Vec<Rendered<'a>>),
+    Object(BTreeMap<String, Rendered<'a>>),
+}
+
+impl Serialize for Rendered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rendered::Json(v) => v.serialize(s),
+            Rendered::Str(t) => s.serialize_str(t),
+            Rendered::Array(items) => items.serialize(s),
+            Rendered::Object(entries) => entries.serialize(s),
+        }
+    }
+}
+
+fn render<'a>(node: &'a Node, vars: &Vars<'a>, warnings: &mut Vec<String>) -> Rendered<'a> {
     match node {
-        Node::Static(v) => v.clone(),
-        Node::Text(parts) => Value::String(render_parts(parts, vars, warnings)),
+        Node::Static(v) => Rendered::Json(v),
+        Node::Text(parts) => Rendered::Str(render_parts(parts, vars, warnings).into()),
         Node::Lone(path) => match lookup(path, vars) {
-            Some(LookedUp::Str(s)) => Value::String(s.to_owned()),
-            Some(LookedUp::Json(v)) => v.clone(),
+            Some(LookedUp::Str(s)) => Rendered::Str(s.into()),
+            Some(LookedUp::Json(v)) => Rendered::Json(v),
             None => {
                 warn_unknown(path, warnings);
-                Value::String(String::new())
+                Rendered::Str("".into())
             }
         },
         Node::Array(items) => {
-            Value::Array(items.iter().map(|n| render(n, vars, warnings)).collect())
+            Rendered::Array(items.iter().map(|n| render(n, vars, warnings)).collect())
         }
-        Node::Object(entries) => {
-            let mut m = Map::with_capacity(entries.len());
-            for (k, n) in entries {
-                m.insert(render_parts(k, vars, warnings), render(n, vars, warnings));
-            }
-            Value::Object(m)
-        }
+        Node::Object(entries) => Rendered::Object(
+            entries
+                .iter()
+                .map(|(k, n)| (render_parts(k, vars, warnings), render(n, vars, warnings)))
+                .collect(),
+        ),
     }
 }
 
@@ -307,6 +342,24 @@ mod tests {
         let (v, w) = Template::compile(&tpl).render(&vars(&data));
         assert_eq!(v, tpl);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn rendered_bytes_are_the_rendered_value_serialized() {
+        let data = json!({"k": "b", "title": "t", "nested": {"z": [1, {"y": null}], "a": 2}});
+        // Keys come out sorted, and a key that renders twice keeps the last
+        // value, as a serde_json object would ("{{k}}" sorts after "b" in
+        // the template and renders to "b").
+        let t = Template::compile(&json!({
+            "z": "{{nested}}", "{{k}}": 1, "b": "{{title}}!", "a": ["{{k}}", "{{nested.z}}"]
+        }));
+        let (value, _) = t.render(&vars(&data));
+        let (bytes, _) = t.render_json(&vars(&data)).unwrap();
+        assert_eq!(bytes, serde_json::to_vec(&value).unwrap());
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"a":["b",[1,{"y":null}]],"b":1,"z":{"a":2,"z":[1,{"y":null}]}}"#
+        );
     }
 
     #[test]
