@@ -1440,7 +1440,13 @@ async fn metrics_count_events_outcomes_latency_queue_breakers_and_reloads_in_pro
     );
     assert_eq!(
         before.get("relay_webhook_active", &[("webhook", "bad")]),
-        Some(1.0)
+        Some(1.0),
+        "webhook samples: {:?}",
+        before
+            .samples
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("relay_webhook"))
+            .collect::<Vec<_>>()
     );
     assert_eq!(
         before.get("relay_deliveries_pending", &[("webhook", "good")]),
