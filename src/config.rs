@@ -837,6 +837,22 @@ pub struct ValidationContext<'a> {
 }
 
 impl Config {
+    /// What webhook validation checks against: this config's network and
+    /// event-type rules, and the format/destination names the caller knows.
+    pub fn validation_context<'a>(
+        &'a self,
+        known_formats: &'a [String],
+        known_destinations: &'a [String],
+    ) -> ValidationContext<'a> {
+        ValidationContext {
+            allow_http: self.network.allow_http,
+            allow_private: &self.network.allow_private,
+            event_types: self.event_types.as_ref(),
+            known_formats,
+            known_destinations,
+        }
+    }
+
     /// Reads, interpolates and checks a file. Errors name `file:line:col`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -906,13 +922,7 @@ impl Config {
         formats.extend(files.iter().cloned());
         let mut destinations = crate::format::known_destinations();
         destinations.extend(files);
-        let ctx = ValidationContext {
-            allow_http: self.network.allow_http,
-            allow_private: &self.network.allow_private,
-            event_types: self.event_types.as_ref(),
-            known_formats: &formats,
-            known_destinations: &destinations,
-        };
+        let ctx = self.validation_context(&formats, &destinations);
         let mut ids = std::collections::HashSet::new();
         for (i, w) in self.webhooks.iter().enumerate() {
             let field = format!("webhooks[{i}]");

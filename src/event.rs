@@ -23,11 +23,6 @@ impl Event {
             data: &self.data,
         }
     }
-
-    /// The event as stored and as sent without a template.
-    pub fn to_json(&self) -> Result<String, serde_json::Error> {
-        serde_json::to_string(self)
-    }
 }
 
 /// Milliseconds since the Unix epoch, the store's clock.

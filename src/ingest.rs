@@ -203,38 +203,33 @@ pub async fn accept(
         .into_iter()
         .map(|e| {
             let t = webhooks.targets(&e);
-            let body = e
-                .to_json()
-                .map_err(|err| StoreError::Corrupt(format!("event {}: {err}", e.id)))?;
-            Ok((e, body, t))
+            Ok((store::event_json(&e)?, t, e))
         })
-        .collect::<Result<Vec<(Event, String, Vec<store::Target>)>, StoreError>>()?;
+        .collect::<Result<Vec<(String, Vec<store::Target>, Event)>, StoreError>>()?;
     // Before the write, so the poller cannot offer these deliveries first.
     let reservations: Vec<_> = planned
         .iter()
-        .map(|(_, _, t)| dispatcher.reserve(t))
+        .map(|(_, t, _)| dispatcher.reserve(t))
         .collect();
-    let planned = Arc::new(planned);
-    let for_write = planned.clone();
-    let results = store
+    // The events go to the writer and come back with the results, so they
+    // move on to dispatch without a copy.
+    let (results, events) = store
         .write(move |c| {
-            let mut out = Vec::with_capacity(for_write.len());
-            for (e, body, t) in for_write.iter() {
-                let accepted = store::insert_event(c, e, body, t)?;
-                history::insert_skipped(c, e, &accepted.skipped)?;
+            let mut out = Vec::with_capacity(planned.len());
+            let mut events = Vec::with_capacity(planned.len());
+            for (body, t, e) in planned {
+                let accepted = store::insert_event(c, &e, &body, &t)?;
+                history::insert_skipped(c, &e, &accepted.skipped)?;
                 out.push(accepted);
+                events.push(e);
             }
-            Ok(out)
+            Ok((out, events))
         })
         .await?;
     crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
     crate::metrics::deliveries_skipped(results.iter().map(|a| a.skipped.len() as u64).sum());
-    // The write closure is gone once it ran: the events move on to
-    // dispatch without a copy.
-    let planned = Arc::try_unwrap(planned).unwrap_or_else(|shared| (*shared).clone());
     let mut views = Vec::with_capacity(results.len());
-    for (((event, _, _), accepted), reserved) in planned.into_iter().zip(results).zip(reservations)
-    {
+    for ((event, accepted), reserved) in events.into_iter().zip(results).zip(reservations) {
         if !accepted.duplicate {
             dispatcher.offer_reserved(&Arc::new(event), reserved);
         }

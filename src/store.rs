@@ -123,7 +123,6 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: a commit is on disk before any caller is answered.
     conn.pragma_update(None, "synchronous", "FULL")?;
-
     Ok(conn)
 }
 
@@ -190,7 +189,12 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = (self.readers.permits.acquire().await).map_err(|_| StoreError::Closed)?;
+        let _permit = self
+            .readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match pool.idle.lock().map(|mut v| v.pop()) {
@@ -266,10 +270,16 @@ pub struct Accepted {
     pub skipped: Vec<(String, String)>,
 }
 
+/// The stored form of an event (its JSON). Made by the caller before
+/// [`Store::write`], so the writer thread does not spend its time
+/// serializing.
+pub fn event_json(event: &Event) -> Result<String, StoreError> {
+    serde_json::to_string(event)
+        .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", event.id)))
+}
+
 /// Inserts an event and its deliveries; a known id is answered with the
-/// first result and creates nothing.
-/// `body` is `event` as JSON ([`Event::to_json`]), made before the write so
-/// the writer thread does not spend its time serializing.
+/// first result and creates nothing. `body` is [`event_json`] of `event`.
 pub fn insert_event(
     conn: &Connection,
     event: &Event,
@@ -660,7 +670,7 @@ mod tests {
         let targets = vec![target("a", true), target("b", false)];
         let (e, t) = (event("e1"), targets.clone());
         let first = store
-            .write(move |c| insert_event(c, &e, &e.to_json().unwrap(), &t))
+            .write(move |c| insert_event(c, &e, &event_json(&e).unwrap(), &t))
             .await
             .unwrap();
         assert_eq!(
@@ -674,7 +684,7 @@ mod tests {
         );
         let (e, t) = (event("e1"), targets);
         let again = store
-            .write(move |c| insert_event(c, &e, &e.to_json().unwrap(), &t))
+            .write(move |c| insert_event(c, &e, &event_json(&e).unwrap(), &t))
             .await
             .unwrap();
         assert_eq!(
@@ -704,11 +714,11 @@ mod tests {
         let (e1, e2) = (event("done"), event("pending"));
         let (t1, t2) = (vec![target("a", true)], vec![target("a", true)]);
         let done = store
-            .write(move |c| insert_event(c, &e1, &e1.to_json().unwrap(), &t1))
+            .write(move |c| insert_event(c, &e1, &event_json(&e1).unwrap(), &t1))
             .await
             .unwrap();
         store
-            .write(move |c| insert_event(c, &e2, &e2.to_json().unwrap(), &t2))
+            .write(move |c| insert_event(c, &e2, &event_json(&e2).unwrap(), &t2))
             .await
             .unwrap();
         let did = done.ready[0].0.clone();

@@ -237,6 +237,13 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 impl AppState {
+    /// The webhook with this id, or a 404 naming it.
+    pub(crate) fn webhook(&self, id: &str) -> Result<Arc<Webhook>, ApiError> {
+        let webhooks = self.registry.load();
+        let found = webhooks.get(id).cloned();
+        found.ok_or_else(|| ApiError::not_found("webhook", id))
+    }
+
     /// Checks the bearer token (constant time against every configured token).
     pub(crate) fn authorize(&self, headers: &HeaderMap, need: Access) -> Result<Role, ApiError> {
         let unauthorized = || {
@@ -476,9 +483,7 @@ async fn webhook_deliveries(
     query: Result<Query<DeliveriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
-    if s.registry.load().get(&id).is_none() {
-        return Err(ApiError::not_found("webhook", &id));
-    }
+    s.webhook(&id)?;
     let status = match q.status.as_deref() {
         None => None,
         Some("succeeded") => Some(history::Status::Succeeded),
@@ -550,12 +555,7 @@ async fn test_webhook(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let w = s
-        .registry
-        .load()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    let w = s.webhook(&id)?;
     let event = test_event(&w);
     let target = store::Target {
         delivery_id: new_id(),
@@ -565,13 +565,7 @@ async fn test_webhook(
     // Held until the attempt is recorded: the poller leaves this one alone.
     let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
     let (e, t) = (event.clone(), target.clone());
-    let body = event.to_json().map_err(|err| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            err.to_string(),
-        )
-    })?;
+    let body = store::event_json(&event)?;
     s.store
         .write(move |c| {
             store::insert_event(c, &e, &body, &[])?;

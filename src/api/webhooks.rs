@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, Shared};
-use crate::config::{Role, ValidationContext, WebhookSpec};
+use crate::config::{Role, WebhookSpec};
 use crate::event::{new_id, now_ms};
 use crate::plugin::Kind;
 use crate::store::{self, StoredWebhook};
@@ -154,13 +154,7 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
     let mut formats = vec!["json".to_owned()];
     formats.extend(s.plugins.names(Kind::Formatter));
     let destinations = s.plugins.names(Kind::Destination);
-    let ctx = ValidationContext {
-        allow_http: cfg.network.allow_http,
-        allow_private: &cfg.network.allow_private,
-        event_types: cfg.event_types.as_ref(),
-        known_formats: &formats,
-        known_destinations: &destinations,
-    };
+    let ctx = cfg.validation_context(&formats, &destinations);
     spec.validate("", &ctx)
         .map_err(|(field, message)| invalid(field.trim_start_matches('.'), message))?;
     Ok(spec)
@@ -240,11 +234,8 @@ pub async fn get_one(
     Extension(role): Extension<Role>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let webhooks = s.registry.load();
-    let w = webhooks
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
-    Ok(axum::Json(webhook_view(w, role)).into_response())
+    let w = s.webhook(&id)?;
+    Ok(axum::Json(webhook_view(&w, role)).into_response())
 }
 
 fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
@@ -284,13 +275,10 @@ pub async fn create(
         .write(move |c| store::save_api_webhook(c, &stored))
         .await?;
     refresh(&s).await?;
-    let webhooks = s.registry.load();
-    let w = webhooks
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    let w = s.webhook(&id)?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(webhook_view(w, Role::Admin)),
+        axum::Json(webhook_view(&w, Role::Admin)),
     )
         .into_response())
 }
@@ -308,12 +296,7 @@ pub async fn update(
             "the body must be a JSON object of the fields to change",
         ));
     };
-    let current = s
-        .registry
-        .load()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    let current = s.webhook(&id)?;
     if changes.contains_key("id") {
         return Err(invalid("id", "cannot be changed"));
     }
@@ -370,11 +353,8 @@ pub async fn update(
         }
     }
     refresh(&s).await?;
-    let webhooks = s.registry.load();
-    let w = webhooks
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
-    Ok(axum::Json(webhook_view(w, Role::Admin)).into_response())
+    let w = s.webhook(&id)?;
+    Ok(axum::Json(webhook_view(&w, Role::Admin)).into_response())
 }
 
 /// The spec as a JSON object with the real secret (for merging updates).
@@ -396,12 +376,7 @@ fn spec_with_secret(spec: &WebhookSpec) -> Map<String, Value> {
 }
 
 pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let current = s
-        .registry
-        .load()
-        .get(&id)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("webhook", &id))?;
+    let current = s.webhook(&id)?;
     if current.source == Source::Config {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
