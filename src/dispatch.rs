@@ -40,7 +40,7 @@ use crate::deliver::{Deliverer, DeliveryError, InResponse};
 use crate::event::{Event, new_id, now_ms};
 use crate::history::{self, Attempt, AttemptError, Status};
 use crate::plugin::{Outcome as PluginOutcome, PluginHost};
-use crate::prepare::{Prepared, destination_of, prepare, uses_plugins};
+use crate::prepare::{Prepared, destination_of, prepare};
 use crate::store::{self, Store};
 use crate::webhook::{Registry, Webhook};
 
@@ -478,25 +478,7 @@ impl Inner {
         job: &Job,
         warnings: &mut Vec<String>,
     ) -> Result<InResponse, DeliveryError> {
-        let prepared = if uses_plugins(w, &self.plugins) {
-            // Plugins run wasm: keep them off the async worker threads.
-            let (w2, event, id, plugins) = (
-                w.clone(),
-                job.event.clone(),
-                job.delivery_id.clone(),
-                self.plugins.clone(),
-            );
-            let (prepared, w_out) = tokio::task::spawn_blocking(move || {
-                let mut warnings = Vec::new();
-                (prepare(&w2, &event, &id, &plugins, &mut warnings), warnings)
-            })
-            .await
-            .map_err(|e| DeliveryError::Config(format!("the formatting task failed: {e}")))?;
-            warnings.extend(w_out);
-            prepared?
-        } else {
-            prepare(w, &job.event, &job.delivery_id, &self.plugins, warnings)?
-        };
+        let prepared = prepare(w, &job.event, &job.delivery_id, &self.plugins, warnings).await?;
         let requests = match prepared {
             Prepared::Syslog(message) => {
                 self.deliverer
@@ -530,22 +512,14 @@ impl Inner {
                     });
                 }
                 Some(d) => {
-                    let (plugins, d2, opts, r2) = (
-                        self.plugins.clone(),
-                        d.clone(),
-                        w.destination_options.clone(),
-                        response.clone(),
-                    );
-                    let outcome =
-                        tokio::task::spawn_blocking(move || plugins.classify(&d2, &opts, &r2))
-                            .await
-                            .map_err(|e| {
-                                DeliveryError::Config(format!("the classify task failed: {e}"))
-                            })?
-                            .map_err(|e| DeliveryError::Plugin {
-                                plugin: d.clone(),
-                                message: e.to_string(),
-                            })?;
+                    let outcome = self
+                        .plugins
+                        .classify(d, &w.destination_options, &response)
+                        .await
+                        .map_err(|e| DeliveryError::Plugin {
+                            plugin: d.clone(),
+                            message: e.to_string(),
+                        })?;
                     let rejected = |reason: String, retryable: bool, retry_after, disable| {
                         DeliveryError::Rejected {
                             host: host.clone(),

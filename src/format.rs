@@ -54,8 +54,7 @@ pub fn file_plugin_names(dir: &std::path::Path) -> Vec<String> {
 }
 
 /// Formats `event` for `webhook`, adding template warnings to `warnings`.
-/// A plugin format runs wasm: call it from a blocking thread.
-pub fn format(
+pub async fn format(
     webhook: &Webhook,
     event: &Event,
     plugins: &PluginHost,
@@ -78,6 +77,7 @@ pub fn format(
         }
         plugin => plugins
             .format(plugin, &webhook.format_options, event)
+            .await
             .map_err(|e| DeliveryError::Plugin {
                 plugin: plugin.to_owned(),
                 message: e.to_string(),

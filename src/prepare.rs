@@ -1,7 +1,7 @@
 //! What one attempt sends: rendered headers, the formatted body (core
 //! template or formatter plugin), the destination plugin's requests, and
-//! the signature headers. Pure apart from plugin calls (which run wasm, so
-//! callers run [`prepare`] on a blocking thread when a plugin is involved).
+//! the signature headers. Pure apart from plugin calls (async: wasm on a
+//! fiber, see `plugin`).
 
 use std::time::Duration;
 
@@ -37,11 +37,6 @@ pub fn destination_of(w: &Webhook, plugins: &PluginHost) -> Option<String> {
     }
 }
 
-/// Whether preparing this webhook's attempts calls a plugin.
-pub fn uses_plugins(w: &Webhook, plugins: &PluginHost) -> bool {
-    w.spec.format != "json" || destination_of(w, plugins).is_some()
-}
-
 fn render_headers(
     w: &Webhook,
     event: &Event,
@@ -63,7 +58,7 @@ fn render_headers(
 }
 
 /// Builds what one attempt of `delivery_id` sends.
-pub fn prepare(
+pub async fn prepare(
     w: &Webhook,
     event: &Event,
     delivery_id: &str,
@@ -72,7 +67,7 @@ pub fn prepare(
 ) -> Result<Prepared, DeliveryError> {
     let spec = &w.spec;
     if matches!(spec.url.scheme(), "udp" | "tcp" | "tls") {
-        let payload = crate::format::format(w, event, plugins, warnings)?;
+        let payload = crate::format::format(w, event, plugins, warnings).await?;
         return Ok(Prepared::Syslog(payload.body));
     }
     let method = spec.method.as_http();
@@ -80,7 +75,7 @@ pub fn prepare(
     let payload = if method == http::Method::GET {
         None
     } else {
-        Some(crate::format::format(w, event, plugins, warnings)?)
+        Some(crate::format::format(w, event, plugins, warnings).await?)
     };
     let timeout = Duration::from_millis(spec.timeout_ms.0);
     let mut requests = match destination_of(w, plugins) {
@@ -102,6 +97,7 @@ pub fn prepare(
                     payload.as_ref().unwrap_or(&empty),
                     &target,
                 )
+                .await
                 .map_err(|e| DeliveryError::Plugin {
                     plugin: d.clone(),
                     message: e.to_string(),

@@ -320,7 +320,7 @@ impl Reloader {
     async fn apply(&self, mut new: Config) -> Result<Summary, Refused> {
         let s = &self.state;
         if let Some(check) = &self.check {
-            // May instantiate plugins: keep it off the async worker threads.
+            // Blocks until the plugins have checked their options.
             let (check, cfg) = (check.clone(), new.clone());
             tokio::task::spawn_blocking(move || check(&cfg))
                 .await

@@ -198,7 +198,8 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
         .ok_or("internal: webhook missing")?;
     let mut warnings = Vec::new();
     let prepared =
-        prepare(&webhook, &event, "render", &host, &mut warnings).map_err(|e| e.to_string())?;
+        crate::plugin::block_on(prepare(&webhook, &event, "render", &host, &mut warnings))
+            .map_err(|e| e.to_string())?;
     for w in warnings {
         eprintln!("relay: warning: {w}");
     }

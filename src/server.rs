@@ -69,10 +69,11 @@ pub fn start_plugins(cfg: &Config) -> Result<PluginHost, ServeError> {
 }
 
 /// Every webhook's format and destination must be loaded, and accept its options.
-pub fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result<(), String> {
+pub async fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result<(), String> {
     for (i, w) in cfg.webhooks.iter().enumerate() {
         plugins
             .check_webhook(w)
+            .await
             .map_err(|(field, message)| format!("webhooks[{i}].{field}: {message}"))?;
     }
     Ok(())
@@ -119,7 +120,9 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     )
     .map_err(|e| ServeError::Tls(e.to_string()))?;
     let plugins = start_plugins(&cfg)?;
-    check_webhook_plugins(&cfg, &plugins).map_err(ServeError::Plugins)?;
+    check_webhook_plugins(&cfg, &plugins)
+        .await
+        .map_err(ServeError::Plugins)?;
     let _plugin_watch = match crate::plugin::watch::watch(plugins.clone(), &cfg.plugins.dir.0) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -172,7 +175,8 @@ fn watch_config(
     deliverer: Deliverer,
     plugins: PluginHost,
 ) -> crate::reload::Watching {
-    let check: crate::reload::Check = Box::new(move |c| check_webhook_plugins(c, &plugins));
+    let check: crate::reload::Check =
+        Box::new(move |c| crate::plugin::block_on(check_webhook_plugins(c, &plugins)));
     crate::reload::start(path, fingerprint, state.clone(), deliverer, Some(check))
 }
 

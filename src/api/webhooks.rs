@@ -164,19 +164,10 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
 /// `options` / `destination_options` (they parse them once per webhook),
 /// as at start-up for webhooks from relay.yaml.
 async fn check_plugin_options(s: &super::AppState, spec: &WebhookSpec) -> Result<(), ApiError> {
-    let plugins = s.plugins.clone();
-    let spec = spec.clone();
-    // Creating the plugin's instance runs wasm: off the async threads.
-    let checked = tokio::task::spawn_blocking(move || plugins.check_webhook(&spec))
+    s.plugins
+        .check_webhook(spec)
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("the plugin check failed: {e}"),
-            )
-        })?;
-    checked.map_err(|(field, message)| invalid(field, message))
+        .map_err(|(field, message)| invalid(field, message))
 }
 
 /// `${VAR}` and `$$` in `url`, `headers` and `secret` are relay.yaml's

@@ -8,31 +8,46 @@
 //!
 //! Sandbox: WASI is linked with an empty context (no files, env, network,
 //! clock or stdio), memory is capped per store (`plugins.memory_mb`), every
-//! call has an epoch deadline (`plugins.timeout_ms`), and output is capped.
+//! call has a deadline (`plugins.timeout_ms`), and output is capped.
+//!
+//! Calls are async (wasmtime runs the guest on a fiber): they run on the
+//! caller's tokio worker without a thread hop, and a long call yields back
+//! to the executor at every epoch tick, so a plugin that loops never holds a
+//! worker thread for more than [`TICK`]. Code that may block (startup,
+//! config checks, the `render` command) uses [`block_on`].
 //! A trap of any kind drops the instance; the error fails only the delivery
 //! that made the call. Plugins never do I/O: the core sends what they build.
 
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceAny, ResourceTable};
-use wasmtime::{Engine, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Engine, PoolingAllocationConfig, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod bindings {
     pub mod formatter {
-        wasmtime::component::bindgen!({ path: "sdk/wit", world: "formatter" });
+        wasmtime::component::bindgen!({
+            path: "sdk/wit",
+            world: "formatter",
+            exports: { default: async },
+        });
     }
     pub mod destination {
-        wasmtime::component::bindgen!({ path: "sdk/wit", world: "destination" });
+        wasmtime::component::bindgen!({
+            path: "sdk/wit",
+            world: "destination",
+            exports: { default: async },
+        });
     }
 }
 
@@ -41,7 +56,8 @@ use bindings::formatter::relay::plugin::types as ft;
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
-/// How often the epoch advances; deadlines are counted in these ticks.
+/// How often the epoch advances: a running call checks its deadline and
+/// yields to the executor this often.
 const TICK: Duration = Duration::from_millis(2);
 /// Largest payload body a formatter may return.
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
@@ -98,11 +114,13 @@ pub struct Limits {
     pub fresh: bool,
 }
 
-/// What a store carries: an empty WASI context and the memory limiter.
+/// What a store carries: an empty WASI context, the memory limiter and the
+/// current call's deadline.
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
+    deadline: Instant,
 }
 
 impl WasiView for State {
@@ -217,6 +235,7 @@ impl PluginHost {
         let memory_bytes = limits.memory_mb as usize * 1024 * 1024;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_SLOTS)
+            .total_stacks(POOL_SLOTS)
             .total_core_instances(POOL_SLOTS * 8)
             .total_memories(POOL_SLOTS * 2)
             .total_tables(POOL_SLOTS * 4)
@@ -230,10 +249,10 @@ impl PluginHost {
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let mut fmt_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut fmt_linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut fmt_linker)
             .map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let mut dst_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut dst_linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut dst_linker)
             .map_err(|e| HostError::Engine(format!("{e:#}")))?;
         start_ticker(&engine);
         if let Some(dir) = &cache_dir {
@@ -449,20 +468,26 @@ impl PluginHost {
     }
 
     /// Checks a webhook's options by constructing the plugin's resource.
-    pub fn check_options(&self, kind: Kind, name: &str, options: &str) -> Result<(), PluginError> {
+    pub async fn check_options(
+        &self,
+        kind: Kind,
+        name: &str,
+        options: &str,
+    ) -> Result<(), PluginError> {
         let plugin = self.loaded(kind, name)?;
-        self.with_instance(&plugin, options, |_, _, _| Ok(Ok(())))
+        let (lease, _) = self.lease(&plugin, options).await?;
+        lease.end(Ok(Ok(())))
     }
 
     /// Checks that a webhook's formatter and destination are loaded and
     /// accept its options. `Err((field, message))` names the field at fault.
-    /// Blocking (creates the plugins' resources): call from a blocking thread.
-    pub fn check_webhook(
+    pub async fn check_webhook(
         &self,
         spec: &crate::config::WebhookSpec,
     ) -> Result<(), (&'static str, String)> {
         if spec.format != "json" {
             self.check_options(Kind::Formatter, &spec.format, &spec.format_options_json())
+                .await
                 .map_err(|e| match e {
                     PluginError::Options(_) => ("options", format!("{:?} {e}", spec.format)),
                     _ => ("format", format!("{:?} {e}", spec.format)),
@@ -470,6 +495,7 @@ impl PluginHost {
         }
         if let Some(d) = &spec.destination {
             self.check_options(Kind::Destination, d, &spec.destination_options_json())
+                .await
                 .map_err(|e| match e {
                     PluginError::Options(_) => ("destination_options", format!("{d:?} {e}")),
                     _ => ("destination", format!("{d:?} {e}")),
@@ -478,8 +504,8 @@ impl PluginHost {
         Ok(())
     }
 
-    /// Formats an event. Blocking (runs wasm): call from a blocking thread.
-    pub fn format(
+    /// Formats an event.
+    pub async fn format(
         &self,
         name: &str,
         options: &str,
@@ -494,15 +520,17 @@ impl PluginHost {
             time: event.time.clone(),
             data,
         };
-        let payload =
-            self.with_instance(&plugin, options, |store, exports, resource| match exports {
-                Exports::Formatter(f) => f
-                    .relay_plugin_format()
-                    .formatter()
-                    .call_format(store, resource, &wit_event)
-                    .map(|r| r.map_err(PluginError::Returned)),
-                Exports::Destination(_) => Ok(Err(PluginError::Output("not a formatter".into()))),
-            })?;
+        let (mut lease, resource) = self.lease(&plugin, options).await?;
+        let result = match &lease.warm.exports {
+            Exports::Formatter(f) => f
+                .relay_plugin_format()
+                .formatter()
+                .call_format(&mut lease.warm.store, resource, &wit_event)
+                .await
+                .map(|r| r.map_err(PluginError::Returned)),
+            Exports::Destination(_) => Ok(Err(PluginError::Output("not a formatter".into()))),
+        };
+        let payload = lease.end(result)?;
         check_payload(&payload.content_type, &payload.body)?;
         Ok(crate::format::Payload {
             content_type: payload.content_type,
@@ -511,7 +539,7 @@ impl PluginHost {
     }
 
     /// Asks a destination for the requests that deliver `payload`.
-    pub fn build(
+    pub async fn build(
         &self,
         name: &str,
         options: &str,
@@ -528,15 +556,17 @@ impl PluginHost {
             method: target.method.clone(),
             headers: target.headers.clone(),
         };
-        let requests =
-            self.with_instance(&plugin, options, |store, exports, resource| match exports {
-                Exports::Destination(d) => d
-                    .relay_plugin_deliver()
-                    .destination()
-                    .call_build(store, resource, &wit_payload, &wit_target)
-                    .map(|r| r.map_err(PluginError::Returned)),
-                Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
-            })?;
+        let (mut lease, resource) = self.lease(&plugin, options).await?;
+        let result = match &lease.warm.exports {
+            Exports::Destination(d) => d
+                .relay_plugin_deliver()
+                .destination()
+                .call_build(&mut lease.warm.store, resource, &wit_payload, &wit_target)
+                .await
+                .map(|r| r.map_err(PluginError::Returned)),
+            Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
+        };
+        let requests = lease.end(result)?;
         if requests.is_empty() {
             return Err(PluginError::Output("built no request".into()));
         }
@@ -573,7 +603,7 @@ impl PluginHost {
     }
 
     /// Asks a destination what a response means.
-    pub fn classify(
+    pub async fn classify(
         &self,
         name: &str,
         options: &str,
@@ -585,11 +615,13 @@ impl PluginHost {
             headers: response.headers.clone(),
             body: response.body.to_vec(),
         };
-        self.with_instance(&plugin, options, |store, exports, resource| match exports {
+        let (mut lease, resource) = self.lease(&plugin, options).await?;
+        let result = match &lease.warm.exports {
             Exports::Destination(d) => d
                 .relay_plugin_deliver()
                 .destination()
-                .call_classify(store, resource, &wit_response)
+                .call_classify(&mut lease.warm.store, resource, &wit_response)
+                .await
                 .map(|o| {
                     Ok(match o {
                         dt::Outcome::Success => Outcome::Success,
@@ -601,75 +633,64 @@ impl PluginHost {
                     })
                 }),
             Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
-        })
-    }
-
-    /// Runs `call` on a warm instance of `plugin` with the resource built
-    /// from `options`, enforcing the deadline and memory cap. The instance
-    /// goes back to the pool unless it trapped, is worn out, or isolation
-    /// is `fresh`.
-    fn with_instance<T>(
-        &self,
-        plugin: &Loaded,
-        options: &str,
-        call: impl FnOnce(
-            &mut Store<State>,
-            &Exports,
-            ResourceAny,
-        ) -> wasmtime::Result<Result<T, PluginError>>,
-    ) -> Result<T, PluginError> {
-        let limits = self.inner.limits;
-        let mut warm = match lock(&plugin.idle).pop() {
-            Some(w) => w,
-            None => self.instantiate(plugin)?,
         };
-        let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
-        warm.store.set_epoch_deadline(ticks);
-        warm.store.data_mut().limiter.denied = false;
-        let result = (|| {
-            let resource = match warm.resources.get(options) {
-                Some(r) => *r,
-                None => {
-                    let created = match &warm.exports {
-                        Exports::Formatter(f) => f
-                            .relay_plugin_format()
-                            .formatter()
-                            .call_create(&mut warm.store, options),
-                        Exports::Destination(d) => d
-                            .relay_plugin_deliver()
-                            .destination()
-                            .call_create(&mut warm.store, options),
-                    }
-                    .map_err(|e| classify_trap(e, &warm.store, limits))?
-                    .map_err(PluginError::Options)?;
-                    if warm.resources.len() >= MAX_RESOURCES_PER_INSTANCE {
-                        for (_, r) in warm.resources.drain() {
-                            let _ = r.resource_drop(&mut warm.store);
-                        }
-                    }
-                    warm.resources.insert(options.to_owned(), created);
-                    created
-                }
-            };
-            call(&mut warm.store, &warm.exports, resource)
-                .map_err(|e| classify_trap(e, &warm.store, limits))?
-        })();
-        warm.calls += 1;
-        crate::metrics::plugin_call(&plugin.name, result.is_ok());
-        let trapped = matches!(
-            result,
-            Err(PluginError::Timeout { .. } | PluginError::Memory { .. } | PluginError::Trap(_))
-        );
-        if !trapped && !limits.fresh && warm.calls < MAX_CALLS_PER_INSTANCE {
-            let mut idle = lock(&plugin.idle);
-            if idle.len() < MAX_IDLE {
-                idle.push(warm);
-            }
-        }
-        result
+        lease.end(result)
     }
 
-    fn instantiate(&self, plugin: &Loaded) -> Result<Warm, PluginError> {
+    /// Takes a warm instance of `plugin` (or makes one) and the resource
+    /// built from `options`, its deadline and memory cap armed. [`Lease::end`]
+    /// gives it back; a lease dropped mid-call (its future cancelled) takes
+    /// the instance with it.
+    async fn lease<'p>(
+        &self,
+        plugin: &'p Loaded,
+        options: &str,
+    ) -> Result<(Lease<'p>, ResourceAny), PluginError> {
+        let limits = self.inner.limits;
+        let idle = lock(&plugin.idle).pop();
+        let mut warm = match idle {
+            Some(w) => w,
+            None => self.instantiate(plugin).await?,
+        };
+        arm(&mut warm.store, limits);
+        let resource = match warm.resources.get(options) {
+            Some(r) => *r,
+            None => {
+                let created = match &warm.exports {
+                    Exports::Formatter(f) => {
+                        f.relay_plugin_format()
+                            .formatter()
+                            .call_create(&mut warm.store, options)
+                            .await
+                    }
+                    Exports::Destination(d) => {
+                        d.relay_plugin_deliver()
+                            .destination()
+                            .call_create(&mut warm.store, options)
+                            .await
+                    }
+                };
+                let created = match created {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(message)) => {
+                        return Lease::new(plugin, warm, limits)
+                            .end(Ok(Err(PluginError::Options(message))));
+                    }
+                    Err(e) => return Lease::new(plugin, warm, limits).end(Err(e)),
+                };
+                if warm.resources.len() >= MAX_RESOURCES_PER_INSTANCE {
+                    for (_, r) in warm.resources.drain() {
+                        let _ = r.resource_drop_async(&mut warm.store).await;
+                    }
+                }
+                warm.resources.insert(options.to_owned(), created);
+                created
+            }
+        };
+        Ok((Lease::new(plugin, warm, limits), resource))
+    }
+
+    async fn instantiate(&self, plugin: &Loaded) -> Result<Warm, PluginError> {
         let limits = self.inner.limits;
         let state = State {
             wasi: WasiCtx::builder().build(),
@@ -678,14 +699,29 @@ impl PluginHost {
                 memory_bytes: limits.memory_mb as usize * 1024 * 1024,
                 denied: false,
             },
+            deadline: Instant::now(),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
-        let ticks = limits.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
+        // At every tick: past the deadline, stop the guest (a trap that
+        // `classify_trap` reports as a timeout); else let other tasks run.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        arm(&mut store, limits);
         let exports = match &plugin.code {
-            Code::Formatter(pre) => pre.instantiate(&mut store).map(Exports::Formatter),
-            Code::Destination(pre) => pre.instantiate(&mut store).map(Exports::Destination),
+            Code::Formatter(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Formatter),
+            Code::Destination(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Destination),
         }
         .map_err(|e| classify_trap(e, &store, limits))?;
         Ok(Warm {
@@ -695,6 +731,62 @@ impl PluginHost {
             calls: 0,
         })
     }
+}
+
+/// Starts a call's clock: the deadline is `timeout_ms` from now, checked at
+/// the next tick; the memory-denied flag is cleared.
+fn arm(store: &mut Store<State>, limits: Limits) {
+    let data = store.data_mut();
+    data.deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+    data.limiter.denied = false;
+    store.set_epoch_deadline(1);
+}
+
+/// A warm instance out of its pool for one call.
+struct Lease<'p> {
+    plugin: &'p Loaded,
+    warm: Warm,
+    limits: Limits,
+}
+
+impl<'p> Lease<'p> {
+    fn new(plugin: &'p Loaded, warm: Warm, limits: Limits) -> Lease<'p> {
+        Lease {
+            plugin,
+            warm,
+            limits,
+        }
+    }
+
+    /// Turns the call's result into ours and gives the instance back to the
+    /// pool, unless it trapped, is worn out, or isolation is `fresh`.
+    fn end<T>(
+        mut self,
+        result: wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        let result = result
+            .map_err(|e| classify_trap(e, &self.warm.store, self.limits))
+            .and_then(|r| r);
+        self.warm.calls += 1;
+        crate::metrics::plugin_call(&self.plugin.name, result.is_ok());
+        let trapped = matches!(
+            result,
+            Err(PluginError::Timeout { .. } | PluginError::Memory { .. } | PluginError::Trap(_))
+        );
+        if !trapped && !self.limits.fresh && self.warm.calls < MAX_CALLS_PER_INSTANCE {
+            let mut idle = lock(&self.plugin.idle);
+            if idle.len() < MAX_IDLE {
+                idle.push(self.warm);
+            }
+        }
+        result
+    }
+}
+
+/// Runs a plugin call to its end on a thread that may block (startup and
+/// config checks, the `render` command); never on an async worker.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    wasmtime_wasi::runtime::in_tokio(f)
 }
 
 /// A webhook's destination, as a destination plugin sees it.

@@ -22,7 +22,7 @@
 use relay_sdk::card::{CardOptions, is_web_url};
 use relay_sdk::text::{ELLIPSIS, one_line};
 use relay_sdk::{Event, Formatter, Payload};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 /// Slack's limit on header text.
 pub const HEADER_MAX: usize = 150;
@@ -61,9 +61,74 @@ impl Formatter for Slack {
 
 relay_sdk::export_formatter!(Slack);
 
+/// A Block Kit message, serialized straight from these types (building a
+/// `serde_json::Value` tree first cost more than the rest of the call).
+#[derive(Debug, Serialize)]
+pub struct Message<'a> {
+    text: String,
+    blocks: Vec<Block<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Block<'a> {
+    Header {
+        text: Text,
+    },
+    Section {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<Text>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        fields: Vec<Text>,
+    },
+    Actions {
+        elements: [Button<'a>; 1],
+    },
+    Context {
+        elements: [Text; 1],
+    },
+}
+
+/// A text object: `plain_text` (with `emoji`) or `mrkdwn`.
+#[derive(Debug, Serialize)]
+struct Text {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    emoji: Option<bool>,
+}
+
+impl Text {
+    fn plain(text: String) -> Text {
+        Text {
+            kind: "plain_text",
+            text,
+            emoji: Some(true),
+        }
+    }
+
+    fn mrkdwn(text: String) -> Text {
+        Text {
+            kind: "mrkdwn",
+            text,
+            emoji: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Button<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: Text,
+    url: &'a str,
+    action_id: &'static str,
+}
+
 impl Slack {
     /// Builds the whole message (`text` + `blocks`).
-    pub fn message(&self, event: &Event) -> Value {
+    pub fn message<'a>(&self, event: &'a Event) -> Message<'a> {
         let title_path = self.options.title_path();
         let title = event
             .text(title_path)
@@ -82,57 +147,57 @@ impl Slack {
             .and_then(|p| event.str(p))
             .filter(|l| is_web_url(l) && l.chars().count() <= URL_MAX);
 
-        let mut blocks = vec![json!({
-            "type": "header",
-            "text": {"type": "plain_text", "text": relay_sdk::text::truncate(&title, HEADER_MAX), "emoji": true},
-        })];
+        let mut blocks = vec![Block::Header {
+            text: Text::plain(relay_sdk::text::truncate(&title, HEADER_MAX)),
+        }];
 
         if let Some(text) = text_path
             .and_then(|p| event.text(p))
             .filter(|t| !t.trim().is_empty())
         {
-            blocks.push(json!({
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": mrkdwn(&text, SECTION_TEXT_MAX)},
-            }));
+            blocks.push(Block::Section {
+                text: Some(Text::mrkdwn(mrkdwn(&text, SECTION_TEXT_MAX))),
+                fields: vec![],
+            });
         }
 
         let used = [Some(title_path), text_path, link_path];
-        let fields: Vec<Value> = self
+        let fields: Vec<Text> = self
             .options
             .fields(event, &used)
             .into_iter()
             .take(FIELDS_MAX)
-            .map(|(label, value)| json!({"type": "mrkdwn", "text": field_text(&label, &value)}))
+            .map(|(label, value)| Text::mrkdwn(field_text(&label, &value)))
             .collect();
         if !fields.is_empty() {
-            blocks.push(json!({"type": "section", "fields": fields}));
+            blocks.push(Block::Section { text: None, fields });
         }
 
         if let Some(url) = link {
             let label = self.options.button_text.as_deref().unwrap_or("View event");
-            blocks.push(json!({
-                "type": "actions",
-                "elements": [{
-                    "type": "button",
-                    "text": {"type": "plain_text", "text": relay_sdk::text::truncate(&one_line(label), BUTTON_TEXT_MAX), "emoji": true},
-                    "url": url,
-                    "action_id": "relay-open-link",
+            blocks.push(Block::Actions {
+                elements: [Button {
+                    kind: "button",
+                    text: Text::plain(relay_sdk::text::truncate(&one_line(label), BUTTON_TEXT_MAX)),
+                    url,
+                    action_id: "relay-open-link",
                 }],
-            }));
+            });
         }
 
         let context = format!("{} · {} · {}", event.event_type, event.time, event.id);
-        blocks.push(json!({
-            "type": "context",
-            "elements": [{"type": "mrkdwn", "text": mrkdwn(&context, CONTEXT_TEXT_MAX)}],
-        }));
+        blocks.push(Block::Context {
+            elements: [Text::mrkdwn(mrkdwn(&context, CONTEXT_TEXT_MAX))],
+        });
 
         let fallback = match event.text("severity") {
             Some(sev) if !sev.is_empty() => format!("[{}] {title}", one_line(&sev)),
             _ => title,
         };
-        json!({"text": mrkdwn(&fallback, FALLBACK_MAX), "blocks": blocks})
+        Message {
+            text: mrkdwn(&fallback, FALLBACK_MAX),
+            blocks,
+        }
     }
 }
 
@@ -188,6 +253,7 @@ mod tests {
     use super::*;
     use relay_sdk::testing;
     use relay_sdk::text::char_len;
+    use serde_json::{Value, json};
 
     fn render(options: &str, data: Value) -> Value {
         let payload = testing::format::<Slack>(options, &testing::event(data)).unwrap();
