@@ -79,7 +79,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at  INTEGER NOT NULL
 ) WITHOUT ROWID;                        -- small rows found by id: one B-tree, not two
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (webhook_id, due_at) WHERE due_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event_id);
+-- No index on event_id: only `prune` asks which events still have
+-- deliveries, once per run; every ingest would pay for the index.
+DROP INDEX IF EXISTS deliveries_event;
 CREATE TABLE IF NOT EXISTS attempts (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     id            TEXT NOT NULL,          -- a UUIDv7; never looked up alone
@@ -596,9 +598,10 @@ pub fn prune(conn: &Connection, cutoff_ms: i64) -> Result<usize, StoreError> {
         "DELETE FROM deliveries WHERE due_at IS NULL AND updated_at < ?1",
         [cutoff_ms],
     )?;
+    // `NOT IN` collects the deliveries' event ids once (no index on them).
     let events = conn.execute(
         "DELETE FROM events WHERE received_at < ?1
-         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+         AND id NOT IN (SELECT event_id FROM deliveries)",
         [cutoff_ms],
     )?;
     Ok(attempts + deliveries + events)
