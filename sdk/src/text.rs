@@ -45,6 +45,9 @@ pub fn truncate_bytes(text: &str, max_bytes: usize) -> String {
 
 /// Collapses line breaks and tabs into spaces and trims (for one-line titles).
 pub fn one_line(text: &str) -> String {
+    if !text.contains(['\n', '\r', '\t']) {
+        return text.trim().to_string();
+    }
     text.split(['\n', '\r', '\t'])
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
@@ -81,5 +84,13 @@ mod tests {
         let s = truncate_bytes(&"é".repeat(10), 8);
         assert!(s.len() <= 8, "{s}");
         assert_eq!(s, "éé…");
+    }
+
+    #[test]
+    fn one_line_joins_lines_and_trims_with_or_without_breaks() {
+        assert_eq!(one_line("  plain title "), "plain title");
+        assert_eq!(one_line(""), "");
+        assert_eq!(one_line("a\n\nb\r\n\tc"), "a b c");
+        assert_eq!(one_line("\n\t"), "");
     }
 }

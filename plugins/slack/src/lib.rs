@@ -221,6 +221,11 @@ fn escaped_width(c: char) -> usize {
 /// Escapes `&`, `<`, `>` for mrkdwn and cuts the result to `max_chars`
 /// characters (with an ellipsis), never splitting an entity.
 pub fn mrkdwn(raw: &str, max_chars: usize) -> String {
+    // Most text has nothing to escape and fits: its byte length bounds its
+    // character count, so one scan of the bytes decides.
+    if raw.len() <= max_chars && !raw.bytes().any(|b| matches!(b, b'&' | b'<' | b'>')) {
+        return raw.to_owned();
+    }
     let total: usize = raw.chars().map(escaped_width).sum();
     let limit = if total <= max_chars {
         usize::MAX
@@ -393,6 +398,11 @@ mod tests {
         assert_eq!(mrkdwn("&&&", 11), "&amp;&amp;…");
         assert_eq!(mrkdwn("&&", 10), "&amp;&amp;");
         assert_eq!(mrkdwn("abc", 0), "");
+        // Nothing to escape and within the limit: unchanged.
+        assert_eq!(mrkdwn("plain text", 10), "plain text");
+        assert_eq!(mrkdwn("plain text", 9), "plain te…");
+        // Multi-byte text is counted in characters, not bytes.
+        assert_eq!(mrkdwn("ééé", 3), "ééé");
         for max in 0..30 {
             assert!(char_len(&mrkdwn("x<&>y".repeat(5).as_str(), max)) <= max);
         }
