@@ -27,7 +27,7 @@
 use relay_sdk::card::{CardOptions, is_web_url};
 use relay_sdk::text::{one_line, truncate};
 use relay_sdk::{Event, Formatter, Payload};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 /// The serialised message is always strictly smaller than this many bytes.
 pub const MAX_BYTES: usize = 28_000;
@@ -175,61 +175,136 @@ impl Teams {
     }
 }
 
+/// The Workflows message, serialized straight from these types (a
+/// `serde_json::Value` tree cost more than the rest of the call).
+#[derive(Debug, Serialize)]
+struct Message<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    attachments: [Attachment<'a>; 1],
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attachment<'a> {
+    content_type: &'static str,
+    /// Always `null`.
+    content_url: Option<&'a str>,
+    content: Card<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct Card<'a> {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: &'static str,
+    body: Vec<Element>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    actions: Vec<OpenUrl<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type")]
+enum Element {
+    TextBlock(TextBlock),
+    FactSet { facts: Vec<Fact> },
+}
+
+#[derive(Debug, Serialize)]
+struct TextBlock {
+    text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<&'static str>,
+    #[serde(rename = "isSubtle", skip_serializing_if = "Option::is_none")]
+    is_subtle: Option<bool>,
+    wrap: bool,
+}
+
+impl TextBlock {
+    fn wrapped(text: String) -> TextBlock {
+        TextBlock {
+            text,
+            weight: None,
+            size: None,
+            is_subtle: None,
+            wrap: true,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Fact {
+    title: String,
+    value: String,
+}
+
+#[derive(Debug, Serialize)]
+struct OpenUrl<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: String,
+    url: &'a str,
+}
+
 impl Parts {
     /// The full message, cut to `budget`.
-    fn message(&self, budget: &Budget) -> Value {
-        let mut body = vec![json!({
-            "type": "TextBlock",
-            "text": truncate(&self.title, budget.title),
-            "weight": "Bolder",
-            "size": "Medium",
-            "wrap": true,
+    fn message(&self, budget: &Budget) -> Message<'_> {
+        let mut body = vec![Element::TextBlock(TextBlock {
+            weight: Some("Bolder"),
+            size: Some("Medium"),
+            ..TextBlock::wrapped(truncate(&self.title, budget.title))
         })];
         if let Some(text) = self.text.as_deref().filter(|_| budget.text > 0) {
-            body.push(
-                json!({"type": "TextBlock", "text": truncate(text, budget.text), "wrap": true}),
-            );
+            body.push(Element::TextBlock(TextBlock::wrapped(truncate(
+                text,
+                budget.text,
+            ))));
         }
-        let facts: Vec<Value> = self
+        let facts: Vec<Fact> = self
             .facts
             .iter()
             .take(budget.facts)
-            .map(|(k, v)| {
-                json!({"title": truncate(k, budget.fact_title), "value": truncate(v, budget.fact_value)})
+            .map(|(k, v)| Fact {
+                title: truncate(k, budget.fact_title),
+                value: truncate(v, budget.fact_value),
             })
             .collect();
         if !facts.is_empty() {
-            body.push(json!({"type": "FactSet", "facts": facts}));
+            body.push(Element::FactSet { facts });
         }
-        body.push(json!({
-            "type": "TextBlock",
-            "text": self.context,
-            "isSubtle": true,
-            "size": "Small",
-            "wrap": true,
+        body.push(Element::TextBlock(TextBlock {
+            size: Some("Small"),
+            is_subtle: Some(true),
+            ..TextBlock::wrapped(self.context.clone())
         }));
-
-        let mut content = json!({
-            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-            "type": "AdaptiveCard",
-            "version": "1.4",
-            "body": body,
-        });
-        if let Some(url) = &self.link {
-            content["actions"] = json!([{
-                "type": "Action.OpenUrl",
-                "title": truncate(&self.button, 100),
-                "url": url,
-            }]);
-        }
-        json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": null,
-                "content": content,
+        let actions = self
+            .link
+            .as_deref()
+            .map(|url| OpenUrl {
+                kind: "Action.OpenUrl",
+                title: truncate(&self.button, 100),
+                url,
+            })
+            .into_iter()
+            .collect();
+        Message {
+            kind: "message",
+            attachments: [Attachment {
+                content_type: "application/vnd.microsoft.card.adaptive",
+                content_url: None,
+                content: Card {
+                    schema: "http://adaptivecards.io/schemas/adaptive-card.json",
+                    kind: "AdaptiveCard",
+                    version: "1.4",
+                    body,
+                    actions,
+                },
             }],
-        })
+        }
     }
 }
 
@@ -237,7 +312,7 @@ impl Parts {
 mod tests {
     use super::*;
     use relay_sdk::testing;
-    use serde_json::Map;
+    use serde_json::{Map, Value, json};
 
     fn render(options: &str, data: Value) -> (usize, Value) {
         let payload = testing::format::<Teams>(options, &testing::event(data)).unwrap();
