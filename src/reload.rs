@@ -49,7 +49,10 @@ pub type Fingerprint = [u8; 32];
 /// plugin host uses it to refuse unknown formats or bad plugin options).
 /// The error names the field, e.g. `webhooks[2].format: ...`.
 pub type Check = Box<CheckFn>;
-pub type CheckFn = dyn Fn(&Config) -> Result<(), String> + Send + Sync;
+pub type CheckFn = dyn Fn(Config) -> CheckFuture + Send + Sync;
+/// What a [`Check`] returns: it may call plugins, which are async.
+pub type CheckFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 /// Reads and checks the file, and fingerprints what was read.
 pub fn load(path: &Path) -> Result<(Config, Fingerprint), ConfigError> {
@@ -320,12 +323,7 @@ impl Reloader {
     async fn apply(&self, mut new: Config) -> Result<Summary, Refused> {
         let s = &self.state;
         if let Some(check) = &self.check {
-            // Blocks until the plugins have checked their options.
-            let (check, cfg) = (check.clone(), new.clone());
-            tokio::task::spawn_blocking(move || check(&cfg))
-                .await
-                .map_err(|e| Refused::Invalid(format!("the plugin check failed: {e}")))?
-                .map_err(Refused::Invalid)?;
+            check(new.clone()).await.map_err(Refused::Invalid)?;
         }
         let _guard = s.rebuild.lock().await;
         let old = s.config.load_full();

@@ -175,8 +175,10 @@ fn watch_config(
     deliverer: Deliverer,
     plugins: PluginHost,
 ) -> crate::reload::Watching {
-    let check: crate::reload::Check =
-        Box::new(move |c| crate::plugin::block_on(check_webhook_plugins(c, &plugins)));
+    let check: crate::reload::Check = Box::new(move |c| {
+        let plugins = plugins.clone();
+        Box::pin(async move { check_webhook_plugins(&c, &plugins).await })
+    });
     crate::reload::start(path, fingerprint, state.clone(), deliverer, Some(check))
 }
 

@@ -13,8 +13,8 @@
 //! Calls are async (wasmtime runs the guest on a fiber): they run on the
 //! caller's tokio worker without a thread hop, and a long call yields back
 //! to the executor at every epoch tick, so a plugin that loops never holds a
-//! worker thread for more than [`TICK`]. Code that may block (startup,
-//! config checks, the `render` command) uses [`block_on`].
+//! worker thread for more than [`TICK`]. The synchronous `render` command
+//! uses [`block_on`].
 //! A trap of any kind drops the instance; the error fails only the delivery
 //! that made the call. Plugins never do I/O: the core sends what they build.
 
@@ -783,8 +783,8 @@ impl<'p> Lease<'p> {
     }
 }
 
-/// Runs a plugin call to its end on a thread that may block (startup and
-/// config checks, the `render` command); never on an async worker.
+/// Runs a plugin call to its end on a thread that may block (the `render`
+/// command); never on an async worker.
 pub fn block_on<F: Future>(f: F) -> F::Output {
     wasmtime_wasi::runtime::in_tokio(f)
 }
