@@ -26,12 +26,13 @@
 //! port is closed, then opens it and times the drain.
 //!
 //! Prints a table with each scenario's ratio to the ceiling and writes
-//! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 8),
+//! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 5),
 //! `E2E_CONNS` (32), `E2E_CONCURRENCY` (sets `delivery.concurrency_per_webhook`;
 //! unset = the relay's default), `E2E_BACKLOG` (100000), `E2E_ONLY`
 //! (comma-separated scenario names; the ceiling always runs), `E2E_RATE`
 //! (a fixed open-loop rate for every scenario instead of half the ceiling's),
-//! `E2E_PERF=prefix` (records `perf record` of the relay during each relay
+//! `E2E_RELAY` (another relay binary to run, e.g. a `--release` build to
+//! compare with this profile's), `E2E_PERF=prefix` (records `perf record` of the relay during each relay
 //! scenario's throughput phase into `prefix.<scenario>.data`; `E2E_PERF_CG`
 //! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`).
 
@@ -92,7 +93,7 @@ impl Settings {
     fn from_env() -> Settings {
         let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
         Settings {
-            secs: num("E2E_SECS").unwrap_or(8.0).clamp(1.0, 60.0),
+            secs: num("E2E_SECS").unwrap_or(5.0).clamp(1.0, 60.0),
             conns: num("E2E_CONNS")
                 .map(|v| v as usize)
                 .unwrap_or(32)
@@ -458,6 +459,14 @@ async fn start_relay(webhooks: &str, delivery: &str) -> Relay {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
+    // The relay caches compiled plugin code beside its database. Every
+    // relay of the run (and later runs) shares one cache, as one relay's
+    // restarts would: only the first start compiles the built-in plugins.
+    let cache = bench_dir().join("plugin-cache");
+    std::fs::create_dir_all(&cache).expect("plugin cache dir");
+    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    std::os::unix::fs::symlink(&cache, dir.path().join("data").join("plugin-cache"))
+        .expect("link the plugin cache");
     let yaml = format!(
         "listen: 127.0.0.1:{port}
 storage:
@@ -482,7 +491,11 @@ network:
     let config = dir.path().join("relay.yaml");
     std::fs::write(&config, yaml).expect("write relay.yaml");
     let log = dir.path().join("relay.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_relay"))
+    let binary = std::env::var_os("E2E_RELAY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_relay")));
+    let child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config)
         .env("RELAY_LOG", "warn")
@@ -1274,6 +1287,16 @@ async fn run() {
     serve_receiver(listener, rx.clone());
     let hook = format!("http://{recv_addr}/hook");
 
+    // Fills the shared plugin cache (a cold cache costs one relay start
+    // ~5 s of compiling), so no scenario's start or peak RSS includes it.
+    let warm = Instant::now();
+    drop(start_relay(&json_webhook(0, &hook, None), "").await);
+    println!(
+        "plugin cache: {} warm after {:.1} s",
+        bench_dir().join("plugin-cache").display(),
+        warm.elapsed().as_secs_f64()
+    );
+
     // 1. The ceiling.
     let mut fwd = start_forwarder(&hook).await;
     println!("ceiling: forwarder pid {} on {}", fwd.pid(), fwd.addr);
@@ -1487,10 +1510,7 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
             })
         })
         .collect();
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("bench");
+    let dir = bench_dir();
     let path = dir.join("e2e.json");
     match std::fs::create_dir_all(&dir).and_then(|()| {
         std::fs::write(
@@ -1501,6 +1521,14 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
         Ok(()) => println!("wrote {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
     }
+}
+
+/// `target/bench`: the table's JSON and the relays' shared plugin cache.
+fn bench_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("bench")
 }
 
 fn verdict(ok: bool) -> &'static str {
