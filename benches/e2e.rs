@@ -66,7 +66,7 @@ const PHASE_CAP: usize = 1_000_000;
 /// Events per request in the backlog ingest (the body stays under 1 MiB).
 const BACKLOG_BATCH: usize = 500;
 /// An open loop stops once a delivery is this far behind its schedule.
-const OVERLOAD: Duration = Duration::from_secs(2);
+const OVERLOAD: Duration = Duration::from_secs(1);
 
 static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
