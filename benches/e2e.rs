@@ -16,10 +16,14 @@
 //! - a **load generator**: `E2E_CONNS` (default 32) keep-alive HTTP/1
 //!   connections, one ~1 KiB event per request.
 //!
-//! Per scenario: a short warm-up, then **throughput** (closed loop for
-//! `E2E_SECS` seconds, events/s = events delivered at the receiver / time
-//! from the first send to the last delivery, waiting for the tail, bounded),
-//! then **latency** (open loop at half of the ceiling's events/s on a fixed
+//! The forwarder and the relays of the scenarios run side by side, each
+//! warmed up, and **throughput** is measured in `E2E_ROUNDS` rounds (3) that
+//! visit every scenario in turn: a closed loop for `E2E_SECS` / rounds
+//! seconds, events/s = events delivered at the receiver / time from the
+//! first send to the last delivery, waiting for the tail, bounded; added up
+//! over the rounds. A machine that gets faster or slower during the run then
+//! moves every scenario alike, and the ratios hold. Then, per scenario,
+//! **latency** (open loop at half of the ceiling's events/s on a fixed
 //! schedule, latency = arrival at the receiver − *scheduled* send time, so a
 //! stall is never hidden; p50/p99/p99.9). Peak RSS is the process's VmHWM.
 //! `backlog_100k` posts 100,000 events (in batches) while the receiver's
@@ -27,6 +31,7 @@
 //!
 //! Prints a table with each scenario's ratio to the ceiling and writes
 //! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 5),
+//! `E2E_ROUNDS` (3),
 //! `E2E_CONNS` (32), `E2E_CONCURRENCY` (sets `delivery.concurrency_per_webhook`;
 //! unset = the relay's default), `E2E_BACKLOG` (100000), `E2E_ONLY`
 //! (comma-separated scenario names; the ceiling always runs), `E2E_RATE`
@@ -80,6 +85,8 @@ fn now_ns() -> u64 {
 
 struct Settings {
     secs: f64,
+    /// Throughput rounds per scenario (`secs` split between them).
+    rounds: usize,
     conns: usize,
     concurrency: Option<usize>,
     backlog: usize,
@@ -94,6 +101,10 @@ impl Settings {
         let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
         Settings {
             secs: num("E2E_SECS").unwrap_or(5.0).clamp(1.0, 60.0),
+            rounds: num("E2E_ROUNDS")
+                .map(|v| v as usize)
+                .unwrap_or(3)
+                .clamp(1, 20),
             conns: num("E2E_CONNS")
                 .map(|v| v as usize)
                 .unwrap_or(32)
@@ -797,6 +808,40 @@ struct Throughput {
     events_per_s: f64,
     ingest_per_s: f64,
     drained: bool,
+    /// Totals behind the rates, so that rounds can be added up.
+    secs: f64,
+    sent_s: f64,
+    cpu_s: Option<f64>,
+    bench_cpu_s: Option<f64>,
+}
+
+impl Throughput {
+    /// One measurement out of several rounds: events and seconds added up.
+    fn merge(rounds: &[Throughput]) -> Throughput {
+        let sum = |f: fn(&Throughput) -> f64| rounds.iter().map(f).sum::<f64>();
+        let sum_opt = |f: fn(&Throughput) -> Option<f64>| rounds.iter().map(f).sum::<Option<f64>>();
+        let delivered: u64 = rounds.iter().map(|t| t.delivered).sum();
+        let accepted: u64 = rounds.iter().map(|t| t.accepted).sum();
+        let (secs, sent_s) = (sum(|t| t.secs), sum(|t| t.sent_s));
+        let (cpu_s, bench_cpu_s) = (sum_opt(|t| t.cpu_s), sum_opt(|t| t.bench_cpu_s));
+        let per_event = |c: Option<f64>| {
+            c.filter(|_| delivered > 0)
+                .map(|c| c * 1e6 / delivered as f64)
+        };
+        Throughput {
+            cpu_us_per_event: per_event(cpu_s),
+            bench_cpu_us_per_event: per_event(bench_cpu_s),
+            accepted,
+            delivered,
+            events_per_s: delivered as f64 / secs.max(1e-9),
+            ingest_per_s: accepted as f64 / sent_s.max(1e-9),
+            drained: rounds.iter().all(|t| t.drained),
+            secs,
+            sent_s,
+            cpu_s,
+            bench_cpu_s,
+        }
+    }
 }
 
 #[derive(Default, Clone)]
@@ -850,24 +895,21 @@ async fn throughput(u: Under<'_>, secs: f64, drain_limit: Duration) -> Throughpu
     let start = now_ns();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     load(target, &phase, Mode::Closed { until }, conns).await;
-    let sent_for = (now_ns() - start) as f64 / 1e9;
+    let sent_s = (now_ns() - start) as f64 / 1e9;
     let drained = phase.drain(drain_limit).await;
-    let delivered = phase.completed.load(Relaxed);
     let last = phase.last_done.load(Relaxed).max(start + 1);
     let cpu1 = (cpu_secs(pid), cpu_secs(std::process::id()));
-    let per_event = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if delivered > 0 => Some((b - a) * 1e6 / delivered as f64),
-        _ => None,
-    };
-    Throughput {
-        cpu_us_per_event: per_event(cpu0.0, cpu1.0),
-        bench_cpu_us_per_event: per_event(cpu0.1, cpu1.1),
+    let used = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    Throughput::merge(&[Throughput {
         accepted: phase.accepted.load(Relaxed),
-        delivered,
-        events_per_s: delivered as f64 / ((last - start) as f64 / 1e9),
-        ingest_per_s: phase.accepted.load(Relaxed) as f64 / sent_for,
+        delivered: phase.completed.load(Relaxed),
         drained,
-    }
+        secs: (last - start) as f64 / 1e9,
+        sent_s,
+        cpu_s: used(cpu0.0, cpu1.0),
+        bench_cpu_s: used(cpu0.1, cpu1.1),
+        ..Throughput::default()
+    }])
 }
 
 async fn latency(u: Under<'_>, rate: f64, secs: f64, drain_limit: Duration) -> Latency {
@@ -1037,69 +1079,170 @@ async fn attempt_counters(addr: SocketAddr) -> String {
     }
 }
 
-async fn relay_scenario(
+/// A process under test, up for the whole comparison: the forwarder or a
+/// relay. Their throughput phases are interleaved in rounds (ceiling, then
+/// each relay, then again), so a machine that gets slower or faster during
+/// the run moves every scenario alike and the ratios hold.
+struct Subject {
+    name: &'static str,
+    /// The forwarder (ceiling) or the relay; dropping it stops the process.
+    process: Held,
+    target: Target,
+    fanout: u32,
+    rss: (Arc<AtomicU64>, Arc<AtomicBool>),
+    perf: Option<Child>,
+    rounds: Vec<Throughput>,
+}
+
+enum Held {
+    Forwarder(Proc),
+    Relay(Relay),
+}
+
+impl Subject {
+    fn proc_(&mut self) -> &mut Proc {
+        match &mut self.process {
+            Held::Forwarder(p) => p,
+            Held::Relay(r) => &mut r.proc_,
+        }
+    }
+
+    fn under<'a>(&'a self, s: &Settings, rx: &'a Receiver) -> Under<'a> {
+        let pid = match &self.process {
+            Held::Forwarder(p) => p.pid(),
+            Held::Relay(r) => r.proc_.pid(),
+        };
+        Under {
+            target: &self.target,
+            pid,
+            rx,
+            conns: s.conns,
+            fanout: self.fanout,
+        }
+    }
+}
+
+async fn start_ceiling(hook: &str, s: &Settings, rx: &Receiver) -> Subject {
+    let fwd = start_forwarder(hook).await;
+    println!("ceiling: forwarder pid {} on {}", fwd.pid(), fwd.addr);
+    let target = Target {
+        addr: fwd.addr,
+        path: "/api/v1/events",
+        token: None,
+    };
+    subject("ceiling", Held::Forwarder(fwd), target, 1, s, rx).await
+}
+
+async fn start_relay_subject(
     name: &'static str,
     webhooks: String,
     fanout: u32,
     s: &Settings,
-    rx: &Arc<Receiver>,
-    rate: f64,
-) -> Row {
+    rx: &Receiver,
+) -> Subject {
     let delivery = match s.concurrency {
         Some(c) => format!("delivery:\n  concurrency_per_webhook: {c}\n"),
         None => String::new(),
     };
     let relay = start_relay(&webhooks, &delivery).await;
-    let pid = relay.proc_.pid();
-    println!("{name}: relay pid {pid} on {}", relay.proc_.addr);
+    println!(
+        "{name}: relay pid {} on {}",
+        relay.proc_.pid(),
+        relay.proc_.addr
+    );
     let target = Target {
         addr: relay.proc_.addr,
         path: "/api/v1/events",
         token: Some(INGEST_TOKEN),
     };
-    let (rss, stop) = watch_rss(pid);
-    let u = Under {
-        target: &target,
-        pid,
-        rx,
-        conns: s.conns,
+    subject(name, Held::Relay(relay), target, fanout, s, rx).await
+}
+
+/// Watches the process's RSS, warms it up, and starts `perf` on a relay
+/// when asked (it samples only that process, so the other scenarios'
+/// rounds add nothing to its profile).
+async fn subject(
+    name: &'static str,
+    process: Held,
+    target: Target,
+    fanout: u32,
+    s: &Settings,
+    rx: &Receiver,
+) -> Subject {
+    let mut sub = Subject {
+        name,
+        process,
+        target,
         fanout,
+        rss: (Arc::default(), Arc::default()),
+        perf: None,
+        rounds: Vec::new(),
     };
+    let pid = sub.under(s, rx).pid;
+    sub.rss = watch_rss(pid);
+    let u = sub.under(s, rx);
     warm_up(u).await;
-    let perf = s.perf.as_ref().map(|prefix| {
-        Command::new("perf")
+    if let (Some(prefix), Held::Relay(_)) = (&s.perf, &sub.process) {
+        sub.perf = Command::new("perf")
             .args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph"])
             .arg(std::env::var("E2E_PERF_CG").unwrap_or_else(|_| "fp".into()))
-            .args(["-p", &pid.to_string(), "-o"])
+            .args(["-p", &u.pid.to_string(), "-o"])
             .arg(format!("{prefix}.{name}.data"))
-            .args(["--", "sleep", &format!("{}", s.secs)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-    });
-    let t = throughput(u, s.secs, Duration::from_secs(60)).await;
-    if let Some(Ok(mut p)) = perf {
+            .ok();
+    }
+    sub
+}
+
+/// After the rounds: the throughput line, the latency phases (at `rate`
+/// and, for a relay, at half its own events/s), the attempt counters, the
+/// peak RSS; then the process is stopped.
+async fn finish(mut sub: Subject, s: &Settings, rx: &Receiver, rate: f64) -> Row {
+    if let Some(mut p) = sub.perf.take() {
+        // SIGINT makes perf write its file and exit.
+        let _ = Command::new("kill")
+            .args(["-INT", &p.id().to_string()])
+            .status();
         let _ = p.wait();
     }
+    let name = sub.name;
+    let t = Throughput::merge(&sub.rounds);
+    let u = sub.under(s, rx);
     let l = latency(u, rate, s.secs, Duration::from_secs(60)).await;
     print_phase(name, Some(&t), Some(&l));
-    let own_rate = (t.events_per_s / 2.0).max(10.0);
-    let own = latency(u, own_rate, s.secs, Duration::from_secs(60)).await;
-    print_phase(&format!("{name} (half its own events/s)"), None, Some(&own));
-    let counters = attempt_counters(relay.proc_.addr).await;
-    println!("  {name}: attempts {counters}");
-    stop.store(true, Relaxed);
-    let hwm = proc_status_kib(pid, "VmHWM:")
+    let own = match &sub.process {
+        Held::Forwarder(_) => None,
+        Held::Relay(r) => {
+            let own_rate = (t.events_per_s / 2.0).max(10.0);
+            let own = latency(u, own_rate, s.secs, Duration::from_secs(60)).await;
+            print_phase(&format!("{name} (half its own events/s)"), None, Some(&own));
+            println!(
+                "  {name}: attempts {}",
+                attempt_counters(r.proc_.addr).await
+            );
+            Some(own)
+        }
+    };
+    sub.rss.1.store(true, Relaxed);
+    let hwm = proc_status_kib(u.pid, "VmHWM:")
         .unwrap_or(0)
-        .max(rss.load(Relaxed));
+        .max(sub.rss.0.load(Relaxed));
+    if sub.proc_().exited() {
+        eprintln!("warning: {name}'s process exited early");
+    }
     Row {
         scenario: name,
         tput: Some(t),
         lat: Some(l),
-        own: Some(own),
+        own,
         peak_rss_kib: Some(hwm),
         drain_s: None,
-        note: String::new(),
+        note: match sub.process {
+            Held::Forwarder(_) => "forwarder process".into(),
+            Held::Relay(_) => String::new(),
+        },
     }
 }
 
@@ -1297,68 +1440,46 @@ async fn run() {
         warm.elapsed().as_secs_f64()
     );
 
-    // 1. The ceiling.
-    let mut fwd = start_forwarder(&hook).await;
-    println!("ceiling: forwarder pid {} on {}", fwd.pid(), fwd.addr);
-    let target = Target {
-        addr: fwd.addr,
-        path: "/api/v1/events",
-        token: None,
-    };
-    let (frss, fstop) = watch_rss(fwd.pid());
-    let u = Under {
-        target: &target,
-        pid: fwd.pid(),
-        rx: &rx,
-        conns: s.conns,
-        fanout: 1,
-    };
-    warm_up(u).await;
-    let t = throughput(u, s.secs, Duration::from_secs(30)).await;
-    let rate = s.rate.unwrap_or(t.events_per_s / 2.0).max(10.0);
-    let l = latency(u, rate, s.secs, Duration::from_secs(30)).await;
-    print_phase("ceiling", Some(&t), Some(&l));
-    fstop.store(true, Relaxed);
-    let fhwm = proc_status_kib(fwd.pid(), "VmHWM:")
-        .unwrap_or(0)
-        .max(frss.load(Relaxed));
-    if fwd.exited() {
-        eprintln!("warning: the forwarder exited early");
-    }
-    drop(fwd);
-    let mut rows = vec![Row {
-        scenario: "ceiling",
-        tput: Some(t),
-        lat: Some(l),
-        own: None,
-        peak_rss_kib: Some(fhwm),
-        drain_s: None,
-        note: "forwarder process".into(),
-    }];
-
-    // 2–4. The relay.
+    // 1–4. The ceiling and the relays, all up at once; their throughput
+    // phases interleaved in rounds.
+    let mut subjects = vec![start_ceiling(&hook, &s, &rx).await];
     if s.wants("json_signed") {
-        rows.push(
-            relay_scenario(
-                "json_signed",
-                json_webhook(0, &hook, None),
-                1,
-                &s,
-                &rx,
-                rate,
-            )
-            .await,
+        subjects.push(
+            start_relay_subject("json_signed", json_webhook(0, &hook, None), 1, &s, &rx).await,
         );
     }
     if s.wants("slack_plugin") {
-        rows.push(relay_scenario("slack_plugin", slack_webhook(&hook), 1, &s, &rx, rate).await);
+        subjects.push(start_relay_subject("slack_plugin", slack_webhook(&hook), 1, &s, &rx).await);
     }
     if s.wants("fanout_10") {
         let hooks: String = (0..10).map(|i| json_webhook(i, &hook, None)).collect();
-        let mut row = relay_scenario("fanout_10", hooks, 10, &s, &rx, rate).await;
-        row.note =
-            "events/s = events with all 10 deliveries arrived; latency to the last of the 10"
-                .into();
+        subjects.push(start_relay_subject("fanout_10", hooks, 10, &s, &rx).await);
+    }
+    let slice = s.secs / s.rounds as f64;
+    for round in 1..=s.rounds {
+        let mut line = format!("round {round}/{}:", s.rounds);
+        for sub in &mut subjects {
+            let t = throughput(sub.under(&s, &rx), slice, Duration::from_secs(60)).await;
+            let _ = write!(line, " {} {:.0}/s", sub.name, t.events_per_s);
+            sub.rounds.push(t);
+        }
+        println!("{line}");
+    }
+    let mut subjects = subjects.into_iter();
+    let mut rows = Vec::new();
+    let mut rate = 0.0;
+    if let Some(ceiling) = subjects.next() {
+        let t = Throughput::merge(&ceiling.rounds);
+        rate = s.rate.unwrap_or(t.events_per_s / 2.0).max(10.0);
+        rows.push(finish(ceiling, &s, &rx, rate).await);
+    }
+    for sub in subjects {
+        let mut row = finish(sub, &s, &rx, rate).await;
+        if row.scenario == "fanout_10" {
+            row.note =
+                "events/s = events with all 10 deliveries arrived; latency to the last of the 10"
+                    .into();
+        }
         rows.push(row);
     }
     // 5. Backlog.
