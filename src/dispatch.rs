@@ -77,6 +77,15 @@ impl Job {
             current: false,
         }
     }
+
+    /// The first attempt of a fresh delivery whose id was reserved in its
+    /// lane before its row was written: no re-read needed.
+    pub fn reserved(delivery_id: String, webhook_id: String, event: Arc<Event>) -> Job {
+        Job {
+            current: true,
+            ..Job::new(delivery_id, webhook_id, 0, event)
+        }
+    }
 }
 
 /// Delivery ids held in their lanes' `inflight` sets from before the write
@@ -181,10 +190,7 @@ impl Dispatcher {
     /// their first attempt needs no re-read.
     pub fn offer_reserved(&self, event: &Arc<Event>, mut reservation: Reservation) {
         for (lane, delivery_id, webhook_id) in std::mem::take(&mut reservation.held) {
-            let job = Job {
-                current: true,
-                ..Job::new(delivery_id, webhook_id, 0, event.clone())
-            };
+            let job = Job::reserved(delivery_id, webhook_id, event.clone());
             self.inner.enqueue(&lane, job);
         }
     }

@@ -266,8 +266,6 @@ pub struct Accepted {
     pub id: String,
     pub deliveries: u32,
     pub duplicate: bool,
-    /// Deliveries ready to attempt now: (delivery id, webhook id).
-    pub ready: Vec<(String, String)>,
     /// Deliveries stored as skipped (webhook inactive): (delivery id, webhook id).
     pub skipped: Vec<(String, String)>,
 }
@@ -302,16 +300,14 @@ pub fn insert_event(
             id: event.id.clone(),
             deliveries: n as u32,
             duplicate: true,
-            ready: vec![],
             skipped: vec![],
         });
     }
-    let (ready, skipped) = insert_deliveries(conn, &event.id, targets, now)?;
+    let skipped = insert_deliveries(conn, &event.id, targets, now)?;
     Ok(Accepted {
         id: event.id.clone(),
         deliveries: targets.len() as u32,
         duplicate: false,
-        ready,
         skipped,
     })
 }
@@ -319,26 +315,22 @@ pub fn insert_event(
 /// (delivery id, webhook id) pairs.
 pub type DeliveryIds = Vec<(String, String)>;
 
-/// Inserts one delivery of `event_id` per target; returns the ones ready to
-/// attempt and the ones stored as skipped (webhook inactive).
+/// Inserts one delivery of `event_id` per target (the active ones due now);
+/// returns the ones stored as skipped (webhook inactive).
 pub fn insert_deliveries(
     conn: &Connection,
     event_id: &str,
     targets: &[Target],
     now: i64,
-) -> Result<(DeliveryIds, DeliveryIds), StoreError> {
-    let mut ready = Vec::new();
+) -> Result<DeliveryIds, StoreError> {
     let mut skipped = Vec::new();
     for t in targets {
         insert_delivery(conn, &t.delivery_id, event_id, &t.webhook_id, t.active, now)?;
-        let ids = (t.delivery_id.clone(), t.webhook_id.clone());
-        if t.active {
-            ready.push(ids);
-        } else {
-            skipped.push(ids);
+        if !t.active {
+            skipped.push((t.delivery_id.clone(), t.webhook_id.clone()));
         }
     }
-    Ok((ready, skipped))
+    Ok(skipped)
 }
 
 /// Inserts one delivery row: due now when `active`, else final as skipped.
@@ -677,13 +669,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (
-                first.deliveries,
-                first.duplicate,
-                first.ready.len(),
-                first.skipped.len()
-            ),
-            (2, false, 1, 1)
+            (first.deliveries, first.duplicate, first.skipped.len()),
+            (2, false, 1)
         );
         let (e, t) = (event("e1"), targets);
         let again = store
@@ -691,7 +678,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (again.deliveries, again.duplicate, again.ready.len()),
+            (again.deliveries, again.duplicate, again.skipped.len()),
             (2, true, 0)
         );
         let due = store
@@ -716,7 +703,8 @@ mod tests {
         let store = Store::open(&dir.path().join("r.db")).unwrap();
         let (e1, e2) = (event("done"), event("pending"));
         let (t1, t2) = (vec![target("a", true)], vec![target("a", true)]);
-        let done = store
+        let did = t1[0].delivery_id.clone();
+        store
             .write(move |c| insert_event(c, &e1, &event_json(&e1).unwrap(), &t1))
             .await
             .unwrap();
@@ -724,7 +712,6 @@ mod tests {
             .write(move |c| insert_event(c, &e2, &event_json(&e2).unwrap(), &t2))
             .await
             .unwrap();
-        let did = done.ready[0].0.clone();
         store
             .write(move |c| update_delivery(c, &did, "succeeded", 1, None))
             .await

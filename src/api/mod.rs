@@ -572,10 +572,7 @@ async fn test_webhook(
             store::insert_deliveries(c, &e.id, &[t], now_ms())
         })
         .await?;
-    let job = Job {
-        current: true,
-        ..Job::new(target.delivery_id, target.webhook_id, 0, Arc::new(event))
-    };
+    let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
     let attempt = s.dispatcher.attempt_now(job).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -635,12 +632,17 @@ async fn replay_event(
     let reserved = s.dispatcher.reserve(&targets);
     let event = Arc::new(event);
     let for_write = event.clone();
-    let (ready, skipped) = s
+    let ready: Vec<(String, String)> = targets
+        .iter()
+        .filter(|t| t.active)
+        .map(|t| (t.delivery_id.clone(), t.webhook_id.clone()))
+        .collect();
+    let skipped = s
         .store
         .write(move |c| {
-            let (ready, skipped) = store::insert_deliveries(c, &for_write.id, &targets, now_ms())?;
+            let skipped = store::insert_deliveries(c, &for_write.id, &targets, now_ms())?;
             history::insert_skipped(c, &for_write, &skipped)?;
-            Ok((ready, skipped))
+            Ok(skipped)
         })
         .await?;
     crate::metrics::deliveries_skipped(skipped.len() as u64);
