@@ -30,7 +30,7 @@
 //! port is closed, then opens it and times the drain.
 //!
 //! Prints a table with each scenario's ratio to the ceiling and writes
-//! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 5),
+//! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 4),
 //! `E2E_ROUNDS` (3),
 //! `E2E_CONNS` (32), `E2E_CONCURRENCY` (sets `delivery.concurrency_per_webhook`;
 //! unset = the relay's default), `E2E_BACKLOG` (100000), `E2E_ONLY`
@@ -100,7 +100,7 @@ impl Settings {
     fn from_env() -> Settings {
         let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
         Settings {
-            secs: num("E2E_SECS").unwrap_or(5.0).clamp(1.0, 60.0),
+            secs: num("E2E_SECS").unwrap_or(4.0).clamp(1.0, 60.0),
             rounds: num("E2E_ROUNDS")
                 .map(|v| v as usize)
                 .unwrap_or(3)
@@ -987,7 +987,7 @@ async fn latency(u: Under<'_>, rate: f64, secs: f64, drain_limit: Duration) -> L
 
 /// A short closed-loop warm-up; waits for its tail.
 async fn warm_up(u: Under<'_>) {
-    let _ = throughput(u, 1.0, Duration::from_secs(30)).await;
+    let _ = throughput(u, 0.5, Duration::from_secs(30)).await;
 }
 
 #[derive(Default, Clone)]
