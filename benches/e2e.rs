@@ -999,6 +999,8 @@ struct Row {
     own: Option<Latency>,
     peak_rss_kib: Option<u64>,
     drain_s: Option<f64>,
+    /// Events/s of each throughput round.
+    rounds: Vec<f64>,
     note: String,
 }
 
@@ -1239,6 +1241,7 @@ async fn finish(mut sub: Subject, s: &Settings, rx: &Receiver, rate: f64) -> Row
         own,
         peak_rss_kib: Some(hwm),
         drain_s: None,
+        rounds: sub.rounds.iter().map(|t| t.events_per_s.round()).collect(),
         note: match sub.process {
             Held::Forwarder(_) => "forwarder process".into(),
             Held::Relay(_) => String::new(),
@@ -1386,6 +1389,7 @@ async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
         own: None,
         peak_rss_kib: Some(hwm),
         drain_s: Some(drain_s),
+        rounds: Vec::new(),
         note: format!(
             "ingest {ingest_s:.1} s in batches of {BACKLOG_BATCH}; peak RSS while pending {:.1} MiB",
             mib(pending_peak)
@@ -1617,6 +1621,7 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
                 "peak_rss_mib": r.peak_rss_kib.map(|k| (mib(k) * 10.0).round() / 10.0),
                 "ratio_to_ceiling": ratio(r).map(|x| (x * 1000.0).round() / 1000.0),
                 "drain_s": r.drain_s.map(|d| (d * 100.0).round() / 100.0),
+                "rounds_events_per_s": r.rounds,
                 "ingest_per_s": r.tput.as_ref().map(|t| t.ingest_per_s.round()),
                 "cpu_us_per_event": r.tput.as_ref().and_then(|t| t.cpu_us_per_event).map(f64::round),
                 "latency_rate_per_s": l.map(|l| l.rate.round()),
