@@ -3,7 +3,9 @@
 //! field list, and how a data path becomes a label.
 
 use serde::Deserialize;
+use serde_json::Value;
 
+use crate::event::scalar_text;
 use crate::{Event, parse_options};
 
 /// Keys shown first, in this order, when `fields` is not configured.
@@ -89,19 +91,27 @@ impl CardOptions {
                 .filter_map(|p| event.text(p).map(|v| (label_of(p), v)))
                 .collect();
         }
-        let mut scalars: Vec<(&str, String)> = event
-            .scalar_fields()
-            .into_iter()
-            .filter(|(k, _)| !used.contains(&Some(*k)))
-            .collect();
-        let mut out = Vec::new();
+        let Some(map) = event.data.as_object() else {
+            return Vec::new();
+        };
+        // Only the fields shown are turned into text.
+        let shown = |key: &str, value: &Value| {
+            if used.contains(&Some(key)) {
+                return None;
+            }
+            scalar_text(value).map(|text| (label_of(key), text))
+        };
+        let mut out = Vec::with_capacity(map.len());
         for key in PREFERRED_FIELDS {
-            if let Some(i) = scalars.iter().position(|(k, _)| k == key) {
-                let (k, v) = scalars.remove(i);
-                out.push((label_of(k), v));
+            if let Some(field) = map.get(*key).and_then(|v| shown(key, v)) {
+                out.push(field);
             }
         }
-        out.extend(scalars.into_iter().map(|(k, v)| (label_of(k), v)));
+        out.extend(
+            map.iter()
+                .filter(|(k, _)| !PREFERRED_FIELDS.contains(&k.as_str()))
+                .filter_map(|(k, v)| shown(k, v)),
+        );
         out
     }
 }
@@ -117,6 +127,23 @@ fn first_present<'a>(
 
 /// Turns a data path into a label: `tenant_name` → `Tenant name`.
 pub fn label_of(path: &str) -> String {
+    if path.is_ascii() {
+        // The usual case, without a char iterator per byte.
+        let trimmed =
+            path.trim_matches(|c: char| c.is_whitespace() || matches!(c, '_' | '-' | '.'));
+        if trimmed.is_empty() {
+            return path.to_string();
+        }
+        let mut out = String::with_capacity(trimmed.len());
+        for (i, b) in trimmed.bytes().enumerate() {
+            out.push(match b {
+                b'_' | b'-' | b'.' => ' ',
+                b if i == 0 => b.to_ascii_uppercase() as char,
+                b => b as char,
+            });
+        }
+        return out;
+    }
     let spaced: String = path
         .chars()
         .map(|c| if matches!(c, '_' | '-' | '.') { ' ' } else { c })
@@ -175,6 +202,10 @@ mod tests {
         assert_eq!(label_of("tenant_name"), "Tenant name");
         assert_eq!(label_of("finding.cvss-score"), "Finding cvss score");
         assert_eq!(label_of("_"), "_");
+        // The ASCII fast path and the general one agree.
+        assert_eq!(label_of(" -host_name. "), "Host name");
+        assert_eq!(label_of("a\u{b}"), "A");
+        assert_eq!(label_of("énergie_totale"), "Énergie totale");
         assert_eq!(crate::text::one_line(" a\r\nb\tc "), "a b c");
         assert!(is_web_url("https://x.example/a?b=c"));
         assert!(!is_web_url("javascript:alert(1)"));

@@ -24,8 +24,11 @@ impl Payload {
 
     /// An `application/json` payload serialised from `value`.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Payload, String> {
-        serde_json::to_vec(value)
-            .map(|body| Payload::new("application/json", body))
+        // Room for a typical message up front instead of growing from 128
+        // bytes (each growth is a copy).
+        let mut body = Vec::with_capacity(4096);
+        serde_json::to_writer(&mut body, value)
+            .map(|()| Payload::new("application/json", body))
             .map_err(|e| format!("cannot serialise payload: {e}"))
     }
 

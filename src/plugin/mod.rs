@@ -13,11 +13,12 @@
 //! Calls are async (wasmtime runs the guest on a fiber): they run on the
 //! caller's tokio worker without a thread hop, and a long call yields back
 //! to the executor at every epoch tick, so a plugin that loops never holds a
-//! worker thread for more than [`TICK`]. The synchronous `render` command
+//! worker thread for more than [`ticker::TICK`]. The synchronous `render` command
 //! uses [`block_on`].
 //! A trap of any kind drops the instance; the error fails only the delivery
 //! that made the call. Plugins never do I/O: the core sends what they build.
 
+mod ticker;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,12 +54,10 @@ mod bindings {
 
 use bindings::destination::relay::plugin::types as dt;
 use bindings::formatter::relay::plugin::types as ft;
+use ticker::{Running, Ticker};
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
-/// How often the epoch advances: a running call checks its deadline and
-/// yields to the executor this often.
-const TICK: Duration = Duration::from_millis(2);
 /// Largest payload body a formatter may return.
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 /// Warm instances kept per plugin.
@@ -218,6 +217,7 @@ struct HostInner {
     catalog: ArcSwap<Catalog>,
     errors: Mutex<BTreeMap<String, String>>,
     cache_dir: Option<PathBuf>,
+    ticker: Arc<Ticker>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,7 +254,7 @@ impl PluginHost {
         let mut dst_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut dst_linker)
             .map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        start_ticker(&engine);
+        let ticker = Ticker::start(&engine);
         if let Some(dir) = &cache_dir {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -267,6 +267,7 @@ impl PluginHost {
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 errors: Mutex::new(BTreeMap::new()),
                 cache_dir,
+                ticker,
             }),
         };
         for (name, kind, bytes) in BUILTINS {
@@ -647,6 +648,7 @@ impl PluginHost {
         options: &str,
     ) -> Result<(Lease<'p>, ResourceAny), PluginError> {
         let limits = self.inner.limits;
+        let running = self.inner.ticker.enter();
         let idle = lock(&plugin.idle).pop();
         let mut warm = match idle {
             Some(w) => w,
@@ -673,10 +675,10 @@ impl PluginHost {
                 let created = match created {
                     Ok(Ok(r)) => r,
                     Ok(Err(message)) => {
-                        return Lease::new(plugin, warm, limits)
+                        return Lease::new(plugin, warm, limits, running)
                             .end(Ok(Err(PluginError::Options(message))));
                     }
-                    Err(e) => return Lease::new(plugin, warm, limits).end(Err(e)),
+                    Err(e) => return Lease::new(plugin, warm, limits, running).end(Err(e)),
                 };
                 if warm.resources.len() >= MAX_RESOURCES_PER_INSTANCE {
                     for (_, r) in warm.resources.drain() {
@@ -687,7 +689,7 @@ impl PluginHost {
                 created
             }
         };
-        Ok((Lease::new(plugin, warm, limits), resource))
+        Ok((Lease::new(plugin, warm, limits, running), resource))
     }
 
     async fn instantiate(&self, plugin: &Loaded) -> Result<Warm, PluginError> {
@@ -747,14 +749,17 @@ struct Lease<'p> {
     plugin: &'p Loaded,
     warm: Warm,
     limits: Limits,
+    /// Keeps the epoch ticking until the lease ends or is dropped.
+    _running: Running,
 }
 
 impl<'p> Lease<'p> {
-    fn new(plugin: &'p Loaded, warm: Warm, limits: Limits) -> Lease<'p> {
+    fn new(plugin: &'p Loaded, warm: Warm, limits: Limits, running: Running) -> Lease<'p> {
         Lease {
             plugin,
             warm,
             limits,
+            _running: running,
         }
     }
 
@@ -848,20 +853,6 @@ fn classify_trap(e: wasmtime::Error, store: &Store<State>, limits: Limits) -> Pl
         Some(trap) => PluginError::Trap(trap.to_string()),
         None => PluginError::Trap(format!("{e:#}")),
     }
-}
-
-/// Advances the epoch every [`TICK`] until the engine is dropped.
-fn start_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    let _ = std::thread::Builder::new()
-        .name("relay-plugin-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        });
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
