@@ -3,13 +3,16 @@
 //! Formats a ~1 KiB event with the `slack` formatter three ways and prints
 //! µs per call and the ratios: natively (the plugin crate linked as Rust),
 //! in a warm component instance (the relay's default), and in a fresh
-//! instance per call (`plugins.isolation: fresh`). Each figure is the
-//! median of several timed rounds; iteration counts are bounded.
+//! instance per call (`plugins.isolation: fresh`). Then what a `format:
+//! slack` delivery pays in plugin calls: the format, and the Slack
+//! destination's `build` and `classify` (warm). Each figure is the median of
+//! several timed rounds; iteration counts are bounded.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use relay::deliver::InResponse;
 use relay::event::Event;
-use relay::plugin::{Limits, PluginHost};
+use relay::plugin::{Limits, PluginHost, Target};
 use relay_sdk::Formatter;
 use serde_json::json;
 
@@ -112,6 +115,35 @@ fn main() {
         );
     });
 
+    // What a `format: slack` delivery pays in plugins: the formatter, then
+    // the Slack destination's `build` and `classify`.
+    let payload = rt
+        .block_on(warm_host.format("slack", options, &ev))
+        .expect("warm format");
+    let target = Target {
+        url: "https://hooks.slack.com/services/T00/B00/xxx".into(),
+        method: "POST".into(),
+        headers: vec![("X-Request-Id".into(), ev.id.clone())],
+        timeout: Duration::from_secs(5),
+    };
+    let build_us = measure(20_000, || {
+        std::hint::black_box(
+            rt.block_on(warm_host.build("slack", options, &payload, &target))
+                .expect("warm build"),
+        );
+    });
+    let response = InResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "text/html".into())],
+        body: bytes::Bytes::from_static(b"ok"),
+    };
+    let classify_us = measure(20_000, || {
+        std::hint::black_box(
+            rt.block_on(warm_host.classify("slack", options, &response))
+                .expect("warm classify"),
+        );
+    });
+
     let fresh_host = PluginHost::new(
         Limits {
             memory_mb: 64,
@@ -142,6 +174,10 @@ fn main() {
     println!(
         "  fresh instance/call   {fresh_us:8.2} µs/call   {:5.2}x native",
         fresh_us / native_us
+    );
+    println!(
+        "slack delivery, warm: format {warm_us:.2} + destination build {build_us:.2} + classify {classify_us:.2} = {:.2} µs",
+        warm_us + build_us + classify_us
     );
     println!(
         "target: warm <= 2x native -> {}",
