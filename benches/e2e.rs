@@ -20,9 +20,10 @@
 //! warmed up, and **throughput** is measured in `E2E_ROUNDS` rounds (3) that
 //! visit every scenario in turn: a closed loop for `E2E_SECS` / rounds
 //! seconds, events/s = events delivered at the receiver / time from the
-//! first send to the last delivery, waiting for the tail, bounded; added up
-//! over the rounds. A machine that gets faster or slower during the run then
-//! moves every scenario alike, and the ratios hold. Then, per scenario,
+//! first send to the last delivery, waiting for the tail, bounded; a
+//! scenario's events/s is the median of its rounds. A machine that gets
+//! faster or slower during the run then moves every scenario alike, and a
+//! hiccup during one scenario's slot is outvoted by its other rounds. Then, per scenario,
 //! **latency** (open loop at half of the ceiling's events/s on a fixed
 //! schedule, latency = arrival at the receiver − *scheduled* send time, so a
 //! stall is never hidden; p50/p99/p99.9). Peak RSS is the process's VmHWM.
@@ -816,7 +817,9 @@ struct Throughput {
 }
 
 impl Throughput {
-    /// One measurement out of several rounds: events and seconds added up.
+    /// One measurement out of several rounds: events/s is the median of the
+    /// rounds' (one slot that the machine slowed down, for whatever reason,
+    /// does not move it); counts, seconds and CPU are added up.
     fn merge(rounds: &[Throughput]) -> Throughput {
         let sum = |f: fn(&Throughput) -> f64| rounds.iter().map(f).sum::<f64>();
         let sum_opt = |f: fn(&Throughput) -> Option<f64>| rounds.iter().map(f).sum::<Option<f64>>();
@@ -833,7 +836,7 @@ impl Throughput {
             bench_cpu_us_per_event: per_event(bench_cpu_s),
             accepted,
             delivered,
-            events_per_s: delivered as f64 / secs.max(1e-9),
+            events_per_s: median(rounds.iter().map(|t| t.events_per_s).collect()),
             ingest_per_s: accepted as f64 / sent_s.max(1e-9),
             drained: rounds.iter().all(|t| t.drained),
             secs,
@@ -841,6 +844,16 @@ impl Throughput {
             cpu_s,
             bench_cpu_s,
         }
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
@@ -900,11 +913,14 @@ async fn throughput(u: Under<'_>, secs: f64, drain_limit: Duration) -> Throughpu
     let last = phase.last_done.load(Relaxed).max(start + 1);
     let cpu1 = (cpu_secs(pid), cpu_secs(std::process::id()));
     let used = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    let delivered = phase.completed.load(Relaxed);
+    let secs = (last - start) as f64 / 1e9;
     Throughput::merge(&[Throughput {
         accepted: phase.accepted.load(Relaxed),
-        delivered: phase.completed.load(Relaxed),
+        delivered,
+        events_per_s: delivered as f64 / secs,
         drained,
-        secs: (last - start) as f64 / 1e9,
+        secs,
         sent_s,
         cpu_s: used(cpu0.0, cpu1.0),
         bench_cpu_s: used(cpu0.1, cpu1.1),
