@@ -213,23 +213,22 @@ pub async fn accept(
         .collect();
     // The events go to the writer and come back with the results, so they
     // move on to dispatch without a copy.
-    let (results, events) = store
-        .write(move |c| {
+    let (results, planned) = store
+        .write_with(planned, |c, planned| {
             let mut out = Vec::with_capacity(planned.len());
-            let mut events = Vec::with_capacity(planned.len());
             for (body, t, e) in planned {
-                let accepted = store::insert_event(c, &e, &body, &t)?;
-                history::insert_skipped(c, &e, &accepted.skipped)?;
+                let accepted = store::insert_event(c, e, body, t)?;
+                history::insert_skipped(c, e, &accepted.skipped)?;
                 out.push(accepted);
-                events.push(e);
             }
-            Ok((out, events))
+            Ok(out)
         })
         .await?;
+    let events = planned.into_iter().map(|(_, _, e)| e);
     crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
     crate::metrics::deliveries_skipped(results.iter().map(|a| a.skipped.len() as u64).sum());
     let mut views = Vec::with_capacity(results.len());
-    for ((event, accepted), reserved) in events.into_iter().zip(results).zip(reservations) {
+    for ((event, accepted), reserved) in events.zip(results).zip(reservations) {
         if !accepted.duplicate {
             dispatcher.offer_reserved(&Arc::new(event), reserved);
         }

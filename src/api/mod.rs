@@ -569,7 +569,7 @@ async fn test_webhook(
     s.store
         .write(move |c| {
             store::insert_event(c, &e, &body, &[])?;
-            store::insert_deliveries(c, &e.id, &[t], now_ms())
+            store::insert_deliveries(c, &e.id, std::slice::from_ref(&t), now_ms())
         })
         .await?;
     let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
