@@ -272,11 +272,12 @@ fn run_sql(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 /// transaction (and one fsync).
 ///
 /// The writes run back to back, with no savepoint between them: a
-/// savepoint per write cost 10–30 % of the relay's throughput (two more
-/// statements per write, and every page a write touched copied to the
-/// statement journal). Should one fail, the whole transaction is rolled back
-/// and the group runs again with a savepoint per write, so the failed one
-/// leaves nothing behind and the others still commit.
+/// savepoint per write is two more statements, and every page the write
+/// touches is copied to the statement journal (~8 % of the writer's CPU per
+/// write, `cargo bench --bench store`). Should one fail, the whole
+/// transaction is rolled back and the group runs again with a savepoint per
+/// write, so the failed one leaves nothing behind and the others still
+/// commit.
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
