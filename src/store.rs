@@ -726,6 +726,14 @@ mod tests {
         }
     }
 
+    /// The webhook's deliveries due by now.
+    async fn due_now(store: &Store, webhook: &'static str) -> Vec<(String, u32)> {
+        store
+            .read(move |c| due_ids(c, webhook, now_ms() + 1, 10))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn an_event_is_stored_once_and_its_deliveries_become_due() {
         let dir = tempfile::tempdir().unwrap();
@@ -800,10 +808,7 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        let due = store
-            .read(|c| due_ids(c, "a", now_ms() + 1, 10))
-            .await
-            .unwrap();
+        let due = due_now(&store, "a").await;
         assert_eq!(due.len(), 1, "pending work survives retention");
     }
 
@@ -878,10 +883,7 @@ mod tests {
                 }
             )]
         );
-        let due = store
-            .read(|c| due_ids(c, "a", now_ms() + 1, 10))
-            .await
-            .unwrap();
+        let due = due_now(&store, "a").await;
         assert_eq!(due.len(), 1, "{due:?}");
     }
 
