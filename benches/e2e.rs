@@ -31,7 +31,7 @@
 //! port is closed, then opens it and times the drain.
 //!
 //! Prints a table with each scenario's ratio to the ceiling and writes
-//! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 4),
+//! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 3),
 //! `E2E_ROUNDS` (3),
 //! `E2E_CONNS` (32), `E2E_CONCURRENCY` (sets `delivery.concurrency_per_webhook`;
 //! unset = the relay's default), `E2E_BACKLOG` (100000), `E2E_ONLY`
@@ -101,7 +101,7 @@ impl Settings {
     fn from_env() -> Settings {
         let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
         Settings {
-            secs: num("E2E_SECS").unwrap_or(4.0).clamp(1.0, 60.0),
+            secs: num("E2E_SECS").unwrap_or(3.0).clamp(1.0, 60.0),
             rounds: num("E2E_ROUNDS")
                 .map(|v| v as usize)
                 .unwrap_or(3)
