@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 /// Fixture and built-in components, built by build.rs.
 fn wasm(package: &str) -> PathBuf {
-    Path::new(env!("RELAY_WASM_DIR")).join(format!("{}.wasm", package.replace('-', "_")))
+    Path::new(relay_builtins::WASM_DIR).join(format!("{}.wasm", package.replace('-', "_")))
 }
 
 /// Installs a plugin the way deployers should: write a temp file, rename it in.

@@ -56,7 +56,7 @@ use bindings::destination::relay::plugin::types as dt;
 use bindings::formatter::relay::plugin::types as ft;
 use ticker::{Running, Ticker};
 
-include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+pub use relay_builtins::BUILTINS;
 
 /// Largest payload body a formatter may return.
 pub const MAX_OUTPUT_BYTES: usize = 8 * 1024 * 1024;

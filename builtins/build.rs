@@ -1,6 +1,6 @@
 //! Builds the built-in plugins (`plugins/*`) and the test fixture plugins
-//! (`tests/plugins/*`) for `wasm32-wasip2`, and embeds the built-ins in the
-//! relay binary.
+//! (`tests/plugins/*`) for `wasm32-wasip2`, and embeds the built-ins
+//! (`BUILTINS`, which the relay's plugin host loads).
 //!
 //! The nested cargo runs with its own `--target-dir` (the outer build holds
 //! the lock on ours) and without the outer build's RUSTFLAGS, so the plugins
@@ -90,7 +90,9 @@ fn ensure_target() {
 }
 
 fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    // This crate sits in `builtins/` of the workspace.
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().expect("the workspace root").to_owned();
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     for watched in ["plugins", "sdk", "tests/plugins"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
