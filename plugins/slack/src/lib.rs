@@ -207,7 +207,8 @@ fn field_text(label: &str, value: &str) -> String {
     // third of this plugin's time in wasm.
     let mut out = String::with_capacity(label.len() + value.len() + 8);
     out.push('*');
-    let label_chars = push_mrkdwn(&mut out, label, LABEL_MAX);
+    push_mrkdwn(&mut out, label, LABEL_MAX);
+    let label_chars = char_len(&out[1..]);
     out.push_str("*\n");
     push_mrkdwn(&mut out, value, FIELD_MAX - (label_chars + 3));
     out
@@ -230,13 +231,13 @@ pub fn mrkdwn(raw: &str, max_chars: usize) -> String {
     out
 }
 
-/// [`mrkdwn`] appended to `out`; returns the characters appended.
-fn push_mrkdwn(out: &mut String, raw: &str, max_chars: usize) -> usize {
+/// [`mrkdwn`] appended to `out`.
+fn push_mrkdwn(out: &mut String, raw: &str, max_chars: usize) {
     // Most text has nothing to escape and fits: its byte length bounds its
     // character count, so one scan of the bytes decides.
     if raw.len() <= max_chars && !raw.bytes().any(|b| matches!(b, b'&' | b'<' | b'>')) {
         out.push_str(raw);
-        return char_len(raw);
+        return;
     }
     let total: usize = raw.chars().map(escaped_width).sum();
     let limit = if total <= max_chars {
@@ -261,9 +262,7 @@ fn push_mrkdwn(out: &mut String, raw: &str, max_chars: usize) -> usize {
     }
     if total > max_chars && max_chars > 0 {
         out.push(ELLIPSIS);
-        used += 1;
     }
-    used
 }
 
 #[cfg(test)]
