@@ -42,6 +42,8 @@
 //! scenario's throughput phase into `prefix.<scenario>.data`; `E2E_PERF_CG`
 //! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`).
 
+mod support;
+
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::io::Read as _;
@@ -52,6 +54,8 @@ use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, AtomicUsize};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
+
+use support::{median, stat_cpu_secs};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -616,12 +620,7 @@ fn watch_rss(pid: u32) -> (Arc<AtomicU64>, Arc<AtomicBool>) {
 
 /// CPU time (user + system) a process has used, in seconds.
 fn cpu_secs(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of proc(5), counted after "pid (comm) ".
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+    stat_cpu_secs(Path::new(&format!("/proc/{pid}/stat")))
 }
 
 fn mib(kib: u64) -> f64 {
@@ -844,16 +843,6 @@ impl Throughput {
             cpu_s,
             bench_cpu_s,
         }
-    }
-}
-
-/// The middle value (the mean of the two middle ones for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

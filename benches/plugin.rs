@@ -8,6 +8,8 @@
 //! destination's `build` and `classify` (warm). Each figure is the median of
 //! several timed rounds; iteration counts are bounded.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use relay::deliver::InResponse;
@@ -15,6 +17,7 @@ use relay::event::Event;
 use relay::plugin::{Limits, PluginHost, Target};
 use relay_sdk::Formatter;
 use serde_json::json;
+use support::median;
 
 const ROUNDS: usize = 7;
 
@@ -50,7 +53,7 @@ fn measure(n: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..n / 10 + 1 {
         f();
     }
-    let mut rounds: Vec<f64> = (0..ROUNDS)
+    let rounds: Vec<f64> = (0..ROUNDS)
         .map(|_| {
             let t = Instant::now();
             for _ in 0..n {
@@ -59,8 +62,7 @@ fn measure(n: usize, mut f: impl FnMut()) -> f64 {
             t.elapsed().as_secs_f64() * 1e6 / n as f64
         })
         .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[ROUNDS / 2]
+    median(rounds)
 }
 
 fn main() {

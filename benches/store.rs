@@ -9,6 +9,8 @@
 //! writer thread's CPU time per write (from `/proc`), median of `ROUNDS`
 //! rounds on fresh databases.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use relay::event::{Event, new_id};
 use relay::history::{self, Attempt, Status};
 use relay::store::{self, Store, Target};
+use support::{median, stat_cpu_secs};
 
 const TASKS: usize = 48;
 const SECS: f64 = 2.0;
@@ -26,22 +29,14 @@ fn writer_cpu_s() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
-    let ticks = tasks
+    tasks
         .flatten()
         .filter(|t| {
             std::fs::read_to_string(t.path().join("comm"))
                 .is_ok_and(|c| c.starts_with("relay-store-wri"))
         })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
-        .filter_map(|stat| {
-            // utime and stime: fields 14 and 15, counted after the `)` that
-            // ends the thread name.
-            let rest = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
-        })
-        .sum::<f64>();
-    ticks / 100.0
+        .filter_map(|t| stat_cpu_secs(&t.path().join("stat")))
+        .sum()
 }
 
 fn event(data: &serde_json::Value) -> Event {
@@ -119,11 +114,6 @@ async fn round(data: &serde_json::Value) -> (f64, f64) {
     let secs = start.elapsed().as_secs_f64();
     let n = writes.load(Ordering::Relaxed).max(1) as f64;
     (n / secs, (writer_cpu_s() - cpu0) * 1e6 / n)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
