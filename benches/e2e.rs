@@ -809,7 +809,6 @@ struct Throughput {
     ingest_per_s: f64,
     drained: bool,
     /// Totals behind the rates, so that rounds can be added up.
-    secs: f64,
     sent_s: f64,
     cpu_s: Option<f64>,
     bench_cpu_s: Option<f64>,
@@ -818,13 +817,13 @@ struct Throughput {
 impl Throughput {
     /// One measurement out of several rounds: events/s is the median of the
     /// rounds' (one slot that the machine slowed down, for whatever reason,
-    /// does not move it); counts, seconds and CPU are added up.
+    /// does not move it); counts, sending time and CPU are added up.
     fn merge(rounds: &[Throughput]) -> Throughput {
         let sum = |f: fn(&Throughput) -> f64| rounds.iter().map(f).sum::<f64>();
         let sum_opt = |f: fn(&Throughput) -> Option<f64>| rounds.iter().map(f).sum::<Option<f64>>();
         let delivered: u64 = rounds.iter().map(|t| t.delivered).sum();
         let accepted: u64 = rounds.iter().map(|t| t.accepted).sum();
-        let (secs, sent_s) = (sum(|t| t.secs), sum(|t| t.sent_s));
+        let sent_s = sum(|t| t.sent_s);
         let (cpu_s, bench_cpu_s) = (sum_opt(|t| t.cpu_s), sum_opt(|t| t.bench_cpu_s));
         let per_event = |c: Option<f64>| {
             c.filter(|_| delivered > 0)
@@ -838,7 +837,6 @@ impl Throughput {
             events_per_s: median(rounds.iter().map(|t| t.events_per_s).collect()),
             ingest_per_s: accepted as f64 / sent_s.max(1e-9),
             drained: rounds.iter().all(|t| t.drained),
-            secs,
             sent_s,
             cpu_s,
             bench_cpu_s,
@@ -909,7 +907,6 @@ async fn throughput(u: Under<'_>, secs: f64, drain_limit: Duration) -> Throughpu
         delivered,
         events_per_s: delivered as f64 / secs,
         drained,
-        secs,
         sent_s,
         cpu_s: used(cpu0.0, cpu1.0),
         bench_cpu_s: used(cpu0.1, cpu1.1),
