@@ -85,7 +85,7 @@ async fn round(data: &serde_json::Value) -> (f64, f64) {
                     let target = Target {
                         delivery_id: new_id(),
                         webhook_id: "bench".into(),
-                        active: true,
+                        start: relay::store::Start::Due,
                     };
                     let a = attempt(&e, &target.delivery_id);
                     let body = store::event_json(&e).expect("event json");

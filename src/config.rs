@@ -60,6 +60,54 @@ pub struct Config {
     pub defaults: DefaultsConfig,
     #[serde(default)]
     pub webhooks: Vec<WebhookSpec>,
+    /// On SIGTERM/SIGINT: how long attempts in flight (and requests being
+    /// answered) may take to finish and be recorded before the relay exits.
+    #[serde(
+        default = "default_shutdown_grace_ms",
+        deserialize_with = "range::shutdown_grace_ms"
+    )]
+    pub shutdown_grace_ms: u64,
+}
+
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+
+/// Range checks for numbers an operator sets, each naming its field: a
+/// value outside its range could overflow a sum or a size (a deadline,
+/// a semaphore), so it is refused at load.
+mod range {
+    use serde::de::{self, Deserialize, Deserializer};
+
+    macro_rules! range {
+        ($name:ident, $t:ty, $min:expr, $max:expr) => {
+            pub fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                let v = <$t>::deserialize(d)?;
+                if ($min..=$max).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(de::Error::custom(format!(
+                        "{}: {} is out of range ({}–{})",
+                        stringify!($name),
+                        v,
+                        $min,
+                        $max
+                    )))
+                }
+            }
+        };
+    }
+
+    const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+    range!(shutdown_grace_ms, u64, 0, 600_000);
+    range!(concurrency_per_webhook, usize, 1, 1024);
+    range!(retry_base_ms, u64, 1, WEEK_MS);
+    range!(retry_max_ms, u64, 1, WEEK_MS);
+    range!(retry_after_max_ms, u64, 0, WEEK_MS);
+    range!(timeout_ms, u64, 1, 600_000);
+    range!(memory_mb, u32, 1, 4096);
+    range!(max_connections, usize, 1, 1_000_000);
+    range!(header_read_timeout_ms, u64, 100, 600_000);
 }
 
 fn default_listen() -> Listen {
@@ -112,9 +160,12 @@ impl Default for StorageConfig {
 pub struct PluginsConfig {
     #[serde(default = "default_plugins_dir")]
     pub dir: EnvPath,
-    #[serde(default = "default_memory_mb")]
+    #[serde(default = "default_memory_mb", deserialize_with = "range::memory_mb")]
     pub memory_mb: u32,
-    #[serde(default = "default_plugin_timeout_ms")]
+    #[serde(
+        default = "default_plugin_timeout_ms",
+        deserialize_with = "range::timeout_ms"
+    )]
     pub timeout_ms: u64,
     /// `warm` (default): reuse instances from a small pool; `fresh`: a new
     /// instance for every call.
@@ -199,6 +250,28 @@ pub struct LimitsConfig {
     /// Most events in one batch.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Client connections open at once; past it new connections are closed
+    /// at once (logged).
+    #[serde(
+        default = "default_max_connections",
+        deserialize_with = "range::max_connections"
+    )]
+    pub max_connections: usize,
+    /// A client must send a request's headers within this long after its
+    /// connection opened or its previous request was answered; otherwise
+    /// the connection is closed (slow or half-sent requests, idle keep-alive).
+    #[serde(
+        default = "default_header_read_timeout_ms",
+        deserialize_with = "range::header_read_timeout_ms"
+    )]
+    pub header_read_timeout_ms: u64,
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_max_body_bytes() -> usize {
@@ -213,6 +286,8 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: default_max_body_bytes(),
             max_batch: default_max_batch(),
+            max_connections: default_max_connections(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
         }
     }
 }
@@ -222,19 +297,31 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields)]
 pub struct DeliveryConfig {
     /// First retry waits about this long; each further retry doubles it.
-    #[serde(default = "default_retry_base_ms")]
+    #[serde(
+        default = "default_retry_base_ms",
+        deserialize_with = "range::retry_base_ms"
+    )]
     pub retry_base_ms: u64,
     /// No computed backoff is longer than this.
-    #[serde(default = "default_retry_max_ms")]
+    #[serde(
+        default = "default_retry_max_ms",
+        deserialize_with = "range::retry_max_ms"
+    )]
     pub retry_max_ms: u64,
     /// A `Retry-After` longer than this is cut down to it.
-    #[serde(default = "default_retry_after_max_ms")]
+    #[serde(
+        default = "default_retry_after_max_ms",
+        deserialize_with = "range::retry_after_max_ms"
+    )]
     pub retry_after_max_ms: u64,
     /// Consecutive failed deliveries that deactivate a webhook (0 = never).
     #[serde(default = "default_breaker_threshold")]
     pub breaker_threshold: u32,
     /// Attempts in flight (sent and not yet recorded) at once for one webhook.
-    #[serde(default = "default_concurrency")]
+    #[serde(
+        default = "default_concurrency",
+        deserialize_with = "range::concurrency_per_webhook"
+    )]
     pub concurrency_per_webhook: usize,
 }
 
@@ -911,12 +998,6 @@ impl Config {
                 "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms".into(),
             ));
         }
-        if d.concurrency_per_webhook == 0 {
-            return Err(invalid(
-                "delivery.concurrency_per_webhook".into(),
-                "must be at least 1".into(),
-            ));
-        }
         let files = crate::format::file_plugin_names(&self.plugins.dir.0);
         let mut formats = crate::format::known_formats();
         formats.extend(files.iter().cloned());
@@ -1044,6 +1125,49 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("retry_count: 11 is out of range"), "{e}");
+    }
+
+    #[test]
+    fn numbers_that_could_overflow_a_deadline_or_a_semaphore_are_refused_at_load() {
+        for (yaml, field) in [
+            (
+                "delivery: { concurrency_per_webhook: 0 }\n",
+                "concurrency_per_webhook: 0",
+            ),
+            (
+                "delivery: { concurrency_per_webhook: 18446744073709551615 }\n",
+                "concurrency_per_webhook: 18446744073709551615",
+            ),
+            (
+                "plugins: { timeout_ms: 18446744073709551615 }\n",
+                "timeout_ms: 18446744073709551615",
+            ),
+            ("plugins: { memory_mb: 100000 }\n", "memory_mb: 100000"),
+            (
+                "delivery: { retry_after_max_ms: 9223372036854775807 }\n",
+                "retry_after_max_ms: 9223372036854775807",
+            ),
+            ("delivery: { retry_max_ms: 0 }\n", "retry_max_ms: 0"),
+            ("shutdown_grace_ms: 3600000\n", "shutdown_grace_ms: 3600000"),
+            ("limits: { max_connections: 0 }\n", "max_connections: 0"),
+            (
+                "limits: { header_read_timeout_ms: 5 }\n",
+                "header_read_timeout_ms: 5",
+            ),
+        ] {
+            let e = Config::parse(yaml, "r.yaml").unwrap_err().to_string();
+            assert!(e.starts_with("r.yaml:1:"), "{yaml}: {e}");
+            assert!(
+                e.contains(&format!("{field} is out of range")),
+                "{yaml}: {e}"
+            );
+        }
+        let ok = Config::parse(
+            "delivery: { concurrency_per_webhook: 1024 }\nplugins: { timeout_ms: 600000 }\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(ok.delivery.concurrency_per_webhook, 1024);
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! Owns: lanes, the poller, the retry schedule, the breaker decisions.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,12 +36,12 @@ use rand::Rng;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::config::DeliveryConfig;
-use crate::deliver::{Deliverer, DeliveryError, InResponse};
+use crate::deliver::{Deliverer, DeliveryError, InResponse, Origin};
 use crate::event::{Event, new_id, now_ms};
 use crate::history::{self, Attempt, AttemptError, Status};
 use crate::plugin::{Outcome as PluginOutcome, PluginHost};
 use crate::prepare::{Prepared, destination_of, prepare};
-use crate::store::{self, Store};
+use crate::store::{self, Activity, Store};
 use crate::webhook::{Registry, Webhook};
 
 /// Queue slots per webhook lane (beyond these, deliveries wait in the store).
@@ -52,6 +52,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 const MIN_POLL_GAP: Duration = Duration::from_millis(20);
 /// Attempts started but not yet recorded, per send slot of a lane.
 pub const UNRECORDED_PER_SLOT: usize = 2;
+/// First pause of dispatch after the store failed to record an attempt;
+/// doubled on each further failure up to [`STORE_BACKOFF_MAX`].
+const STORE_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const STORE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// One delivery to attempt.
 #[derive(Debug, Clone)]
@@ -104,6 +108,20 @@ impl Drop for Reservation {
     }
 }
 
+/// Holds a delivery id in its lane's `inflight` set and frees it when
+/// dropped, so that an attempt that panics or is cancelled never leaves its
+/// id behind (the poller would never offer the delivery again).
+struct Slot {
+    lane: Arc<Lane>,
+    id: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.lane.inflight().remove(&self.id);
+    }
+}
+
 struct Lane {
     tx: mpsc::Sender<Job>,
     inflight: Mutex<HashSet<String>>,
@@ -134,6 +152,21 @@ struct Inner {
     config: ArcSwap<DeliveryConfig>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Notify,
+    /// Set by [`Dispatcher::drain`]: no new attempt starts.
+    stopping: AtomicBool,
+    /// Attempts started and not yet recorded (or given up), over all lanes.
+    unrecorded: AtomicUsize,
+    /// Notified whenever `unrecorded` goes down.
+    recorded: Notify,
+    /// Set while the store cannot record attempts: dispatch pauses.
+    trouble: Mutex<Option<StoreTrouble>>,
+}
+
+/// The store failed to record an attempt: no attempt starts before `until`.
+#[derive(Debug, Clone, Copy)]
+struct StoreTrouble {
+    until: Instant,
+    backoff: Duration,
 }
 
 impl Dispatcher {
@@ -153,6 +186,10 @@ impl Dispatcher {
                 config: ArcSwap::from_pointee(config),
                 lanes: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
+                stopping: AtomicBool::new(false),
+                unrecorded: AtomicUsize::new(0),
+                recorded: Notify::new(),
+                trouble: Mutex::new(None),
             }),
         }
     }
@@ -176,7 +213,7 @@ impl Dispatcher {
     pub fn reserve(&self, targets: &[store::Target]) -> Reservation {
         let held = targets
             .iter()
-            .filter(|t| t.active)
+            .filter(|t| t.start == store::Start::Due)
             .filter_map(|t| {
                 let lane = self.inner.lane(&t.webhook_id);
                 let fresh = lane.inflight().insert(t.delivery_id.clone());
@@ -184,6 +221,25 @@ impl Dispatcher {
             })
             .collect();
         Reservation { held }
+    }
+
+    /// Holds one existing delivery in its lane (for a resend), unless an
+    /// attempt of it is queued or in flight: `None` then. While held, the
+    /// poller cannot offer it, so a resend's write and an attempt's record
+    /// never overwrite each other.
+    pub fn claim(&self, webhook_id: &str, delivery_id: &str) -> Option<Reservation> {
+        let lane = self.inner.lane(webhook_id);
+        let fresh = lane.inflight().insert(delivery_id.to_owned());
+        fresh.then(|| Reservation {
+            held: vec![(lane, delivery_id.to_owned(), webhook_id.to_owned())],
+        })
+    }
+
+    /// Offers a claimed delivery once the resend's write is committed.
+    pub fn offer_claimed(&self, mut reservation: Reservation, job: Job) {
+        if let Some((lane, _, _)) = reservation.held.pop() {
+            self.inner.enqueue(&lane, job);
+        }
     }
 
     /// Offers reserved deliveries of `event` once their rows are committed:
@@ -200,6 +256,26 @@ impl Dispatcher {
         self.inner.wake.notify_one();
     }
 
+    /// Graceful stop: no new attempt starts from now on; waits until every
+    /// attempt in flight is recorded, or `grace` has passed. Returns how
+    /// many attempts were still unrecorded then (0 when all finished).
+    /// Deliveries not attempted stay due in the store for the next start.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let inner = &self.inner;
+        inner.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let recorded = inner.recorded.notified();
+            let left = inner.unrecorded.load(Ordering::SeqCst);
+            if left == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, recorded).await.is_err() {
+                return inner.unrecorded.load(Ordering::SeqCst);
+            }
+        }
+    }
+
     /// Runs one attempt right now, outside the lanes, and returns its record
     /// (used by the `test` endpoint).
     pub async fn attempt_now(&self, job: Job) -> Result<Attempt, DeliveryError> {
@@ -214,10 +290,7 @@ impl Dispatcher {
 
 impl Inner {
     fn lane(self: &Arc<Self>, webhook_id: &str) -> Arc<Lane> {
-        let mut lanes = match self.lanes.lock() {
-            Ok(l) => l,
-            Err(p) => p.into_inner(),
-        };
+        let mut lanes = lock(&self.lanes);
         if let Some(l) = lanes.get(webhook_id) {
             return l.clone();
         }
@@ -257,20 +330,42 @@ impl Inner {
         let sending = Arc::new(Semaphore::new(slots));
         let unrecorded = Arc::new(Semaphore::new(slots * UNRECORDED_PER_SLOT));
         while let Some(job) = rx.recv().await {
-            let (Ok(unrecorded), Ok(slot)) = (
+            let slot = Slot {
+                lane: lane.clone(),
+                id: job.delivery_id.clone(),
+            };
+            let (Ok(unrecorded), Ok(sending)) = (
                 unrecorded.clone().acquire_owned().await,
                 sending.clone().acquire_owned().await,
             ) else {
                 return;
             };
+            if let Some(until) = self.paused_until() {
+                tokio::time::sleep_until(until.into()).await;
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                // Left due in the store for the next start.
+                continue;
+            }
             let inner = self.clone();
+            let counted = Unrecorded::start(self.clone());
             let lane = lane.clone();
             tokio::spawn(async move {
                 let id = job.delivery_id.clone();
-                if let Err(e) = inner.clone().attempt(job, Some(slot)).await {
-                    tracing::error!(delivery = %id, error = %e, "could not record an attempt; it will be retried");
+                let result = inner.clone().attempt(job, Some(sending)).await;
+                match result {
+                    Ok(_) => inner.store_recovered(),
+                    Err(e) => {
+                        // Not recorded: the id stays held (not offered
+                        // again) until the store backoff has passed, so a
+                        // store that cannot write does not turn into a
+                        // storm of re-sends.
+                        let wait = inner.store_failed(&id, &e);
+                        tokio::time::sleep(wait).await;
+                    }
                 }
-                lane.inflight().remove(&id);
+                drop(slot);
+                drop(counted);
                 drop(unrecorded);
                 if lane.starved.load(Ordering::SeqCst) {
                     inner.wake.notify_one();
@@ -279,10 +374,55 @@ impl Inner {
         }
     }
 
+    /// The time dispatch resumes after a store failure, if it is paused.
+    fn paused_until(&self) -> Option<Instant> {
+        lock(&self.trouble)
+            .map(|t| t.until)
+            .filter(|until| *until > Instant::now())
+    }
+
+    /// An attempt could not be recorded: pause dispatch (backoff doubling
+    /// from [`STORE_BACKOFF_MIN`]); logs once per pause. Returns the pause.
+    fn store_failed(&self, delivery_id: &str, e: &DeliveryError) -> Duration {
+        let mut trouble = lock(&self.trouble);
+        let now = Instant::now();
+        match *trouble {
+            Some(t) if t.until > now => t.until - now,
+            previous => {
+                let backoff = previous
+                    .map(|t| (t.backoff * 2).min(STORE_BACKOFF_MAX))
+                    .unwrap_or(STORE_BACKOFF_MIN);
+                tracing::error!(
+                    delivery = %delivery_id,
+                    error = %e,
+                    pause_ms = backoff.as_millis() as u64,
+                    "the store cannot record attempts; dispatch pauses and the unrecorded attempts will be retried"
+                );
+                *trouble = Some(StoreTrouble {
+                    until: now + backoff,
+                    backoff,
+                });
+                backoff
+            }
+        }
+    }
+
+    fn store_recovered(&self) {
+        let mut trouble = lock(&self.trouble);
+        if trouble.take().is_some() {
+            tracing::info!("the store records attempts again; dispatch resumes");
+        }
+    }
+
     async fn poll_loop(self: Arc<Self>) {
         loop {
             let webhooks = self.registry.load();
-            for w in &webhooks.list {
+            let idle = self.stopping.load(Ordering::SeqCst) || self.paused_until().is_some();
+            for w in webhooks.list.iter().filter(|_| !idle) {
+                if w.breaker.activity() == Activity::Paused {
+                    // Its deliveries wait until it is re-enabled.
+                    continue;
+                }
                 let lane = self.lane(&w.id);
                 let room = lane.tx.capacity();
                 if room == 0 {
@@ -316,13 +456,30 @@ impl Inner {
                 if fresh.is_empty() {
                     continue;
                 }
-                let due = match self.store.read(move |c| store::load_due(c, &fresh)).await {
+                let (due, orphans) = match self
+                    .store
+                    .read(move |c| store::load_due(c, &fresh))
+                    .await
+                {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::error!(webhook = %w.id, error = %e, "cannot read due deliveries");
                         continue;
                     }
                 };
+                if !orphans.is_empty() {
+                    // Due deliveries whose event is gone (pruned while a
+                    // replay created them): they can never be sent, and left
+                    // due they would fill every poll of this webhook.
+                    tracing::warn!(webhook = %w.id, count = orphans.len(), "failing deliveries whose event no longer exists");
+                    if let Err(e) = self
+                        .store
+                        .write(move |c| store::fail_orphans(c, &orphans))
+                        .await
+                    {
+                        tracing::error!(webhook = %w.id, error = %e, "cannot fail deliveries whose event no longer exists");
+                    }
+                }
                 for d in due {
                     self.offer(Job::new(
                         d.delivery_id,
@@ -379,6 +536,10 @@ impl Inner {
                 )))),
                 None,
             ),
+            Some(w) if w.breaker.activity() == Activity::Paused => {
+                drop(slot);
+                return self.pause(&job, number).await.map(Some);
+            }
             Some(w) if !w.breaker.is_active() => (Outcome::Skipped, Some(w)),
             Some(w) => {
                 let result = self.execute(&w, &job, &mut warnings).await;
@@ -417,7 +578,7 @@ impl Inner {
             status_code,
             success: status == Status::Succeeded,
             error: match (&outcome, error) {
-                (Outcome::Skipped, _) => Some(AttemptError::inactive()),
+                (Outcome::Skipped, _) => Some(AttemptError::held(false)),
                 (_, Some(e)) => Some(AttemptError::from(e)),
                 _ => None,
             },
@@ -427,18 +588,22 @@ impl Inner {
             created_at: crate::event::rfc3339_ms(created_at_ms),
             created_at_ms,
         };
-        // Breaker bookkeeping for outcomes that end a delivery.
+        // Breaker bookkeeping for outcomes that end a delivery. Only the
+        // receiver's failures count (DESIGN §9): a failure caused by the
+        // event's data, a plugin or the relay fails this delivery alone.
         let threshold = self.config.load().breaker_threshold;
         let state = match (&outcome, &webhook) {
             (Outcome::Final(Ok(_)), Some(w)) => w.breaker.record_success(),
-            (Outcome::Final(Err(e)), Some(w)) if e.disables_webhook() => {
-                Some(w.breaker.deactivate())
-            }
-            (Outcome::Final(Err(_)), Some(w)) => {
-                let before = w.breaker.is_active();
-                let s = w.breaker.record_failure(threshold);
-                if before && !s.is_active {
-                    tracing::warn!(webhook = %w.id, failures = s.failure_count, "circuit breaker tripped: webhook deactivated");
+            (Outcome::Final(Err(e)), Some(_)) if e.origin() != Origin::Upstream => None,
+            (Outcome::Final(Err(e)), Some(w)) => {
+                let before = w.breaker.activity();
+                let s = if e.disables_webhook() {
+                    w.breaker.deactivate()
+                } else {
+                    w.breaker.record_failure(threshold)
+                };
+                if before == Activity::Active && s.activity == Activity::Paused {
+                    tracing::warn!(webhook = %w.id, failures = s.failure_count, "circuit breaker tripped: webhook paused, its deliveries wait until it is re-enabled");
                 }
                 Some(s)
             }
@@ -458,24 +623,25 @@ impl Inner {
             .await
             .map_err(|e| DeliveryError::Config(format!("recording the attempt failed: {e}")))?;
         crate::metrics::attempt(status.as_str(), duration_ms);
-        if let Outcome::Retry(_, delay) = outcome {
-            self.schedule(job, number, delay);
-        }
+        // A retry waits in the store (`due_at`), not in memory: the poller
+        // offers it when its time has come.
         Ok(Some(record))
     }
 
-    /// Offers the next attempt when its time comes (the poller would find it
-    /// too; this keeps the schedule precise).
-    fn schedule(self: &Arc<Self>, job: Job, attempts: u32, delay: Duration) {
-        let inner = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            inner.offer(Job {
-                attempts,
-                current: false,
-                ..job
-            });
-        });
+    /// Records that the delivery waits behind its webhook's tripped breaker
+    /// (history `paused`; the row keeps its attempts and place in the queue).
+    async fn pause(&self, job: &Job, number: u32) -> Result<Attempt, DeliveryError> {
+        let record = history::held(&job.delivery_id, &job.webhook_id, &job.event, number, true);
+        let to_store = record.clone();
+        self.store
+            .write(move |c| {
+                history::insert(c, &to_store)?;
+                store::pause_delivery(c, &to_store.delivery_id)
+            })
+            .await
+            .map_err(|e| DeliveryError::Config(format!("recording the attempt failed: {e}")))?;
+        crate::metrics::attempt(Status::Paused.as_str(), 0);
+        Ok(record)
     }
 
     async fn execute(
@@ -582,6 +748,28 @@ impl Inner {
     }
 }
 
+/// Counts one attempt as started and not yet recorded, for
+/// [`Dispatcher::drain`].
+struct Unrecorded(Arc<Inner>);
+
+impl Unrecorded {
+    fn start(inner: Arc<Inner>) -> Unrecorded {
+        inner.unrecorded.fetch_add(1, Ordering::SeqCst);
+        Unrecorded(inner)
+    }
+}
+
+impl Drop for Unrecorded {
+    fn drop(&mut self) {
+        self.0.unrecorded.fetch_sub(1, Ordering::SeqCst);
+        self.0.recorded.notify_waiters();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 enum Outcome {
     Final(Result<InResponse, DeliveryError>),
     Retry(DeliveryError, Duration),
@@ -612,6 +800,212 @@ fn host_of(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::{Guard, Policy};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A loopback HTTP receiver answering 200 that counts the requests.
+    async fn counting_receiver() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |_req: http::Request<hyper::body::Incoming>| {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            async {
+                                Ok::<_, std::convert::Infallible>(http::Response::new(
+                                    http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+                                ))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        (port, count)
+    }
+
+    /// A dispatcher over a real store and one webhook to `port`.
+    fn dispatcher(store: &Store, port: u16) -> Dispatcher {
+        let spec =
+            serde_saphyr::from_str(&format!("name: w\nid: w\nurl: http://127.0.0.1:{port}/\n"))
+                .unwrap();
+        let registry = Arc::new(Registry::single(spec));
+        let deliverer = Deliverer::new(
+            Guard::new(vec!["127.0.0.0/8".parse().unwrap()]),
+            Policy { allow_http: true },
+        );
+        let plugins = PluginHost::new(
+            crate::plugin::Limits {
+                memory_mb: 16,
+                timeout_ms: 1000,
+                fresh: false,
+            },
+            None,
+        )
+        .unwrap();
+        Dispatcher::new(
+            store.clone(),
+            registry,
+            deliverer,
+            plugins,
+            DeliveryConfig::default(),
+        )
+    }
+
+    fn event(id: &str) -> Event {
+        Event {
+            id: id.into(),
+            event_type: "t".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            data: serde_json::json!({}),
+        }
+    }
+
+    async fn insert(store: &Store, id: &str) -> String {
+        let e = event(id);
+        let t = store::Target {
+            delivery_id: new_id(),
+            webhook_id: "w".into(),
+            start: store::Start::Due,
+        };
+        let delivery = t.delivery_id.clone();
+        store
+            .write(move |c| {
+                store::insert_event(c, &e, &store::event_json(&e)?, std::slice::from_ref(&t))
+            })
+            .await
+            .unwrap();
+        delivery
+    }
+
+    async fn status_of(store: &Store, delivery: &str) -> String {
+        let id = delivery.to_owned();
+        store
+            .read(move |c| store::get_delivery(c, &id))
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    }
+
+    async fn wait_status(store: &Store, delivery: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status_of(store, delivery).await != want {
+            assert!(Instant::now() < deadline, "delivery never became {want}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_store_that_cannot_record_pauses_dispatch_instead_of_resending_in_a_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let (port, received) = counting_receiver().await;
+        let delivery = insert(&store, "e1").await;
+        // From now on recording an attempt fails at once, as on a full or
+        // read-only disk.
+        store
+            .write(|c| {
+                Ok(c.execute_batch(
+                    "CREATE TRIGGER full BEFORE INSERT ON attempts
+                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+                )?)
+            })
+            .await
+            .unwrap();
+        let d = dispatcher(&store, port);
+        d.start();
+        // Dispatch pauses 1 s, then 2 s: at most three sends in 3.5 s
+        // (before, one every 20-200 ms: 17 or more).
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let during = received.load(Ordering::SeqCst);
+        assert!(
+            (1..=3).contains(&during),
+            "{during} sends while the store could not record them"
+        );
+        assert_eq!(status_of(&store, &delivery).await, "pending");
+        // The store recovers: the unrecorded attempt is sent again and
+        // recorded.
+        store
+            .write(|c| Ok(c.execute_batch("DROP TRIGGER full")?))
+            .await
+            .unwrap();
+        wait_status(&store, &delivery, "succeeded").await;
+        let total = received.load(Ordering::SeqCst);
+        assert!(total <= during + 1, "{total} sends after {during}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn deliveries_whose_event_was_pruned_never_wedge_the_webhooks_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let (port, received) = counting_receiver().await;
+        // 600 due deliveries older than everything else, whose event is
+        // gone (a replay that raced retention): more than a poll reads.
+        let orphans: Vec<String> = (0..600).map(|_| new_id()).collect();
+        let rows = orphans.clone();
+        store
+            .write(move |c| {
+                let targets: Vec<store::Target> = rows
+                    .iter()
+                    .map(|id| store::Target {
+                        delivery_id: id.clone(),
+                        webhook_id: "w".into(),
+                        start: store::Start::Due,
+                    })
+                    .collect();
+                store::insert_deliveries(c, "pruned", &targets, 1)?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let delivery = insert(&store, "live").await;
+        let d = dispatcher(&store, port);
+        d.start();
+        wait_status(&store, &delivery, "succeeded").await;
+        assert_eq!(received.load(Ordering::SeqCst), 1);
+        for id in orphans.iter().step_by(97) {
+            assert_eq!(status_of(&store, id).await, "failed");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_attempt_that_panics_frees_its_delivery_for_the_poller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let d = dispatcher(&store, 9);
+        let lane = d.inner.lane("w");
+        lane.inflight().insert("d1".into());
+        let slot = Slot {
+            lane: lane.clone(),
+            id: "d1".into(),
+        };
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            panic!("an attempt panicked");
+        });
+        assert!(task.await.is_err());
+        assert!(!lane.inflight().contains("d1"), "the id was released");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_claimed_delivery_cannot_be_claimed_or_offered_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let d = dispatcher(&store, 9);
+        let held = d.claim("w", "d1").expect("free");
+        assert!(d.claim("w", "d1").is_none(), "held by the first claim");
+        drop(held);
+        assert!(d.claim("w", "d1").is_some(), "released when dropped");
+    }
 
     #[test]
     fn backoff_grows_and_stays_under_the_cap() {

@@ -21,6 +21,8 @@ pub enum Status {
     Failed,
     Retrying,
     Skipped,
+    /// Waiting behind a tripped circuit breaker; sent once re-enabled.
+    Paused,
 }
 
 impl Status {
@@ -30,6 +32,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Retrying => "retrying",
             Status::Skipped => "skipped",
+            Status::Paused => "paused",
         }
     }
     fn parse(s: &str) -> Status {
@@ -37,6 +40,7 @@ impl Status {
             "succeeded" => Status::Succeeded,
             "retrying" => Status::Retrying,
             "skipped" => Status::Skipped,
+            "paused" => Status::Paused,
             _ => Status::Failed,
         }
     }
@@ -85,19 +89,36 @@ pub struct Attempt {
 }
 
 impl AttemptError {
-    /// The error of a delivery skipped because its webhook is inactive.
-    pub fn inactive() -> AttemptError {
-        AttemptError {
-            kind: "inactive".into(),
-            origin: "relay".into(),
-            retryable: false,
-            message: "webhook is inactive (circuit breaker open or disabled); delivery skipped, replayable".into(),
+    /// Why a delivery was not attempted: its webhook is disabled (skipped)
+    /// or paused by its circuit breaker (waiting).
+    pub fn held(paused: bool) -> AttemptError {
+        if paused {
+            AttemptError {
+                kind: "paused".into(),
+                origin: "upstream".into(),
+                retryable: true,
+                message: "webhook paused by its circuit breaker after repeated receiver failures; the delivery waits and is sent once the webhook is re-enabled".into(),
+            }
+        } else {
+            AttemptError {
+                kind: "inactive".into(),
+                origin: "relay".into(),
+                retryable: false,
+                message: "webhook is disabled by an operator; delivery skipped, resendable".into(),
+            }
         }
     }
 }
 
-/// The record of a delivery skipped because its webhook is inactive.
-pub fn skipped(delivery_id: &str, webhook_id: &str, event: &crate::event::Event) -> Attempt {
+/// The record of a delivery not attempted because its webhook is disabled
+/// (`skipped`) or paused (`paused`); `attempt` is the one that waits.
+pub fn held(
+    delivery_id: &str,
+    webhook_id: &str,
+    event: &crate::event::Event,
+    attempt: u32,
+    paused: bool,
+) -> Attempt {
     let now = crate::event::now_ms();
     Attempt {
         id: crate::event::new_id(),
@@ -105,11 +126,15 @@ pub fn skipped(delivery_id: &str, webhook_id: &str, event: &crate::event::Event)
         webhook_id: webhook_id.to_owned(),
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
-        attempt: 1,
-        status: Status::Skipped,
+        attempt,
+        status: if paused {
+            Status::Paused
+        } else {
+            Status::Skipped
+        },
         status_code: None,
         success: false,
-        error: Some(AttemptError::inactive()),
+        error: Some(AttemptError::held(paused)),
         response_body: None,
         duration_ms: 0,
         warnings: vec![],
@@ -118,14 +143,16 @@ pub fn skipped(delivery_id: &str, webhook_id: &str, event: &crate::event::Event)
     }
 }
 
-/// Records a skipped attempt for each (delivery id, webhook id) of `event`.
-pub fn insert_skipped(
+/// Records a skipped or paused attempt for each delivery of `event` that
+/// did not start due.
+pub fn insert_held(
     conn: &Connection,
     event: &crate::event::Event,
-    skipped: &[(String, String)],
+    held: &[crate::store::Held],
 ) -> Result<(), StoreError> {
-    for (delivery_id, webhook_id) in skipped {
-        insert(conn, &self::skipped(delivery_id, webhook_id, event))?;
+    for (delivery_id, webhook_id, start) in held {
+        let paused = *start == crate::store::Start::Paused;
+        insert(conn, &self::held(delivery_id, webhook_id, event, 1, paused))?;
     }
     Ok(())
 }

@@ -218,7 +218,7 @@ pub async fn accept(
             let mut out = Vec::with_capacity(planned.len());
             for (body, t, e) in planned {
                 let accepted = store::insert_event(c, e, body, t)?;
-                history::insert_skipped(c, e, &accepted.skipped)?;
+                history::insert_held(c, e, &accepted.held)?;
                 out.push(accepted);
             }
             Ok(out)
@@ -226,7 +226,13 @@ pub async fn accept(
         .await?;
     let events = planned.into_iter().map(|(_, _, e)| e);
     crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
-    crate::metrics::deliveries_skipped(results.iter().map(|a| a.skipped.len() as u64).sum());
+    crate::metrics::deliveries_skipped(
+        results
+            .iter()
+            .flat_map(|a| &a.held)
+            .filter(|(_, _, start)| *start == store::Start::Skipped)
+            .count() as u64,
+    );
     let mut views = Vec::with_capacity(results.len());
     for ((event, accepted), reserved) in events.zip(results).zip(reservations) {
         if !accepted.duplicate {

@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The statuses an attempt can leave a delivery in (`history::Status`).
-const STATUSES: [&str; 4] = ["succeeded", "failed", "retrying", "skipped"];
+const STATUSES: [&str; 5] = ["succeeded", "failed", "retrying", "skipped", "paused"];
 
 /// Upper bounds of the latency buckets, in milliseconds (`+Inf` follows).
 /// Attempts are bounded by `timeout_ms` ≤ 30 s, plus formatting time.
@@ -89,13 +89,13 @@ pub fn events_accepted(n: u64) {
 }
 
 /// One attempt was recorded with `status` (`succeeded`, `failed`,
-/// `retrying`, `skipped`) after `duration_ms`. Skipped attempts sent
-/// nothing, so they stay out of the latency histogram.
+/// `retrying`, `skipped`, `paused`) after `duration_ms`. Skipped and
+/// paused attempts sent nothing, so they stay out of the latency histogram.
 pub fn attempt(status: &str, duration_ms: u64) {
     if let Some(i) = STATUSES.iter().position(|s| *s == status) {
         METRICS.attempts[i].fetch_add(1, Ordering::Relaxed);
     }
-    if status != "skipped" {
+    if status != "skipped" && status != "paused" {
         METRICS.latency.observe(duration_ms);
     }
 }

@@ -342,6 +342,20 @@ impl Reloader {
             summary.restart.push("plugins".into());
             new.plugins = old.plugins.clone();
         }
+        // The listener's settings are fixed when it starts.
+        if (
+            new.limits.max_connections,
+            new.limits.header_read_timeout_ms,
+        ) != (
+            old.limits.max_connections,
+            old.limits.header_read_timeout_ms,
+        ) {
+            summary
+                .restart
+                .push("limits.max_connections / limits.header_read_timeout_ms".into());
+            new.limits.max_connections = old.limits.max_connections;
+            new.limits.header_read_timeout_ms = old.limits.header_read_timeout_ms;
+        }
         crate::server::check_dev_tokens(&new).map_err(|e| Refused::Invalid(e.to_string()))?;
         let api = s
             .store
@@ -379,7 +393,10 @@ impl Reloader {
         let new = Arc::new(new);
         s.live.store(Arc::new(Live::from_config(&new)));
         s.config.store(new.clone());
-        s.registry.rebuild(&new, api);
+        s.registry
+            .rebuild(&new, api, &s.store)
+            .await
+            .map_err(Refused::Store)?;
         // Deliveries of a webhook that came back are due: let the poller look.
         s.dispatcher.wake();
         drop(_guard);

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::config::WebhookSpec;
 use crate::plugin::{Kind, Limits, PluginHost};
 use crate::prepare::{Prepared, prepare};
-use crate::webhook::{Declared, Registry, Source};
+use crate::webhook::Registry;
 
 /// The arguments of `relay render` (also its command-line definition).
 #[derive(Debug, Clone, clap::Args)]
@@ -181,16 +181,7 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
         "destination_options": destination_options,
     }))
     .map_err(|e| format!("cannot describe the webhook: {e}"))?;
-    let registry = Registry::new(vec![]);
-    registry.replace(
-        vec![Declared {
-            spec,
-            source: Source::Config,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        }],
-        None,
-    );
+    let registry = Registry::single(spec);
     let webhooks = registry.load();
     let webhook: Arc<_> = webhooks
         .get("render")

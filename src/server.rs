@@ -4,6 +4,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 
 use crate::api::AppState;
 use crate::config::Config;
@@ -109,8 +114,9 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let store = Store::open(&cfg.storage.sqlite.0)?;
     let states = store.read(store::load_webhook_states).await?;
     let api_webhooks = store.read(store::load_api_webhooks).await?;
-    let registry = Arc::new(Registry::new(states));
-    registry.rebuild(&cfg, api_webhooks);
+    let first_seen = store.read(store::load_first_seen).await?;
+    let registry = Arc::new(Registry::new(states, first_seen));
+    registry.rebuild(&cfg, api_webhooks, &store).await?;
     let deliverer = Deliverer::with_ca_file(
         Guard::new(cfg.network.allow_private.clone()),
         Policy {
@@ -158,12 +164,120 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         store = %cfg.storage.sqlite.0.display(),
         "relay is listening"
     );
-    axum::serve(listener, crate::api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|source| ServeError::Listen { addr, source })?;
+    let listening = Listening {
+        max_connections: cfg.limits.max_connections,
+        header_read_timeout: Duration::from_millis(cfg.limits.header_read_timeout_ms),
+    };
+    let connections = listening.serve(
+        listener,
+        crate::api::router(state.clone()),
+        shutdown_signal(),
+    );
+    let open = connections.await;
+    stop(&state, open, Duration::from_millis(cfg.shutdown_grace_ms)).await;
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// How the listener treats client connections (`limits:` in relay.yaml).
+struct Listening {
+    max_connections: usize,
+    header_read_timeout: Duration,
+}
+
+impl Listening {
+    /// Accepts connections until `stop` resolves; returns the connections
+    /// still open then, for a graceful close.
+    ///
+    /// Every connection gets hyper's header-read timeout (a request's head
+    /// must arrive within `header_read_timeout` of the connection opening or
+    /// of the previous answer, so half-sent requests and idle keep-alive
+    /// connections are closed), and at most `max_connections` are open at
+    /// once: past that, new connections are closed at once and a warning is
+    /// logged (at most every 10 s).
+    async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        router: axum::Router,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> GracefulShutdown {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .keep_alive(true);
+        let graceful = GracefulShutdown::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
+        let mut last_warning: Option<Instant> = None;
+        tokio::pin!(stop);
+        loop {
+            let (tcp, _peer) = tokio::select! {
+                _ = &mut stop => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(
+                        max_connections = self.max_connections,
+                        "connection limit reached (limits.max_connections): new connections are closed until others end"
+                    );
+                    last_warning = Some(Instant::now());
+                }
+                drop(tcp);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let router = router.clone();
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let mut router = router.clone();
+                    // axum's Router is always ready: no poll_ready needed.
+                    async move { tower_service::Service::call(&mut router, req).await }
+                });
+            let conn = http
+                .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+        }
+        graceful
+    }
+}
+
+/// The graceful stop (DESIGN §9, at-least-once without needless resends):
+/// the listener is closed already; ingest now answers 503 with
+/// `Retry-After`; requests being answered and attempts in flight get
+/// `grace` to finish and be recorded; then the relay exits. Deliveries not
+/// attempted yet stay due in the store.
+async fn stop(state: &AppState, open: GracefulShutdown, grace: Duration) {
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "stopping: no new connections; finishing requests and attempts in flight"
+    );
+    state
+        .stopping
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let requests = async {
+        let _ = tokio::time::timeout(grace, open.shutdown()).await;
+    };
+    let (_, unrecorded) = tokio::join!(requests, state.dispatcher.drain(grace));
+    if unrecorded > 0 {
+        tracing::warn!(
+            unrecorded,
+            "attempts still in flight after shutdown_grace_ms; they will be sent again after restart"
+        );
+    }
 }
 
 /// relay.yaml hot reload (file watcher + SIGHUP, see `reload`). A new

@@ -151,6 +151,10 @@ CREATE TABLE IF NOT EXISTS webhook_state (
     failure_count INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS config_webhooks (
+    webhook_id  TEXT PRIMARY KEY,       -- a webhook of relay.yaml
+    first_seen  INTEGER NOT NULL        -- ms; its created_at
+);
 CREATE TABLE IF NOT EXISTS api_webhooks (
     id          TEXT PRIMARY KEY,
     spec        TEXT NOT NULL,          -- the spec as JSON, secret left out
@@ -169,6 +173,19 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Columns added after a table was first shipped.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let has_activity = conn
+        .prepare("SELECT 1 FROM pragma_table_info('webhook_state') WHERE name = 'activity'")?
+        .exists([])?;
+    if !has_activity {
+        // NULL: a state stored before the breaker could pause; read by
+        // `load_webhook_states` from `is_active`.
+        conn.execute_batch("ALTER TABLE webhook_state ADD COLUMN activity TEXT")?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -180,6 +197,7 @@ impl Store {
         }
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>(8192);
         std::thread::Builder::new()
             .name("relay-store-writer".into())
@@ -318,14 +336,24 @@ fn run_group(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), S
 // ---------------------------------------------------------------------------
 // Events and deliveries
 
+/// How a new delivery starts, from its webhook's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Due now (webhook active).
+    Due,
+    /// Waiting behind a tripped breaker (`paused`), due once re-enabled.
+    Paused,
+    /// Final as skipped (webhook disabled by an operator); resendable.
+    Skipped,
+}
+
 /// Where one event goes: the delivery's id (chosen before the write, so
-/// dispatch can reserve it), the webhook, and whether that webhook is active
-/// (an inactive one gets a `skipped` delivery).
+/// dispatch can reserve it), the webhook, and how the delivery starts.
 #[derive(Debug, Clone)]
 pub struct Target {
     pub delivery_id: String,
     pub webhook_id: String,
-    pub active: bool,
+    pub start: Start,
 }
 
 /// The result of accepting one event.
@@ -334,8 +362,9 @@ pub struct Accepted {
     pub id: String,
     pub deliveries: u32,
     pub duplicate: bool,
-    /// Deliveries stored as skipped (webhook inactive): (delivery id, webhook id).
-    pub skipped: Vec<(String, String)>,
+    /// Deliveries stored as skipped (webhook disabled) or paused (breaker
+    /// tripped), for the history: (delivery id, webhook id, start).
+    pub held: Vec<Held>,
 }
 
 /// The stored form of an event (its JSON). Made by the caller before
@@ -368,58 +397,70 @@ pub fn insert_event(
             id: event.id.clone(),
             deliveries: n as u32,
             duplicate: true,
-            skipped: vec![],
+            held: vec![],
         });
     }
-    let skipped = insert_deliveries(conn, &event.id, targets, now)?;
+    let held = insert_deliveries(conn, &event.id, targets, now)?;
     Ok(Accepted {
         id: event.id.clone(),
         deliveries: targets.len() as u32,
         duplicate: false,
-        skipped,
+        held,
     })
 }
 
-/// (delivery id, webhook id) pairs.
-pub type DeliveryIds = Vec<(String, String)>;
+/// A delivery that did not start due: (delivery id, webhook id, how).
+pub type Held = (String, String, Start);
 
-/// Inserts one delivery of `event_id` per target (the active ones due now);
-/// returns the ones stored as skipped (webhook inactive).
+/// Inserts one delivery of `event_id` per target; returns the ones that
+/// did not start due (for their history records).
 pub fn insert_deliveries(
     conn: &Connection,
     event_id: &str,
     targets: &[Target],
     now: i64,
-) -> Result<DeliveryIds, StoreError> {
-    let mut skipped = Vec::new();
+) -> Result<Vec<Held>, StoreError> {
+    let mut held = Vec::new();
     for t in targets {
-        insert_delivery(conn, &t.delivery_id, event_id, &t.webhook_id, t.active, now)?;
-        if !t.active {
-            skipped.push((t.delivery_id.clone(), t.webhook_id.clone()));
+        insert_delivery(conn, &t.delivery_id, event_id, &t.webhook_id, t.start, now)?;
+        if t.start != Start::Due {
+            held.push((t.delivery_id.clone(), t.webhook_id.clone(), t.start));
         }
     }
-    Ok(skipped)
+    Ok(held)
 }
 
-/// Inserts one delivery row: due now when `active`, else final as skipped.
+/// Inserts one delivery row. A paused one keeps its place in the queue
+/// (`due_at`) so that it goes out in order once its webhook is re-enabled;
+/// the poller leaves paused webhooks alone.
 fn insert_delivery(
     conn: &Connection,
     id: &str,
     event_id: &str,
     webhook_id: &str,
-    active: bool,
+    start: Start,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (status, due): (&str, Option<i64>) = if active {
-        ("pending", Some(now))
-    } else {
-        ("skipped", None)
+    let (status, due): (&str, Option<i64>) = match start {
+        Start::Due => ("pending", Some(now)),
+        Start::Paused => ("paused", Some(now)),
+        Start::Skipped => ("skipped", None),
     };
     conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6)",
     )?
     .execute(params![id, event_id, webhook_id, status, due, now])?;
+    Ok(())
+}
+
+/// Marks a due delivery as waiting behind its webhook's tripped breaker;
+/// its attempt count and place in the queue stay.
+pub fn pause_delivery(conn: &Connection, delivery_id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = 'paused', updated_at = ?2 WHERE id = ?1 AND due_at IS NOT NULL",
+    )?
+    .execute(params![delivery_id, now_ms()])?;
     Ok(())
 }
 
@@ -452,35 +493,65 @@ pub fn due_ids(
     rows.map(|r| r.map_err(StoreError::from)).collect()
 }
 
-/// The given deliveries with their events (those still due).
-pub fn load_due(conn: &Connection, ids: &[(String, u32)]) -> Result<Vec<DueDelivery>, StoreError> {
+/// The given deliveries with their events (those still due), and the ids
+/// of those still due whose event is missing (orphans, see [`fail_orphans`]).
+pub fn load_due(
+    conn: &Connection,
+    ids: &[(String, u32)],
+) -> Result<(Vec<DueDelivery>, Vec<String>), StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.webhook_id, d.attempts, e.body FROM deliveries d JOIN events e ON e.id = d.event_id
+        "SELECT d.webhook_id, d.attempts, e.body FROM deliveries d LEFT JOIN events e ON e.id = d.event_id
          WHERE d.id = ?1 AND d.due_at IS NOT NULL",
     )?;
     let mut out = Vec::with_capacity(ids.len());
+    let mut orphans = Vec::new();
     for (id, _) in ids {
         let row = stmt
             .query_row([id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(2)?,
                 ))
             })
             .optional()?;
-        if let Some((webhook_id, attempts, body)) = row {
-            let event: Event =
-                serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            out.push(DueDelivery {
-                delivery_id: id.clone(),
-                webhook_id,
-                attempts: attempts as u32,
-                event,
-            });
+        match row {
+            Some((webhook_id, attempts, Some(body))) => {
+                let event: Event =
+                    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                out.push(DueDelivery {
+                    delivery_id: id.clone(),
+                    webhook_id,
+                    attempts: attempts as u32,
+                    event,
+                });
+            }
+            Some((_, _, None)) => orphans.push(id.clone()),
+            None => {}
         }
     }
-    Ok(out)
+    Ok((out, orphans))
+}
+
+/// Ends due deliveries whose event no longer exists as failed.
+pub fn fail_orphans(conn: &Connection, ids: &[String]) -> Result<(), StoreError> {
+    let now = now_ms();
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = ?2
+         WHERE id = ?1 AND due_at IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
+    )?;
+    for id in ids {
+        stmt.execute(params![id, now])?;
+    }
+    Ok(())
+}
+
+/// Whether an event is stored.
+pub fn event_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+        .exists([id])?)
 }
 
 /// Whether a delivery is due now with exactly `attempts` attempts made.
@@ -670,20 +741,96 @@ pub fn prune(conn: &Connection, cutoff_ms: i64) -> Result<usize, StoreError> {
 // ---------------------------------------------------------------------------
 // Webhook state (circuit breaker)
 
+/// Who disabled a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Api,
+    File,
+}
+
+/// Whether a webhook's deliveries go out (DESIGN §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    Active,
+    /// The circuit breaker tripped: deliveries wait.
+    Paused,
+    /// An operator disabled it: deliveries are recorded as skipped.
+    Disabled(Operator),
+}
+
+impl Activity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activity::Active => "active",
+            Activity::Paused => "paused",
+            Activity::Disabled(Operator::Api) => "disabled",
+            Activity::Disabled(Operator::File) => "disabled_by_file",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Activity> {
+        [
+            Activity::Active,
+            Activity::Paused,
+            Activity::Disabled(Operator::Api),
+            Activity::Disabled(Operator::File),
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
+    /// A small number for an atomic.
+    pub fn code(self) -> u8 {
+        match self {
+            Activity::Active => 0,
+            Activity::Paused => 1,
+            Activity::Disabled(Operator::Api) => 2,
+            Activity::Disabled(Operator::File) => 3,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Activity {
+        match c {
+            0 => Activity::Active,
+            1 => Activity::Paused,
+            3 => Activity::Disabled(Operator::File),
+            _ => Activity::Disabled(Operator::Api),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WebhookState {
-    pub is_active: bool,
+    pub activity: Activity,
     pub failure_count: u32,
+}
+
+impl WebhookState {
+    pub fn is_active(&self) -> bool {
+        self.activity == Activity::Active
+    }
 }
 
 pub fn load_webhook_states(conn: &Connection) -> Result<Vec<(String, WebhookState)>, StoreError> {
     let mut stmt =
-        conn.prepare("SELECT webhook_id, is_active, failure_count FROM webhook_state")?;
+        conn.prepare("SELECT webhook_id, is_active, failure_count, activity FROM webhook_state")?;
     let rows = stmt.query_map([], |r| {
+        let is_active = r.get::<_, i64>(1)? != 0;
+        let activity = r.get::<_, Option<String>>(3)?;
         Ok((
             r.get::<_, String>(0)?,
             WebhookState {
-                is_active: r.get::<_, i64>(1)? != 0,
+                // Stored before `activity` existed: an inactive webhook was
+                // one the breaker tripped or an operator disabled; pausing
+                // keeps its deliveries.
+                activity: activity
+                    .as_deref()
+                    .and_then(Activity::parse)
+                    .unwrap_or(if is_active {
+                        Activity::Active
+                    } else {
+                        Activity::Paused
+                    }),
                 failure_count: r.get::<_, i64>(2)? as u32,
             },
         ))
@@ -697,10 +844,42 @@ pub fn save_webhook_state(
     s: WebhookState,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO webhook_state (webhook_id, is_active, failure_count, updated_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (webhook_id) DO UPDATE SET is_active = ?2, failure_count = ?3, updated_at = ?4",
+        "INSERT INTO webhook_state (webhook_id, is_active, failure_count, updated_at, activity) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (webhook_id) DO UPDATE SET is_active = ?2, failure_count = ?3, updated_at = ?4, activity = ?5",
     )?
-    .execute(params![webhook_id, s.is_active as i64, s.failure_count as i64, now_ms()])?;
+    .execute(params![
+        webhook_id,
+        s.is_active() as i64,
+        s.failure_count as i64,
+        now_ms(),
+        s.activity.as_str()
+    ])?;
+    Ok(())
+}
+
+/// First-load times of relay.yaml's webhooks (their `created_at`).
+pub fn load_first_seen(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT webhook_id, first_seen FROM config_webhooks")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    rows.map(|r| r.map_err(StoreError::from)).collect()
+}
+
+/// Stores what a registry rebuild changed: breaker states set by relay.yaml
+/// and first-load times of its new webhooks (a time already stored stays).
+pub fn save_rebuilt(
+    conn: &Connection,
+    states: &[(String, WebhookState)],
+    first_seen: &[(String, i64)],
+) -> Result<(), StoreError> {
+    for (id, s) in states {
+        save_webhook_state(conn, id, *s)?;
+    }
+    for (id, at) in first_seen {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO config_webhooks (webhook_id, first_seen) VALUES (?1, ?2)",
+        )?
+        .execute(params![id, at])?;
+    }
     Ok(())
 }
 
@@ -722,7 +901,7 @@ mod tests {
         Target {
             delivery_id: crate::event::new_id(),
             webhook_id: webhook_id.into(),
-            active,
+            start: if active { Start::Due } else { Start::Skipped },
         }
     }
 
@@ -745,7 +924,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (first.deliveries, first.duplicate, first.skipped.len()),
+            (first.deliveries, first.duplicate, first.held.len()),
             (2, false, 1)
         );
         let (e, t) = (event("e1"), targets);
@@ -754,13 +933,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            (again.deliveries, again.duplicate, again.skipped.len()),
+            (again.deliveries, again.duplicate, again.held.len()),
             (2, true, 0)
         );
         let due = store
             .read(|c| {
                 let ids = due_ids(c, "a", now_ms() + 1, 10)?;
-                load_due(c, &ids)
+                Ok(load_due(c, &ids)?.0)
             })
             .await
             .unwrap();
@@ -846,7 +1025,7 @@ mod tests {
                 c,
                 "x",
                 WebhookState {
-                    is_active: false,
+                    activity: Activity::Paused,
                     failure_count: 1,
                 },
             )?;
@@ -857,7 +1036,7 @@ mod tests {
                 c,
                 "y",
                 WebhookState {
-                    is_active: true,
+                    activity: Activity::Active,
                     failure_count: 2,
                 },
             )
@@ -878,7 +1057,7 @@ mod tests {
             vec![(
                 "y".to_string(),
                 WebhookState {
-                    is_active: true,
+                    activity: Activity::Active,
                     failure_count: 2
                 }
             )]

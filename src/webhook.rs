@@ -6,7 +6,7 @@
 //! touches SQL itself.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::WebhookSpec;
 use crate::event::Event;
-use crate::store::{Target, WebhookState};
+use crate::store::{Activity, Operator, Start, Target, WebhookState};
 use crate::template::Template;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,52 +26,93 @@ pub enum Source {
 }
 
 /// Breaker state shared by every version of one webhook.
+///
+/// DESIGN §9: only failures the receiver caused count; a tripped breaker
+/// *pauses* the webhook (its deliveries wait and go out, oldest first, once
+/// it is re-enabled); an operator's disable (relay.yaml or the API) makes
+/// dispatch record its deliveries as skipped.
 #[derive(Debug)]
 pub struct Breaker {
-    active: AtomicBool,
+    activity: AtomicU8,
     failures: AtomicU32,
 }
 
 impl Breaker {
     pub fn new(s: WebhookState) -> Breaker {
         Breaker {
-            active: AtomicBool::new(s.is_active),
+            activity: AtomicU8::new(s.activity.code()),
             failures: AtomicU32::new(s.failure_count),
         }
     }
     pub fn snapshot(&self) -> WebhookState {
         WebhookState {
-            is_active: self.active.load(Ordering::SeqCst),
+            activity: self.activity(),
             failure_count: self.failures.load(Ordering::SeqCst),
         }
     }
+    pub fn activity(&self) -> Activity {
+        Activity::from_code(self.activity.load(Ordering::SeqCst))
+    }
     pub fn is_active(&self) -> bool {
-        self.active.load(Ordering::SeqCst)
+        self.activity() == Activity::Active
     }
     /// A delivery succeeded: the streak of failures ends. `None` when there
     /// was no streak (nothing to store).
     pub fn record_success(&self) -> Option<WebhookState> {
         (self.failures.swap(0, Ordering::SeqCst) > 0).then(|| self.snapshot())
     }
-    /// A delivery failed for good. Trips after `threshold` in a row (0 = never).
+    /// A delivery failed for good because of the receiver. Trips (pauses the
+    /// webhook) after `threshold` in a row (0 = never). Failures caused by
+    /// the event's data or by the relay must not be recorded here.
     pub fn record_failure(&self, threshold: u32) -> WebhookState {
         let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
         if threshold > 0 && n >= threshold {
-            self.active.store(false, Ordering::SeqCst);
+            self.trip();
         }
         self.snapshot()
     }
+    /// The receiver said it is gone (410, or a destination plugin's
+    /// `disable`): pause now.
     pub fn deactivate(&self) -> WebhookState {
-        self.active.store(false, Ordering::SeqCst);
+        self.trip();
         self.snapshot()
     }
-    /// Re-enabling resets the failure counter.
-    pub fn set_active(&self, active: bool) -> WebhookState {
+    /// Active → paused; an operator's disable stays as it is.
+    fn trip(&self) {
+        let _ = self.activity.compare_exchange(
+            Activity::Active.code(),
+            Activity::Paused.code(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+    /// An operator's decision (API or relay.yaml). Re-enabling resets the
+    /// failure counter and ends a pause.
+    pub fn set_active(&self, active: bool, by: Operator) -> WebhookState {
         if active {
             self.failures.store(0, Ordering::SeqCst);
+            self.activity
+                .store(Activity::Active.code(), Ordering::SeqCst);
+        } else {
+            self.activity
+                .store(Activity::Disabled(by).code(), Ordering::SeqCst);
         }
-        self.active.store(active, Ordering::SeqCst);
         self.snapshot()
+    }
+    /// Applies relay.yaml's `is_active` for a webhook of the file: `false`
+    /// always disables it; `true` ends only a disable the file itself made
+    /// (a tripped breaker or the API's disable stand until re-enabled).
+    /// `Some` when the state changed (to be stored).
+    fn apply_file(&self, is_active: bool) -> Option<WebhookState> {
+        let current = self.activity();
+        match (is_active, current) {
+            (false, Activity::Disabled(Operator::File)) => None,
+            (false, _) => Some(self.set_active(false, Operator::File)),
+            (true, Activity::Disabled(Operator::File)) => {
+                Some(self.set_active(true, Operator::File))
+            }
+            (true, _) => None,
+        }
     }
 }
 
@@ -161,7 +202,11 @@ impl Webhooks {
             .map(|w| Target {
                 delivery_id: crate::event::new_id(),
                 webhook_id: w.id.clone(),
-                active: w.breaker.is_active(),
+                start: match w.breaker.activity() {
+                    Activity::Active => Start::Due,
+                    Activity::Paused => Start::Paused,
+                    Activity::Disabled(_) => Start::Skipped,
+                },
             })
             .collect()
     }
@@ -179,11 +224,28 @@ pub struct Declared {
 pub struct Registry {
     current: ArcSwap<Webhooks>,
     breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    /// When each webhook of relay.yaml was first loaded (its `created_at`),
+    /// as stored.
+    first_seen: Mutex<HashMap<String, i64>>,
+    /// relay.yaml's `is_active` per webhook as last applied: the file's
+    /// value is applied when it changes (and at start), so that an
+    /// unrelated rebuild never undoes an API re-enable.
+    file_active: Mutex<HashMap<String, bool>>,
+}
+
+/// What a registry rebuild changed that must be stored.
+#[derive(Debug, Default)]
+pub struct Rebuilt {
+    /// Breaker states relay.yaml's `is_active` changed.
+    pub states: Vec<(String, WebhookState)>,
+    /// Webhooks of relay.yaml loaded for the first time, with that time.
+    pub first_seen: Vec<(String, i64)>,
 }
 
 impl Registry {
-    /// `states` are the persisted breaker states.
-    pub fn new(states: Vec<(String, WebhookState)>) -> Registry {
+    /// `states` are the persisted breaker states, `first_seen` the stored
+    /// first-load times of relay.yaml's webhooks.
+    pub fn new(states: Vec<(String, WebhookState)>, first_seen: Vec<(String, i64)>) -> Registry {
         let breakers = states
             .into_iter()
             .map(|(id, s)| (id, Arc::new(Breaker::new(s))))
@@ -191,43 +253,103 @@ impl Registry {
         Registry {
             current: ArcSwap::from_pointee(Webhooks::default()),
             breakers: Mutex::new(breakers),
+            first_seen: Mutex::new(first_seen.into_iter().collect()),
+            file_active: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A registry of one webhook with no stored state (`relay render`,
+    /// tests).
+    pub fn single(spec: WebhookSpec) -> Registry {
+        let registry = Registry::new(vec![], vec![]);
+        registry.replace(
+            vec![Declared {
+                spec,
+                source: Source::Config,
+                created_at_ms: 0,
+                updated_at_ms: 0,
+            }],
+            None,
+        );
+        registry
     }
 
     pub fn load(&self) -> Arc<Webhooks> {
         self.current.load_full()
     }
 
+    /// The webhook's breaker; a new one starts active, or disabled by the
+    /// API when `initial_active` is false.
     pub fn breaker(&self, id: &str, initial_active: bool) -> Arc<Breaker> {
-        let mut map = match self.breakers.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = lock(&self.breakers);
         map.entry(id.to_owned())
             .or_insert_with(|| {
                 Arc::new(Breaker::new(WebhookState {
-                    is_active: initial_active,
+                    activity: if initial_active {
+                        Activity::Active
+                    } else {
+                        Activity::Disabled(Operator::Api)
+                    },
                     failure_count: 0,
                 }))
             })
             .clone()
     }
 
-    /// Rebuilds the set from the file's webhooks and the API's.
-    pub fn rebuild(&self, cfg: &crate::config::Config, api: Vec<crate::store::StoredWebhook>) {
+    /// Rebuilds the set from the file's webhooks and the API's, and stores
+    /// what the file changed: `is_active` from relay.yaml (see
+    /// [`Breaker::apply_file`]) and the first-load time of new file webhooks.
+    pub async fn rebuild(
+        &self,
+        cfg: &crate::config::Config,
+        api: Vec<crate::store::StoredWebhook>,
+        store: &crate::store::Store,
+    ) -> Result<(), crate::store::StoreError> {
+        let changes = self.rebuild_in_memory(cfg, api);
+        if changes.states.is_empty() && changes.first_seen.is_empty() {
+            return Ok(());
+        }
+        store
+            .write(move |c| crate::store::save_rebuilt(c, &changes.states, &changes.first_seen))
+            .await
+    }
+
+    /// [`Registry::rebuild`] without the store: returns what to store.
+    fn rebuild_in_memory(
+        &self,
+        cfg: &crate::config::Config,
+        api: Vec<crate::store::StoredWebhook>,
+    ) -> Rebuilt {
         let loaded_at = crate::event::now_ms();
-        let mut declared: Vec<Declared> = cfg
-            .file_webhooks()
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| Declared {
-                spec,
-                source: Source::Config,
-                // Stamped with the load time, one ms apart to keep file order.
-                created_at_ms: loaded_at + i as i64,
-                updated_at_ms: loaded_at + i as i64,
-            })
-            .collect();
+        let mut changes = Rebuilt::default();
+        let mut declared: Vec<Declared> = {
+            let mut first_seen = lock(&self.first_seen);
+            let mut file_active = lock(&self.file_active);
+            cfg.file_webhooks()
+                .into_iter()
+                .enumerate()
+                .map(|(i, spec)| {
+                    let id = spec.id.clone().unwrap_or_default();
+                    // First load: stamped one ms apart to keep file order.
+                    let created = *first_seen.entry(id.clone()).or_insert_with(|| {
+                        changes.first_seen.push((id.clone(), loaded_at + i as i64));
+                        loaded_at + i as i64
+                    });
+                    let changed = file_active.insert(id.clone(), spec.is_active);
+                    if changed != Some(spec.is_active)
+                        && let Some(s) = self.breaker(&id, true).apply_file(spec.is_active)
+                    {
+                        changes.states.push((id, s));
+                    }
+                    Declared {
+                        spec,
+                        source: Source::Config,
+                        created_at_ms: created,
+                        updated_at_ms: created,
+                    }
+                })
+                .collect()
+        };
         declared.extend(api.into_iter().map(|w| Declared {
             spec: w.spec,
             source: Source::Api,
@@ -235,6 +357,7 @@ impl Registry {
             updated_at_ms: w.updated_at_ms,
         }));
         self.replace(declared, cfg.defaults.event_types.clone());
+        changes
     }
 
     /// Replaces the whole set. Breaker state survives for ids that remain.
@@ -266,6 +389,10 @@ impl Registry {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,7 +411,7 @@ mod tests {
             format_options: "{}".into(),
             destination_options: "{}".into(),
             breaker: Arc::new(Breaker::new(WebhookState {
-                is_active: true,
+                activity: Activity::Active,
                 failure_count: 0,
             })),
             created_at_ms: 0,
@@ -334,24 +461,66 @@ mod tests {
     }
 
     #[test]
-    fn breaker_trips_at_threshold_and_reenabling_resets() {
+    fn breaker_pauses_at_threshold_and_reenabling_resets() {
         let b = Breaker::new(WebhookState {
-            is_active: true,
+            activity: Activity::Active,
             failure_count: 0,
         });
         for _ in 0..2 {
-            assert!(b.record_failure(3).is_active);
+            assert_eq!(b.record_failure(3).activity, Activity::Active);
         }
-        assert!(!b.record_failure(3).is_active);
+        assert_eq!(b.record_failure(3).activity, Activity::Paused);
         assert_eq!(
-            b.set_active(true),
+            b.set_active(true, Operator::Api),
             WebhookState {
-                is_active: true,
+                activity: Activity::Active,
                 failure_count: 0
             }
         );
         b.record_failure(3);
         assert_eq!(b.record_success().map(|s| s.failure_count), Some(0));
         assert!(b.record_success().is_none(), "no streak, nothing to store");
+    }
+
+    #[test]
+    fn a_tripping_breaker_never_overrides_an_operators_disable() {
+        let b = Breaker::new(WebhookState {
+            activity: Activity::Disabled(Operator::Api),
+            failure_count: 0,
+        });
+        b.record_failure(1);
+        b.deactivate();
+        assert_eq!(b.activity(), Activity::Disabled(Operator::Api));
+    }
+
+    #[test]
+    fn relay_yaml_is_active_false_wins_over_stored_state_and_true_undoes_only_its_own_disable() {
+        let paused = Breaker::new(WebhookState {
+            activity: Activity::Paused,
+            failure_count: 10,
+        });
+        assert_eq!(paused.apply_file(true), None, "a pause stands");
+        assert_eq!(
+            paused.apply_file(false).map(|s| s.activity),
+            Some(Activity::Disabled(Operator::File))
+        );
+        assert_eq!(
+            paused.apply_file(false),
+            None,
+            "unchanged: nothing to store"
+        );
+        assert_eq!(
+            paused.apply_file(true),
+            Some(WebhookState {
+                activity: Activity::Active,
+                failure_count: 0
+            })
+        );
+        let by_api = Breaker::new(WebhookState {
+            activity: Activity::Disabled(Operator::Api),
+            failure_count: 0,
+        });
+        assert_eq!(by_api.apply_file(true), None);
+        assert_eq!(by_api.activity(), Activity::Disabled(Operator::Api));
     }
 }

@@ -239,7 +239,7 @@ async fn retry_after_is_honoured_and_4xx_is_not_retried_and_410_deactivates() {
     assert_eq!(h[0]["response_body"], "bad field");
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(perm.received().len(), 1, "a 422 is not retried");
-    // 410: the webhook is deactivated, later events are skipped, not lost.
+    // 410: the webhook is paused, later events wait, not lost.
     relay
         .post(
             "/api/v1/events",
@@ -270,15 +270,16 @@ async fn retry_after_is_honoured_and_4xx_is_not_retried_and_410_deactivates() {
             h.iter().any(|a| a["event_id"] == "ra-3")
         })
         .await;
-    assert_eq!(h[0]["status"], "skipped");
+    assert_eq!(h[0]["status"], "paused");
+    assert_eq!(h[0]["error"]["kind"], "paused");
     assert_eq!(perm.received().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_breaker_trips_after_the_threshold_and_reenabling_resets_it() {
+async fn the_breaker_pauses_after_the_threshold_and_reenabling_sends_what_waited_oldest_first() {
     let closed = free_port();
     let extra = format!(
-        "delivery: {{ breaker_threshold: 3 }}\nwebhooks:\n  - name: Dead\n    url: http://127.0.0.1:{closed}/\n    retry_count: 0\n"
+        "delivery: {{ breaker_threshold: 3, concurrency_per_webhook: 1 }}\nwebhooks:\n  - name: Dead\n    url: http://127.0.0.1:{closed}/\n    retry_count: 0\n"
     );
     let relay = Relay::start(&extra).await;
     for i in 0..3 {
@@ -298,26 +299,32 @@ async fn the_breaker_trips_after_the_threshold_and_reenabling_resets_it() {
         .await
         .unwrap();
     assert_eq!(
-        (w["is_active"].as_bool(), w["failure_count"].as_u64()),
-        (Some(false), Some(3)),
+        (
+            w["is_active"].as_bool(),
+            w["state"].as_str(),
+            w["failure_count"].as_u64()
+        ),
+        (Some(false), Some("paused"), Some(3)),
         "{w}"
     );
-    relay
-        .post(
-            "/api/v1/events",
-            Some(INGEST),
-            &json!({"type": "x", "id": "b-skip"}),
-        )
-        .await;
+    for i in 0..3 {
+        relay
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &json!({"type": "x", "id": format!("b-wait-{i}")}),
+            )
+            .await;
+    }
     let h = relay
-        .wait_history("dead", Duration::from_secs(5), |h| h.len() == 4)
+        .wait_history("dead", Duration::from_secs(5), |h| h.len() == 6)
         .await;
-    assert_eq!(
-        (h[0]["event_id"].as_str(), h[0]["status"].as_str()),
-        (Some("b-skip"), Some("skipped"))
-    );
+    for a in &h[..3] {
+        assert_eq!(a["status"], "paused", "{a}");
+    }
 
-    // Re-enable: the counter resets, and the skipped delivery can be resent.
+    // Re-enable: the counter resets and what waited goes out, oldest first,
+    // without a resend.
     let rx = Receiver::start_on(closed).await;
     let (s, w) = relay
         .request_json(
@@ -329,21 +336,19 @@ async fn the_breaker_trips_after_the_threshold_and_reenabling_resets_it() {
         .await;
     assert_eq!(s, 200, "{w}");
     assert_eq!(
-        (w["is_active"].as_bool(), w["failure_count"].as_u64()),
-        (Some(true), Some(0)),
+        (
+            w["is_active"].as_bool(),
+            w["state"].as_str(),
+            w["failure_count"].as_u64()
+        ),
+        (Some(true), Some("active"), Some(0)),
         "{w}"
     );
-    let skipped_delivery = h[0]["delivery_id"].as_str().unwrap();
-    let (s, b) = relay
-        .post(
-            &format!("/api/v1/deliveries/{skipped_delivery}/resend"),
-            Some(ADMIN),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(s, 202, "{b}");
-    let got = rx.wait_for(1, Duration::from_secs(5)).await;
-    assert_eq!(got[0].json()["id"], "b-skip");
+    let got = rx.wait_for(3, Duration::from_secs(5)).await;
+    let ids: Vec<Value> = got.iter().map(|r| r.json()["id"].clone()).collect();
+    assert_eq!(ids, ["b-wait-0", "b-wait-1", "b-wait-2"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.received().len(), 3, "each waiting delivery once");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -64,6 +64,8 @@ pub struct AppState {
     /// Held while the registry is rebuilt (API webhook changes, config
     /// reload), so a rebuild never mixes an old config with new API webhooks.
     pub rebuild: tokio::sync::Mutex<()>,
+    /// Set when the relay is stopping: ingest answers 503.
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -82,6 +84,7 @@ impl AppState {
             live: ArcSwap::from_pointee(Live::from_config(cfg)),
             config: ArcSwap::from_pointee(cfg.clone()),
             rebuild: tokio::sync::Mutex::new(()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -90,8 +93,9 @@ impl AppState {
     pub async fn refresh_registry(&self) -> Result<(), StoreError> {
         let _guard = self.rebuild.lock().await;
         let api = self.store.read(store::load_api_webhooks).await?;
-        self.registry.rebuild(&self.config.load(), api);
-        Ok(())
+        self.registry
+            .rebuild(&self.config.load(), api, &self.store)
+            .await
     }
 }
 
@@ -374,7 +378,7 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
         let state = w.breaker.snapshot();
         breakers.push(crate::metrics::BreakerState {
             webhook_id: w.id.clone(),
-            active: state.is_active,
+            active: state.is_active(),
             failure_count: state.failure_count,
         });
     }
@@ -391,6 +395,14 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
 }
 
 async fn post_events(State(s): State<Shared>, body: Body) -> Result<Response, ApiError> {
+    if s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(http::header::RETRY_AFTER, "5")],
+            axum::Json(json!({"error": {"code": "stopping", "message": "the relay is stopping; nothing was stored: post again in a few seconds"}})),
+        )
+            .into_response());
+    }
     let live = s.live.load_full();
     let limit = live.limits.max_body_bytes;
     let bytes = read_limited(body, limit).await?;
@@ -490,9 +502,10 @@ async fn webhook_deliveries(
         Some("failed") => Some(history::Status::Failed),
         Some("retrying") => Some(history::Status::Retrying),
         Some("skipped") => Some(history::Status::Skipped),
+        Some("paused") => Some(history::Status::Paused),
         Some(other) => {
             return Err(bad_query(format!(
-                "status {other:?} is not one of succeeded, failed, retrying, skipped"
+                "status {other:?} is not one of succeeded, failed, retrying, skipped, paused"
             )));
         }
     };
@@ -560,7 +573,7 @@ async fn test_webhook(
     let target = store::Target {
         delivery_id: new_id(),
         webhook_id: w.id.clone(),
-        active: true,
+        start: store::Start::Due,
     };
     // Held until the attempt is recorded: the poller leaves this one alone.
     let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
@@ -588,29 +601,47 @@ async fn resend_delivery(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let lookup = id.clone();
+    let d = s
+        .store
+        .read(move |c| store::get_delivery(c, &lookup))
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    // Held in its lane while the resend is written: an attempt in flight
+    // would otherwise record over the resend (and the resend be lost).
+    let claimed = s.dispatcher.claim(&d.webhook_id, &d.id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "attempt_in_flight",
+            format!(
+                "delivery {:?} has an attempt queued or in flight; resend it once that attempt is recorded",
+                d.id
+            ),
+        )
+    })?;
+    let (lookup, event_id) = (d.id.clone(), d.event_id.clone());
     let found = s
         .store
         .write(move |c| {
             let Some(d) = store::get_delivery(c, &lookup)? else {
                 return Ok(None);
             };
-            let event = store::get_event(c, &d.event_id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "event {} of delivery {lookup} is missing",
-                    d.event_id
-                ))
-            })?;
+            let Some(event) = store::get_event(c, &event_id)? else {
+                return Ok(None);
+            };
             store::update_delivery(c, &lookup, "pending", d.attempts, Some(now_ms()))?;
             Ok(Some((d, event)))
         })
         .await?;
     let (d, event) = found.ok_or_else(|| ApiError::not_found("delivery", &id))?;
-    s.dispatcher.offer(Job::new(
-        d.id.clone(),
-        d.webhook_id.clone(),
-        d.attempts,
-        Arc::new(event),
-    ));
+    s.dispatcher.offer_claimed(
+        claimed,
+        Job::new(
+            d.id.clone(),
+            d.webhook_id.clone(),
+            d.attempts,
+            Arc::new(event),
+        ),
+    );
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(json!({"delivery_id": d.id, "webhook_id": d.webhook_id, "status": "pending"})),
@@ -634,23 +665,43 @@ async fn replay_event(
     let for_write = event.clone();
     let ready: Vec<(String, String)> = targets
         .iter()
-        .filter(|t| t.active)
+        .filter(|t| t.start == store::Start::Due)
         .map(|t| (t.delivery_id.clone(), t.webhook_id.clone()))
         .collect();
-    let skipped = s
+    let held = s
         .store
         .write(move |c| {
-            let skipped = store::insert_deliveries(c, &for_write.id, &targets, now_ms())?;
-            history::insert_skipped(c, &for_write, &skipped)?;
-            Ok(skipped)
+            // Retention may have pruned the event since it was read: then
+            // no delivery may point at it (the poller could never load it).
+            if !store::event_exists(c, &for_write.id)? {
+                return Ok(None);
+            }
+            let held = store::insert_deliveries(c, &for_write.id, &targets, now_ms())?;
+            history::insert_held(c, &for_write, &held)?;
+            Ok(Some(held))
         })
-        .await?;
-    crate::metrics::deliveries_skipped(skipped.len() as u64);
-    let view = |(delivery_id, webhook_id): &(String, String), skipped: bool| json!({"delivery_id": delivery_id, "webhook_id": webhook_id, "skipped": skipped});
+        .await?
+        .ok_or_else(|| ApiError::not_found("event", &id))?;
+    let skipped = held
+        .iter()
+        .filter(|(_, _, start)| *start == store::Start::Skipped)
+        .count();
+    crate::metrics::deliveries_skipped(skipped as u64);
+    let view = |delivery_id: &str, webhook_id: &str, status: &str| json!({"delivery_id": delivery_id, "webhook_id": webhook_id, "skipped": status == "skipped", "status": status});
     let ids: Vec<Value> = ready
         .iter()
-        .map(|d| view(d, false))
-        .chain(skipped.iter().map(|d| view(d, true)))
+        .map(|(d, w)| view(d, w, "pending"))
+        .chain(held.iter().map(|(d, w, start)| {
+            view(
+                d,
+                w,
+                if *start == store::Start::Paused {
+                    "paused"
+                } else {
+                    "skipped"
+                },
+            )
+        }))
         .collect();
     s.dispatcher.offer_reserved(&event, reserved);
     Ok((

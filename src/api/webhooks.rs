@@ -40,7 +40,10 @@ pub fn webhook_view(w: &Webhook, role: Role) -> Value {
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), json!(w.id));
         m.insert("source".into(), json!(w.source));
-        m.insert("is_active".into(), json!(state.is_active));
+        m.insert("is_active".into(), json!(state.is_active()));
+        // active, paused (breaker tripped: deliveries wait), disabled
+        // (by the API) or disabled_by_file (relay.yaml).
+        m.insert("state".into(), json!(state.activity.as_str()));
         m.insert("failure_count".into(), json!(state.failure_count));
         m.insert(
             "created_at".into(),
@@ -334,7 +337,7 @@ pub async fn update(
             .await?;
     }
     if let Some(a) = active {
-        let state = current.breaker.set_active(a);
+        let state = current.breaker.set_active(a, crate::store::Operator::Api);
         let wid = id.clone();
         s.store
             .write(move |c| store::save_webhook_state(c, &wid, state))
