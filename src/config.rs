@@ -172,6 +172,10 @@ pub enum Role {
     Ingest,
     Viewer,
     Admin,
+    /// Scrapes `GET /metrics` and nothing else. Once a token has this role,
+    /// `/metrics` needs a metrics, viewer or admin token (it is public
+    /// while none has).
+    Metrics,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
