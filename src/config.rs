@@ -223,6 +223,10 @@ pub enum Role {
     Ingest,
     Viewer,
     Admin,
+    /// Scrapes `GET /metrics` and nothing else. Once a token has this role,
+    /// `/metrics` needs a metrics, viewer or admin token (it is public
+    /// while none has).
+    Metrics,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -530,53 +534,97 @@ impl<'de> Deserialize<'de> for Secret {
 
 /// Destination URL: https (or http), or udp/tcp/tls for syslog. Whether
 /// http is allowed depends on `network.allow_http`, checked in `validate`.
+///
+/// The scheme is case-insensitive (RFC 3986 §3.1) and stored lower-case, so
+/// `HTTP://` is checked against `allow_http` and sent like `http://`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct WebhookUrl(String);
+pub struct WebhookUrl {
+    url: String,
+    /// Whether `${…}` stood in the scheme or host part as written (the
+    /// path is never shown to viewers anyway).
+    #[serde(skip)]
+    host_from_env: bool,
+}
 
 impl WebhookUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let uri: http::Uri = raw
+        let url = match raw.split_once("://") {
+            Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+            None => raw.to_owned(),
+        };
+        // Errors show scheme://host only: paths and queries carry credentials.
+        let shown = crate::deliver::redact_url(&url);
+        let uri: http::Uri = url
             .parse()
-            .map_err(|e| format!("url: {raw:?} is not a valid URL ({e})"))?;
+            .map_err(|e| format!("url: {shown:?} is not a valid URL ({e})"))?;
         let scheme = uri.scheme_str().unwrap_or("");
         if !matches!(scheme, "https" | "http" | "udp" | "tcp" | "tls") {
             return Err(format!(
-                "url: {raw:?} has scheme {scheme:?}; use https:// (http:// with network.allow_http), or udp://, tcp://, tls:// for syslog"
+                "url: {shown:?} has scheme {scheme:?}; use https:// (http:// with network.allow_http), or udp://, tcp://, tls:// for syslog"
             ));
         }
         let host = uri.host().unwrap_or("");
         if host.is_empty() {
-            return Err(format!("url: {raw:?} has no host"));
+            return Err(format!("url: {shown:?} has no host"));
         }
         if matches!(scheme, "udp" | "tcp" | "tls") && uri.port_u16().is_none() {
             return Err(format!(
-                "url: {raw:?} needs a port for the syslog transport (e.g. {scheme}://host:6514)"
+                "url: {shown:?} needs a port for the syslog transport (e.g. {scheme}://host:6514)"
             ));
         }
-        Ok(WebhookUrl(raw.to_owned()))
+        Ok(WebhookUrl {
+            url,
+            host_from_env: false,
+        })
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.url
     }
     /// The host when it is an IP literal (`[::1]` included).
     pub fn literal_ip(&self) -> Option<std::net::IpAddr> {
-        let uri: http::Uri = self.0.parse().ok()?;
+        let uri: http::Uri = self.url.parse().ok()?;
         uri.host()?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
             .ok()
     }
+    /// The scheme, lower-case.
     pub fn scheme(&self) -> &str {
-        self.0.split("://").next().unwrap_or("")
+        self.url.split("://").next().unwrap_or("")
+    }
+    /// `scheme://host[:port]`, with `/[redacted]` for any path or query
+    /// ([`crate::deliver::redact_url`]); the host too is redacted when it came from `${…}`.
+    /// What viewers, errors and logs show.
+    pub fn redacted(&self) -> String {
+        if self.host_from_env {
+            let tail = if crate::deliver::redact_url(&self.url).ends_with("/[redacted]") {
+                "/[redacted]"
+            } else {
+                ""
+            };
+            format!("{}://[redacted]{tail}", self.scheme())
+        } else {
+            crate::deliver::redact_url(&self.url)
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for WebhookUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = EnvString::deserialize(d)?.0;
-        WebhookUrl::parse(&raw).map_err(de::Error::custom)
+        let written = String::deserialize(d)?;
+        let raw = expand_env(&written, |k| std::env::var(k).ok()).map_err(de::Error::custom)?;
+        let mut url = WebhookUrl::parse(&raw).map_err(de::Error::custom)?;
+        let rest = written.split_once("://").map_or("", |(_, r)| r);
+        let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        // Everything before the path as written: `${URL}`, `https://${HOST}/x`.
+        url.host_from_env = written
+            .split("://")
+            .next()
+            .is_some_and(|s| s.contains("${"))
+            || rest[..host_end].contains("${");
+        Ok(url)
     }
 }
 
@@ -634,7 +682,12 @@ impl<'de> Deserialize<'de> for HeaderName {
 /// Custom headers in the order written; names unique case-insensitively.
 /// Values may hold `{{variables}}` and `${ENV}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HeaderMap(pub Vec<(HeaderName, String)>);
+pub struct HeaderMap(pub Vec<(HeaderName, String)>, FromEnv);
+
+/// Names (lower-case) of the headers whose value, as written, used `${…}`:
+/// viewers never see such a value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FromEnv(std::collections::BTreeSet<String>);
 
 impl HeaderMap {
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -642,6 +695,10 @@ impl HeaderMap {
             .iter()
             .find(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+    /// Whether the value of `name` came from `${…}` interpolation.
+    pub fn from_env(&self, name: &str) -> bool {
+        self.1.0.contains(&name.to_ascii_lowercase())
     }
 }
 
@@ -666,7 +723,13 @@ impl<'de> Deserialize<'de> for HeaderMap {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<HeaderMap, A::Error> {
                 let mut out: Vec<(HeaderName, String)> = Vec::new();
-                while let Some((k, v)) = map.next_entry::<HeaderName, EnvString>()? {
+                let mut from_env = FromEnv::default();
+                while let Some((k, written)) = map.next_entry::<HeaderName, String>()? {
+                    let v = expand_env(&written, |k| std::env::var(k).ok())
+                        .map_err(de::Error::custom)?;
+                    if written.contains("${") {
+                        from_env.0.insert(k.as_str().to_ascii_lowercase());
+                    }
                     if out
                         .iter()
                         .any(|(seen, _)| seen.as_str().eq_ignore_ascii_case(k.as_str()))
@@ -676,15 +739,15 @@ impl<'de> Deserialize<'de> for HeaderMap {
                             k.as_str()
                         )));
                     }
-                    if v.0.contains(['\r', '\n']) {
+                    if v.contains(['\r', '\n']) {
                         return Err(de::Error::custom(format!(
                             "headers: the value of {:?} contains a line break",
                             k.as_str()
                         )));
                     }
-                    out.push((k, v.0));
+                    out.push((k, v));
                 }
-                Ok(HeaderMap(out))
+                Ok(HeaderMap(out, from_env))
             }
         }
         d.deserialize_map(V)
@@ -830,7 +893,7 @@ impl WebhookSpec {
                 "url",
                 format!(
                     "{:?} uses http://; use https:// or set network.allow_http: true",
-                    self.url.as_str()
+                    self.url.redacted()
                 ),
             );
         }
@@ -841,7 +904,7 @@ impl WebhookSpec {
                 "url",
                 format!(
                     "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
-                    self.url.as_str()
+                    self.url.redacted()
                 ),
             );
         }
@@ -1106,7 +1169,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("r.yaml:3:"), "{e}");
-        assert!(e.contains("ftp://x.example/"), "{e}");
+        assert!(e.contains("ftp://x.example"), "{e}");
     }
 
     #[test]
@@ -1199,6 +1262,44 @@ mod tests {
             e.contains("webhooks[0].url") && e.contains("allow_http"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn url_schemes_are_case_insensitive_and_stored_lower_case() {
+        let c = Config::parse(
+            "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: HTTP://x.example/Path\n  - name: b\n    url: TCP://x.example:514\n    format: syslog\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.webhooks[0].url.as_str(), "http://x.example/Path");
+        assert_eq!(c.webhooks[0].url.scheme(), "http");
+        assert_eq!(c.webhooks[1].url.as_str(), "tcp://x.example:514");
+        // The upper-case spelling does not get around network.allow_http.
+        let e = Config::parse(
+            "webhooks:\n  - name: a\n    url: HTTP://x.example/\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("webhooks[0].url") && e.contains("allow_http"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn url_errors_show_scheme_and_host_but_never_path_or_query() {
+        for yaml in [
+            "webhooks:\n  - name: a\n    url: \"ftp://x.example/p4th?q=s3cret\"\n",
+            "webhooks:\n  - name: a\n    url: \"http://x.example/p4th?q=s3cret\"\n",
+            "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: \"http://10.0.0.1/p4th?q=s3cret\"\n",
+            "webhooks:\n  - name: a\n    url: \"udp://x.example/p4th?q=s3cret\"\n",
+            "webhooks:\n  - name: a\n    url: \"https://x.example/p4th?q=s3cret with space\"\n",
+        ] {
+            let e = Config::parse(yaml, "r.yaml").unwrap_err().to_string();
+            assert!(e.contains("x.example") || e.contains("10.0.0.1"), "{e}");
+            assert!(!e.contains("p4th") && !e.contains("s3cret"), "{e}");
+        }
     }
 
     #[test]

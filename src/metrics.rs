@@ -7,8 +7,9 @@
 //! replay, for webhooks that are inactive), [`plugin_call`] (plugin host) and
 //! [`reload`] (config reload). Queue depth and breaker state are not tracked
 //! here at all: they are read at scrape time from where they are true — the
-//! store's pending deliveries and the registry's breakers — and handed to
-//! [`render`], so they can never drift.
+//! store's pending deliveries (at most once a second: `api` caches them)
+//! and the registry's breakers — and handed to [`render`], so they can
+//! never drift.
 //!
 //! Written by hand rather than through a metrics crate: the scrape-time
 //! families (per-webhook gauges that must disappear with their webhook) fit a
@@ -82,6 +83,15 @@ static METRICS: Metrics = Metrics {
     reloads_failed: AtomicU64::new(0),
     last_reload_ok: AtomicBool::new(true),
 };
+
+/// Store queries made for the queue-depth gauges (see `api`: at most one
+/// per second however many scrapes come in).
+static QUEUE_DEPTH_QUERIES: AtomicU64 = AtomicU64::new(0);
+
+/// The queue depth was read from the store once more.
+pub fn queue_depth_query() {
+    QUEUE_DEPTH_QUERIES.fetch_add(1, Ordering::Relaxed);
+}
 
 /// `n` new events were accepted (stored; duplicates of a known id excluded).
 pub fn events_accepted(n: u64) {
@@ -250,6 +260,18 @@ pub fn render(queue: &[QueueDepth], breakers: &[BreakerState]) -> String {
             q.due,
         );
     }
+    family(
+        o,
+        "relay_queue_depth_queries_total",
+        "counter",
+        "Store queries made for the two gauges above: they are cached for up to a second, so scrapes never cost more than one query a second.",
+    );
+    sample(
+        o,
+        "relay_queue_depth_queries_total",
+        &[],
+        load(&QUEUE_DEPTH_QUERIES),
+    );
 
     family(
         o,

@@ -95,7 +95,7 @@ fn spawn_retention(store: Store, retention_days: u32) {
         loop {
             tick.tick().await;
             let cutoff = crate::event::now_ms() - i64::from(retention_days) * 86_400_000;
-            match store.write(move |c| store::prune(c, cutoff)).await {
+            match store.prune(cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, retention_days, "pruned old history"),
                 Err(e) => tracing::error!(error = %e, "pruning old history failed"),

@@ -33,6 +33,8 @@ pub use webhooks::{looks_secret, webhook_view};
 /// Settings the API reads on every request; swapped on config reload.
 pub struct Live {
     tokens: Vec<(Role, [u8; 32])>,
+    /// Some token has the `metrics` role: `/metrics` then needs a token.
+    metrics_protected: bool,
     pub limits: LimitsConfig,
     pub event_types: Option<BTreeMap<String, String>>,
 }
@@ -46,6 +48,7 @@ impl Live {
                 .iter()
                 .map(|t| (t.role, Sha256::digest(t.token.expose().as_bytes()).into()))
                 .collect(),
+            metrics_protected: c.auth.tokens.iter().any(|t| t.role == Role::Metrics),
             limits: c.limits.clone(),
             event_types: c.event_types.clone(),
         }
@@ -66,6 +69,8 @@ pub struct AppState {
     pub rebuild: tokio::sync::Mutex<()>,
     /// Set when the relay is stopping: ingest answers 503.
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The queue depth `/metrics` shows, read from the store at most once a second.
+    queue_depth: Arc<QueueDepthCache>,
 }
 
 impl AppState {
@@ -85,6 +90,7 @@ impl AppState {
             config: ArcSwap::from_pointee(cfg.clone()),
             rebuild: tokio::sync::Mutex::new(()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            queue_depth: Arc::default(),
         }
     }
 
@@ -150,8 +156,11 @@ impl From<StoreError> for ApiError {
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No token needed (`/healthz`, `/metrics`, the OpenAPI document).
+    /// No token needed (`/healthz`, the OpenAPI document).
     Public,
+    /// `/metrics`: public while no token has the `metrics` role; then a
+    /// metrics, viewer or admin token.
+    Metrics,
     /// Post events: ingest or admin.
     Ingest,
     /// Read: viewer or admin.
@@ -165,6 +174,7 @@ impl Access {
     pub fn roles(self) -> &'static [Role] {
         match self {
             Access::Public => &[],
+            Access::Metrics => &[Role::Metrics, Role::Viewer, Role::Admin],
             Access::Ingest => &[Role::Ingest, Role::Admin],
             Access::Read => &[Role::Viewer, Role::Admin],
             Access::Admin => &[Role::Admin],
@@ -194,7 +204,7 @@ const fn route(method: &'static str, path: &'static str, access: Access) -> Rout
 /// against `docs/openapi.json` both ways — so the three cannot drift.
 pub const ROUTES: &[Route] = &[
     route("GET", "/healthz", Access::Public),
-    route("GET", "/metrics", Access::Public),
+    route("GET", "/metrics", Access::Metrics),
     route("GET", "/api/v1/openapi.json", Access::Public),
     route("POST", "/api/v1/events", Access::Ingest),
     route("POST", "/api/v1/events/{id}/replay", Access::Admin),
@@ -277,6 +287,7 @@ impl AppState {
         if !need.roles().contains(&role) {
             let what = match need {
                 Access::Public => "",
+                Access::Metrics => "metrics need the metrics, viewer or admin role",
                 Access::Ingest => "posting events needs the ingest or admin role",
                 Access::Read => "reading needs the viewer or admin role",
                 Access::Admin => "this action needs the admin role",
@@ -295,7 +306,12 @@ async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    if access != Access::Public {
+    let public = match access {
+        Access::Public => true,
+        Access::Metrics => !s.live.load().metrics_protected,
+        _ => false,
+    };
+    if !public {
         match s.authorize(req.headers(), access) {
             Ok(role) => {
                 req.extensions_mut().insert(role);
@@ -348,20 +364,57 @@ async fn openapi() -> impl IntoResponse {
     ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-/// `GET /metrics`: counters from `metrics`, queue depth from the store,
-/// breaker state from the registry.
+/// How old the queue depth `/metrics` shows may be.
+const QUEUE_DEPTH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Queue depth rows as `store::queue_depth` returns them.
+type DepthRows = Arc<Vec<(String, u64, u64)>>;
+
+/// The queue depth of `/metrics`, read from the store at most once per
+/// [`QUEUE_DEPTH_MAX_AGE`] however many scrapes come in, so scrapes cannot
+/// crowd the dispatcher out of the read pool.
+#[derive(Default)]
+struct QueueDepthCache {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, DepthRows)>>,
+}
+
+impl QueueDepthCache {
+    /// The cached rows, or fresh ones. The read runs in a task of its own
+    /// that holds the cache's lock: a scrape that is cancelled mid-read
+    /// does not let the next scrape start a second read.
+    async fn get(self: &Arc<Self>, store: &Store) -> Result<DepthRows, StoreError> {
+        let (this, store) = (self.clone(), store.clone());
+        tokio::spawn(async move {
+            let mut last = this.last.lock().await;
+            if let Some((at, rows)) = &*last
+                && at.elapsed() < QUEUE_DEPTH_MAX_AGE
+            {
+                return Ok(rows.clone());
+            }
+            let rows: DepthRows = Arc::new(store.read(|c| store::queue_depth(c, now_ms())).await?);
+            crate::metrics::queue_depth_query();
+            *last = Some((std::time::Instant::now(), rows.clone()));
+            Ok(rows)
+        })
+        .await
+        .map_err(|e| StoreError::Sqlite(format!("queue depth task failed: {e}")))?
+    }
+}
+
+/// `GET /metrics`: counters from `metrics`, queue depth from the store
+/// (cached ≤ 1 s), breaker state from the registry.
 async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
-    let rows = s.store.read(|c| store::queue_depth(c, now_ms())).await?;
+    let rows = s.queue_depth.get(&s.store).await?;
     let webhooks = s.registry.load();
     let mut queue: BTreeMap<String, crate::metrics::QueueDepth> = rows
-        .into_iter()
+        .iter()
         .map(|(webhook_id, pending, due)| {
             (
                 webhook_id.clone(),
                 crate::metrics::QueueDepth {
-                    webhook_id,
-                    pending,
-                    due,
+                    webhook_id: webhook_id.clone(),
+                    pending: *pending,
+                    due: *due,
                 },
             )
         })

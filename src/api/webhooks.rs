@@ -14,26 +14,81 @@ use crate::plugin::Kind;
 use crate::store::{self, StoredWebhook};
 use crate::webhook::{Source, Webhook};
 
-/// Header names whose values are treated as secrets in viewer responses.
+/// Names (of headers, body template keys, option keys) whose values are
+/// treated as secrets in viewer responses: `Authorization`, `X-Api-Key`,
+/// `X-Auth-Token`, `X-Honeycomb-Team`, `DD-API-KEY`, `routing_key`,
+/// `integration_key`, `password`, … Wide on purpose: a value wrongly hidden
+/// from a viewer costs little, one wrongly shown is a leak.
 pub fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     [
-        "authorization",
+        "auth",
         "token",
         "key",
         "secret",
-        "password",
+        "passw",
+        "pwd",
         "cookie",
         "signature",
-        "auth",
         "credential",
+        "session",
+        "api",
+        "team",
+        "license",
+        "private",
+        "dsn",
     ]
     .iter()
     .any(|s| n.contains(s))
 }
 
-/// The JSON view of a webhook. Secrets never appear; for viewers, secret-
-/// looking header values, option values and the URL's path are redacted too.
+/// A value that looks like a credential whatever its name: an
+/// `Authorization`-style scheme (`Bearer …`, `Basic …`), a well-known key
+/// prefix, or a run of 20+ token characters mixing letters and digits (API
+/// keys, hex or base64 secrets). Template placeholders (`{{…}}`) and words
+/// are left alone.
+pub fn looks_like_credential(value: &str) -> bool {
+    let v = value.trim();
+    let lower = v.to_ascii_lowercase();
+    if ["bearer ", "basic ", "token ", "splunk "]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return true;
+    }
+    if [
+        "xox",
+        "sk_",
+        "sk-",
+        "ghp_",
+        "github_pat_",
+        "whsec_",
+        "akia",
+        "hcaik_",
+        "hcxik_",
+    ]
+    .iter()
+    .any(|p| lower.starts_with(p))
+    {
+        return true;
+    }
+    v.split(|c: char| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '/' | '=' | '.'))
+    })
+    .any(|run| {
+        run.len() >= 20
+            && run.bytes().any(|b| b.is_ascii_digit())
+            && run.bytes().any(|b| b.is_ascii_alphabetic())
+    })
+}
+
+const REDACTED: &str = "[redacted]";
+
+/// The JSON view of a webhook. Secrets never appear; for viewers, these are
+/// redacted too: header values whose name looks secret, that look like a
+/// credential or that came from `${…}`; body template and option values
+/// under secret-looking keys or that look like a credential; the URL's path
+/// and query (and its host when it came from `${…}`).
 pub fn webhook_view(w: &Webhook, role: Role) -> Value {
     let mut v = serde_json::to_value(&w.spec).unwrap_or_else(|_| json!({}));
     let state = w.breaker.snapshot();
@@ -59,56 +114,39 @@ pub fn webhook_view(w: &Webhook, role: Role) -> Value {
         if role != Role::Admin {
             if let Some(Value::Object(h)) = m.get_mut("headers") {
                 for (k, val) in h.iter_mut() {
-                    if looks_secret(k) {
-                        *val = json!("[redacted]");
+                    let credential = val.as_str().is_some_and(looks_like_credential);
+                    if looks_secret(k) || credential || w.spec.headers.from_env(k) {
+                        *val = json!(REDACTED);
                     }
                 }
             }
-            for key in ["options", "destination_options"] {
-                if let Some(opts) = m.get_mut(key) {
-                    redact_options(opts);
+            for key in ["body", "options", "destination_options"] {
+                if let Some(value) = m.get_mut(key) {
+                    redact_values(value);
                 }
             }
-            m.insert("url".into(), json!(redact_url(w.spec.url.as_str())));
+            m.insert("url".into(), json!(w.spec.url.redacted()));
         }
     }
     v
 }
 
-fn redact_options(v: &mut Value) {
+/// Redacts, at any depth, values under secret-looking keys and strings that
+/// look like credentials.
+fn redact_values(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
-                if looks_secret(k) {
-                    *val = json!("[redacted]");
+                if looks_secret(k) && !val.is_null() {
+                    *val = json!(REDACTED);
                 } else {
-                    redact_options(val);
+                    redact_values(val);
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(redact_options),
+        Value::Array(a) => a.iter_mut().for_each(redact_values),
+        Value::String(s) if looks_like_credential(s) => *v = json!(REDACTED),
         _ => {}
-    }
-}
-
-/// `scheme://host[:port]` plus a marker when there was more: URL paths and
-/// queries often carry credentials (Slack and Teams webhook URLs do).
-fn redact_url(url: &str) -> String {
-    match url.parse::<http::Uri>() {
-        Ok(u) => {
-            let host = u
-                .authority()
-                .map(|a| a.as_str().rsplit('@').next().unwrap_or(""))
-                .unwrap_or("");
-            let rest = u.path_and_query().map(|p| p.as_str()).unwrap_or("");
-            let tail = if rest.is_empty() || rest == "/" {
-                ""
-            } else {
-                "/[redacted]"
-            };
-            format!("{}://{host}{tail}", u.scheme_str().unwrap_or(""))
-        }
-        Err(_) => "[redacted]".into(),
     }
 }
 
@@ -390,6 +428,8 @@ pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> Result<R
 mod tests {
     use super::*;
 
+    use crate::deliver::redact_url;
+
     #[test]
     fn urls_are_cut_to_scheme_and_host_for_viewers() {
         assert_eq!(
@@ -414,11 +454,42 @@ mod tests {
             "X-Auth-Token",
             "plerion-signature",
             "Cookie",
+            "X-Honeycomb-Team",
+            "DD-API-KEY",
+            "X-Session-Id",
+            "routing_key",
+            "integration_key",
+            "password",
         ] {
             assert!(looks_secret(h), "{h}");
         }
-        for h in ["Content-Type", "X-Tenant", "Accept"] {
+        for h in ["Content-Type", "X-Tenant", "Accept", "summary", "severity"] {
             assert!(!looks_secret(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn credential_looking_values_are_recognised_whatever_their_name() {
+        for v in [
+            "Bearer abc",
+            "Basic dXNlcjpwdw==",
+            "xoxb-1234",
+            "sk_live_abc",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "3f2a9c81d0b7e6a5f4c3b2a1908f7e6d",
+            "id=AKIAIOSFODNN7EXAMPLE1",
+        ] {
+            assert!(looks_like_credential(v), "{v}");
+        }
+        for v in [
+            "{{title}}",
+            "critical_finding_notification",
+            "New {{type}}: {{title}} ({{severity}})",
+            "2026-11-22T10:00:00Z",
+            "https://hooks.example.com",
+            "",
+        ] {
+            assert!(!looks_like_credential(v), "{v}");
         }
     }
 }

@@ -197,10 +197,12 @@ impl HttpSender {
 
     /// Sends one request; any non-transport outcome is a response.
     pub async fn send(&self, req: OutRequest) -> Result<InResponse, DeliveryError> {
-        let uri: Uri = req
-            .url
-            .parse()
-            .map_err(|e| DeliveryError::Config(format!("url {:?} is invalid: {e}", req.url)))?;
+        let uri: Uri = req.url.parse().map_err(|e| {
+            DeliveryError::Config(format!(
+                "url {:?} is invalid: {e}",
+                super::redact_url(&req.url)
+            ))
+        })?;
         let host = uri.host().unwrap_or("").to_owned();
         let mut builder = http::Request::builder().method(req.method.clone()).uri(uri);
         for (k, v) in &req.headers {

@@ -20,6 +20,29 @@ pub use http::{HttpSender, InResponse, OutRequest};
 pub use syslog::{SyslogSender, is_syslog_url};
 pub use tls::CaFileError;
 
+/// `scheme://host[:port]` of a URL without user info, plus `/[redacted]`
+/// when a path or query followed: URL paths and queries often carry
+/// credentials (Slack and Teams webhook URLs, `?token=`), so they never go
+/// into an error message, a log line or a viewer's response. Works on text
+/// that is not a valid URL too.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end].rsplit('@').next().unwrap_or("");
+    let tail = if matches!(&rest[end..], "" | "/") {
+        ""
+    } else {
+        "/[redacted]"
+    };
+    match scheme {
+        Some(s) => format!("{s}://{host}{tail}"),
+        None => format!("{host}{tail}"),
+    }
+}
+
 /// Network policy that can change on a config reload.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -103,21 +126,37 @@ impl Deliverer {
         Ok(())
     }
 
-    /// Applies a new `network:` section to connections made from now on.
+    /// Applies a new `network:` section. A changed guard also replaces the
+    /// HTTP connection pool: a kept connection was checked against the old
+    /// guard when it was opened, so none is reused after `allow_private`
+    /// changed (requests in flight finish on the old pool). Syslog re-checks
+    /// its kept connection's peer before each reuse instead.
     pub fn reconfigure(&self, guard: Guard, policy: Policy) {
+        let changed = **self.guard.load() != guard;
         self.guard.store(Arc::new(guard));
         self.policy.store(Arc::new(policy));
+        if changed {
+            let _ca = self.ca.lock().unwrap_or_else(PoisonError::into_inner);
+            self.http.store(Arc::new(HttpSender::new(
+                self.guard.clone(),
+                self.tls.load_full(),
+            )));
+        }
     }
 
     pub async fn send_http(&self, req: OutRequest) -> Result<InResponse, DeliveryError> {
-        let scheme = req.url.split("://").next().unwrap_or("");
-        match scheme {
+        let scheme = req
+            .url
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        match scheme.as_str() {
             "https" => {}
             "http" if self.policy.load().allow_http => {}
             "http" => {
                 return Err(DeliveryError::Config(format!(
                     "{:?} uses http:// but network.allow_http is false",
-                    req.url
+                    redact_url(&req.url)
                 )));
             }
             other => {
@@ -202,6 +241,144 @@ mod tests {
             }
         });
         port
+    }
+
+    /// A plain HTTP/1.1 server on 127.0.0.1 answering 200 `ok` and keeping
+    /// every connection open; counts the connections it accepted.
+    async fn keep_alive_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    loop {
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tcp.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => req.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        req.clear();
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if tcp.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn get(url: String) -> OutRequest {
+        OutRequest {
+            method: ::http::Method::GET,
+            url,
+            headers: vec![],
+            body: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_is_not_reused_once_allow_private_no_longer_allows_it() {
+        let (port, accepted) = keep_alive_server().await;
+        let http = Policy { allow_http: true };
+        let loopback = || Guard::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let d = Deliverer::new(loopback(), http.clone());
+        let url = format!("http://127.0.0.1:{port}/");
+        for _ in 0..2 {
+            assert_eq!(d.send_http(get(url.clone())).await.unwrap().status, 200);
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the second request reused the kept connection"
+        );
+
+        d.reconfigure(loopback(), http.clone());
+        assert_eq!(d.send_http(get(url.clone())).await.unwrap().status, 200);
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "an unchanged guard keeps the pool"
+        );
+
+        d.reconfigure(Guard::new(vec![]), http);
+        let e = d.send_http(get(url)).await.unwrap_err();
+        assert!(matches!(e, DeliveryError::Blocked { .. }), "{e}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn delivery_errors_never_show_a_url_path_or_query() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{closed}/secret-path?token=abc");
+        let guard = || Guard::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let cases = [
+            // http:// while network.allow_http is off (an API webhook after
+            // a reload, or a destination plugin's request).
+            (Policy { allow_http: false }, url.clone()),
+            // Nothing listens there.
+            (Policy { allow_http: true }, url.clone()),
+            // Not a URL hyper can send.
+            (
+                Policy { allow_http: true },
+                format!("http://127.0.0.1:{closed}/secret-path?token=abc def"),
+            ),
+        ];
+        for (policy, url) in cases {
+            let e = Deliverer::new(guard(), policy)
+                .send_http(get(url))
+                .await
+                .unwrap_err();
+            let message = e.to_string();
+            assert!(message.contains("127.0.0.1"), "{message}");
+            for s in ["secret-path", "abc"] {
+                assert!(!message.contains(s), "{message}");
+            }
+        }
+        let e = SyslogSender::new(
+            Arc::new(ArcSwap::from_pointee(guard())),
+            Arc::new(ArcSwap::new(tls::webpki_config())),
+        )
+        .send(
+            "tcp://127.0.0.1:1/secret-path?token=abc",
+            b"x",
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("secret-path") && !e.contains("abc"), "{e}");
+    }
+
+    #[test]
+    fn redacted_urls_keep_scheme_and_host_only() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/T0/B0/xyz",
+                "https://hooks.slack.com/[redacted]",
+            ),
+            (
+                "https://user:pw@example.com:8443/",
+                "https://example.com:8443",
+            ),
+            ("http://h.example?token=abc", "http://h.example/[redacted]"),
+            ("tcp://siem.internal:6514", "tcp://siem.internal:6514"),
+            ("hooks.example/secret", "hooks.example/[redacted]"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
     }
 
     #[tokio::test]

@@ -82,7 +82,9 @@ impl Target {
     /// `udp://host:port`, `tcp://host:port` or `tls://host:port`; the port is
     /// required, a path other than `/` and a query are refused.
     pub fn parse(url: &str) -> Result<Target, DeliveryError> {
-        let bad = |why: &str| DeliveryError::Config(format!("syslog url {url:?} {why}"));
+        let bad = |why: &str| {
+            DeliveryError::Config(format!("syslog url {:?} {why}", super::redact_url(url)))
+        };
         let uri: http::Uri = url
             .parse()
             .map_err(|e| bad(&format!("is not a valid URL ({e})")))?;
