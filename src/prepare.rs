@@ -1,6 +1,7 @@
 //! What one attempt sends: rendered headers, the formatted body (core
-//! template or formatter plugin), the destination plugin's requests, and
-//! the signature headers. Pure apart from plugin calls (async: wasm on a
+//! template or formatter plugin), the destination plugin's requests (only
+//! to the webhook URL's host or its `destination_hosts`), and the signature
+//! headers. Pure apart from plugin calls (async: wasm on a
 //! fiber, see `plugin`).
 
 use std::time::Duration;
