@@ -434,3 +434,95 @@ async fn a_plugin_missing_for_a_while_is_retried_until_it_is_back() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.received().len(), 1);
 }
+
+/// `component` with one more core instance appended: a module whose only
+/// content is a linear memory of `pages` 64 KiB pages. Its exports are
+/// unchanged, so it is still a working plugin, now with two memories.
+fn with_extra_memory(component: &[u8], pages: u32) -> Vec<u8> {
+    fn leb(mut n: u32, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn read_leb(bytes: &[u8], at: &mut usize) -> u32 {
+        let (mut n, mut shift) = (0u32, 0);
+        loop {
+            let b = bytes[*at];
+            *at += 1;
+            n |= u32::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return n;
+            }
+            shift += 7;
+        }
+    }
+    // Core modules defined at the top level (section id 1) so far: the new
+    // one gets the next index.
+    let mut modules = 0;
+    let mut at = 8;
+    while at < component.len() {
+        let id = component[at];
+        at += 1;
+        let size = read_leb(component, &mut at) as usize;
+        modules += u32::from(id == 1);
+        at += size;
+    }
+    let module = wat::parse_str(format!("(module (memory {pages}))")).expect("valid WAT");
+    let mut out = component.to_vec();
+    out.push(1);
+    leb(module.len() as u32, &mut out);
+    out.extend_from_slice(&module);
+    // One core instance: instantiate that module with no arguments.
+    let mut instance = vec![1, 0];
+    leb(modules, &mut instance);
+    instance.push(0);
+    out.push(2);
+    leb(instance.len() as u32, &mut out);
+    out.extend_from_slice(&instance);
+    out
+}
+
+#[test]
+fn a_plugin_with_two_memories_gets_one_memory_cap_for_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = event_file(dir.path());
+    let hostile = std::fs::read(wasm("relay-test-hostile")).unwrap();
+    // `relay render` caps plugins at 64 MiB (1024 pages). A second memory
+    // of one page fits beside the plugin's own; one of 1023 pages fits the
+    // cap alone, but not together with the plugin's own memory.
+    let small = dir.path().join("small.wasm");
+    std::fs::write(&small, with_extra_memory(&hostile, 1)).unwrap();
+    let big = dir.path().join("big.wasm");
+    std::fs::write(&big, with_extra_memory(&hostile, 1023)).unwrap();
+    let render = |plugin: &Path| {
+        relay_within(
+            &[
+                "render",
+                "--plugin",
+                plugin.to_str().unwrap(),
+                "--event",
+                event.to_str().unwrap(),
+                "--set",
+                "mode=ok",
+            ],
+            Duration::from_secs(60),
+        )
+        .0
+    };
+    let out = render(&small);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let body: Value = serde_json::from_slice(&out.stdout).expect("the output is JSON");
+    assert_eq!(body["id"], "ev-1");
+    let out = render(&big);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("64 MiB memory limit"), "{err}");
+    assert!(out.stdout.is_empty());
+}
