@@ -403,6 +403,11 @@ pub struct WebhookSpec {
     /// Options for the destination plugin (JSON object).
     #[serde(default)]
     pub destination_options: Option<serde_json::Value>,
+    /// Hosts a destination plugin's requests may go to besides the host of
+    /// `url` (host names or IP literals, without scheme or port). Requests
+    /// to any other host fail the delivery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination_hosts: Vec<DestinationHost>,
     #[serde(default = "default_retry_count")]
     pub retry_count: RetryCount,
     #[serde(default = "default_timeout_ms")]
@@ -608,6 +613,40 @@ impl WebhookUrl {
         } else {
             crate::deliver::redact_url(&self.url)
         }
+    }
+}
+
+/// One entry of `destination_hosts`: a host alone (`api.example.com`,
+/// `192.0.2.7`, `[2001:db8::1]`), kept lower case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DestinationHost(String);
+
+impl DestinationHost {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let bad = || {
+            Err(format!(
+                "{raw:?} is not a host; give the host alone, without scheme, port or path (e.g. api.example.com)"
+            ))
+        };
+        match raw.parse::<http::uri::Authority>() {
+            Ok(a) if a.port().is_none() && a.host() == raw && !raw.is_empty() => {
+                Ok(DestinationHost(raw.to_ascii_lowercase()))
+            }
+            _ => bad(),
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DestinationHost {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // No `${VAR}`: the field is also posted through the API.
+        let raw = String::deserialize(d)?;
+        DestinationHost::parse(&raw)
+            .map_err(|e| de::Error::custom(format!("destination_hosts: {e}")))
     }
 }
 

@@ -688,10 +688,7 @@ impl Inner {
                         .plugins
                         .classify(d, &w.destination_options, &response)
                         .await
-                        .map_err(|e| DeliveryError::Plugin {
-                            plugin: d.clone(),
-                            message: e.to_string(),
-                        })?;
+                        .map_err(|e| e.into_delivery(d))?;
                     let rejected = |reason: String, retryable: bool, retry_after, disable| {
                         DeliveryError::Rejected {
                             host: host.clone(),

@@ -78,9 +78,6 @@ pub async fn format(
         plugin => plugins
             .format(plugin, &webhook.format_options, event)
             .await
-            .map_err(|e| DeliveryError::Plugin {
-                plugin: plugin.to_owned(),
-                message: e.to_string(),
-            }),
+            .map_err(|e| e.into_delivery(plugin)),
     }
 }

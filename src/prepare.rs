@@ -1,6 +1,7 @@
 //! What one attempt sends: rendered headers, the formatted body (core
-//! template or formatter plugin), the destination plugin's requests, and
-//! the signature headers. Pure apart from plugin calls (async: wasm on a
+//! template or formatter plugin), the destination plugin's requests (only
+//! to the webhook URL's host or its `destination_hosts`), and the signature
+//! headers. Pure apart from plugin calls (async: wasm on a
 //! fiber, see `plugin`).
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use bytes::Bytes;
 use crate::deliver::{DeliveryError, OutRequest};
 use crate::event::{Event, now_ms};
 use crate::format::Payload;
-use crate::plugin::{Kind, PluginHost, Target};
+use crate::plugin::{Kind, PluginError, PluginHost, Target};
 use crate::webhook::Webhook;
 
 /// The wire form of one attempt.
@@ -35,6 +36,39 @@ pub fn destination_of(w: &Webhook, plugins: &PluginHost) -> Option<String> {
         }
         None => None,
     }
+}
+
+/// A destination's requests may go only to the webhook URL's host, or to
+/// a host listed in its `destination_hosts`, over http(s).
+fn check_hosts(
+    spec: &crate::config::WebhookSpec,
+    requests: Vec<OutRequest>,
+) -> Result<Vec<OutRequest>, PluginError> {
+    let host_of = |url: &str| {
+        let uri = url.parse::<http::Uri>().ok()?;
+        match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("http") => {
+                uri.host().map(str::to_ascii_lowercase)
+            }
+            _ => None,
+        }
+    };
+    let own = host_of(spec.url.as_str());
+    for r in &requests {
+        let Some(host) = host_of(&r.url) else {
+            return Err(PluginError::Output(
+                "built a request whose URL is not an absolute http(s) URL".into(),
+            ));
+        };
+        let allowed = own.as_deref() == Some(host.as_str())
+            || spec.destination_hosts.iter().any(|h| h.as_str() == host);
+        if !allowed {
+            return Err(PluginError::Output(format!(
+                "built a request to host {host:?}, which is neither the webhook URL's host nor listed in its destination_hosts"
+            )));
+        }
+    }
+    Ok(requests)
 }
 
 fn render_headers(
@@ -98,10 +132,8 @@ pub async fn prepare(
                     &target,
                 )
                 .await
-                .map_err(|e| DeliveryError::Plugin {
-                    plugin: d.clone(),
-                    message: e.to_string(),
-                })?
+                .and_then(|requests| check_hosts(spec, requests))
+                .map_err(|e| e.into_delivery(&d))?
         }
         None => {
             if let Some(p) = &payload

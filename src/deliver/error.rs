@@ -52,8 +52,14 @@ pub enum DeliveryError {
         body: bytes::Bytes,
     },
     /// A formatter or destination plugin failed (trap, timeout, bad output).
+    /// `retryable` when the failure was temporary and not the plugin's doing
+    /// (`PluginError::is_temporary`: not loaded, pool full, relay busy).
     #[error("plugin {plugin} failed: {message}")]
-    Plugin { plugin: String, message: String },
+    Plugin {
+        plugin: String,
+        message: String,
+        retryable: bool,
+    },
     /// The webhook's configuration cannot produce a request.
     #[error("configuration error: {0}")]
     Config(String),
@@ -93,15 +99,16 @@ impl DeliveryError {
     }
 
     /// Whether another attempt may succeed: network errors, timeouts, 408,
-    /// 429 and 5xx are retried; other statuses and relay-side errors are not.
+    /// 429 and 5xx are retried, and so are temporary plugin failures; other
+    /// statuses, a plugin's own failures and relay-side errors are not.
     pub fn retryable(&self) -> bool {
         match self {
             DeliveryError::Network { .. } | DeliveryError::Timeout { .. } => true,
             DeliveryError::Status { status, .. } => status_is_retryable(*status),
-            DeliveryError::Rejected { retryable, .. } => *retryable,
-            DeliveryError::Plugin { .. }
-            | DeliveryError::Config(_)
-            | DeliveryError::Blocked { .. } => false,
+            DeliveryError::Rejected { retryable, .. } | DeliveryError::Plugin { retryable, .. } => {
+                *retryable
+            }
+            DeliveryError::Config(_) | DeliveryError::Blocked { .. } => false,
         }
     }
 
@@ -184,6 +191,7 @@ mod tests {
         let p = DeliveryError::Plugin {
             plugin: "slack".into(),
             message: "trap".into(),
+            retryable: false,
         };
         assert_eq!(
             (p.kind(), p.origin(), p.retryable()),

@@ -6,9 +6,13 @@
 //! in the binary, overridden by `*.wasm` files in `plugins.dir`), the warm
 //! instance pools, and every call into a plugin.
 //!
-//! Sandbox: WASI is linked with an empty context (no files, env, network,
-//! clock or stdio), memory is capped per store (`plugins.memory_mb`), every
-//! call has a deadline (`plugins.timeout_ms`), and output is capped.
+//! Sandbox: WASI is linked with an empty context (no files, env, network
+//! or stdio; clocks frozen at fixed values, so they reveal nothing), memory
+//! is capped per instance (`plugins.memory_mb`: the sum of all its linear
+//! memories), every call (instantiation and `create` included) has a
+//! deadline (`plugins.timeout_ms`) enforced both by the epoch (guest code)
+//! and by a tokio timer (a guest waiting in WASI, e.g. sleeping), and
+//! output is capped (body size, requests per `build`).
 //!
 //! Calls are async (wasmtime runs the guest on a fiber): they run on the
 //! caller's tokio worker without a thread hop, and a long call yields back
@@ -25,6 +29,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +73,17 @@ const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 const MAX_RESOURCES_PER_INSTANCE: usize = 64;
 /// Component instances the pooling allocator has room for.
 const POOL_SLOTS: u32 = 256;
+/// Linear memories one component instance may have (their sum is capped by
+/// `plugins.memory_mb`; this keeps one plugin from taking the pool's slots).
+const MAX_MEMORIES_PER_INSTANCE: u32 = 2;
+/// Requests one `build` may return for one delivery.
+pub const MAX_REQUESTS_PER_DELIVERY: usize = 16;
+/// A call gets `plugins.timeout_ms` of its own time (running guest code or
+/// waiting in WASI); time spent waiting for a busy executor does not count,
+/// up to this many times `timeout_ms` of wall-clock time.
+const WALL_FACTOR: u32 = 2;
+/// What the WASI wall clock always reads: 2000-01-01T00:00:00Z.
+const FIXED_WALL_CLOCK: Duration = Duration::from_secs(946_684_800);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -96,12 +112,42 @@ pub enum PluginError {
     Returned(String),
     #[error("exceeded its {timeout_ms} ms time limit and was stopped")]
     Timeout { timeout_ms: u64 },
+    /// The relay was too busy to give the call its time: not the plugin's fault.
+    #[error(
+        "did not get its {timeout_ms} ms of running time within {wall_ms} ms because the relay was busy"
+    )]
+    Busy { timeout_ms: u64, wall_ms: u64 },
+    /// The instance pool is full: not the plugin's fault.
+    #[error("found no free instance slot: {0}")]
+    NoInstance(String),
     #[error("tried to use more than its {memory_mb} MiB memory limit and was stopped")]
     Memory { memory_mb: u32 },
     #[error("trapped: {0}")]
     Trap(String),
     #[error("produced invalid output: {0}")]
     Output(String),
+}
+
+impl PluginError {
+    /// Whether the same call may succeed later without any change to the
+    /// plugin or the event: the plugin is missing for now (being replaced),
+    /// the instance pool is full, or the relay was too busy to run it.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            PluginError::NotLoaded { .. } | PluginError::Busy { .. } | PluginError::NoInstance(_)
+        )
+    }
+
+    /// The delivery failure this call's failure causes; temporary ones are
+    /// retried.
+    pub fn into_delivery(self, plugin: &str) -> crate::deliver::DeliveryError {
+        crate::deliver::DeliveryError::Plugin {
+            plugin: plugin.to_owned(),
+            retryable: self.is_temporary(),
+            message: self.to_string(),
+        }
+    }
 }
 
 /// Sandbox limits, from `plugins:` in relay.yaml.
@@ -113,13 +159,14 @@ pub struct Limits {
     pub fresh: bool,
 }
 
-/// What a store carries: an empty WASI context, the memory limiter and the
-/// current call's deadline.
+/// What a store carries: an empty WASI context, the memory limiter, and the
+/// current call's clock and time budget.
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: Limiter,
-    deadline: Instant,
+    clock: Arc<CallClock>,
+    budget: Duration,
 }
 
 impl WasiView for State {
@@ -131,21 +178,49 @@ impl WasiView for State {
     }
 }
 
+/// The memory cap of one instance: the sum of all its linear memories.
 struct Limiter {
     memory_bytes: usize,
+    /// Bytes of all the store's memories, as allowed so far.
+    total_bytes: usize,
+    /// The growth allowed last, taken back if it then failed.
+    pending_bytes: usize,
     denied: bool,
+}
+
+impl Limiter {
+    fn new(memory_bytes: usize) -> Limiter {
+        Limiter {
+            memory_bytes,
+            total_bytes: 0,
+            pending_bytes: 0,
+            denied: false,
+        }
+    }
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let ok = desired <= self.memory_bytes;
+        // A new memory comes in as growing from 0 to its initial size.
+        let growth = desired.saturating_sub(current);
+        let total = self.total_bytes.saturating_add(growth);
+        let ok = total <= self.memory_bytes;
         self.denied |= !ok;
+        if ok {
+            self.total_bytes = total;
+            self.pending_bytes = growth;
+        }
         Ok(ok)
+    }
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.total_bytes = self.total_bytes.saturating_sub(self.pending_bytes);
+        self.pending_bytes = 0;
+        Ok(())
     }
     fn table_growing(
         &mut self,
@@ -240,6 +315,7 @@ impl PluginHost {
             .total_memories(POOL_SLOTS * 2)
             .total_tables(POOL_SLOTS * 4)
             .max_memory_size(memory_bytes)
+            .max_memories_per_component(MAX_MEMORIES_PER_INSTANCE)
             .linear_memory_keep_resident(1024 * 1024)
             .table_keep_resident(64 * 1024);
         let mut config = wasmtime::Config::new();
@@ -476,8 +552,12 @@ impl PluginHost {
         options: &str,
     ) -> Result<(), PluginError> {
         let plugin = self.loaded(kind, name)?;
-        let (lease, _) = self.lease(&plugin, options).await?;
-        lease.end(Ok(Ok(())))
+        let clock = CallClock::start();
+        self.bounded(&plugin.name, &clock, async {
+            let (lease, _) = self.lease(&plugin, options, &clock).await?;
+            lease.end(Ok(Ok(())))
+        })
+        .await
     }
 
     /// Checks that a webhook's formatter and destination are loaded and
@@ -521,17 +601,24 @@ impl PluginHost {
             time: event.time.clone(),
             data,
         };
-        let (mut lease, resource) = self.lease(&plugin, options).await?;
-        let result = match &lease.warm.exports {
-            Exports::Formatter(f) => f
-                .relay_plugin_format()
-                .formatter()
-                .call_format(&mut lease.warm.store, resource, &wit_event)
-                .await
-                .map(|r| r.map_err(PluginError::Returned)),
-            Exports::Destination(_) => Ok(Err(PluginError::Output("not a formatter".into()))),
-        };
-        let payload = lease.end(result)?;
+        let clock = CallClock::start();
+        let payload = self
+            .bounded(&plugin.name, &clock, async {
+                let (mut lease, resource) = self.lease(&plugin, options, &clock).await?;
+                let result = match &lease.warm.exports {
+                    Exports::Formatter(f) => f
+                        .relay_plugin_format()
+                        .formatter()
+                        .call_format(&mut lease.warm.store, resource, &wit_event)
+                        .await
+                        .map(|r| r.map_err(PluginError::Returned)),
+                    Exports::Destination(_) => {
+                        Ok(Err(PluginError::Output("not a formatter".into())))
+                    }
+                };
+                lease.end(result)
+            })
+            .await?;
         check_payload(&payload.content_type, &payload.body)?;
         Ok(crate::format::Payload {
             content_type: payload.content_type,
@@ -557,19 +644,32 @@ impl PluginHost {
             method: target.method.clone(),
             headers: target.headers.clone(),
         };
-        let (mut lease, resource) = self.lease(&plugin, options).await?;
-        let result = match &lease.warm.exports {
-            Exports::Destination(d) => d
-                .relay_plugin_deliver()
-                .destination()
-                .call_build(&mut lease.warm.store, resource, &wit_payload, &wit_target)
-                .await
-                .map(|r| r.map_err(PluginError::Returned)),
-            Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
-        };
-        let requests = lease.end(result)?;
+        let clock = CallClock::start();
+        let requests = self
+            .bounded(&plugin.name, &clock, async {
+                let (mut lease, resource) = self.lease(&plugin, options, &clock).await?;
+                let result = match &lease.warm.exports {
+                    Exports::Destination(d) => d
+                        .relay_plugin_deliver()
+                        .destination()
+                        .call_build(&mut lease.warm.store, resource, &wit_payload, &wit_target)
+                        .await
+                        .map(|r| r.map_err(PluginError::Returned)),
+                    Exports::Formatter(_) => {
+                        Ok(Err(PluginError::Output("not a destination".into())))
+                    }
+                };
+                lease.end(result)
+            })
+            .await?;
         if requests.is_empty() {
             return Err(PluginError::Output("built no request".into()));
+        }
+        if requests.len() > MAX_REQUESTS_PER_DELIVERY {
+            return Err(PluginError::Output(format!(
+                "built {} requests for one delivery; the limit is {MAX_REQUESTS_PER_DELIVERY}",
+                requests.len()
+            )));
         }
         requests
             .into_iter()
@@ -616,26 +716,74 @@ impl PluginHost {
             headers: response.headers.clone(),
             body: response.body.to_vec(),
         };
-        let (mut lease, resource) = self.lease(&plugin, options).await?;
-        let result = match &lease.warm.exports {
-            Exports::Destination(d) => d
-                .relay_plugin_deliver()
-                .destination()
-                .call_classify(&mut lease.warm.store, resource, &wit_response)
-                .await
-                .map(|o| {
-                    Ok(match o {
-                        dt::Outcome::Success => Outcome::Success,
-                        dt::Outcome::Retry(ms) => {
-                            Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
-                        }
-                        dt::Outcome::Fail(r) => Outcome::Fail(r),
-                        dt::Outcome::Disable(r) => Outcome::Disable(r),
-                    })
-                }),
-            Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
+        let clock = CallClock::start();
+        self.bounded(&plugin.name, &clock, async {
+            let (mut lease, resource) = self.lease(&plugin, options, &clock).await?;
+            let result = match &lease.warm.exports {
+                Exports::Destination(d) => d
+                    .relay_plugin_deliver()
+                    .destination()
+                    .call_classify(&mut lease.warm.store, resource, &wit_response)
+                    .await
+                    .map(|o| {
+                        Ok(match o {
+                            dt::Outcome::Success => Outcome::Success,
+                            dt::Outcome::Retry(ms) => {
+                                Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
+                            }
+                            dt::Outcome::Fail(r) => Outcome::Fail(r),
+                            dt::Outcome::Disable(r) => Outcome::Disable(r),
+                        })
+                    }),
+                Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
+            };
+            lease.end(result)
+        })
+        .await
+    }
+
+    /// Runs one call (`lease` and the guest call inside `call`) within its
+    /// time: `plugins.timeout_ms` of the call's own time, which includes
+    /// time the guest waits in WASI (a sleep) that the epoch never sees, and
+    /// at most [`WALL_FACTOR`] times that of wall-clock time when the
+    /// executor was too busy to run it ([`PluginError::Busy`]). A call
+    /// stopped here is dropped mid-way: its lease, and so its instance, go
+    /// with it.
+    async fn bounded<T>(
+        &self,
+        plugin: &str,
+        clock: &CallClock,
+        call: impl Future<Output = Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        let timeout_ms = self.inner.limits.timeout_ms;
+        let budget = Duration::from_millis(timeout_ms);
+        let wall = budget.saturating_mul(WALL_FACTOR);
+        let mut call = std::pin::pin!(call);
+        let mut tracked = std::future::poll_fn(move |cx| {
+            clock.resumed(Instant::now());
+            call.as_mut().poll(cx)
+        });
+        let stopped = loop {
+            let now = Instant::now();
+            let (own, elapsed) = (clock.own(now), clock.elapsed(now));
+            if own >= budget {
+                break PluginError::Timeout { timeout_ms };
+            }
+            if elapsed >= wall {
+                break PluginError::Busy {
+                    timeout_ms,
+                    wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
+                };
+            }
+            let wait = (budget - own).min(wall - elapsed);
+            tokio::select! {
+                biased;
+                result = &mut tracked => return result,
+                () = tokio::time::sleep(wait) => {}
+            }
         };
-        lease.end(result)
+        crate::metrics::plugin_call(plugin, false);
+        Err(stopped)
     }
 
     /// Takes a warm instance of `plugin` (or makes one) and the resource
@@ -646,15 +794,16 @@ impl PluginHost {
         &self,
         plugin: &'p Loaded,
         options: &str,
+        clock: &Arc<CallClock>,
     ) -> Result<(Lease<'p>, ResourceAny), PluginError> {
         let limits = self.inner.limits;
         let running = self.inner.ticker.enter();
         let idle = lock(&plugin.idle).pop();
         let mut warm = match idle {
             Some(w) => w,
-            None => self.instantiate(plugin).await?,
+            None => self.instantiate(plugin, clock).await?,
         };
-        arm(&mut warm.store, limits);
+        arm(&mut warm.store, clock);
         let resource = match warm.resources.get(options) {
             Some(r) => *r,
             None => {
@@ -692,29 +841,13 @@ impl PluginHost {
         Ok((Lease::new(plugin, warm, limits, running), resource))
     }
 
-    async fn instantiate(&self, plugin: &Loaded) -> Result<Warm, PluginError> {
+    async fn instantiate(
+        &self,
+        plugin: &Loaded,
+        clock: &Arc<CallClock>,
+    ) -> Result<Warm, PluginError> {
         let limits = self.inner.limits;
-        let state = State {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-            limiter: Limiter {
-                memory_bytes: limits.memory_mb as usize * 1024 * 1024,
-                denied: false,
-            },
-            deadline: Instant::now(),
-        };
-        let mut store = Store::new(&self.inner.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        // At every tick: past the deadline, stop the guest (a trap that
-        // `classify_trap` reports as a timeout); else let other tasks run.
-        store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() >= ctx.data().deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        arm(&mut store, limits);
+        let mut store = self.new_store(clock);
         let exports = match &plugin.code {
             Code::Formatter(pre) => pre
                 .instantiate_async(&mut store)
@@ -733,15 +866,124 @@ impl PluginHost {
             calls: 0,
         })
     }
+
+    /// A store for one instance: frozen clocks, the memory cap, and the
+    /// epoch callback that enforces the call's budget.
+    fn new_store(&self, clock: &Arc<CallClock>) -> Store<State> {
+        let limits = self.inner.limits;
+        let state = State {
+            wasi: WasiCtx::builder()
+                .wall_clock(FixedWallClock)
+                .monotonic_clock(FixedMonotonicClock)
+                .build(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits.memory_mb as usize * 1024 * 1024),
+            clock: Arc::clone(clock),
+            budget: Duration::from_millis(limits.timeout_ms),
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // At every tick: past the call's budget, stop the guest (a trap that
+        // `classify_trap` reports as a timeout); else let other tasks run,
+        // and note when, so the wait for the executor is not charged to it.
+        store.epoch_deadline_callback(|ctx| {
+            let data = ctx.data();
+            let now = Instant::now();
+            Ok(if data.clock.own(now) >= data.budget {
+                UpdateDeadline::Interrupt
+            } else {
+                data.clock.yielded(now);
+                UpdateDeadline::Yield(1)
+            })
+        });
+        arm(&mut store, clock);
+        store
+    }
 }
 
-/// Starts a call's clock: the deadline is `timeout_ms` from now, checked at
-/// the next tick; the memory-denied flag is cleared.
-fn arm(store: &mut Store<State>, limits: Limits) {
+/// Gives the store the call's clock (its budget is checked at every tick)
+/// and clears the memory-denied flag.
+fn arm(store: &mut Store<State>, clock: &Arc<CallClock>) {
     let data = store.data_mut();
-    data.deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+    data.clock = Arc::clone(clock);
     data.limiter.denied = false;
     store.set_epoch_deadline(1);
+}
+
+/// The time of one call: since when it runs, and how long it waited for the
+/// executor after the guest yielded at an epoch tick (the relay's time, not
+/// the plugin's). Shared by the call's future and its store's epoch
+/// callback; one task uses it at a time.
+struct CallClock {
+    start: Instant,
+    /// Nanoseconds from `start` to the last yield, plus one; 0 when the
+    /// guest is not waiting to be resumed.
+    yielded_at: AtomicU64,
+    stalled_ns: AtomicU64,
+}
+
+impl CallClock {
+    fn start() -> Arc<CallClock> {
+        Arc::new(CallClock {
+            start: Instant::now(),
+            yielded_at: AtomicU64::new(0),
+            stalled_ns: AtomicU64::new(0),
+        })
+    }
+
+    fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.start)
+    }
+
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(self.elapsed(now).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The guest yielded to the executor at `now`.
+    fn yielded(&self, now: Instant) {
+        self.yielded_at
+            .store(self.nanos(now).saturating_add(1), Relaxed);
+    }
+
+    /// The call's future is polled again at `now`.
+    fn resumed(&self, now: Instant) {
+        let at = self.yielded_at.swap(0, Relaxed);
+        if at != 0 {
+            let waited = self.nanos(now).saturating_sub(at - 1);
+            self.stalled_ns.fetch_add(waited, Relaxed);
+        }
+    }
+
+    /// Time the call has used: elapsed, less its waits for the executor.
+    fn own(&self, now: Instant) -> Duration {
+        self.elapsed(now)
+            .saturating_sub(Duration::from_nanos(self.stalled_ns.load(Relaxed)))
+    }
+}
+
+/// The WASI wall clock: always [`FIXED_WALL_CLOCK`].
+struct FixedWallClock;
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        FIXED_WALL_CLOCK
+    }
+}
+
+/// The WASI monotonic clock: never moves. (A guest may still sleep: that is
+/// a real wait, bounded like any other by the call's time.)
+struct FixedMonotonicClock;
+
+impl wasmtime_wasi::HostMonotonicClock for FixedMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
 /// A warm instance out of its pool for one call.
@@ -846,6 +1088,9 @@ fn classify_trap(e: wasmtime::Error, store: &Store<State>, limits: Limits) -> Pl
             memory_mb: limits.memory_mb,
         };
     }
+    if let Some(full) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return PluginError::NoInstance(full.to_string());
+    }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Timeout {
             timeout_ms: limits.timeout_ms,
@@ -895,6 +1140,187 @@ pub fn load_file(host: &PluginHost, path: &Path) -> Result<(), String> {
         Err(e) => {
             host.record_error(&name, e.clone());
             Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(memory_mb: u32, timeout_ms: u64) -> PluginHost {
+        PluginHost::new(
+            Limits {
+                memory_mb,
+                timeout_ms,
+                fresh: false,
+            },
+            None,
+        )
+        .expect("host")
+    }
+
+    /// Instantiates a component written in WAT in a store set up as for
+    /// any plugin (its limiter, the engine's pool).
+    fn instantiate_wat(host: &PluginHost, wat: &str) -> (Store<State>, Result<(), PluginError>) {
+        let bytes = wat::parse_str(wat).expect("valid WAT");
+        let component = Component::from_binary(&host.inner.engine, &bytes).expect("a component");
+        let linker = Linker::<State>::new(&host.inner.engine);
+        let mut store = host.new_store(&CallClock::start());
+        let result = block_on(linker.instantiate_async(&mut store, &component))
+            .map(|_| ())
+            .map_err(|e| classify_trap(e, &store, host.limits()));
+        (store, result)
+    }
+
+    /// A component with one core instance per entry, each with a memory of
+    /// that many 64 KiB pages.
+    fn memories(pages: &[u32]) -> String {
+        let mut wat = String::from("(component\n");
+        for (i, p) in pages.iter().enumerate() {
+            wat += &format!(
+                "  (core module $m{i} (memory (export \"mem\") {p}))\n  (core instance (instantiate $m{i}))\n"
+            );
+        }
+        wat + ")"
+    }
+
+    #[test]
+    fn the_memory_cap_is_for_all_memories_of_an_instance_together() {
+        // 4 MiB is 64 pages.
+        let host = host(4, 1000);
+        let (_, one) = instantiate_wat(&host, &memories(&[40]));
+        assert_eq!(one, Ok(()));
+        let (_, both_fit) = instantiate_wat(&host, &memories(&[32, 32]));
+        assert_eq!(both_fit, Ok(()));
+        // Each fits the cap alone; together they are 5 MiB.
+        let (_, two) = instantiate_wat(&host, &memories(&[40, 40]));
+        assert_eq!(two, Err(PluginError::Memory { memory_mb: 4 }));
+        // More memories than an instance may have, however small: refused
+        // when the file is loaded.
+        let three = wat::parse_str(memories(&[1, 1, 1])).expect("valid WAT");
+        let refused = host
+            .compile("many", &three, "test")
+            .err()
+            .unwrap_or_default();
+        assert!(refused.contains("3 Wasm linear memories"), "{refused:?}");
+    }
+
+    #[test]
+    fn growing_one_of_two_memories_counts_against_the_shared_cap() {
+        let host = host(4, 1000);
+        // Two memories of 16 pages; the second grows by 40 pages: 72 in all.
+        let wat = r#"(component
+            (core module $a (memory (export "mem") 16))
+            (core instance (instantiate $a))
+            (core module $b
+              (memory 16)
+              (func $grow (drop (memory.grow (i32.const 40))) (if (i32.eq (memory.size) (i32.const 16)) (then unreachable)))
+              (start $grow))
+            (core instance (instantiate $b)))"#;
+        let (store, grown) = instantiate_wat(&host, wat);
+        assert_eq!(grown, Err(PluginError::Memory { memory_mb: 4 }));
+        assert_eq!(store.data().limiter.total_bytes, 32 * 65536);
+    }
+
+    #[test]
+    fn a_full_instance_pool_is_a_temporary_failure() {
+        let host = host(4, 1000);
+        let empty = "(component (core module $m) (core instance (instantiate $m)))";
+        let mut held = Vec::new();
+        for _ in 0..POOL_SLOTS {
+            let (store, r) = instantiate_wat(&host, empty);
+            assert_eq!(r, Ok(()));
+            held.push(store);
+        }
+        let (_, full) = instantiate_wat(&host, empty);
+        assert!(matches!(full, Err(PluginError::NoInstance(_))), "{full:?}");
+        assert!(full.unwrap_err().is_temporary());
+        drop(held);
+        let (_, again) = instantiate_wat(&host, empty);
+        assert_eq!(again, Ok(()));
+    }
+
+    #[test]
+    fn a_call_starved_by_a_busy_executor_is_temporary_and_a_loop_is_not() {
+        let host = host(32, 100);
+        let path = Path::new(relay_builtins::WASM_DIR).join("relay_test_hostile.wasm");
+        load_file(&host, &path).expect("load the hostile fixture");
+        let event = crate::event::Event {
+            id: "ev-1".into(),
+            event_type: "x".into(),
+            time: "2026-11-22T10:00:00Z".into(),
+            data: serde_json::json!({}),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let looping = r#"{"mode":"loop"}"#;
+        // Another task holds the only worker 80 ms at a time: the plugin
+        // runs about one epoch tick (2 ms) in every 82.
+        let started = Instant::now();
+        let starved = rt.block_on(async {
+            let hog = tokio::spawn(async {
+                loop {
+                    std::thread::sleep(Duration::from_millis(80));
+                    tokio::task::yield_now().await;
+                }
+            });
+            let r = host.format("relay_test_hostile", looping, &event).await;
+            hog.abort();
+            r
+        });
+        let took = started.elapsed();
+        assert_eq!(
+            starved.clone().map(|_| ()),
+            Err(PluginError::Busy {
+                timeout_ms: 100,
+                wall_ms: 200
+            })
+        );
+        assert!(starved.unwrap_err().is_temporary());
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
+        // With the worker free, the same loop uses its own 100 ms: final.
+        let started = Instant::now();
+        let own = rt.block_on(host.format("relay_test_hostile", looping, &event));
+        let took = started.elapsed();
+        assert_eq!(
+            own.clone().map(|_| ()),
+            Err(PluginError::Timeout { timeout_ms: 100 })
+        );
+        assert!(!own.unwrap_err().is_temporary());
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
+    }
+
+    #[test]
+    fn only_failures_that_are_not_the_plugins_doing_are_temporary() {
+        let temporary = [
+            PluginError::NotLoaded {
+                kind: "formatter",
+                name: "x".into(),
+            },
+            PluginError::Busy {
+                timeout_ms: 1,
+                wall_ms: 2,
+            },
+            PluginError::NoInstance("full".into()),
+        ];
+        let fin = [
+            PluginError::Options("bad".into()),
+            PluginError::Returned("no".into()),
+            PluginError::Timeout { timeout_ms: 1 },
+            PluginError::Memory { memory_mb: 1 },
+            PluginError::Trap("boom".into()),
+            PluginError::Output("bad".into()),
+        ];
+        for e in temporary {
+            let d = e.into_delivery("p");
+            assert!(d.retryable(), "{d}");
+        }
+        for e in fin {
+            let d = e.into_delivery("p");
+            assert!(!d.retryable(), "{d}");
         }
     }
 }
