@@ -41,7 +41,7 @@ use crate::event::{Event, new_id, now_ms};
 use crate::history::{self, Attempt, AttemptError, Status};
 use crate::plugin::{Outcome as PluginOutcome, PluginHost};
 use crate::prepare::{Prepared, destination_of, prepare};
-use crate::store::{self, Activity, Store};
+use crate::store::{self, Activity, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
 /// Queue slots per webhook lane (beyond these, deliveries wait in the store).
@@ -278,13 +278,13 @@ impl Dispatcher {
 
     /// Runs one attempt right now, outside the lanes, and returns its record
     /// (used by the `test` endpoint).
-    pub async fn attempt_now(&self, job: Job) -> Result<Attempt, DeliveryError> {
+    pub async fn attempt_now(&self, job: Job) -> Result<Attempt, StoreError> {
         let id = job.delivery_id.clone();
         self.inner
             .clone()
             .attempt(job, None)
             .await?
-            .ok_or_else(|| DeliveryError::Config(format!("delivery {id} is not due")))
+            .ok_or_else(|| StoreError::Conflict(format!("delivery {id} is not due")))
     }
 }
 
@@ -383,7 +383,7 @@ impl Inner {
 
     /// An attempt could not be recorded: pause dispatch (backoff doubling
     /// from [`STORE_BACKOFF_MIN`]); logs once per pause. Returns the pause.
-    fn store_failed(&self, delivery_id: &str, e: &DeliveryError) -> Duration {
+    fn store_failed(&self, delivery_id: &str, e: &StoreError) -> Duration {
         let mut trouble = lock(&self.trouble);
         let now = Instant::now();
         match *trouble {
@@ -501,21 +501,22 @@ impl Inner {
     /// having read the row just before the previous attempt was recorded);
     /// the row is the truth, and it is read after this job entered
     /// `inflight`, so after any earlier attempt's commit.
-    async fn is_current(&self, job: &Job) -> Result<bool, DeliveryError> {
+    async fn is_current(&self, job: &Job) -> Result<bool, StoreError> {
         let (id, attempts) = (job.delivery_id.clone(), job.attempts);
         self.store
             .read(move |c| store::is_due(c, &id, attempts, now_ms()))
             .await
-            .map_err(|e| DeliveryError::Config(format!("reading the delivery failed: {e}")))
     }
 
     /// Makes one attempt and records it. `Ok(None)` when the job was stale.
     /// `slot` (the lane's send slot) is freed as soon as the exchange ends.
+    /// A delivery's failure is its record's outcome; `Err` means the store
+    /// could not read or record it.
     async fn attempt(
         self: Arc<Self>,
         job: Job,
         slot: Option<OwnedSemaphorePermit>,
-    ) -> Result<Option<Attempt>, DeliveryError> {
+    ) -> Result<Option<Attempt>, StoreError> {
         if !job.current && !self.is_current(&job).await? {
             return Ok(None);
         }
@@ -620,8 +621,7 @@ impl Inner {
                 }
                 Ok(())
             })
-            .await
-            .map_err(|e| DeliveryError::Config(format!("recording the attempt failed: {e}")))?;
+            .await?;
         crate::metrics::attempt(status.as_str(), duration_ms);
         // A retry waits in the store (`due_at`), not in memory: the poller
         // offers it when its time has come.
@@ -630,7 +630,7 @@ impl Inner {
 
     /// Records that the delivery waits behind its webhook's tripped breaker
     /// (history `paused`; the row keeps its attempts and place in the queue).
-    async fn pause(&self, job: &Job, number: u32) -> Result<Attempt, DeliveryError> {
+    async fn pause(&self, job: &Job, number: u32) -> Result<Attempt, StoreError> {
         let record = history::held(&job.delivery_id, &job.webhook_id, &job.event, number, true);
         let to_store = record.clone();
         self.store
@@ -638,8 +638,7 @@ impl Inner {
                 history::insert(c, &to_store)?;
                 store::pause_delivery(c, &to_store.delivery_id)
             })
-            .await
-            .map_err(|e| DeliveryError::Config(format!("recording the attempt failed: {e}")))?;
+            .await?;
         crate::metrics::attempt(Status::Paused.as_str(), 0);
         Ok(record)
     }

@@ -639,13 +639,7 @@ async fn test_webhook(
         })
         .await?;
     let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
-    let attempt = s.dispatcher.attempt_now(job).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_error",
-            e.to_string(),
-        )
-    })?;
+    let attempt = s.dispatcher.attempt_now(job).await?;
     Ok(axum::Json(attempt).into_response())
 }
 
