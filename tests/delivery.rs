@@ -130,11 +130,17 @@ async fn signatures_verify_with_python_hmac_and_the_standardwebhooks_library() {
     }
 }
 
+/// Equal jitter puts retry n's wait in [b·2ⁿ⁻¹/2, b·2ⁿ⁻¹] (b =
+/// `retry_base_ms`): neighbouring ranges touch, so two neighbouring gaps may
+/// come out equal. Three retries: each gap is at least its range's floor
+/// (the wait starts after the failed answer), and the third gap's range lies
+/// wholly above the first's.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_failing_twice_gets_three_attempts_with_growing_gaps_and_one_webhook_id() {
+async fn a_receiver_failing_three_times_gets_four_attempts_with_growing_gaps_and_one_webhook_id() {
     let rx = Receiver::start().await;
     rx.push(Reply::status(503));
     rx.push(Reply::status(500));
+    rx.push(Reply::status(503));
     let extra = format!(
         "delivery: {{ retry_base_ms: 400, retry_max_ms: 5000 }}\nwebhooks:\n  - name: Flaky\n    url: {}\n    secret: k\n",
         rx.url("/")
@@ -148,22 +154,29 @@ async fn a_receiver_failing_twice_gets_three_attempts_with_growing_gaps_and_one_
         )
         .await;
     assert_eq!(s, 202);
-    let got = rx.wait_for(3, Duration::from_secs(15)).await;
+    let got = rx.wait_for(4, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(rx.received().len(), 3, "exactly three attempts");
+    assert_eq!(rx.received().len(), 4, "exactly four attempts");
     let ids: HashSet<&str> = got
         .iter()
         .map(|r| r.header("x-webhook-id").unwrap())
         .collect();
     assert_eq!(ids.len(), 1, "one webhook id across retries: {ids:?}");
-    let gap1 = got[1].at - got[0].at;
-    let gap2 = got[2].at - got[1].at;
-    println!("retry gaps: {gap1:?}, {gap2:?}");
-    assert!(gap1 >= Duration::from_millis(200), "{gap1:?}");
-    assert!(gap2 > gap1, "gaps grow: {gap1:?} then {gap2:?}");
+    let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+    println!("retry gaps: {gaps:?}");
+    for (gap, floor_ms) in gaps.iter().zip([200, 400, 800]) {
+        assert!(
+            *gap >= Duration::from_millis(floor_ms),
+            "each wait is at least half its exponential step: {gaps:?}"
+        );
+    }
+    assert!(
+        gaps[2] > gaps[0],
+        "gaps grow: [800, 1600] ms lies above [200, 400] ms: {gaps:?}"
+    );
 
     let history = relay
-        .wait_history("flaky", Duration::from_secs(5), |h| h.len() == 3)
+        .wait_history("flaky", Duration::from_secs(5), |h| h.len() == 4)
         .await;
     // Newest first.
     let seen: Vec<(u64, &str, Option<u64>)> = history
@@ -179,7 +192,8 @@ async fn a_receiver_failing_twice_gets_three_attempts_with_growing_gaps_and_one_
     assert_eq!(
         seen,
         vec![
-            (3, "succeeded", Some(200)),
+            (4, "succeeded", Some(200)),
+            (3, "retrying", Some(503)),
             (2, "retrying", Some(500)),
             (1, "retrying", Some(503))
         ]
