@@ -422,7 +422,8 @@ fn regex_for(template: &'static str) -> impl Fn(&str) -> bool {
 /// starts with the field at fault.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_webhook_validation_rule_answers_422_naming_the_field() {
-    let mut relay = Relay::start("").await;
+    // A catalogue of event types, so that an undeclared one is refused.
+    let mut relay = Relay::start("event_types:\n  finding_added: A new finding\n").await;
     let u = "https://hooks.example.com/x";
     let ok = |extra: Value| {
         let mut v = json!({"name": "Rule", "url": u});
@@ -592,6 +593,56 @@ async fn every_webhook_validation_rule_answers_422_naming_the_field() {
             "{what}: the message must name {field}: {b}"
         );
     }
+    // Rules whose field another rule also names: the message must give this
+    // rule's reason too. Every refusal is collected, so one run lists each
+    // rule the relay no longer enforces.
+    let syslog = "tcp://siem.example.com:514";
+    let with_reason: Vec<(&str, Value, &str, &str)> = vec![
+        (
+            "syslog url with a destination",
+            ok(
+                json!({"url": syslog, "format": "syslog", "destination": "splunk_hec",
+                      "destination_options": {"token": "t0k"}}),
+            ),
+            "destination",
+            "takes no destination plugin",
+        ),
+        (
+            "syslog url with format json",
+            ok(json!({"url": syslog})),
+            "format",
+            "needs a line format",
+        ),
+        (
+            "event type not declared",
+            ok(json!({"event_types": ["finding_added", "finding_removed"]})),
+            "event_types[1]",
+            "\"finding_removed\" is not declared under event_types",
+        ),
+        (
+            "options the destination plugin refuses",
+            ok(json!({"destination": "splunk_hec", "destination_options": {"token": ""}})),
+            "destination_options",
+            "token: must not be empty",
+        ),
+    ];
+    let mut not_refused = Vec::new();
+    for (what, body, field, reason) in &with_reason {
+        let (s, b) = call(&relay, "POST", "/api/v1/webhooks", Some(ADMIN), Some(body)).await;
+        let m = error_message(&b);
+        if !(s == 422
+            && error_code(&b) == "invalid_webhook"
+            && m.starts_with(field)
+            && m.contains(reason))
+        {
+            not_refused.push(format!("{what}: {s} {b}"));
+        }
+    }
+    assert!(
+        not_refused.is_empty(),
+        "each must answer 422 naming the field and the reason:\n{}",
+        not_refused.join("\n")
+    );
     // Not an object, and not JSON.
     let (s, b) = call(
         &relay,

@@ -130,11 +130,17 @@ async fn signatures_verify_with_python_hmac_and_the_standardwebhooks_library() {
     }
 }
 
+/// Equal jitter puts retry n's wait in [b·2ⁿ⁻¹/2, b·2ⁿ⁻¹] (b =
+/// `retry_base_ms`): neighbouring ranges touch, so two neighbouring gaps may
+/// come out equal. Three retries: each gap is at least its range's floor
+/// (the wait starts after the failed answer), and the third gap's range lies
+/// wholly above the first's.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_failing_twice_gets_three_attempts_with_growing_gaps_and_one_webhook_id() {
+async fn a_receiver_failing_three_times_gets_four_attempts_with_growing_gaps_and_one_webhook_id() {
     let rx = Receiver::start().await;
     rx.push(Reply::status(503));
     rx.push(Reply::status(500));
+    rx.push(Reply::status(503));
     let extra = format!(
         "delivery: {{ retry_base_ms: 400, retry_max_ms: 5000 }}\nwebhooks:\n  - name: Flaky\n    url: {}\n    secret: k\n",
         rx.url("/")
@@ -148,22 +154,29 @@ async fn a_receiver_failing_twice_gets_three_attempts_with_growing_gaps_and_one_
         )
         .await;
     assert_eq!(s, 202);
-    let got = rx.wait_for(3, Duration::from_secs(15)).await;
+    let got = rx.wait_for(4, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(rx.received().len(), 3, "exactly three attempts");
+    assert_eq!(rx.received().len(), 4, "exactly four attempts");
     let ids: HashSet<&str> = got
         .iter()
         .map(|r| r.header("x-webhook-id").unwrap())
         .collect();
     assert_eq!(ids.len(), 1, "one webhook id across retries: {ids:?}");
-    let gap1 = got[1].at - got[0].at;
-    let gap2 = got[2].at - got[1].at;
-    println!("retry gaps: {gap1:?}, {gap2:?}");
-    assert!(gap1 >= Duration::from_millis(200), "{gap1:?}");
-    assert!(gap2 > gap1, "gaps grow: {gap1:?} then {gap2:?}");
+    let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+    println!("retry gaps: {gaps:?}");
+    for (gap, floor_ms) in gaps.iter().zip([200, 400, 800]) {
+        assert!(
+            *gap >= Duration::from_millis(floor_ms),
+            "each wait is at least half its exponential step: {gaps:?}"
+        );
+    }
+    assert!(
+        gaps[2] > gaps[0],
+        "gaps grow: [800, 1600] ms lies above [200, 400] ms: {gaps:?}"
+    );
 
     let history = relay
-        .wait_history("flaky", Duration::from_secs(5), |h| h.len() == 3)
+        .wait_history("flaky", Duration::from_secs(5), |h| h.len() == 4)
         .await;
     // Newest first.
     let seen: Vec<(u64, &str, Option<u64>)> = history
@@ -179,7 +192,8 @@ async fn a_receiver_failing_twice_gets_three_attempts_with_growing_gaps_and_one_
     assert_eq!(
         seen,
         vec![
-            (3, "succeeded", Some(200)),
+            (4, "succeeded", Some(200)),
+            (3, "retrying", Some(503)),
             (2, "retrying", Some(500)),
             (1, "retrying", Some(503))
         ]
@@ -505,9 +519,10 @@ async fn private_destinations_are_refused_without_allow_private() {
 
 /// The crash test of the delivery-guarantees issue: 2,000 events accepted
 /// while the receiver is down, the relay killed with SIGKILL at random
-/// moments while it ingests and retries, then while it delivers. Every
-/// accepted event must arrive; each duplicate must be explained by an
-/// attempt that was in flight at a kill.
+/// moments while it ingests and retries (once the moment a 202 arrives),
+/// then while it delivers. Every batch answered 202 must be found stored
+/// when re-posted after the kill; every accepted event must arrive; each
+/// duplicate must be explained by an attempt that was in flight at a kill.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
     const EVENTS: usize = 2000;
@@ -523,12 +538,35 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
     let kill_batches: HashSet<usize> = (0..3)
         .map(|_| rng.random_range(2..EVENTS / BATCH - 1))
         .collect();
+    // And one batch killed the moment its 202 arrives: it must be stored.
+    let kill_after_202 = loop {
+        let b = rng.random_range(2..EVENTS / BATCH - 1);
+        if !kill_batches.contains(&b) {
+            break b;
+        }
+    };
     let mut accepted: HashSet<String> = HashSet::new();
+    // Kill batches whose 202 came back before the kill.
+    let mut answered_before_kill = 0;
     // Phase 1: ingest while the receiver is down, with kills at random batches.
     for b in 0..EVENTS / BATCH {
         let batch: Vec<Value> = (b * BATCH..(b + 1) * BATCH)
             .map(|i| json!({"type": "x", "id": format!("c-{i}")}))
             .collect();
+        // Whether a 202 for this batch came back before a kill.
+        let mut answered = false;
+        if b == kill_after_202 {
+            let (s, body) = relay
+                .post("/api/v1/events", Some(INGEST), &Value::Array(batch.clone()))
+                .await;
+            assert_eq!(s, 202, "{body}");
+            relay.kill9();
+            kills += 1;
+            answered = true;
+            answered_before_kill += 1;
+            accepted.extend(batch.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+            relay.spawn().await;
+        }
         if kill_batches.contains(&b) {
             // Kill while this batch may be in flight: it is then either
             // accepted (202) or refused, and re-posted after the restart.
@@ -541,6 +579,8 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
             relay.kill9();
             kills += 1;
             if let Ok(Ok((202, _))) = post.await {
+                answered = true;
+                answered_before_kill += 1;
                 accepted.extend(batch.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
             }
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
@@ -550,6 +590,31 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
             .post("/api/v1/events", Some(INGEST), &Value::Array(batch.clone()))
             .await;
         assert_eq!(s, 202, "{body}");
+        // The (re-)post's answer says which events were already stored. A
+        // batch is one transaction: all of it or none. A 202 means stored,
+        // so a batch answered before a kill must come back all duplicates
+        // (re-storing it would hide a 202 that was never committed).
+        let duplicate: Vec<bool> = body["accepted"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v["duplicate"].as_bool()).collect())
+            .unwrap_or_default();
+        assert_eq!(duplicate.len(), BATCH, "{body}");
+        if answered {
+            assert!(
+                duplicate.iter().all(|d| *d),
+                "batch {b} was answered 202 before the kill but was not stored: {body}"
+            );
+        } else if kill_batches.contains(&b) {
+            assert!(
+                duplicate.iter().all(|d| *d) || duplicate.iter().all(|d| !*d),
+                "batch {b} was stored in part: {body}"
+            );
+        } else {
+            assert!(
+                duplicate.iter().all(|d| !*d),
+                "batch {b} was posted for the first time: {body}"
+            );
+        }
         accepted.extend(batch.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
     }
     assert_eq!(accepted.len(), EVENTS);
@@ -595,7 +660,7 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
     let lost = accepted.difference(&unique).count();
     let duplicates = got.len() - unique.len();
     println!(
-        "crash test: kills={kills} accepted={} received={} unique={} duplicates={duplicates} lost={lost}",
+        "crash test: kills={kills} (batches answered 202 before their kill: {answered_before_kill}) accepted={} received={} unique={} duplicates={duplicates} lost={lost}",
         accepted.len(),
         got.len(),
         unique.len()

@@ -6,6 +6,8 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -168,21 +170,26 @@ async fn a_formatter_replaced_50_times_under_load_never_fails_a_delivery() {
     let relay = Relay::start(&yaml).await;
     let versions = [wasm("relay-test-echo-a"), wasm("relay-test-echo-b")];
     let url = relay.url("/api/v1/events");
-    // Load: events posted continuously while the file is replaced.
-    let load = tokio::spawn(async move {
-        let mut sent = 0usize;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            let body = json!({"type": "x", "id": format!("r-{sent}")}).to_string();
-            if let Ok((202, _)) = request("POST", &url, Some(INGEST), Some(body.into())).await {
-                sent += 1;
+    // Load: events posted continuously while the file is replaced, until
+    // told to stop; the ids answered 202 come back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut accepted = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < 100_000 {
+                let id = format!("r-{n}");
+                n += 1;
+                let body = json!({"type": "x", "id": id}).to_string();
+                if let Ok((202, _)) = request("POST", &url, Some(INGEST), Some(body.into())).await {
+                    accepted.push(id);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            if sent >= 100_000 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            accepted
         }
-        sent
     });
     let mut switch_lag = Vec::new();
     for i in 1..=50 {
@@ -218,8 +225,40 @@ async fn a_formatter_replaced_50_times_under_load_never_fails_a_delivery() {
         }
         switch_lag.push(renamed.elapsed());
     }
-    load.abort();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    // A request in flight ends within its own 30 s timeout.
+    let accepted = tokio::time::timeout(Duration::from_secs(40), load)
+        .await
+        .expect("the producer stops")
+        .expect("the producer task");
+    assert!(accepted.len() >= 50, "the load ran: {}", accepted.len());
+    // Every accepted event arrives, exactly once: a delivery dropped, left
+    // pending or sent twice during a swap would show here.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let counts = loop {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for r in rx.received() {
+            if let Some(id) = r.json()["id"].as_str() {
+                *counts.entry(id.to_owned()).or_default() += 1;
+            }
+        }
+        let missing = accepted
+            .iter()
+            .filter(|id| !counts.contains_key(*id))
+            .count();
+        if missing == 0 {
+            break counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} accepted events never arrived",
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let twice: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     let (s, failed) = relay
         .get(
             "/api/v1/webhooks/echo/deliveries?success=false&limit=1000",
@@ -253,7 +292,8 @@ async fn a_formatter_replaced_50_times_under_load_never_fails_a_delivery() {
     );
     let worst = switch_lag.iter().max().unwrap();
     println!(
-        "50 reloads under load: deliveries by version {by_version:?}, slowest switch {worst:?}"
+        "50 reloads under load: {} load events accepted and each delivered once; deliveries by version {by_version:?}, slowest switch {worst:?}",
+        accepted.len()
     );
 }
 

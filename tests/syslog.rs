@@ -213,26 +213,36 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// The sockets of this network namespace on 127.0.0.1 (Linux /proc/net):
-/// (local port, remote port, state). States: TCP 0A = LISTEN, 01 =
-/// ESTABLISHED; UDP 07 = bound.
+/// The sockets of this network namespace (Linux /proc/net/{proto}, and
+/// {proto}6 for TCP): (local port, remote port, state). States: TCP 0A =
+/// LISTEN, 01 = ESTABLISHED, 06 = TIME_WAIT, …; UDP 07 = bound.
 fn sockets(proto: &str) -> Vec<(u16, u16, String)> {
-    let table = std::fs::read_to_string(format!("/proc/net/{proto}")).unwrap_or_default();
+    let tables = if proto == "tcp" {
+        vec!["tcp", "tcp6"]
+    } else {
+        vec![proto]
+    };
     let port = |addr: &str| {
         addr.rsplit(':')
             .next()
             .and_then(|p| u16::from_str_radix(p, 16).ok())
     };
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            Some((
-                port(cols.get(1)?)?,
-                port(cols.get(2)?)?,
-                cols.get(3)?.to_string(),
-            ))
+    tables
+        .into_iter()
+        .flat_map(|t| {
+            let table = std::fs::read_to_string(format!("/proc/net/{t}")).unwrap_or_default();
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    Some((
+                        port(cols.get(1)?)?,
+                        port(cols.get(2)?)?,
+                        cols.get(3)?.to_string(),
+                    ))
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -244,11 +254,24 @@ fn listening(proto: &str, port: u16) -> bool {
         .any(|(local, _, st)| *local == port && st == state)
 }
 
-/// Client-side TCP sockets connected to `port` (their states).
-fn connections_to(port: u16) -> Vec<String> {
+/// Client-side TCP sockets to `port` in any state, so that a connection
+/// closed and reopened per message shows (the closed ones linger in
+/// TIME_WAIT): their local ports.
+fn client_ports(port: u16) -> Vec<u16> {
     sockets("tcp")
         .into_iter()
         .filter(|(_, remote, _)| *remote == port)
+        .map(|(local, _, _)| local)
+        .collect()
+}
+
+/// The states of the client sockets to `port` that are not in `before` (a
+/// [`client_ports`] taken earlier), in any state: `["01"]` is one connection,
+/// still open.
+fn connections_since(port: u16, before: &[u16]) -> Vec<String> {
+    sockets("tcp")
+        .into_iter()
+        .filter(|(local, remote, _)| *remote == port && !before.contains(local))
         .map(|(_, _, st)| st)
         .collect()
 }
@@ -364,6 +387,7 @@ async fn tcp_octet_counting_keeps_back_to_back_messages_apart_on_one_connection(
     let rs = Rsyslog::start();
     let d = deliverer(&["127.0.0.0/8"], None);
     let url = format!("tcp://127.0.0.1:{}", rs.tcp);
+    let before = client_ports(rs.tcp);
     // Back to back: the second write follows the first on the same connection.
     d.send_syslog(&url, &finding("tcp_one"), SEND_TIMEOUT)
         .await
@@ -386,9 +410,9 @@ async fn tcp_octet_counting_keeps_back_to_back_messages_apart_on_one_connection(
     // rsyslog escapes the control character, but kept it in the one message.
     assert_eq!(lines["msg"], "\u{feff}line one#012line two", "{lines:#}");
     assert_eq!(
-        connections_to(rs.tcp),
+        connections_since(rs.tcp, &before),
         ["01"],
-        "all messages went over one established connection"
+        "all messages went over one connection, never closed and reopened"
     );
 
     // Many concurrent sends share the connection without interleaving frames.
@@ -416,7 +440,11 @@ async fn tcp_octet_counting_keeps_back_to_back_messages_apart_on_one_connection(
         assert_eq!(r["msg"], format!("\u{feff}burst message {i}"));
         assert_eq!(r["vars"]["rfc5424-sd"][SD_ID]["n"], i.to_string());
     }
-    assert_eq!(connections_to(rs.tcp), ["01"], "still one connection");
+    assert_eq!(
+        connections_since(rs.tcp, &before),
+        ["01"],
+        "still one connection"
+    );
 }
 
 #[tokio::test]
@@ -438,6 +466,8 @@ async fn tls_verifies_the_server_with_network_ca_file() {
     assert!(e.retryable());
 
     let d = deliverer(&["127.0.0.0/8", "::1/128"], Some(&rs.ca()));
+    // The refused handshake's socket is not one of the connections counted.
+    let before = client_ports(rs.tls);
     d.send_syslog(&url, &finding("tls_one"), SEND_TIMEOUT)
         .await
         .unwrap();
@@ -449,9 +479,9 @@ async fn tls_verifies_the_server_with_network_ca_file() {
     assert_finding(record(&records, "tls_one"), "tls_one", "tls");
     assert_finding(record(&records, "tls_two"), "tls_two", "tls");
     assert_eq!(
-        connections_to(rs.tls).iter().filter(|s| *s == "01").count(),
-        1,
-        "both messages went over one TLS connection"
+        connections_since(rs.tls, &before),
+        ["01"],
+        "both messages went over one TLS connection, never closed and reopened"
     );
 }
 
@@ -506,6 +536,7 @@ where
 #[tokio::test]
 async fn the_relay_delivers_syslog_webhooks_to_rsyslog() {
     let rs = Rsyslog::start();
+    let before = client_ports(rs.tcp);
     let options = r#"{hostname: scanner-01.example, app_name: relay-test, procid: "4242"}"#;
     let relay = common::Relay::start(&format!(
         r#"webhooks:
@@ -566,8 +597,8 @@ async fn the_relay_delivers_syslog_webhooks_to_rsyslog() {
         assert!(history.iter().all(|a| a["error"].is_null()), "{history:#?}");
     }
     assert_eq!(
-        connections_to(rs.tcp).iter().filter(|s| *s == "01").count(),
-        1,
-        "the relay sent both events over one TCP connection"
+        connections_since(rs.tcp, &before),
+        ["01"],
+        "the relay sent both events over one TCP connection, never closed and reopened"
     );
 }

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+pub mod verdict;
+
 /// The middle value (the mean of the two middle ones for an even count).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -86,10 +86,100 @@ fn build(roots: RootCertStore) -> Arc<ClientConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+
+    /// A private CA named `ca_name` (PEM) and a `localhost` server
+    /// certificate signed by it.
+    struct PrivatePki {
+        ca_pem: String,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    }
+
+    fn private_pki(ca_name: &str) -> PrivatePki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, ca_name);
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        PrivatePki {
+            ca_pem: ca.pem(),
+            chain: vec![cert.der().clone()],
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        }
+    }
+
+    /// A whole TLS handshake in memory: a client with `config` connects to
+    /// `localhost`, served with `pki`'s certificate. The client's verdict on
+    /// the certificate is the result.
+    fn handshake(config: Arc<ClientConfig>, pki: &PrivatePki) -> Result<(), rustls::Error> {
+        let server_config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.chain.clone(), pki.key.clone_key())
+        .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(config, name)?;
+        let mut server = rustls::ServerConnection::new(Arc::new(server_config))?;
+        // A TLS 1.3 handshake takes two flights each way; bounded anyway.
+        for _ in 0..10 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            let mut rd = wire.as_slice();
+            while !rd.is_empty() {
+                server.read_tls(&mut rd).unwrap();
+                server.process_new_packets()?;
+            }
+            let mut wire = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut wire).unwrap();
+            }
+            let mut rd = wire.as_slice();
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+                client.process_new_packets()?;
+            }
+        }
+        panic!("the in-memory handshake did not finish in 10 rounds");
+    }
+
+    /// rustls shows a built config's trust anchors only through `Debug`
+    /// (`RootCertStore { roots: "(N roots)" }`): the count in `config`.
+    fn root_count(config: &ClientConfig) -> String {
+        let debug = format!("{config:?}");
+        let start = debug.find("roots: \"(").expect("the roots in Debug") + "roots: \"(".len();
+        debug[start..].split(' ').next().unwrap().to_owned()
+    }
 
     #[test]
-    fn without_a_file_the_webpki_roots_are_trusted() {
-        assert!(client_config(None).is_ok());
+    fn without_a_file_the_webpki_roots_and_nothing_else_are_trusted() {
+        let config = client_config(None).unwrap();
+        assert_eq!(
+            root_count(&config),
+            webpki_roots::TLS_SERVER_ROOTS.len().to_string()
+        );
+        // A certificate from a CA outside them is refused.
+        let e = handshake(config, &private_pki("some private CA")).unwrap_err();
+        assert_eq!(
+            e,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            "{e}"
+        );
     }
 
     #[test]
@@ -106,13 +196,24 @@ mod tests {
 
     #[test]
     fn a_pem_ca_is_trusted_in_addition_to_the_webpki_roots() {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&key).unwrap();
+        let pki = private_pki("the operator's CA");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.pem");
-        std::fs::write(&path, ca.pem()).unwrap();
-        assert!(client_config(Some(&path)).is_ok());
+        std::fs::write(&path, &pki.ca_pem).unwrap();
+        let config = client_config(Some(&path)).unwrap();
+        // The server's certificate, signed by that CA, is accepted...
+        handshake(config.clone(), &pki).expect("a certificate of the CA in ca_file is trusted");
+        // ...and the webpki roots are all still there, plus this one.
+        assert_eq!(
+            root_count(&config),
+            (webpki_roots::TLS_SERVER_ROOTS.len() + 1).to_string()
+        );
+        // Another CA's certificate is still refused.
+        let e = handshake(config, &private_pki("another CA")).unwrap_err();
+        assert_eq!(
+            e,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            "{e}"
+        );
     }
 }

@@ -6,10 +6,20 @@ extension 'key=value' pairs split on unescaped '=' and the space before the
 key, with '\\=', '\\\\', '\\n', '\\r' escapes; any other escape is an error),
 then every header field and extension is fed to cefevent's
 CEFEvent(strict=True), which raises on unknown keys, values of the wrong type
-and over-long values.
+and over-long extension values.
+
+cefevent 0.5.6 checks neither the header fields' lengths nor the values of
+TimeStamp keys (it accepts a 2,000-character Signature ID and `rt=yesterday`),
+so this script checks both itself, per the CEF spec's extension dictionary:
+Device Vendor and Device Product at most 63 characters, Device Version 31,
+Signature ID (deviceEventClassId) 1023, Name 512; a TimeStamp key (`rt`,
+`start`, `end`, `art`, `deviceCustomDate1`, ... : every key cefevent types as
+TimeStamp, plus `art`) holds milliseconds since the epoch or one of the spec's
+date formats `MMM dd [yyyy] HH:mm:ss[.SSS][ zzz]`.
 stdout: JSON {"parsed": [{"header": [...], "extensions": [[k, v], ...]}]}.
 Exit 0 when all pass, 1 on a failure, 3 when cefevent is missing.
 """
+import datetime
 import json
 import re
 import sys
@@ -23,6 +33,17 @@ except ImportError as e:  # pragma: no cover
 KEY = re.compile(r"^[A-Za-z0-9_]+$")
 HEADER_NAMES = ["deviceVendor", "deviceProduct", "deviceVersion", "signatureId", "name", "severity"]
 EXT_ESCAPES = {"\\": "\\", "=": "=", "n": "\n", "r": "\r"}
+# Characters, per the spec's dictionary (deviceVendor, deviceProduct,
+# deviceVersion, deviceEventClassId, name); severity is checked as a number.
+HEADER_MAX = {"deviceVendor": 63, "deviceProduct": 63, "deviceVersion": 31, "signatureId": 1023, "name": 512}
+# TimeStamp keys cefevent does not know (it refuses them as unknown anyway).
+EXTRA_TIMESTAMP_KEYS = {"art"}
+MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+# MMM dd [yyyy] HH:mm:ss[.SSS][ zzz]; zzz a zone name or offset (PST, UTC, GMT+01:00, +0100).
+DATE = re.compile(
+    rf"^(?P<mon>{MONTHS}) (?P<day>\d{{2}})(?: (?P<year>\d{{4}}))? (?P<time>\d{{2}}:\d{{2}}:\d{{2}})"
+    r"(?:\.\d{3})?(?: (?:[A-Za-z]{1,5}(?:[+-]\d{2}:?\d{2})?|[+-]\d{2}:?\d{2}))?$"
+)
 
 
 def parse_header(line):
@@ -79,11 +100,26 @@ def parse_extensions(ext):
     return pairs
 
 
+def check_timestamp(key, value):
+    """Milliseconds since the epoch, or one of the spec's date formats."""
+    if re.fullmatch(r"\d{1,15}", value):
+        return
+    m = DATE.match(value)
+    assert m, f"{key}={value!r} is neither epoch milliseconds nor MMM dd [yyyy] HH:mm:ss[.SSS][ zzz]"
+    # Real calendar values (no Feb 31, no 25:00:00); 2000 is a leap year.
+    try:
+        datetime.datetime.strptime(f"{m['mon']} {m['day']} {m['year'] or '2000'} {m['time']}", "%b %d %Y %H:%M:%S")
+    except ValueError as e:
+        raise AssertionError(f"{key}={value!r}: {e}") from None
+
+
 def check(line):
     header, ext = parse_header(line)
     pairs = parse_extensions(ext)
     ev = CEFEvent(strict=True)
     for name, value in zip(HEADER_NAMES, header):
+        if name in HEADER_MAX:
+            assert len(value) <= HEADER_MAX[name], f"{name} is {len(value)} characters, over the spec's {HEADER_MAX[name]}"
         if name == "severity":
             assert value.isdigit(), f"severity {value!r} is not a number"
             value = int(value)
@@ -95,6 +131,8 @@ def check(line):
         meta = ev.get_field_metadata(key)
         assert meta is not None, f"unknown CEF key {key!r}"
         types = meta["data_type"]
+        if "TimeStamp" in types or key in EXTRA_TIMESTAMP_KEYS:
+            check_timestamp(key, value)
         if "Integer" in types or "Long" in types:
             value = int(value)
         elif "Floating Point" in types:

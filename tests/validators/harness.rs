@@ -31,7 +31,45 @@ pub fn node(script: &str, input: &str) -> String {
     run(&node, script, input)
 }
 
+/// Runs `python3 <script>` on `input` that it must refuse (exit 1): returns
+/// its report (stderr), which names each refused line and why. Passing
+/// everything, or a missing package, fails the test.
+pub fn python_refuses(script: &str, input: &str) -> String {
+    let python = std::env::var("RELAY_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let out = spawn(&python, script, input);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    match out.status.code() {
+        Some(1) => stderr,
+        Some(MISSING) => panic!(
+            "validator {script} is not installed: {stderr}\nrun `bash tests/validators/install.sh`"
+        ),
+        _ => panic!(
+            "validator {script} should have refused the input but exited with {}:\n{}",
+            out.status,
+            clip(&stderr)
+        ),
+    }
+}
+
 fn run(program: &str, script: &str, input: &str) -> String {
+    let out = spawn(program, script, input);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => stdout,
+        Some(MISSING) => panic!(
+            "validator {script} is not installed: {stderr}\nrun `bash tests/validators/install.sh`"
+        ),
+        _ => panic!(
+            "validator {script} rejected the output ({}):\n{}\n{}",
+            out.status,
+            clip(&stdout),
+            clip(&stderr)
+        ),
+    }
+}
+
+fn spawn(program: &str, script: &str, input: &str) -> std::process::Output {
     let script_path = dir().join(script);
     let mut child = Command::new(program)
         .arg(&script_path)
@@ -56,20 +94,7 @@ fn run(program: &str, script: &str, input: &str) -> String {
     });
     let out = child.wait_with_output().expect("wait for validator");
     let _ = writer.join();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => stdout,
-        Some(MISSING) => panic!(
-            "validator {script} is not installed: {stderr}\nrun `bash tests/validators/install.sh`"
-        ),
-        _ => panic!(
-            "validator {script} rejected the output ({}):\n{}\n{}",
-            out.status,
-            clip(&stdout),
-            clip(&stderr)
-        ),
-    }
+    out
 }
 
 /// The first few KB of a validator's report.

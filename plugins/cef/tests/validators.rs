@@ -265,3 +265,118 @@ fn cefevent_strict_accepts_every_line() {
         assert_eq!(&ours, theirs, "parsers disagree on {line}");
     }
 }
+
+/// A rule id and a title far over the spec's lengths (1023 and 512
+/// characters), in multi-byte characters: the header fields are cut on
+/// character boundaries to exactly those lengths, and the strict checker
+/// (which counts header lengths itself) accepts the line.
+#[test]
+fn an_over_long_rule_and_title_are_cut_to_the_spec_lengths_and_pass_the_checker() {
+    let rule = "é🦀r".repeat(700);
+    let title = "ü|n".repeat(300);
+    let vendor = "V".repeat(63);
+    let l = line(
+        &format!(r#"{{"vendor":"{vendor}","signature_id_field":"rule"}}"#),
+        json!({"rule": rule, "title": title}),
+    );
+    harness::python("cef_check.py", &serde_json::to_string(&[&l]).unwrap());
+    let p = parse(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    assert_eq!(p.header[0], vendor);
+    assert_eq!(char_len(&p.header[3]), 1023);
+    assert_eq!(p.header[3], truncate(&rule, 1023));
+    assert_eq!(char_len(&p.header[4]), 512);
+    assert_eq!(p.header[4], truncate(&title, 512));
+}
+
+/// cefevent 0.5.6 checks neither the header fields' lengths nor the values
+/// of TimeStamp keys; cef_check.py does, on both sides of each limit.
+#[test]
+fn the_checker_refuses_over_long_header_fields_and_timestamps_that_are_not_times() {
+    let head = |vendor: &str, product: &str, version: &str, sig: &str, name: &str| {
+        format!("CEF:0|{vendor}|{product}|{version}|{sig}|{name}|5|")
+    };
+    let ok_head = head("relay", "relay", "0.1", "rule", "name");
+    let ext = "rt=1795341600000 externalId=e-1";
+    let n = |c: &str, k: usize| c.repeat(k);
+    // Accepted: each header field at its limit, and the spec's date forms.
+    let good = [
+        format!(
+            "{}{ext}",
+            head(
+                &n("v", 63),
+                &n("p", 63),
+                &n("9", 31),
+                &n("s", 1023),
+                &n("ü", 512)
+            )
+        ),
+        format!("{ok_head}rt=Nov 22 2026 10:00:00.250 UTC externalId=e-2"),
+        format!("{ok_head}rt=Nov 22 10:00:00 externalId=e-3 start=Feb 29 2028 23:59:59 GMT+01:00"),
+        format!("{ok_head}rt=0 externalId=e-4 end=Jan 01 2026 00:00:00.000"),
+    ];
+    // Refused, with what the report must say.
+    let bad = [
+        (
+            format!(
+                "{}{ext}",
+                head("relay", "relay", "0.1", &n("s", 2000), "name")
+            ),
+            "signatureId is 2000 characters, over the spec's 1023",
+        ),
+        (
+            format!(
+                "{}{ext}",
+                head(&n("v", 500), "relay", "0.1", "rule", "name")
+            ),
+            "deviceVendor is 500 characters, over the spec's 63",
+        ),
+        (
+            format!("{}{ext}", head("relay", &n("p", 64), "0.1", "rule", "name")),
+            "deviceProduct is 64 characters, over the spec's 63",
+        ),
+        (
+            format!(
+                "{}{ext}",
+                head("relay", "relay", &n("9", 32), "rule", "name")
+            ),
+            "deviceVersion is 32 characters, over the spec's 31",
+        ),
+        (
+            format!(
+                "{}{ext}",
+                head("relay", "relay", "0.1", "rule", &n("ü", 513))
+            ),
+            "name is 513 characters, over the spec's 512",
+        ),
+        (
+            format!("{ok_head}rt=yesterday externalId=e-5"),
+            "rt='yesterday' is neither epoch milliseconds",
+        ),
+        (
+            format!("{ok_head}rt=1795341600000 externalId=e-6 start=2026-11-22T10:00:00Z"),
+            "start='2026-11-22T10:00:00Z' is neither epoch milliseconds",
+        ),
+        (
+            format!("{ok_head}rt=1795341600000 externalId=e-7 end=Feb 31 2026 10:00:00"),
+            "end='Feb 31 2026 10:00:00': day is out of range",
+        ),
+    ];
+    let lines: Vec<&str> = good
+        .iter()
+        .map(String::as_str)
+        .chain(bad.iter().map(|(l, _)| l.as_str()))
+        .collect();
+    let report = harness::python_refuses("cef_check.py", &serde_json::to_string(&lines).unwrap());
+    assert!(
+        report.contains(&format!(
+            "cefevent: {} valid, {} invalid",
+            good.len(),
+            bad.len()
+        )),
+        "{report}"
+    );
+    for (i, (_, why)) in bad.iter().enumerate() {
+        let at = format!("line {}: AssertionError: {why}", good.len() + i);
+        assert!(report.contains(&at), "expected {at:?} in:\n{report}");
+    }
+}
