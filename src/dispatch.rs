@@ -160,6 +160,9 @@ struct Inner {
     recorded: Notify,
     /// Set while the store cannot record attempts: dispatch pauses.
     trouble: Mutex<Option<StoreTrouble>>,
+    /// The earliest retry due before the poller's next regular look: it
+    /// looks then instead (one instant, whatever the number of retries).
+    next_retry: Mutex<Option<Instant>>,
 }
 
 /// The store failed to record an attempt: no attempt starts before `until`.
@@ -190,6 +193,7 @@ impl Dispatcher {
                 unrecorded: AtomicUsize::new(0),
                 recorded: Notify::new(),
                 trouble: Mutex::new(None),
+                next_retry: Mutex::new(None),
             }),
         }
     }
@@ -492,7 +496,15 @@ impl Inner {
             // Woken early (a lane drained): poll again, but not more often
             // than every MIN_POLL_GAP, so a busy lane does not spin the poller.
             tokio::time::sleep(MIN_POLL_GAP).await;
-            let _ = tokio::time::timeout(POLL_INTERVAL, self.wake.notified()).await;
+            let next_retry = *lock(&self.next_retry);
+            let wait = next_retry
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .map_or(POLL_INTERVAL, |d| d.min(POLL_INTERVAL));
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+            let mut next = lock(&self.next_retry);
+            if next.is_some_and(|at| at <= Instant::now()) {
+                *next = None;
+            }
         }
     }
 
@@ -624,7 +636,16 @@ impl Inner {
             .await?;
         crate::metrics::attempt(status.as_str(), duration_ms);
         // A retry waits in the store (`due_at`), not in memory: the poller
-        // offers it when its time has come.
+        // offers it when its time has come, looking at that instant if it
+        // falls before its next regular look.
+        if let Outcome::Retry(_, delay) = outcome {
+            // A few ms late rather than early: `due_at` is wall-clock ms.
+            let at = Instant::now() + delay + Duration::from_millis(2);
+            let mut next = lock(&self.next_retry);
+            if next.is_none_or(|n| at < n) {
+                *next = Some(at);
+            }
+        }
         Ok(Some(record))
     }
 
