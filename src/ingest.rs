@@ -149,16 +149,19 @@ fn parse_one(
     let time = match obj.remove("time") {
         None | Some(Value::Null) => now.to_owned(),
         Some(Value::String(s)) => {
-            time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| {
-                    invalid(
-                        "invalid_time",
-                        index,
-                        format!(
-                            "time {s:?} is not an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"
-                        ),
-                    )
-                })?;
+            // The time crate takes any character between date and time
+            // ("2026-11-22Q10:00:00Z"); RFC 3339 has `T` (`t`, or a space per
+            // its §5.6 note), and the plugins' parser (relay_sdk::time)
+            // refuses the rest, so such an event could never be formatted.
+            let rfc3339 = &time::format_description::well_known::Rfc3339;
+            let separator_ok = matches!(s.as_bytes().get(10), Some(b'T' | b't' | b' '));
+            if !separator_ok || time::OffsetDateTime::parse(&s, rfc3339).is_err() {
+                return Err(invalid(
+                    "invalid_time",
+                    index,
+                    format!("time {s:?} is not an RFC 3339 timestamp such as 2026-11-22T10:00:00Z"),
+                ));
+            }
             s
         }
         Some(_) => {
@@ -322,5 +325,28 @@ mod tests {
                 .code,
             "batch_too_large"
         );
+    }
+
+    /// Found by fuzzing (fuzz/ `ingest`): the time crate accepted any
+    /// character between date and time, so ingest stored events that the
+    /// cef and syslog formatters then failed on every delivery.
+    #[test]
+    fn a_time_is_refused_unless_t_or_a_space_separates_date_and_time() {
+        for bad in [
+            "2026-11-22Q10:00:00Z",
+            "2026-11-22a10:00:00.123456+02:00",
+            "2026-11-22010:00:00Z",
+        ] {
+            let e = parse(&bytes(json!({"type": "a", "time": bad})), None, 10).unwrap_err();
+            assert_eq!(e.code, "invalid_time", "{bad}");
+        }
+        for good in [
+            "2026-11-22T10:00:00Z",
+            "2026-11-22t10:00:00.5+02:00",
+            "2026-11-22 10:00:00Z",
+        ] {
+            let e = parse(&bytes(json!({"type": "a", "time": good})), None, 10).unwrap();
+            assert_eq!(e[0].time, good);
+        }
     }
 }
