@@ -131,10 +131,7 @@ struct Lane {
 
 impl Lane {
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        match self.inflight.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.inflight)
     }
 }
 

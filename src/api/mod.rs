@@ -449,12 +449,17 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
 
 async fn post_events(State(s): State<Shared>, body: Body) -> Result<Response, ApiError> {
     if s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-        return Ok((
+        let mut refused = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            [(http::header::RETRY_AFTER, "5")],
-            axum::Json(json!({"error": {"code": "stopping", "message": "the relay is stopping; nothing was stored: post again in a few seconds"}})),
+            "stopping",
+            "the relay is stopping; nothing was stored: post again in a few seconds",
         )
-            .into_response());
+        .into_response();
+        refused.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("5"),
+        );
+        return Ok(refused);
     }
     let live = s.live.load_full();
     let limit = live.limits.max_body_bytes;
