@@ -552,12 +552,8 @@ impl PluginHost {
         options: &str,
     ) -> Result<(), PluginError> {
         let plugin = self.loaded(kind, name)?;
-        let clock = CallClock::start();
-        self.bounded(&plugin.name, &clock, async {
-            let (lease, _) = self.lease(&plugin, options, &clock).await?;
-            lease.end(Ok(Ok(())))
-        })
-        .await
+        self.call(&plugin, options, async |_, _, _| Ok(Ok(())))
+            .await
     }
 
     /// Checks that a webhook's formatter and destination are loaded and
@@ -601,23 +597,22 @@ impl PluginHost {
             time: event.time.clone(),
             data,
         };
-        let clock = CallClock::start();
         let payload = self
-            .bounded(&plugin.name, &clock, async {
-                let (mut lease, resource) = self.lease(&plugin, options, &clock).await?;
-                let result = match &lease.warm.exports {
+            .call(
+                &plugin,
+                options,
+                async |store, exports, resource| match exports {
                     Exports::Formatter(f) => f
                         .relay_plugin_format()
                         .formatter()
-                        .call_format(&mut lease.warm.store, resource, &wit_event)
+                        .call_format(store, resource, &wit_event)
                         .await
                         .map(|r| r.map_err(PluginError::Returned)),
                     Exports::Destination(_) => {
                         Ok(Err(PluginError::Output("not a formatter".into())))
                     }
-                };
-                lease.end(result)
-            })
+                },
+            )
             .await?;
         check_payload(&payload.content_type, &payload.body)?;
         Ok(crate::format::Payload {
@@ -644,23 +639,22 @@ impl PluginHost {
             method: target.method.clone(),
             headers: target.headers.clone(),
         };
-        let clock = CallClock::start();
         let requests = self
-            .bounded(&plugin.name, &clock, async {
-                let (mut lease, resource) = self.lease(&plugin, options, &clock).await?;
-                let result = match &lease.warm.exports {
+            .call(
+                &plugin,
+                options,
+                async |store, exports, resource| match exports {
                     Exports::Destination(d) => d
                         .relay_plugin_deliver()
                         .destination()
-                        .call_build(&mut lease.warm.store, resource, &wit_payload, &wit_target)
+                        .call_build(store, resource, &wit_payload, &wit_target)
                         .await
                         .map(|r| r.map_err(PluginError::Returned)),
                     Exports::Formatter(_) => {
                         Ok(Err(PluginError::Output("not a destination".into())))
                     }
-                };
-                lease.end(result)
-            })
+                },
+            )
             .await?;
         if requests.is_empty() {
             return Err(PluginError::Output("built no request".into()));
@@ -716,14 +710,14 @@ impl PluginHost {
             headers: response.headers.clone(),
             body: response.body.to_vec(),
         };
-        let clock = CallClock::start();
-        self.bounded(&plugin.name, &clock, async {
-            let (mut lease, resource) = self.lease(&plugin, options, &clock).await?;
-            let result = match &lease.warm.exports {
+        self.call(
+            &plugin,
+            options,
+            async |store, exports, resource| match exports {
                 Exports::Destination(d) => d
                     .relay_plugin_deliver()
                     .destination()
-                    .call_classify(&mut lease.warm.store, resource, &wit_response)
+                    .call_classify(store, resource, &wit_response)
                     .await
                     .map(|o| {
                         Ok(match o {
@@ -736,7 +730,29 @@ impl PluginHost {
                         })
                     }),
                 Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
-            };
+            },
+        )
+        .await
+    }
+
+    /// One call into `plugin`: a lease (instance and the resource built
+    /// from `options`), `guest` on it, the lease's end — all within the
+    /// call's time ([`PluginHost::bounded`]).
+    async fn call<T>(
+        &self,
+        plugin: &Loaded,
+        options: &str,
+        guest: impl AsyncFnOnce(
+            &mut Store<State>,
+            &Exports,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        let clock = CallClock::start();
+        self.bounded(&plugin.name, &clock, async {
+            let (mut lease, resource) = self.lease(plugin, options, &clock).await?;
+            let Warm { store, exports, .. } = &mut lease.warm;
+            let result = guest(store, exports, resource).await;
             lease.end(result)
         })
         .await
