@@ -60,6 +60,10 @@ pub struct Config {
     pub defaults: DefaultsConfig,
     #[serde(default)]
     pub webhooks: Vec<WebhookSpec>,
+    /// Producers that post their own JSON shape (DESIGN §20), each at
+    /// `POST /api/v1/sources/{name}`.
+    #[serde(default)]
+    pub sources: Vec<SourceSpec>,
     /// On SIGTERM/SIGINT: how long attempts in flight (and requests being
     /// answered) may take to finish and be recorded before the relay exits.
     #[serde(
@@ -108,6 +112,7 @@ mod range {
     range!(memory_mb, u32, 1, 4096);
     range!(max_connections, usize, 1, 1_000_000);
     range!(header_read_timeout_ms, u64, 100, 600_000);
+    range!(max_events_per_body, usize, 1, 100_000);
 }
 
 fn default_listen() -> Listen {
@@ -269,6 +274,17 @@ pub struct LimitsConfig {
         deserialize_with = "range::header_read_timeout_ms"
     )]
     pub header_read_timeout_ms: u64,
+    /// Most events one body posted to a source may turn into; past it the
+    /// body is refused (400 `too_many_events`) and nothing is stored.
+    #[serde(
+        default = "default_max_events_per_body",
+        deserialize_with = "range::max_events_per_body"
+    )]
+    pub max_events_per_body: usize,
+}
+
+fn default_max_events_per_body() -> usize {
+    1000
 }
 
 fn default_max_connections() -> usize {
@@ -292,6 +308,7 @@ impl Default for LimitsConfig {
             max_batch: default_max_batch(),
             max_connections: default_max_connections(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
+            max_events_per_body: default_max_events_per_body(),
         }
     }
 }
@@ -1121,6 +1138,18 @@ impl Config {
                 ));
             }
         }
+        let mut sources = std::collections::HashSet::new();
+        for (i, src) in self.sources.iter().enumerate() {
+            let field = format!("sources[{i}]");
+            src.validate(&field, self.event_types.as_ref())
+                .map_err(|(f, m)| invalid(f, m))?;
+            if !sources.insert(src.name.as_str()) {
+                return Err(invalid(
+                    format!("{field}.name"),
+                    format!("{:?} is used by another source", src.name.as_str()),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -1134,6 +1163,206 @@ impl Config {
                 w
             })
             .collect()
+    }
+}
+
+/// One entry of `sources:`: where a producer that does not speak relay's
+/// event format posts (`POST /api/v1/sources/{name}`), and how its body
+/// becomes events (`crate::source`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The last path segment of the source's URL.
+    pub name: SourceName,
+    pub kind: SourceKind,
+    /// The event type every event of this source gets (`alertmanager`,
+    /// `falco`: replaces the default type; `generic`: used when `map.type`
+    /// is not given or finds nothing).
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// `generic` only: JSON pointers into the posted body.
+    #[serde(default)]
+    pub map: Option<SourceMap>,
+    /// `plugin` only: the name of a loaded `source` plugin.
+    #[serde(default)]
+    pub plugin: Option<String>,
+    /// `plugin` only: options for the plugin (JSON object), parsed once.
+    #[serde(default)]
+    pub options: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Prometheus Alertmanager webhook payload, version 4.
+    Alertmanager,
+    /// Falco `http_output` JSON.
+    Falco,
+    /// Any JSON, mapped by `map:`.
+    Generic,
+    /// A WebAssembly `source` plugin.
+    Plugin,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Alertmanager => "alertmanager",
+            SourceKind::Falco => "falco",
+            SourceKind::Generic => "generic",
+            SourceKind::Plugin => "plugin",
+        }
+    }
+}
+
+/// A source name: 1–64 letters, digits, `_`, `-` or `.` (it is a URL path segment).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SourceName(String);
+
+impl SourceName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            && raw != "."
+            && raw != "..";
+        if ok {
+            Ok(SourceName(raw.to_owned()))
+        } else {
+            Err(format!(
+                "name: {raw:?} is not a valid source name: use 1–64 letters, digits, _ - ."
+            ))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        SourceName::parse(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
+}
+
+/// `map:` of a `generic` source: RFC 6901 JSON pointers. `events` points at
+/// an array of items in the body (without it the body is one item, or an
+/// array of items); the others point into one item.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceMap {
+    #[serde(default)]
+    pub events: Option<JsonPointer>,
+    #[serde(default, rename = "type")]
+    pub event_type: Option<JsonPointer>,
+    #[serde(default)]
+    pub id: Option<JsonPointer>,
+    #[serde(default)]
+    pub time: Option<JsonPointer>,
+    /// Default `""`: the whole item.
+    #[serde(default)]
+    pub data: Option<JsonPointer>,
+}
+
+/// An RFC 6901 JSON pointer: `""` (the whole value) or `/a/b/0`. A lone
+/// `/` is accepted as the whole value too, as written in DESIGN §20.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPointer(String);
+
+impl JsonPointer {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw == "/" {
+            return Ok(JsonPointer(String::new()));
+        }
+        if !raw.starts_with('/') {
+            return Err(format!(
+                "{raw:?} is not a JSON pointer: start it with / (e.g. /alert/id), or write \"\" for the whole value"
+            ));
+        }
+        // `~` must be followed by 0 or 1 (RFC 6901 §3).
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+                return Err(format!(
+                    "{raw:?} is not a JSON pointer: ~ must be followed by 0 or 1"
+                ));
+            }
+        }
+        Ok(JsonPointer(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonPointer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        JsonPointer::parse(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
+}
+
+impl SourceSpec {
+    /// `options` as the JSON text a source plugin is created with.
+    pub fn options_json(&self) -> String {
+        json_text(self.options.as_ref())
+    }
+
+    /// Checks that span fields. `field` prefixes every message (`sources[1]`).
+    pub fn validate(
+        &self,
+        field: &str,
+        event_types: Option<&BTreeMap<String, String>>,
+    ) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((format!("{field}.{f}"), m));
+        let kind = self.kind.as_str();
+        if self.map.is_some() && self.kind != SourceKind::Generic {
+            return err("map", format!("a {kind} source takes no map (only generic does)"));
+        }
+        if (self.plugin.is_some() || self.options.is_some()) && self.kind != SourceKind::Plugin {
+            let f = if self.plugin.is_some() { "plugin" } else { "options" };
+            return err(f, format!("a {kind} source takes no {f} (only kind: plugin does)"));
+        }
+        if self.kind == SourceKind::Plugin && self.event_type.is_some() {
+            return err("type", "a plugin source's events carry their own type".into());
+        }
+        if let Some(t) = &self.event_type {
+            if !valid_event_type(t) {
+                return err("type", format!("{t:?} is not a valid event type"));
+            }
+            if let Some(cat) = event_types
+                && !cat.contains_key(t)
+            {
+                return err("type", format!("{t:?} is not declared under event_types"));
+            }
+        }
+        match self.kind {
+            SourceKind::Generic => {
+                let map = self.map.clone().unwrap_or_default();
+                if map.event_type.is_none() && self.event_type.is_none() {
+                    return err(
+                        "map.type",
+                        "a generic source needs map.type (a JSON pointer to each event's type) or a fixed type".into(),
+                    );
+                }
+            }
+            SourceKind::Plugin => match &self.plugin {
+                None => return err("plugin", "a plugin source needs plugin: NAME".into()),
+                Some(p) if p.trim().is_empty() => {
+                    return err("plugin", "must not be empty".into());
+                }
+                Some(_) => {}
+            },
+            SourceKind::Alertmanager | SourceKind::Falco => {}
+        }
+        if let Some(o) = &self.options
+            && !o.is_object()
+        {
+            return err("options", "must be a map (JSON object)".into());
+        }
+        Ok(())
     }
 }
 

@@ -74,6 +74,21 @@ pub fn parse(
         .collect()
 }
 
+/// §5's rules for events a source made from a producer's body: each item
+/// is an event object (`type`, `id`, `time`, `data`); errors name the
+/// item's index (`events[3]: …`). One bad event refuses them all.
+pub fn check_items(
+    items: Vec<Value>,
+    catalogue: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<Event>, Invalid> {
+    let now = crate::event::rfc3339_ms(crate::event::now_ms());
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| parse_one(item, Some(i), catalogue, &now))
+        .collect()
+}
+
 fn parse_one(
     item: Value,
     index: Option<usize>,

@@ -17,6 +17,7 @@ pub mod reload;
 pub mod render;
 pub mod scaffold;
 pub mod server;
+pub mod source;
 pub mod sign;
 pub mod store;
 pub mod template;

@@ -68,6 +68,14 @@ struct Metrics {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     last_reload_ok: AtomicBool,
+    sources: Mutex<BTreeMap<String, SourceCounts>>,
+}
+
+/// Per source: events accepted, bodies refused by error code.
+#[derive(Default, Clone)]
+struct SourceCounts {
+    accepted: u64,
+    refused: BTreeMap<&'static str, u64>,
 }
 
 static METRICS: Metrics = Metrics {
@@ -82,6 +90,7 @@ static METRICS: Metrics = Metrics {
     reloads_ok: AtomicU64::new(0),
     reloads_failed: AtomicU64::new(0),
     last_reload_ok: AtomicBool::new(true),
+    sources: Mutex::new(BTreeMap::new()),
 };
 
 /// Store queries made for the queue-depth gauges (see `api`: at most one
@@ -131,6 +140,29 @@ pub fn plugin_call(plugin: &str, ok: bool) {
     if !ok {
         c.failures += 1;
     }
+}
+
+fn with_source(source: &str, f: impl FnOnce(&mut SourceCounts)) {
+    let mut map = match METRICS.sources.lock() {
+        Ok(m) => m,
+        Err(p) => p.into_inner(),
+    };
+    match map.get_mut(source) {
+        Some(c) => f(c),
+        None => f(map.entry(source.to_owned()).or_default()),
+    }
+}
+
+/// `n` new events from a body posted to a configured source were stored
+/// (a repeated id is not counted again).
+pub fn source_accepted(source: &str, n: u64) {
+    with_source(source, |c| c.accepted += n);
+}
+
+/// A body posted to a configured source was refused with `code` (its
+/// JSON error code); nothing was stored.
+pub fn source_refused(source: &str, code: &'static str) {
+    with_source(source, |c| *c.refused.entry(code).or_default() += 1);
 }
 
 /// A configuration reload was applied (`true`) or refused (`false`).
@@ -332,6 +364,45 @@ pub fn render(queue: &[QueueDepth], breakers: &[BreakerState]) -> String {
             &[("plugin", name)],
             c.failures,
         );
+    }
+
+    let sources: Vec<(String, SourceCounts)> = match m.sources.lock() {
+        Ok(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Err(p) => p
+            .into_inner()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    family(
+        o,
+        "relay_source_events_accepted_total",
+        "counter",
+        "Events stored from bodies posted to a source (POST /api/v1/sources/{name}), by source; a repeated id is not counted again.",
+    );
+    for (name, c) in &sources {
+        sample(
+            o,
+            "relay_source_events_accepted_total",
+            &[("source", name)],
+            c.accepted,
+        );
+    }
+    family(
+        o,
+        "relay_source_bodies_refused_total",
+        "counter",
+        "Bodies a source refused (nothing stored), by source and error code.",
+    );
+    for (name, c) in &sources {
+        for (code, n) in &c.refused {
+            sample(
+                o,
+                "relay_source_bodies_refused_total",
+                &[("source", name), ("code", code)],
+                *n,
+            );
+        }
     }
 
     family(

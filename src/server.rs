@@ -73,7 +73,8 @@ pub fn start_plugins(cfg: &Config) -> Result<PluginHost, ServeError> {
     Ok(host)
 }
 
-/// Every webhook's format and destination must be loaded, and accept its options.
+/// Every webhook's format and destination must be loaded, and accept its
+/// options; so must every source's plugin (`source::check`).
 pub async fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result<(), String> {
     for (i, w) in cfg.webhooks.iter().enumerate() {
         plugins
@@ -81,7 +82,7 @@ pub async fn check_webhook_plugins(cfg: &Config, plugins: &PluginHost) -> Result
             .await
             .map_err(|(field, message)| format!("webhooks[{i}].{field}: {message}"))?;
     }
-    Ok(())
+    crate::source::check(cfg, plugins).await
 }
 
 /// Prunes history older than `retention_days` once an hour (and at start);

@@ -37,6 +37,8 @@ pub struct Live {
     metrics_protected: bool,
     pub limits: LimitsConfig,
     pub event_types: Option<BTreeMap<String, String>>,
+    /// `sources:`, compiled (`POST /api/v1/sources/{name}`).
+    pub sources: Arc<crate::source::Sources>,
 }
 
 impl Live {
@@ -51,6 +53,7 @@ impl Live {
             metrics_protected: c.auth.tokens.iter().any(|t| t.role == Role::Metrics),
             limits: c.limits.clone(),
             event_types: c.event_types.clone(),
+            sources: Arc::new(crate::source::Sources::from_config(&c.sources)),
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (503s the client should retry).
+    retry_after_s: Option<u32>,
 }
 
 impl ApiError {
@@ -121,7 +126,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
+    }
+    /// Adds `Retry-After: seconds` to the answer.
+    pub fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after_s = Some(seconds);
+        self
     }
     pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
         ApiError::new(
@@ -134,11 +145,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(s));
+        }
+        response
     }
 }
 
@@ -218,6 +235,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/webhooks/{id}/test", Access::Admin),
     route("GET", "/api/v1/webhooks/{id}/deliveries", Access::Read),
     route("POST", "/api/v1/deliveries/{id}/resend", Access::Admin),
+    route("POST", "/api/v1/sources/{name}", Access::Ingest),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -243,6 +261,7 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/webhooks/{id}/test") => post(test_webhook),
         ("GET", "/api/v1/webhooks/{id}/deliveries") => get(webhook_deliveries),
         ("POST", "/api/v1/deliveries/{id}/resend") => post(resend_delivery),
+        ("POST", "/api/v1/sources/{name}") => post(post_source),
         _ => return None,
     })
 }
@@ -448,31 +467,85 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
 }
 
 async fn post_events(State(s): State<Shared>, body: Body) -> Result<Response, ApiError> {
+    let accepted = ingest_body(&s, body, async |live, bytes| {
+        crate::ingest::parse(&bytes, live.event_types.as_ref(), live.limits.max_batch)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.to_string()))
+    })
+    .await?;
+    Ok(accepted_response(&accepted))
+}
+
+/// `POST /api/v1/sources/{name}`: a producer's own JSON, turned into events
+/// by the source (`crate::source`), then the same path as `/api/v1/events`.
+async fn post_source(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let source = s.live.load().sources.get(&name).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no source named {name:?} (see sources: in relay.yaml)"),
+        )
+    })?;
+    let result = ingest_body(&s, body, async |live, bytes| {
+        let bounds = crate::source::Bounds {
+            max_events: live.limits.max_events_per_body,
+            catalogue: live.event_types.as_ref(),
+        };
+        source
+            .parse(&headers, &bytes, &bounds, &s.plugins)
+            .await
+            .map_err(|e| {
+                crate::metrics::source_refused(source.name(), e.code());
+                if e.is_temporary() {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+                        .retry_after(5)
+                } else if e.is_producers_fault() {
+                    ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+                } else {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string())
+                }
+            })
+    })
+    .await?;
+    let new = result.iter().filter(|a| !a.duplicate).count() as u64;
+    crate::metrics::source_accepted(source.name(), new);
+    Ok(accepted_response(&result))
+}
+
+fn accepted_response(accepted: &[crate::ingest::AcceptedView]) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": accepted })),
+    )
+        .into_response()
+}
+
+/// The one ingest path of `/api/v1/events` and `/api/v1/sources/{name}`:
+/// 503 while stopping, the body size limit, `parse` (the route's own
+/// reading of the body), then `ingest::accept` — the events and their
+/// deliveries committed before the caller answers 202.
+async fn ingest_body(
+    s: &Shared,
+    body: Body,
+    parse: impl AsyncFnOnce(&Live, bytes::Bytes) -> Result<Vec<Event>, ApiError>,
+) -> Result<Vec<crate::ingest::AcceptedView>, ApiError> {
     if s.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-        let mut refused = ApiError::new(
+        return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "stopping",
             "the relay is stopping; nothing was stored: post again in a few seconds",
         )
-        .into_response();
-        refused.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("5"),
-        );
-        return Ok(refused);
+        .retry_after(5));
     }
     let live = s.live.load_full();
-    let limit = live.limits.max_body_bytes;
-    let bytes = read_limited(body, limit).await?;
-    let events = crate::ingest::parse(&bytes, live.event_types.as_ref(), live.limits.max_batch)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code, e.to_string()))?;
+    let bytes = read_limited(body, live.limits.max_body_bytes).await?;
+    let events = parse(&live, bytes).await?;
     let webhooks = s.registry.load();
-    let accepted = crate::ingest::accept(&s.store, &webhooks, &s.dispatcher, events).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "accepted": accepted })),
-    )
-        .into_response())
+    Ok(crate::ingest::accept(&s.store, &webhooks, &s.dispatcher, events).await?)
 }
 
 /// Reads a request body of at most `limit` bytes. A larger body is refused

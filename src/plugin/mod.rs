@@ -55,6 +55,13 @@ mod bindings {
             exports: { default: async },
         });
     }
+    pub mod source {
+        wasmtime::component::bindgen!({
+            path: "sdk/wit",
+            world: "source",
+            exports: { default: async },
+        });
+    }
 }
 
 use bindings::destination::relay::plugin::types as dt;
@@ -90,6 +97,7 @@ const FIXED_WALL_CLOCK: Duration = Duration::from_secs(946_684_800);
 pub enum Kind {
     Formatter,
     Destination,
+    Source,
 }
 
 impl Kind {
@@ -97,6 +105,7 @@ impl Kind {
         match self {
             Kind::Formatter => "formatter",
             Kind::Destination => "destination",
+            Kind::Source => "source",
         }
     }
 }
@@ -235,11 +244,13 @@ impl wasmtime::ResourceLimiter for Limiter {
 enum Code {
     Formatter(bindings::formatter::FormatterPre<State>),
     Destination(bindings::destination::DestinationPre<State>),
+    Source(bindings::source::SourcePre<State>),
 }
 
 enum Exports {
     Formatter(bindings::formatter::Formatter),
     Destination(bindings::destination::Destination),
+    Source(bindings::source::Source),
 }
 
 /// A warm instance with the resources it has built, keyed by options text.
@@ -286,8 +297,8 @@ pub struct PluginHost {
 
 struct HostInner {
     engine: Engine,
-    fmt_linker: Linker<State>,
-    dst_linker: Linker<State>,
+    /// Links the empty WASI context; every world imports only WASI.
+    linker: Linker<State>,
     limits: Limits,
     catalog: ArcSwap<Catalog>,
     errors: Mutex<BTreeMap<String, String>>,
@@ -324,11 +335,8 @@ impl PluginHost {
             .epoch_interruption(true)
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let mut fmt_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut fmt_linker)
-            .map_err(|e| HostError::Engine(format!("{e:#}")))?;
-        let mut dst_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut dst_linker)
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let ticker = Ticker::start(&engine);
         if let Some(dir) = &cache_dir {
@@ -337,8 +345,7 @@ impl PluginHost {
         let host = PluginHost {
             inner: Arc::new(HostInner {
                 engine,
-                fmt_linker,
-                dst_linker,
+                linker,
                 limits,
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 errors: Mutex::new(BTreeMap::new()),
@@ -436,32 +443,27 @@ impl PluginHost {
     pub fn compile(&self, name: &str, bytes: &[u8], source: &str) -> Result<Loaded, String> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let component = self.component(&sha256, bytes)?;
-        let code = match self.inner.fmt_linker.instantiate_pre(&component) {
-            Ok(pre) => match bindings::formatter::FormatterPre::new(pre) {
-                Ok(p) => Some(Code::Formatter(p)),
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
-        let code = match code {
-            Some(c) => c,
-            None => {
-                let pre = self
-                    .inner
-                    .dst_linker
-                    .instantiate_pre(&component)
-                    .map_err(|e| {
-                        format!("imports something the sandbox does not provide: {e:#}")
-                    })?;
-                Code::Destination(bindings::destination::DestinationPre::new(pre).map_err(|_| {
-                    "does not implement the relay:plugin/formatter or relay:plugin/destination world (see sdk/wit)"
-                        .to_string()
-                })?)
-            }
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("imports something the sandbox does not provide: {e:#}"))?;
+        let code = if let Ok(p) = bindings::formatter::FormatterPre::new(pre.clone()) {
+            Code::Formatter(p)
+        } else if let Ok(p) = bindings::destination::DestinationPre::new(pre.clone()) {
+            Code::Destination(p)
+        } else if let Ok(p) = bindings::source::SourcePre::new(pre) {
+            Code::Source(p)
+        } else {
+            return Err(
+                "does not implement the relay:plugin/formatter, destination or source world (see sdk/wit)"
+                    .to_string(),
+            );
         };
         let kind = match code {
             Code::Formatter(_) => Kind::Formatter,
             Code::Destination(_) => Kind::Destination,
+            Code::Source(_) => Kind::Source,
         };
         Ok(Loaded {
             name: name.to_owned(),
@@ -608,9 +610,7 @@ impl PluginHost {
                         .call_format(store, resource, &wit_event)
                         .await
                         .map(|r| r.map_err(PluginError::Returned)),
-                    Exports::Destination(_) => {
-                        Ok(Err(PluginError::Output("not a formatter".into())))
-                    }
+                    _ => Ok(Err(PluginError::Output("not a formatter".into()))),
                 },
             )
             .await?;
@@ -650,9 +650,7 @@ impl PluginHost {
                         .call_build(store, resource, &wit_payload, &wit_target)
                         .await
                         .map(|r| r.map_err(PluginError::Returned)),
-                    Exports::Formatter(_) => {
-                        Ok(Err(PluginError::Output("not a destination".into())))
-                    }
+                    _ => Ok(Err(PluginError::Output("not a destination".into()))),
                 },
             )
             .await?;
@@ -729,10 +727,68 @@ impl PluginHost {
                             dt::Outcome::Disable(r) => Outcome::Disable(r),
                         })
                     }),
-                Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
+                _ => Ok(Err(PluginError::Output("not a destination".into()))),
             },
         )
         .await
+    }
+
+    /// Asks a source plugin for the events in a posted body. Output is
+    /// checked: at most `max_events` events (more refuses the body: see
+    /// [`SourceOutput::TooMany`]) and at most [`MAX_OUTPUT_BYTES`] of event
+    /// text in all.
+    pub async fn parse_source(
+        &self,
+        name: &str,
+        options: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        max_events: usize,
+    ) -> Result<SourceOutput, PluginError> {
+        let plugin = self.loaded(Kind::Source, name)?;
+        let found = self
+            .call(
+                &plugin,
+                options,
+                async |store, exports, resource| match exports {
+                    Exports::Source(s) => s
+                        .relay_plugin_ingest()
+                        .source()
+                        .call_parse(store, resource, headers, body)
+                        .await
+                        .map(|r| r.map_err(PluginError::Returned)),
+                    _ => Ok(Err(PluginError::Output("not a source".into()))),
+                },
+            )
+            .await?;
+        if found.len() > max_events {
+            return Ok(SourceOutput::TooMany(found.len()));
+        }
+        let bytes: usize = found
+            .iter()
+            .map(|e| {
+                e.event_type.len()
+                    + e.data.len()
+                    + e.id.as_ref().map_or(0, String::len)
+                    + e.time.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        if bytes > MAX_OUTPUT_BYTES {
+            return Err(PluginError::Output(format!(
+                "{bytes} bytes of events are over the {MAX_OUTPUT_BYTES}-byte limit"
+            )));
+        }
+        Ok(SourceOutput::Events(
+            found
+                .into_iter()
+                .map(|e| SourceEvent {
+                    id: e.id,
+                    event_type: e.event_type,
+                    time: e.time,
+                    data: e.data,
+                })
+                .collect(),
+        ))
     }
 
     /// One call into `plugin`: a lease (instance and the resource built
@@ -836,6 +892,12 @@ impl PluginHost {
                             .call_create(&mut warm.store, options)
                             .await
                     }
+                    Exports::Source(d) => {
+                        d.relay_plugin_ingest()
+                            .source()
+                            .call_create(&mut warm.store, options)
+                            .await
+                    }
                 };
                 let created = match created {
                     Ok(Ok(r)) => r,
@@ -873,6 +935,10 @@ impl PluginHost {
                 .instantiate_async(&mut store)
                 .await
                 .map(Exports::Destination),
+            Code::Source(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Source),
         }
         .map_err(|e| classify_trap(e, &store, limits))?;
         Ok(Warm {
@@ -1061,6 +1127,24 @@ pub struct Target {
     pub timeout: Duration,
 }
 
+/// What a source plugin found in a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceOutput {
+    Events(Vec<SourceEvent>),
+    /// More events than allowed (how many): the caller refuses the body.
+    TooMany(usize),
+}
+
+/// One event a source plugin found; `data` is JSON text. Not yet checked
+/// against §5's rules: `source` does that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEvent {
+    pub id: Option<String>,
+    pub event_type: String,
+    pub time: Option<String>,
+    pub data: String,
+}
+
 /// A destination's verdict on a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -1136,6 +1220,7 @@ pub fn load_file(host: &PluginHost, path: &Path) -> Result<(), String> {
             if host
                 .get(Kind::Formatter, &name)
                 .or_else(|| host.get(Kind::Destination, &name))
+                .or_else(|| host.get(Kind::Source, &name))
                 .is_some_and(|l| {
                     l.sha256 == hex::encode(Sha256::digest(&bytes))
                         && l.source == path.display().to_string()
