@@ -42,7 +42,8 @@ enum Command {
         token: String,
     },
     /// Run a formatter (and destination build step) offline and print the
-    /// body exactly as the relay would send it.
+    /// body exactly as the relay would send it; or, with --source, print the
+    /// events a source plugin makes of a body.
     Render {
         #[command(flatten)]
         request: relay::render::RenderRequest,
@@ -61,12 +62,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Scaffold a plugin crate that builds against sdk/ and passes its own test.
+    /// Scaffold a plugin crate (with a copy of the SDK) that passes its own
+    /// tests and builds for wasm32-wasip2.
     New {
         name: String,
         #[arg(long, value_enum, default_value_t = relay::scaffold::ScaffoldKind::Formatter)]
         kind: relay::scaffold::ScaffoldKind,
-        /// Where the relay SDK lives (default: the sdk/ this relay was built from).
+        /// Use the relay SDK at this path (default: write the SDK built into
+        /// this relay beside the crate, in <crate>/relay-sdk).
         #[arg(long)]
         sdk: Option<PathBuf>,
         /// Parent directory of the new crate.
@@ -177,10 +180,14 @@ fn run(command: Command) -> Result<(), Failure> {
             }
         }
         Command::Render { request, verbose } => {
-            let out = relay::render::render(&request).map_err(user)?;
+            let text = if request.source.is_some() {
+                relay::render::render_source(&request).map_err(user)?
+            } else {
+                let out = relay::render::render(&request).map_err(user)?;
+                if verbose { out.verbose() } else { out.bodies() }
+            };
             use std::io::Write as _;
             let mut stdout = std::io::stdout().lock();
-            let text = if verbose { out.verbose() } else { out.bodies() };
             stdout
                 .write_all(&text)
                 .and_then(|()| stdout.flush())
@@ -195,9 +202,8 @@ fn run(command: Command) -> Result<(), Failure> {
                     dir,
                 },
         } => {
-            let sdk =
-                sdk.unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/sdk")));
-            let path = relay::scaffold::new_plugin(&dir, &name, kind, &sdk).map_err(user)?;
+            let path =
+                relay::scaffold::new_plugin(&dir, &name, kind, sdk.as_deref()).map_err(user)?;
             println!(
                 "created {}\n  cd {} && cargo test && cargo build --target wasm32-wasip2 --release",
                 path.display(),

@@ -15,11 +15,23 @@ use crate::webhook::Registry;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderRequest {
     /// A loaded plugin name (built-in) or a path to a `.wasm` file.
-    #[arg(long)]
-    pub plugin: String,
+    #[arg(long, required_unless_present = "source", conflicts_with = "source")]
+    pub plugin: Option<String>,
     /// The event, as posted to /api/v1/events (one event).
-    #[arg(long)]
-    pub event: PathBuf,
+    #[arg(long, required_unless_present = "source", conflicts_with = "source")]
+    pub event: Option<PathBuf>,
+    /// A source plugin (a path to a `.wasm` file, or a loaded name): print
+    /// the events it makes of `--body`, checked as the relay would (its
+    /// options from --set).
+    #[arg(long, requires = "body")]
+    pub source: Option<String>,
+    /// The body a producer would post to the source.
+    #[arg(long, requires = "source")]
+    pub body: Option<PathBuf>,
+    /// A request header the source plugin sees, `name: value` (repeatable;
+    /// default: `content-type: application/json`).
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "source")]
+    pub headers: Vec<String>,
     /// A formatter option, `key=value` (value parsed as JSON when it is JSON; dotted keys nest).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -112,29 +124,94 @@ pub fn options_from_pairs(pairs: &[String]) -> Result<Value, String> {
     Ok(Value::Object(root))
 }
 
-pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
-    let host = PluginHost::new(
+/// A plugin host for offline runs: fresh instances, the default memory cap.
+fn offline_host(timeout_ms: u64) -> Result<PluginHost, String> {
+    PluginHost::new(
         Limits {
             memory_mb: 64,
-            timeout_ms: req.timeout_ms,
+            timeout_ms,
             fresh: true,
         },
-        // Compiled code is cached by content hash, so rendering a large
-        // (e.g. Python) component again is fast.
         Some(std::env::temp_dir().join("relay-plugin-cache")),
     )
-    .map_err(|e| e.to_string())?;
-    let name = if req.plugin.ends_with(".wasm") {
-        let path = PathBuf::from(&req.plugin);
-        crate::plugin::load_file(&host, &path)
-            .map_err(|e| format!("--plugin {}: {e}", path.display()))?;
-        path.file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_owned()
-    } else {
-        req.plugin.clone()
+    .map_err(|e| e.to_string())
+}
+
+/// Loads `--plugin`/`--source` given as a `.wasm` path; returns the name.
+fn load_named(host: &PluginHost, flag: &str, plugin: &str) -> Result<String, String> {
+    if !plugin.ends_with(".wasm") {
+        return Ok(plugin.to_owned());
+    }
+    let path = PathBuf::from(plugin);
+    crate::plugin::load_file(host, &path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+    Ok(path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// `relay render --source PLUGIN --body FILE`: the events a source plugin
+/// makes of a body, checked by §5's rules (no catalogue; the relay's
+/// default cap of events per body), as a JSON array.
+pub fn render_source(req: &RenderRequest) -> Result<Vec<u8>, String> {
+    let (Some(source), Some(body_path)) = (&req.source, &req.body) else {
+        return Err("--source needs --body FILE".into());
     };
+    let host = offline_host(req.timeout_ms)?;
+    let name = load_named(&host, "--source", source)?;
+    if host.get(Kind::Source, &name).is_none() {
+        return Err(format!(
+            "--source {name:?} is not a loaded source plugin (known: {})",
+            host.names(Kind::Source).join(", ")
+        ));
+    }
+    let body =
+        std::fs::read(body_path).map_err(|e| format!("--body {}: {e}", body_path.display()))?;
+    let mut headers = http::HeaderMap::new();
+    let given = if req.headers.is_empty() {
+        vec!["content-type: application/json".to_owned()]
+    } else {
+        req.headers.clone()
+    };
+    for h in &given {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header {h:?} is not NAME: VALUE"))?;
+        let k = http::HeaderName::from_bytes(k.trim().as_bytes())
+            .map_err(|_| format!("--header {h:?}: {k:?} is not a header name"))?;
+        let v = http::HeaderValue::from_str(v.trim())
+            .map_err(|_| format!("--header {h:?}: the value is not a header value"))?;
+        headers.append(k, v);
+    }
+    let spec: crate::config::SourceSpec = serde_json::from_value(json!({
+        "name": "render",
+        "kind": "plugin",
+        "plugin": name,
+        "options": options_from_pairs(&req.set)?,
+    }))
+    .map_err(|e| format!("cannot describe the source: {e}"))?;
+    let sources = crate::source::Sources::from_config(std::slice::from_ref(&spec));
+    let source = sources.get("render").ok_or("internal: source missing")?;
+    let bounds = crate::source::Bounds {
+        max_events: crate::config::LimitsConfig::default().max_events_per_body,
+        catalogue: None,
+    };
+    let events = crate::plugin::block_on(source.parse(&headers, &body, &bounds, &host))
+        .map_err(|e| e.to_string())?;
+    let mut out = serde_json::to_vec_pretty(&events).map_err(|e| e.to_string())?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
+    let (Some(plugin), Some(event_path)) = (&req.plugin, &req.event) else {
+        return Err("render needs --plugin and --event (or --source and --body)".into());
+    };
+    // Compiled code is cached by content hash, so rendering a large
+    // (e.g. Python) component again is fast.
+    let host = offline_host(req.timeout_ms)?;
+    let name = load_named(&host, "--plugin", plugin)?;
     let is_formatter = host.get(Kind::Formatter, &name).is_some();
     if !is_formatter && host.get(Kind::Destination, &name).is_none() && name != "json" {
         let mut known = host.names(Kind::Formatter);
@@ -145,12 +222,12 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
         ));
     }
     let text =
-        std::fs::read(&req.event).map_err(|e| format!("--event {}: {e}", req.event.display()))?;
+        std::fs::read(event_path).map_err(|e| format!("--event {}: {e}", event_path.display()))?;
     let mut events = crate::ingest::parse(&text, None, 1)
-        .map_err(|e| format!("--event {}: {e}", req.event.display()))?;
+        .map_err(|e| format!("--event {}: {e}", event_path.display()))?;
     let event = events
         .pop()
-        .ok_or_else(|| format!("--event {}: no event", req.event.display()))?;
+        .ok_or_else(|| format!("--event {}: no event", event_path.display()))?;
     let (format, destination, format_options, destination_options) =
         if is_formatter || name == "json" {
             (

@@ -1,5 +1,8 @@
-//! `relay plugin new`: a plugin crate that builds against sdk/ and passes
-//! its own test out of the box.
+//! `relay plugin new`: a plugin crate (formatter, destination or source)
+//! that passes its own tests and builds for `wasm32-wasip2` out of the box,
+//! anywhere: the SDK and its WIT are embedded in the binary ([`SDK_FILES`])
+//! and written beside the new crate (`<crate>/relay-sdk/`), so no checkout
+//! of the relay is needed. `--sdk PATH` points at another SDK instead.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +10,47 @@ use std::path::{Path, PathBuf};
 pub enum ScaffoldKind {
     Formatter,
     Destination,
+    Source,
+}
+
+/// The SDK crate as this relay was built with it: (path inside the SDK, text).
+pub const SDK_FILES: &[(&str, &str)] = &[
+    ("Cargo.toml", include_str!("../sdk/Cargo.toml")),
+    ("README.md", include_str!("../sdk/README.md")),
+    ("src/card.rs", include_str!("../sdk/src/card.rs")),
+    ("src/event.rs", include_str!("../sdk/src/event.rs")),
+    ("src/lib.rs", include_str!("../sdk/src/lib.rs")),
+    ("src/options.rs", include_str!("../sdk/src/options.rs")),
+    ("src/source.rs", include_str!("../sdk/src/source.rs")),
+    ("src/testing.rs", include_str!("../sdk/src/testing.rs")),
+    ("src/text.rs", include_str!("../sdk/src/text.rs")),
+    ("src/time.rs", include_str!("../sdk/src/time.rs")),
+    ("src/types.rs", include_str!("../sdk/src/types.rs")),
+    ("wit/relay-plugin.wit", include_str!("../sdk/wit/relay-plugin.wit")),
+];
+
+/// Where the new crate's `relay-sdk` dependency comes from.
+fn sdk_dependency(root: &Path, sdk: Option<&Path>) -> Result<String, String> {
+    let Some(sdk) = sdk else {
+        let dir = root.join("relay-sdk");
+        for (file, text) in SDK_FILES {
+            let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            std::fs::write(&path, text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        return Ok("relay-sdk".to_owned());
+    };
+    let sdk = sdk.canonicalize().map_err(|e| {
+        format!(
+            "the SDK at {} cannot be found ({e}); pass --sdk PATH or leave it out to use the SDK built into relay",
+            sdk.display()
+        )
+    })?;
+    Ok(sdk.display().to_string())
 }
 
 fn valid_name(name: &str) -> bool {
@@ -23,7 +67,7 @@ pub fn new_plugin(
     dir: &Path,
     name: &str,
     kind: ScaffoldKind,
-    sdk: &Path,
+    sdk: Option<&Path>,
 ) -> Result<PathBuf, String> {
     if !valid_name(name) {
         return Err(format!(
@@ -34,16 +78,14 @@ pub fn new_plugin(
     if root.exists() {
         return Err(format!("{} already exists", root.display()));
     }
-    let sdk = sdk.canonicalize().map_err(|e| {
-        format!(
-            "the SDK at {} cannot be found ({e}); pass --sdk PATH",
-            sdk.display()
-        )
-    })?;
     let (kind_name, lib) = match kind {
         ScaffoldKind::Formatter => ("formatter", FORMATTER.replace("{name}", name)),
         ScaffoldKind::Destination => ("destination", DESTINATION.replace("{name}", name)),
+        ScaffoldKind::Source => ("source", SOURCE.replace("{name}", name)),
     };
+    std::fs::create_dir_all(root.join("src"))
+        .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let sdk = sdk_dependency(&root, sdk)?;
     let manifest = format!(
         r#"[package]
 name = "{name}"
@@ -65,14 +107,19 @@ serde_json = "1"
 
 # A crate of its own, even when created inside another workspace.
 [workspace]
-"#,
-        sdk = sdk.display().to_string()
+"#
     );
+    let try_it = match kind {
+        ScaffoldKind::Source => format!(
+            "relay render --source target/wasm32-wasip2/release/{name}.wasm --body body.json"
+        ),
+        _ => format!(
+            "relay render --plugin target/wasm32-wasip2/release/{name}.wasm --event event.json"
+        ),
+    };
     let readme = format!(
-        "# {name}\n\nA relay {kind_name} plugin.\n\n    cargo test                                     # runs natively\n    cargo build --target wasm32-wasip2 --release   # target/wasm32-wasip2/release/{name}.wasm\n    relay render --plugin target/wasm32-wasip2/release/{name}.wasm --event event.json\n\nInstall: copy the .wasm to a temporary name in the relay's plugins directory, then\nrename it to `{name}.wasm` (a rename is atomic; the relay hot-reloads it).\n"
+        "# {name}\n\nA relay {kind_name} plugin.\n\n    cargo test                                     # runs natively\n    cargo build --target wasm32-wasip2 --release   # target/wasm32-wasip2/release/{name}.wasm\n    {try_it}\n\n`relay-sdk/` is the relay SDK (and its WIT contract) as the relay that\ncreated this crate was built with it.\n\nInstall: copy the .wasm to a temporary name in the relay's plugins directory, then\nrename it to `{name}.wasm` (a rename is atomic; the relay hot-reloads it).\n"
     );
-    std::fs::create_dir_all(root.join("src"))
-        .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
     for (file, text) in [
         ("Cargo.toml", manifest.as_str()),
         ("src/lib.rs", lib.as_str()),
@@ -197,3 +244,117 @@ mod tests {
     }
 }
 "##;
+
+const SOURCE: &str = r##"//! {name}: a relay source plugin. relay.yaml:
+//!
+//!     sources:
+//!       - { name: {name}, kind: plugin, plugin: {name} }
+//!
+//! then the tool posts its body to `POST /api/v1/sources/{name}`.
+
+use relay_sdk::{Source, SourceEvent, parse_options};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Options from the source's `options:`; unknown keys are refused by name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Options {
+    /// The event type of every event.
+    event_type: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { event_type: "{name}_alert".into() }
+    }
+}
+
+pub struct Plugin(Options);
+
+impl Source for Plugin {
+    fn create(options: &str) -> Result<Self, String> {
+        parse_options(options).map(Plugin)
+    }
+
+    /// `{"alerts": [{"id": "...", "title": "...", ...}, ...]}`: one event per
+    /// alert; its `id` (when given) makes a re-sent body a duplicate.
+    fn parse(&self, _headers: &[(String, String)], body: &[u8]) -> Result<Vec<SourceEvent>, String> {
+        let body: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        let alerts = body["alerts"].as_array().ok_or("the body has no alerts array")?;
+        Ok(alerts
+            .iter()
+            .map(|a| {
+                let id = a["id"].as_str().map(str::to_owned);
+                SourceEvent::new(self.0.event_type.clone(), a.clone()).with_id(id)
+            })
+            .collect())
+    }
+}
+
+relay_sdk::export_source!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use relay_sdk::testing;
+
+    #[test]
+    fn one_event_per_alert_with_its_id() {
+        let body = br#"{"alerts": [{"id": "a1", "title": "Port scan"}, {"title": "No id"}]}"#;
+        let events = testing::parse::<super::Plugin>("{}", &[], body).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].id.as_deref(), Some("a1"));
+        assert_eq!(events[0].event_type, "{name}_alert");
+        assert_eq!(events[1].data["title"], "No id");
+    }
+
+    #[test]
+    fn a_body_without_alerts_is_refused() {
+        assert!(testing::parse::<super::Plugin>("{}", &[], b"{}").is_err());
+    }
+}
+"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of sdk/ is embedded, so a new crate gets the whole SDK.
+    #[test]
+    fn the_embedded_sdk_is_every_file_of_sdk_and_matches_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else {
+                    on_disk.push(p.strip_prefix(&root).unwrap().display().to_string());
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = SDK_FILES.iter().map(|(f, _)| f.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+        for (file, text) in SDK_FILES {
+            assert_eq!(std::fs::read_to_string(root.join(file)).unwrap(), *text, "{file}");
+        }
+    }
+
+    #[test]
+    fn a_new_crate_carries_the_sdk_and_depends_on_it_by_a_relative_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_plugin(dir.path(), "my_source", ScaffoldKind::Source, None).unwrap();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains(r#"relay-sdk = { path = "relay-sdk" }"#), "{manifest}");
+        assert!(manifest.contains(r#"kind = "source""#), "{manifest}");
+        assert!(root.join("relay-sdk/wit/relay-plugin.wit").is_file());
+        let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("export_source!(Plugin)") && !lib.contains("{name}"));
+        let again = new_plugin(dir.path(), "my_source", ScaffoldKind::Source, None).unwrap_err();
+        assert!(again.contains("already exists"), "{again}");
+    }
+}

@@ -5,10 +5,12 @@
 //!
 //! - a **formatter** turns an [`Event`] into a [`Payload`];
 //! - a **destination** turns a [`Payload`] into the [`Request`]s to send and
-//!   classifies each [`Response`] into an [`Outcome`].
+//!   classifies each [`Response`] into an [`Outcome`];
+//! - a **source** turns the body a tool posted to the relay's
+//!   `POST /api/v1/sources/{name}` into [`SourceEvent`]s.
 //!
-//! A plugin is one type implementing [`Formatter`] or [`Destination`], plus
-//! one macro call:
+//! A plugin is one type implementing [`Formatter`], [`Destination`] or
+//! [`Source`], plus one macro call:
 //!
 //! ```
 //! use relay_sdk::{Event, Formatter, Payload};
@@ -48,6 +50,7 @@
 pub mod card;
 mod event;
 mod options;
+mod source;
 pub mod testing;
 pub mod text;
 pub mod time;
@@ -55,6 +58,7 @@ mod types;
 
 pub use event::{Event, scalar_text};
 pub use options::parse_options;
+pub use source::{Source, SourceEvent, header};
 pub use types::{Outcome, Payload, Request, Response, Target};
 
 /// A formatter plugin: turns an event into a payload.
@@ -144,12 +148,43 @@ macro_rules! export_destination {
     };
 }
 
+/// Exports a [`Source`] type as the component's `relay:plugin/ingest`
+/// interface.
+///
+/// Use it once per crate, at the top level. On wasm it emits the component
+/// exports; on any other target it only asserts that the type implements
+/// [`Source`].
+#[macro_export]
+macro_rules! export_source {
+    ($ty:ty) => {
+        const _: () = {
+            fn __relay_assert_source<T: $crate::Source + 'static>() {}
+            let _ = __relay_assert_source::<$ty>;
+        };
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __RelaySourceExport;
+            impl $crate::__private::source::exports::relay::plugin::ingest::Guest
+                for __RelaySourceExport
+            {
+                type Source = $crate::__private::SourceResource<$ty>;
+            }
+            $crate::__private::source::export!(
+                __RelaySourceExport with_types_in $crate::__private::source
+            );
+        };
+    };
+}
+
 /// Generated bindings and the glue between them and the SDK traits. Not part
-/// of the public API: use [`export_formatter!`] / [`export_destination!`].
+/// of the public API: use [`export_formatter!`] / [`export_destination!`] /
+/// [`export_source!`].
 #[cfg(target_arch = "wasm32")]
 #[doc(hidden)]
 pub mod __private {
-    use crate::{Destination, Event, Formatter, Outcome, Payload, Request, Response, Target};
+    use crate::{
+        Destination, Event, Formatter, Outcome, Payload, Request, Response, Source, Target,
+    };
 
     /// Bindings for `world formatter`.
     #[allow(missing_docs, clippy::all)]
@@ -175,7 +210,20 @@ pub mod __private {
         });
     }
 
+    /// Bindings for `world source`.
+    #[allow(missing_docs, clippy::all)]
+    pub mod source {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "source",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "relay_sdk::__private::source",
+        });
+    }
+
     use destination::exports::relay::plugin::deliver as wit_deliver;
+    use source::exports::relay::plugin::ingest as wit_ingest;
     use destination::relay::plugin::types as dtypes;
     use formatter::exports::relay::plugin::format as wit_format;
     use formatter::relay::plugin::types as ftypes;
@@ -245,6 +293,34 @@ pub mod __private {
                 Outcome::Fail(reason) => dtypes::Outcome::Fail(reason),
                 Outcome::Disable(reason) => dtypes::Outcome::Disable(reason),
             }
+        }
+    }
+
+    /// The component resource wrapping a user's [`Source`].
+    pub struct SourceResource<T>(T);
+
+    impl<T: Source + 'static> wit_ingest::GuestSource for SourceResource<T> {
+        fn create(options: String) -> Result<wit_ingest::Source, String> {
+            T::create(&options).map(|inner| wit_ingest::Source::new(SourceResource(inner)))
+        }
+
+        fn parse(
+            &self,
+            headers: Vec<(String, String)>,
+            body: Vec<u8>,
+        ) -> Result<Vec<wit_ingest::SourceEvent>, String> {
+            let events = self.0.parse(&headers, &body)?;
+            events
+                .into_iter()
+                .map(|e| {
+                    Ok(wit_ingest::SourceEvent {
+                        data: e.data_text()?,
+                        id: e.id,
+                        event_type: e.event_type,
+                        time: e.time,
+                    })
+                })
+                .collect()
         }
     }
 }

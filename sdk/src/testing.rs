@@ -15,7 +15,9 @@
 
 use serde_json::Value;
 
-use crate::{Destination, Event, Formatter, Outcome, Payload, Request, Response, Target};
+use crate::{
+    Destination, Event, Formatter, Outcome, Payload, Request, Response, Source, SourceEvent, Target,
+};
 
 /// Event id used by [`event`].
 pub const EVENT_ID: &str = "evt_0000000000000001";
@@ -82,4 +84,23 @@ pub fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
 /// Runs a destination's `create(options)` then `classify`.
 pub fn classify<D: Destination>(options: &str, response: &Response) -> Result<Outcome, String> {
     Ok(D::create(options)?.classify(response))
+}
+
+/// Runs a source as the relay would: `create(options)` then `parse`, and
+/// each event's data through the JSON text the host receives (so data that
+/// is not an object fails here as it would in the relay).
+pub fn parse<S: Source>(
+    options: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Vec<SourceEvent>, String> {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    let events = S::create(options)?.parse(&headers, body)?;
+    for e in &events {
+        e.data_text()?;
+    }
+    Ok(events)
 }
