@@ -1,0 +1,1 @@
+"""Entry module required by componentize-py; the source lives in ingest.py."""
