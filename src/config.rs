@@ -1319,14 +1319,27 @@ impl SourceSpec {
         let err = |f: &str, m: String| Err((format!("{field}.{f}"), m));
         let kind = self.kind.as_str();
         if self.map.is_some() && self.kind != SourceKind::Generic {
-            return err("map", format!("a {kind} source takes no map (only generic does)"));
+            return err(
+                "map",
+                format!("a {kind} source takes no map (only generic does)"),
+            );
         }
         if (self.plugin.is_some() || self.options.is_some()) && self.kind != SourceKind::Plugin {
-            let f = if self.plugin.is_some() { "plugin" } else { "options" };
-            return err(f, format!("a {kind} source takes no {f} (only kind: plugin does)"));
+            let f = if self.plugin.is_some() {
+                "plugin"
+            } else {
+                "options"
+            };
+            return err(
+                f,
+                format!("a {kind} source takes no {f} (only kind: plugin does)"),
+            );
         }
         if self.kind == SourceKind::Plugin && self.event_type.is_some() {
-            return err("type", "a plugin source's events carry their own type".into());
+            return err(
+                "type",
+                "a plugin source's events carry their own type".into(),
+            );
         }
         if let Some(t) = &self.event_type {
             if !valid_event_type(t) {

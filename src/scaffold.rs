@@ -26,7 +26,10 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ("src/text.rs", include_str!("../sdk/src/text.rs")),
     ("src/time.rs", include_str!("../sdk/src/time.rs")),
     ("src/types.rs", include_str!("../sdk/src/types.rs")),
-    ("wit/relay-plugin.wit", include_str!("../sdk/wit/relay-plugin.wit")),
+    (
+        "wit/relay-plugin.wit",
+        include_str!("../sdk/wit/relay-plugin.wit"),
+    ),
 ];
 
 /// Where the new crate's `relay-sdk` dependency comes from.
@@ -340,7 +343,11 @@ mod tests {
         embedded.sort();
         assert_eq!(embedded, on_disk);
         for (file, text) in SDK_FILES {
-            assert_eq!(std::fs::read_to_string(root.join(file)).unwrap(), *text, "{file}");
+            assert_eq!(
+                std::fs::read_to_string(root.join(file)).unwrap(),
+                *text,
+                "{file}"
+            );
         }
     }
 
@@ -349,7 +356,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = new_plugin(dir.path(), "my_source", ScaffoldKind::Source, None).unwrap();
         let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains(r#"relay-sdk = { path = "relay-sdk" }"#), "{manifest}");
+        assert!(
+            manifest.contains(r#"relay-sdk = { path = "relay-sdk" }"#),
+            "{manifest}"
+        );
         assert!(manifest.contains(r#"kind = "source""#), "{manifest}");
         assert!(root.join("relay-sdk/wit/relay-plugin.wit").is_file());
         let lib = std::fs::read_to_string(root.join("src/lib.rs")).unwrap();

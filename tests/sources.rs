@@ -64,9 +64,18 @@ async fn metric(relay: &Relay, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
-async fn post_body(relay: &Relay, source: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+async fn post_body(
+    relay: &Relay,
+    source: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
     relay
-        .post_raw(&format!("/api/v1/sources/{source}"), token, Bytes::from(body))
+        .post_raw(
+            &format!("/api/v1/sources/{source}"),
+            token,
+            Bytes::from(body),
+        )
         .await
 }
 
@@ -123,8 +132,14 @@ receivers:
             .expect("prometheus-alertmanager is installed (bash .ci/install-test-deps)");
         let log = std::fs::File::create(dir.path().join("am.log")).unwrap();
         let child = Command::new(bin)
-            .arg(format!("--config.file={}", dir.path().join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
@@ -142,7 +157,11 @@ receivers:
             if let Ok((200, _)) = request("GET", &url, None, None).await {
                 return am;
             }
-            assert!(Instant::now() < deadline, "alertmanager did not come up: {}", am.log());
+            assert!(
+                Instant::now() < deadline,
+                "alertmanager did not come up: {}",
+                am.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -168,10 +187,7 @@ impl Drop for Alertmanager {
 }
 
 fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     time::OffsetDateTime::from_unix_timestamp(secs)
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
@@ -233,15 +249,29 @@ async fn a_real_alertmanager_firing_then_resolved_reaches_a_webhook_once_each_wi
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alertmanager_notification_sent_twice_is_stored_once() {
     let rx = Receiver::start().await;
-    let relay = Relay::start(&with_sink(&rx, "sources:\n  - { name: am, kind: alertmanager }\n")).await;
-    let (status, first) = post_body(&relay, "am", Some(INGEST), fixture("alertmanager_v4.json")).await;
+    let relay = Relay::start(&with_sink(
+        &rx,
+        "sources:\n  - { name: am, kind: alertmanager }\n",
+    ))
+    .await;
+    let (status, first) =
+        post_body(&relay, "am", Some(INGEST), fixture("alertmanager_v4.json")).await;
     assert_eq!(status, 202, "{first}");
     assert_eq!(first["accepted"].as_array().unwrap().len(), 2);
-    let (status, again) = post_body(&relay, "am", Some(INGEST), fixture("alertmanager_v4.json")).await;
+    let (status, again) =
+        post_body(&relay, "am", Some(INGEST), fixture("alertmanager_v4.json")).await;
     assert_eq!(status, 202, "{again}");
-    for (a, b) in first["accepted"].as_array().unwrap().iter().zip(again["accepted"].as_array().unwrap()) {
+    for (a, b) in first["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(again["accepted"].as_array().unwrap())
+    {
         assert_eq!(a["id"], b["id"]);
-        assert_eq!((a["duplicate"].as_bool(), b["duplicate"].as_bool()), (Some(false), Some(true)));
+        assert_eq!(
+            (a["duplicate"].as_bool(), b["duplicate"].as_bool()),
+            (Some(false), Some(true))
+        );
     }
     rx.wait_for(2, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -254,7 +284,11 @@ async fn an_alertmanager_notification_sent_twice_is_stored_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn falcos_documented_examples_are_delivered_with_priority_mapped_to_severity() {
     let rx = Receiver::start().await;
-    let relay = Relay::start(&with_sink(&rx, "sources:\n  - { name: falco, kind: falco }\n")).await;
+    let relay = Relay::start(&with_sink(
+        &rx,
+        "sources:\n  - { name: falco, kind: falco }\n",
+    ))
+    .await;
     let files = [
         ("falco_error_write_below_binary_dir.json", "high"),
         ("falco_notice_terminal_shell.json", "low"),
@@ -341,11 +375,26 @@ async fn bodies_a_source_cannot_take_are_refused_naming_the_source_and_nothing_i
     rx.wait_for(1, Duration::from_secs(10)).await;
     stored_exactly(&relay, 1).await;
     for (series, want) in [
-        ("relay_source_bodies_refused_total{source=\"am\",code=\"unsupported_version\"}", 1),
-        ("relay_source_bodies_refused_total{source=\"am\",code=\"malformed_json\"}", 1),
-        ("relay_source_bodies_refused_total{source=\"falco\",code=\"invalid_payload\"}", 2),
-        ("relay_source_bodies_refused_total{source=\"scanner-x\",code=\"too_many_events\"}", 1),
-        ("relay_source_events_accepted_total{source=\"scanner-x\"}", 1),
+        (
+            "relay_source_bodies_refused_total{source=\"am\",code=\"unsupported_version\"}",
+            1,
+        ),
+        (
+            "relay_source_bodies_refused_total{source=\"am\",code=\"malformed_json\"}",
+            1,
+        ),
+        (
+            "relay_source_bodies_refused_total{source=\"falco\",code=\"invalid_payload\"}",
+            2,
+        ),
+        (
+            "relay_source_bodies_refused_total{source=\"scanner-x\",code=\"too_many_events\"}",
+            1,
+        ),
+        (
+            "relay_source_events_accepted_total{source=\"scanner-x\"}",
+            1,
+        ),
         ("relay_source_events_accepted_total{source=\"am\"}", 0),
     ] {
         assert_eq!(metric(&relay, series).await, want, "{series}");
@@ -355,18 +404,40 @@ async fn bodies_a_source_cannot_take_are_refused_naming_the_source_and_nothing_i
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_sources_are_404_and_sources_take_ingest_or_admin_tokens_only() {
     let rx = Receiver::start().await;
-    let relay = Relay::start(&with_sink(&rx, "sources:\n  - { name: falco, kind: falco }\n")).await;
+    let relay = Relay::start(&with_sink(
+        &rx,
+        "sources:\n  - { name: falco, kind: falco }\n",
+    ))
+    .await;
     let body = fixture("falco_debug.json");
     let (status, answer) = post_body(&relay, "nope", Some(INGEST), body.clone()).await;
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["error"]["code"], "not_found");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("\"nope\""));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"nope\"")
+    );
     assert_eq!(post_body(&relay, "falco", None, body.clone()).await.0, 401);
-    assert_eq!(post_body(&relay, "falco", Some(VIEWER), body.clone()).await.0, 403);
-    assert_eq!(post_body(&relay, "falco", Some(ADMIN), body.clone()).await.0, 202);
+    assert_eq!(
+        post_body(&relay, "falco", Some(VIEWER), body.clone())
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        post_body(&relay, "falco", Some(ADMIN), body.clone())
+            .await
+            .0,
+        202
+    );
     let (status, text) = relay.get("/metrics", Some(ADMIN)).await.unwrap();
     assert_eq!(status, 200);
-    assert!(!text.as_str().unwrap().contains("nope"), "an unknown name made a series");
+    assert!(
+        !text.as_str().unwrap().contains("nope"),
+        "an unknown name made a series"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -389,7 +460,10 @@ async fn a_source_type_missing_from_the_catalogue_is_refused_at_start_naming_the
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sources[0].type") && err.contains("alertmanager.alert"), "{err}");
+    assert!(
+        err.contains("sources[0].type") && err.contains("alertmanager.alert"),
+        "{err}"
+    );
 }
 
 // ---------------------------------------------------------------- plugins
@@ -416,12 +490,26 @@ async fn a_rust_source_plugin_turns_a_scanners_body_into_events_through_the_rela
     let body = json!({"scanner": "nmap", "findings": [
         {"id": "1", "title": "Open port 23", "severity": "high"},
         {"id": "2", "title": "Old SSH", "severity": "medium"}]});
-    let (status, answer) = post_body(&relay, "nmap", Some(INGEST), serde_json::to_vec(&body).unwrap()).await;
+    let (status, answer) = post_body(
+        &relay,
+        "nmap",
+        Some(INGEST),
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await;
     assert_eq!(status, 202, "{answer}");
-    let ids: Vec<&str> = answer["accepted"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = answer["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["nmap:1", "nmap:2"]);
     let got = rx.wait_for(2, Duration::from_secs(10)).await;
-    let mut titles: Vec<String> = got.iter().map(|r| r.json()["data"]["title"].as_str().unwrap().to_owned()).collect();
+    let mut titles: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["data"]["title"].as_str().unwrap().to_owned())
+        .collect();
     titles.sort();
     assert_eq!(titles, ["Old SSH", "Open port 23"]);
     let e = got[0].json();
@@ -434,7 +522,10 @@ async fn a_rust_source_plugin_turns_a_scanners_body_into_events_through_the_rela
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["error"]["code"], "source_refused");
     let msg = answer["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("source \"nmap\"") && msg.contains("not a scan report"), "{msg}");
+    assert!(
+        msg.contains("source \"nmap\"") && msg.contains("not a scan report"),
+        "{msg}"
+    );
     stored_exactly(&relay, 2).await;
 }
 
@@ -464,8 +555,18 @@ async fn hostile_source_plugins_are_contained_and_store_nothing() {
         ("memory", 500, "source_plugin_failed", "64 MiB memory limit"),
         ("trap", 500, "source_plugin_failed", "trapped"),
         ("huge", 500, "source_plugin_failed", "64 MiB memory limit"),
-        ("big", 500, "source_plugin_failed", "over the 8388608-byte limit"),
-        ("many", 400, "too_many_events", "holds 5000 events; at most 1000"),
+        (
+            "big",
+            500,
+            "source_plugin_failed",
+            "over the 8388608-byte limit",
+        ),
+        (
+            "many",
+            400,
+            "too_many_events",
+            "holds 5000 events; at most 1000",
+        ),
     ];
     for (mode, status, code, needle) in expect {
         let started = Instant::now();
@@ -473,8 +574,15 @@ async fn hostile_source_plugins_are_contained_and_store_nothing() {
         assert_eq!(got, status, "{mode}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{mode}: {answer}");
         let msg = answer["error"]["message"].as_str().unwrap();
-        assert!(msg.contains(needle) && msg.contains(&format!("source \"{mode}\"")), "{mode}: {msg}");
-        assert!(started.elapsed() < Duration::from_secs(10), "{mode} took {:?}", started.elapsed());
+        assert!(
+            msg.contains(needle) && msg.contains(&format!("source \"{mode}\"")),
+            "{mode}: {msg}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{mode} took {:?}",
+            started.elapsed()
+        );
     }
     // The relay still serves, the same plugin included.
     let (status, answer) = post_body(
@@ -488,7 +596,11 @@ async fn hostile_source_plugins_are_contained_and_store_nothing() {
     rx.wait_for(1, Duration::from_secs(10)).await;
     stored_exactly(&relay, 1).await;
     assert_eq!(
-        metric(&relay, "relay_source_bodies_refused_total{source=\"loop\",code=\"source_plugin_failed\"}").await,
+        metric(
+            &relay,
+            "relay_source_bodies_refused_total{source=\"loop\",code=\"source_plugin_failed\"}"
+        )
+        .await,
         1
     );
 }
@@ -508,10 +620,19 @@ fn render_source_prints_the_events_a_source_plugin_makes_of_a_body() {
         .arg(&plugin)
         .arg("--body")
         .arg(&body)
-        .args(["--set", "event_type=scan_finding", "--header", "Content-Type: text/json"])
+        .args([
+            "--set",
+            "event_type=scan_finding",
+            "--header",
+            "Content-Type: text/json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(events.as_array().map(Vec::len), Some(1), "{events}");
     assert_eq!(events[0]["id"], "zap:9");
@@ -534,8 +655,15 @@ fn render_source_prints_the_events_a_source_plugin_makes_of_a_body() {
 fn a_python_source_built_with_componentize_py_runs_like_a_rust_one() {
     let dir = tempfile::tempdir().unwrap();
     let out_wasm = dir.path().join("py_source.wasm");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python_source/build.sh");
-    let build = Command::new("bash").arg(script).arg(&out_wasm).output().expect("bash");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/python_source/build.sh"
+    );
+    let build = Command::new("bash")
+        .arg(script)
+        .arg(&out_wasm)
+        .output()
+        .expect("bash");
     assert!(
         build.status.success(),
         "building the Python source failed (is componentize-py installed? run bash .ci/install-test-deps):\n{}",
@@ -558,7 +686,11 @@ fn a_python_source_built_with_componentize_py_runs_like_a_rust_one() {
             .unwrap()
     };
     let out = run(&["--set", "event_type=wazuh_alert"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(events.as_array().map(Vec::len), Some(2), "{events}");
     assert_eq!(events[0]["id"], "w-1");
@@ -598,7 +730,11 @@ fn plugin_new_makes_crates_that_test_and_build_without_this_checkout() {
             .current_dir(&work)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let krate = work.join(name);
         let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
         assert!(!manifest.contains(checkout), "{manifest}");
@@ -626,7 +762,10 @@ fn plugin_new_makes_crates_that_test_and_build_without_this_checkout() {
             );
             if what == "cargo test" {
                 let stdout = String::from_utf8_lossy(&run.stdout);
-                assert!(stdout.contains(&format!("{tests} passed")), "{kind}: {stdout}");
+                assert!(
+                    stdout.contains(&format!("{tests} passed")),
+                    "{kind}: {stdout}"
+                );
             }
         }
         let wasm_file = target.join(format!("wasm32-wasip2/release/{name}.wasm"));
@@ -636,7 +775,11 @@ fn plugin_new_makes_crates_that_test_and_build_without_this_checkout() {
         for d in deps.flatten() {
             if d.path().extension().is_some_and(|e| e == "d") {
                 let text = std::fs::read_to_string(d.path()).unwrap_or_default();
-                assert!(!text.contains(checkout), "{} names the checkout", d.path().display());
+                assert!(
+                    !text.contains(checkout),
+                    "{} names the checkout",
+                    d.path().display()
+                );
             }
         }
     }
@@ -651,7 +794,11 @@ fn plugin_new_makes_crates_that_test_and_build_without_this_checkout() {
         .current_dir(&work)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(events[0]["id"], "a1");
     assert_eq!(events[0]["type"], "my_source_alert");

@@ -223,10 +223,10 @@ pub mod __private {
     }
 
     use destination::exports::relay::plugin::deliver as wit_deliver;
-    use source::exports::relay::plugin::ingest as wit_ingest;
     use destination::relay::plugin::types as dtypes;
     use formatter::exports::relay::plugin::format as wit_format;
     use formatter::relay::plugin::types as ftypes;
+    use source::exports::relay::plugin::ingest as wit_ingest;
 
     /// The component resource wrapping a user's [`Formatter`].
     pub struct FormatterResource<T>(T);

@@ -143,7 +143,10 @@ mod tests {
             SourceEvent::new("t", json!({"a": 1})).data_text().unwrap(),
             r#"{"a":1}"#
         );
-        assert_eq!(SourceEvent::new("t", Value::Null).data_text().unwrap(), "{}");
+        assert_eq!(
+            SourceEvent::new("t", Value::Null).data_text().unwrap(),
+            "{}"
+        );
         let e = SourceEvent::new("t", json!([1])).data_text().unwrap_err();
         assert!(e.contains("an array"), "{e}");
     }

@@ -935,10 +935,7 @@ impl PluginHost {
                 .instantiate_async(&mut store)
                 .await
                 .map(Exports::Destination),
-            Code::Source(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(Exports::Source),
+            Code::Source(pre) => pre.instantiate_async(&mut store).await.map(Exports::Source),
         }
         .map_err(|e| classify_trap(e, &store, limits))?;
         Ok(Warm {

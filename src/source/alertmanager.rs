@@ -83,7 +83,9 @@ pub(super) fn items(body: Value, event_type: &str) -> Result<Vec<Value>, Problem
         Some(other) => {
             return Err((
                 "unsupported_version",
-                format!("Alertmanager webhook payload version {other} is not supported (version \"4\" is)"),
+                format!(
+                    "Alertmanager webhook payload version {other} is not supported (version \"4\" is)"
+                ),
             ));
         }
         None => {

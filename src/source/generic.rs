@@ -77,10 +77,7 @@ impl Generic {
             Some((p, None)) => match &self.fixed_type {
                 Some(t) => t.clone(),
                 None => {
-                    return Err(invalid(format!(
-                        "item {i}: no type at {:?}",
-                        p.as_str()
-                    )));
+                    return Err(invalid(format!("item {i}: no type at {:?}", p.as_str())));
                 }
             },
             None => self.fixed_type.clone().unwrap_or_default(),
@@ -121,9 +118,7 @@ impl Generic {
                 )));
             }
             None => {
-                return Err(invalid(format!(
-                    "item {i}: no data at {data_pointer:?}"
-                )));
+                return Err(invalid(format!("item {i}: no data at {data_pointer:?}")));
             }
         };
         Ok(event_object(&event_type, id, time, data))

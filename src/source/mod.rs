@@ -182,12 +182,10 @@ impl Source {
                 plugin::parse(plugins, plugin, options, headers, body, bounds.max_events)
                     .await
                     .map_err(|e| match e {
-                        plugin::Failed::Plugin(PluginError::Returned(message)) => {
-                            self.refused((
-                                "source_refused",
-                                format!("plugin {plugin:?} refused the body: {message}"),
-                            ))
-                        }
+                        plugin::Failed::Plugin(PluginError::Returned(message)) => self.refused((
+                            "source_refused",
+                            format!("plugin {plugin:?} refused the body: {message}"),
+                        )),
                         plugin::Failed::Plugin(error) => SourceError::Plugin {
                             name: self.name.clone(),
                             plugin: plugin.clone(),
@@ -212,10 +210,9 @@ impl Source {
             Kind::Alertmanager { event_type } => alertmanager::items(value, event_type),
             Kind::Falco { event_type } => falco::items(value, event_type),
             Kind::Generic(g) => g.items(value),
-            Kind::Plugin { .. } => Err((
-                "internal",
-                "a plugin source has no built-in parser".into(),
-            )),
+            Kind::Plugin { .. } => {
+                Err(("internal", "a plugin source has no built-in parser".into()))
+            }
         }
         .map_err(|p| self.refused(p))
     }
@@ -246,12 +243,8 @@ impl Source {
 }
 
 fn json(body: &[u8]) -> Result<Value, Problem> {
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| ("malformed_json", format!("the body is not valid JSON: {e}")))
 }
 
 /// Checks that need more than the file: a built-in source's default event

@@ -109,7 +109,10 @@ fn alertmanager_refuses_other_versions_and_shapes_naming_the_problem() {
         br#"{"version":"3","alerts":[]}"#,
     ));
     assert_eq!(code, "unsupported_version");
-    assert!(msg.starts_with("source \"am\": ") && msg.contains("\"3\""), "{msg}");
+    assert!(
+        msg.starts_with("source \"am\": ") && msg.contains("\"3\""),
+        "{msg}"
+    );
     let (code, msg) = refused_code(check(
         "{name: am, kind: alertmanager}",
         br#"{"version":"4","alerts":[{"status":"firing","labels":{},"startsAt":"2026-11-28T05:00:00Z"}]}"#,
@@ -141,10 +144,34 @@ fn alertmanager_severity_labels_map_onto_relays_scale() {
 #[test]
 fn falco_documented_examples_become_events_with_mapped_severity() {
     let cases = [
-        ("falco_error_write_below_binary_dir.json", "Write below binary dir", "Error", "high", 4),
-        ("falco_notice_terminal_shell.json", "Terminal shell in container", "Notice", "low", 11),
-        ("falco_warning_no_output_fields.json", "Read sensitive file untrusted", "Warning", "medium", 0),
-        ("falco_critical_k8s_audit.json", "Attach/Exec Pod", "Critical", "critical", 3),
+        (
+            "falco_error_write_below_binary_dir.json",
+            "Write below binary dir",
+            "Error",
+            "high",
+            4,
+        ),
+        (
+            "falco_notice_terminal_shell.json",
+            "Terminal shell in container",
+            "Notice",
+            "low",
+            11,
+        ),
+        (
+            "falco_warning_no_output_fields.json",
+            "Read sensitive file untrusted",
+            "Warning",
+            "medium",
+            0,
+        ),
+        (
+            "falco_critical_k8s_audit.json",
+            "Attach/Exec Pod",
+            "Critical",
+            "critical",
+            3,
+        ),
         ("falco_debug.json", "Test rule", "Debug", "info", 0),
     ];
     for (file, rule, priority, severity, fields) in cases {
@@ -168,11 +195,20 @@ fn falco_documented_examples_become_events_with_mapped_severity() {
         if fields > 0 {
             assert_eq!(e.data["output_fields"], raw["output_fields"], "{file}");
         }
-        assert_eq!(e.data["hostname"], raw.get("hostname").cloned().unwrap_or(json!("")));
-        assert_eq!(e.data["tags"], raw.get("tags").cloned().unwrap_or(json!([])));
+        assert_eq!(
+            e.data["hostname"],
+            raw.get("hostname").cloned().unwrap_or(json!(""))
+        );
+        assert_eq!(
+            e.data["tags"],
+            raw.get("tags").cloned().unwrap_or(json!([]))
+        );
         assert!(e.id.starts_with("falco-"), "{}", e.id);
         // The same alert posted again is the same event.
-        assert_eq!(check("{name: falco, kind: falco}", &body).unwrap()[0].id, e.id);
+        assert_eq!(
+            check("{name: falco, kind: falco}", &body).unwrap()[0].id,
+            e.id
+        );
     }
 }
 
@@ -215,8 +251,7 @@ fn falco_uses_its_uuid_as_the_id_when_it_sends_one() {
     assert_eq!(e[0].event_type, "runtime_alert");
 }
 
-const SCANNER: &str =
-    "{name: scanner-x, kind: generic, map: {events: /findings, type: /kind, id: /uuid, time: /ts, data: /detail}}";
+const SCANNER: &str = "{name: scanner-x, kind: generic, map: {events: /findings, type: /kind, id: /uuid, time: /ts, data: /detail}}";
 
 #[test]
 fn generic_maps_type_id_time_and_data_by_json_pointer() {
@@ -227,7 +262,11 @@ fn generic_maps_type_id_time_and_data_by_json_pointer() {
     let events = check(SCANNER, &serde_json::to_vec(&body).unwrap()).unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(
-        (events[0].id.as_str(), events[0].event_type.as_str(), events[0].time.as_str()),
+        (
+            events[0].id.as_str(),
+            events[0].event_type.as_str(),
+            events[0].time.as_str()
+        ),
         ("f-1", "finding_added", "2026-11-22T10:00:00Z")
     );
     assert_eq!(events[0].data, json!({"title": "XSS"}));
@@ -263,12 +302,30 @@ fn generic_without_map_id_gives_fresh_ids_and_a_fixed_type() {
 #[test]
 fn generic_refuses_items_that_miss_what_the_map_asks_for() {
     for (body, needle) in [
-        (json!({"findings": [{"kind": "a", "detail": {}}]}), "no id at \"/uuid\""),
-        (json!({"findings": [{"uuid": "1", "detail": {}}]}), "no type at \"/kind\""),
-        (json!({"findings": [{"kind": 3, "uuid": "1", "detail": {}}]}), "not a string"),
-        (json!({"findings": [{"kind": "a", "uuid": "1", "detail": [1]}]}), "not a JSON object"),
-        (json!({"findings": [{"kind": "a", "uuid": "1", "ts": 17, "detail": {}}]}), "RFC 3339"),
-        (json!({"findings": {"kind": "a"}}), "does not point at an array"),
+        (
+            json!({"findings": [{"kind": "a", "detail": {}}]}),
+            "no id at \"/uuid\"",
+        ),
+        (
+            json!({"findings": [{"uuid": "1", "detail": {}}]}),
+            "no type at \"/kind\"",
+        ),
+        (
+            json!({"findings": [{"kind": 3, "uuid": "1", "detail": {}}]}),
+            "not a string",
+        ),
+        (
+            json!({"findings": [{"kind": "a", "uuid": "1", "detail": [1]}]}),
+            "not a JSON object",
+        ),
+        (
+            json!({"findings": [{"kind": "a", "uuid": "1", "ts": 17, "detail": {}}]}),
+            "RFC 3339",
+        ),
+        (
+            json!({"findings": {"kind": "a"}}),
+            "does not point at an array",
+        ),
         (json!({"other": []}), "finds nothing"),
     ] {
         let (code, msg) = refused_code(check(SCANNER, &serde_json::to_vec(&body).unwrap()));

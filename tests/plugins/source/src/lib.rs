@@ -85,8 +85,8 @@ impl Source for TestSource {
                 .map(|i| SourceEvent::new("x", json!({ "n": i })).with_id(format!("many-{i}")))
                 .collect()),
             _ => {
-                let scan: Scan = serde_json::from_slice(body)
-                    .map_err(|e| format!("not a scan report: {e}"))?;
+                let scan: Scan =
+                    serde_json::from_slice(body).map_err(|e| format!("not a scan report: {e}"))?;
                 let content_type = header(headers, "content-type").map(str::to_owned);
                 let saw_authorization = header(headers, "authorization").is_some();
                 Ok(scan
