@@ -250,8 +250,10 @@ mod tests {
 
 const SOURCE: &str = r##"//! {name}: a relay source plugin. relay.yaml:
 //!
-//!     sources:
-//!       - { name: {name}, kind: plugin, plugin: {name} }
+//! ```yaml
+//! sources:
+//!   - { name: {name}, kind: plugin, plugin: {name} }
+//! ```
 //!
 //! then the tool posts its body to `POST /api/v1/sources/{name}`.
 

@@ -270,7 +270,7 @@ async fn the_openapi_document_passes_openapi_spec_validator_and_every_route_answ
 {
     let rx = Receiver::start().await;
     let extra = format!(
-        "event_types:\n  finding_added: A new finding\nwebhooks:\n{}",
+        "event_types:\n  finding_added: A new finding\nsources:\n  - {{ name: falco, kind: falco, type: finding_added }}\nwebhooks:\n{}",
         webhook_yaml("Doc Hook", &rx.url("/doc"))
     );
     let relay = Relay::start(&extra).await;
@@ -309,7 +309,22 @@ async fn the_openapi_document_passes_openapi_spec_validator_and_every_route_answ
     assert_eq!(s, 403);
     let (s, _) = hit!("POST", "/api/v1/events", None, Some(&event));
     assert_eq!(s, 401);
-    rx.wait_for(1, Duration::from_secs(10)).await;
+    let alert = json!({"rule": "Write below binary dir", "priority": "Error",
+        "output": "File below a known binary directory opened for writing", "time": "2026-11-22T10:00:00Z"});
+    let (s, _) = hit!("POST", "/api/v1/sources/falco", Some(INGEST), Some(&alert));
+    assert_eq!(s, 202);
+    let (s, _) = hit!(
+        "POST",
+        "/api/v1/sources/falco",
+        Some(INGEST),
+        Some(&json!({"rule": "r"}))
+    );
+    assert_eq!(s, 400);
+    let (s, _) = hit!("POST", "/api/v1/sources/nope", Some(INGEST), Some(&alert));
+    assert_eq!(s, 404);
+    let (s, _) = hit!("POST", "/api/v1/sources/falco", Some(VIEWER), Some(&alert));
+    assert_eq!(s, 403);
+    rx.wait_for(2, Duration::from_secs(10)).await;
     let (s, _) = hit!("GET", "/api/v1/webhooks", Some(VIEWER), None);
     assert_eq!(s, 200);
     let create = json!({"name": "Doc API", "url": rx.url("/api"), "secret": "doc-secret",

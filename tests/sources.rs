@@ -605,6 +605,46 @@ async fn hostile_source_plugins_are_contained_and_store_nothing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_whose_plugin_file_is_gone_answers_503_and_serves_again_when_it_is_back() {
+    let rx = Receiver::start().await;
+    let plugins = tempfile::tempdir().unwrap();
+    install(plugins.path(), "scanner", &wasm("relay-test-source"));
+    let relay = Relay::start(&with_sink(
+        &rx,
+        &format!(
+            "plugins: {{ dir: {} }}\nsources:\n  - {{ name: nmap, kind: plugin, plugin: scanner }}\n",
+            plugins.path().display()
+        ),
+    ))
+    .await;
+    let body = br#"{"scanner":"nmap","findings":[{"id":"1","title":"t","severity":"low"}]}"#.to_vec();
+    std::fs::remove_file(plugins.path().join("scanner.wasm")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let (status, answer) = post_body(&relay, "nmap", Some(INGEST), body.clone()).await;
+        if status == 503 {
+            break answer;
+        }
+        assert_eq!(status, 202, "{answer}");
+        assert!(Instant::now() < deadline, "the plugin was never unloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answer["error"]["code"], "source_unavailable", "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("source \"nmap\""));
+    install(plugins.path(), "scanner", &wasm("relay-test-source"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer) = post_body(&relay, "nmap", Some(INGEST), body.clone()).await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        assert!(Instant::now() < deadline, "the plugin never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[test]
 fn render_source_prints_the_events_a_source_plugin_makes_of_a_body() {
     let dir = tempfile::tempdir().unwrap();
