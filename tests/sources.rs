@@ -466,6 +466,38 @@ async fn a_source_type_missing_from_the_catalogue_is_refused_at_start_naming_the
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_added_by_a_config_reload_is_served_at_once() {
+    let rx = Receiver::start().await;
+    let relay = Relay::start(&with_sink(&rx, "")).await;
+    let body = fixture("falco_debug.json");
+    assert_eq!(
+        post_body(&relay, "falco", Some(INGEST), body.clone())
+            .await
+            .0,
+        404
+    );
+    let yaml = std::fs::read_to_string(&relay.config_path).unwrap()
+        + "sources:\n  - { name: falco, kind: falco }\n";
+    let tmp = relay.config_path.with_extension("tmp");
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(&tmp, &relay.config_path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer) = post_body(&relay, "falco", Some(INGEST), body.clone()).await;
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 404, "{answer}");
+        assert!(
+            Instant::now() < deadline,
+            "the reload never added the source"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stored_exactly(&relay, 1).await;
+}
+
 // ---------------------------------------------------------------- plugins
 
 fn install(dir: &Path, name: &str, from: &Path) {
@@ -618,7 +650,8 @@ async fn a_source_whose_plugin_file_is_gone_answers_503_and_serves_again_when_it
         ),
     ))
     .await;
-    let body = br#"{"scanner":"nmap","findings":[{"id":"1","title":"t","severity":"low"}]}"#.to_vec();
+    let body =
+        br#"{"scanner":"nmap","findings":[{"id":"1","title":"t","severity":"low"}]}"#.to_vec();
     std::fs::remove_file(plugins.path().join("scanner.wasm")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let answer = loop {
@@ -631,7 +664,12 @@ async fn a_source_whose_plugin_file_is_gone_answers_503_and_serves_again_when_it
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(answer["error"]["code"], "source_unavailable", "{answer}");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("source \"nmap\""));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("source \"nmap\"")
+    );
     install(plugins.path(), "scanner", &wasm("relay-test-source"));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
