@@ -4,7 +4,8 @@
 //! Counters and the attempt latency histogram are process-wide atomics,
 //! bumped where things happen: [`events_accepted`] (ingest), [`attempt`]
 //! (dispatch, once per recorded attempt), [`deliveries_skipped`] (ingest and
-//! replay, for webhooks that are inactive), [`plugin_call`] (plugin host) and
+//! replay, for webhooks that are inactive), [`plugin_call`] (plugin host),
+//! [`source_accepted`] / [`source_refused`] (the sources route) and
 //! [`reload`] (config reload). Queue depth and breaker state are not tracked
 //! here at all: they are read at scrape time from where they are true — the
 //! store's pending deliveries (at most once a second: `api` caches them)

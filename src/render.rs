@@ -1,5 +1,7 @@
 //! `relay render`: run a formatter (and a destination's build step) offline,
-//! through exactly the code path a delivery uses (`prepare::prepare`).
+//! through exactly the code path a delivery uses (`prepare::prepare`); or a
+//! source plugin on a body, through the code path of
+//! `POST /api/v1/sources/{name}` (`source::Source::parse`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

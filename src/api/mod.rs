@@ -1,7 +1,8 @@
 //! The HTTP API (DESIGN.md §5, §10): routing, bearer-token roles, JSON errors.
 //!
 //! Owns: request framing and access control. Business rules live in
-//! `ingest`, `dispatch`, `history` and `webhook`; this module only calls them.
+//! `ingest`, `source`, `dispatch`, `history` and `webhook`; this module only
+//! calls them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The plugin host: formatters and destinations as sandboxed WebAssembly
-//! components (DESIGN.md §11), run by wasmtime.
+//! The plugin host: formatters, destinations and sources as sandboxed
+//! WebAssembly components (DESIGN.md §11, §20), run by wasmtime.
 //!
 //! Owns: the `Engine` (pooling allocator, epoch interruption), compiling and
 //! caching components, the catalogue of loaded plugins (built-ins embedded

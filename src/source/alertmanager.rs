@@ -1,6 +1,8 @@
 //! Prometheus Alertmanager's webhook payload, version 4: one event per
 //! alert.
 //!
+//! Owns: the payload's shape, the id rule and the severity-label mapping.
+//!
 //! - id: `am-` + 128 bits of SHA-256 over fingerprint, startsAt and status,
 //!   so a notification Alertmanager sends again (`repeat_interval`, a retry,
 //!   the other member of an HA pair) is deduplicated, while the firing and

@@ -1,6 +1,8 @@
 //! Falco's `http_output` JSON (`json_output: true`): one alert per body, or
 //! an array of them.
 //!
+//! Owns: the alert's shape, the id rule and the priority → severity mapping.
+//!
 //! - id: Falco's `uuid` when the alert has one; otherwise `falco-` + 128
 //!   bits of SHA-256 over time, rule, hostname and output, so the same alert
 //!   posted twice is one event;

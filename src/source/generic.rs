@@ -1,5 +1,7 @@
 //! Any JSON, mapped by RFC 6901 pointers (`map:`).
 //!
+//! Owns: what each pointer may find and what is refused.
+//!
 //! The items: the array `map.events` points at; without it, the body's
 //! elements when it is an array, else the body itself. In each item:
 //!

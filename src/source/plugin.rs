@@ -1,6 +1,8 @@
 //! A WebAssembly `source` plugin (`relay:plugin/ingest`): the plugin host
 //! runs it in the same sandbox and limits as formatters and destinations;
 //! here its output becomes event objects for §5's check.
+//!
+//! Owns: which request headers a source plugin sees.
 
 use serde_json::Value;
 
