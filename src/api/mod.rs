@@ -867,6 +867,28 @@ mod tests {
     }
 
     #[test]
+    fn an_error_with_retry_after_keeps_the_one_error_shape_and_adds_the_header() {
+        let r = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "later")
+            .retry_after(5)
+            .into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get(http::header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"5"[..])
+        );
+        let plain = ApiError::new(StatusCode::BAD_REQUEST, "x", "y").into_response();
+        assert!(plain.headers().get(http::header::RETRY_AFTER).is_none());
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(r.into_body().collect())
+            .expect("body")
+            .to_bytes();
+        let v: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v, json!({"error": {"code": "stopping", "message": "later"}}));
+    }
+
+    #[test]
     fn the_openapi_document_is_json_and_names_this_version() {
         let doc: Value = serde_json::from_str(OPENAPI).expect("docs/openapi.json is JSON");
         assert_eq!(doc["openapi"], "3.1.0");
