@@ -873,7 +873,9 @@ mod tests {
             .into_response();
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            r.headers().get(http::header::RETRY_AFTER).map(|v| v.as_bytes()),
+            r.headers()
+                .get(http::header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
             Some(&b"5"[..])
         );
         let plain = ApiError::new(StatusCode::BAD_REQUEST, "x", "y").into_response();
@@ -885,7 +887,10 @@ mod tests {
             .expect("body")
             .to_bytes();
         let v: Value = serde_json::from_slice(&body).expect("JSON");
-        assert_eq!(v, json!({"error": {"code": "stopping", "message": "later"}}));
+        assert_eq!(
+            v,
+            json!({"error": {"code": "stopping", "message": "later"}})
+        );
     }
 
     #[test]
