@@ -2,6 +2,8 @@
 //! receiver, and a small HTTP client. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

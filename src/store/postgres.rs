@@ -1,0 +1,1258 @@
+//! PostgreSQL: the shared store and work queue for several relay instances
+//! (DESIGN.md §13).
+//!
+//! - A pool of connections (`deadpool-postgres`); every statement is
+//!   prepared once per connection (`prepare_cached`), so a query is one
+//!   round trip.
+//! - Versioned migrations ([`MIGRATIONS`]) run at start under a session
+//!   advisory lock: one instance migrates at a time.
+//! - Work is shared through leases: a delivery row has an `owner` (an
+//!   instance id) and `locked_until`. Ingest writes the deliveries it hands
+//!   to its own lanes already leased; the poller claims due deliveries with
+//!   a short `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`; a
+//!   lease is renewed while its delivery waits or is attempted, and cleared
+//!   by the statement that records the attempt — if the owner still holds
+//!   it. No row lock is held across an HTTP call. A killed instance's
+//!   leases expire and the poller of another instance claims them.
+//! - Ingest and recording an attempt are one statement each (CTEs):
+//!   one round trip, one transaction. [`round_trips`] counts them.
+//! - Deliveries written unleased (overflow, resend, replay, re-enable)
+//!   `NOTIFY relay_due` in the same transaction; every instance LISTENs on
+//!   a connection of its own and wakes its poller; polling stays the
+//!   fallback.
+//!
+//! Owns: the Postgres schema, its migrations, all SQL run on Postgres, the
+//! listener connection. Never logs or returns the database password.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::event::{Event, now_ms};
+use crate::history::{Attempt, AttemptError, Page, Query, Status};
+use crate::store::{
+    Accepted, Activity, Delivery, DueDelivery, Start, StoreError, StoredWebhook, Target,
+    WebhookState,
+};
+
+/// The channel idle instances listen on.
+pub const CHANNEL: &str = "relay_due";
+/// Key of the advisory lock held while migrating ("relay" in ASCII).
+const MIGRATION_LOCK: i64 = 0x72_656c_6179;
+/// Connections per instance.
+const POOL_SIZE: usize = 16;
+/// Longest wait for a connection (from the pool or a new one).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most rows one retention step deletes.
+pub const PRUNE_BATCH: i64 = 1000;
+
+/// Schema versions, applied in order, each in its own transaction.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE events (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    deliveries  INTEGER NOT NULL,
+    received_at BIGINT NOT NULL
+);
+CREATE INDEX events_received ON events (received_at, id);
+CREATE TABLE deliveries (
+    id           TEXT PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    due_at       BIGINT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    owner        TEXT,
+    locked_until TIMESTAMPTZ
+);
+CREATE INDEX deliveries_due ON deliveries (webhook_id, due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX deliveries_final ON deliveries (updated_at) WHERE due_at IS NULL;
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE TABLE attempts (
+    seq           BIGSERIAL PRIMARY KEY,
+    id            TEXT NOT NULL,
+    delivery_id   TEXT NOT NULL,
+    webhook_id    TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    status_code   INTEGER,
+    success       BOOLEAN NOT NULL,
+    error_kind    TEXT,
+    error_origin  TEXT,
+    error_message TEXT,
+    retryable     BOOLEAN,
+    response_body TEXT,
+    duration_ms   BIGINT NOT NULL,
+    warnings      TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    instance      TEXT
+);
+CREATE INDEX attempts_webhook ON attempts (webhook_id, seq);
+CREATE INDEX attempts_created ON attempts (created_at);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+CREATE TABLE webhook_state (
+    webhook_id    TEXT PRIMARY KEY,
+    activity      TEXT NOT NULL,
+    failure_count INTEGER NOT NULL,
+    updated_at    BIGINT NOT NULL
+);
+CREATE TABLE config_webhooks (
+    webhook_id  TEXT PRIMARY KEY,
+    first_seen  BIGINT NOT NULL
+);
+CREATE TABLE api_webhooks (
+    id          TEXT PRIMARY KEY,
+    spec        TEXT NOT NULL,
+    secret      TEXT,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+-- One attempt as the statements pass it (a JSON array of these).
+CREATE TYPE attempt_row AS (
+    id text, delivery_id text, webhook_id text, event_id text, event_type text, attempt integer,
+    status text, status_code integer, success boolean, error_kind text, error_origin text,
+    error_message text, retryable boolean, response_body text, duration_ms bigint, warnings text,
+    created_at bigint, instance text
+);
+-- Wakes every instance's poller (delivered at commit; repeats within one
+-- transaction are sent once).
+CREATE FUNCTION relay_wake() RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_notify('relay_due', '');
+    RETURN 1;
+END
+$$;
+"#,
+)];
+
+static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Statements sent to Postgres by this process (a statement prepared on a
+/// new connection counts too): `relay_store_round_trips_total`.
+pub fn round_trips() -> u64 {
+    ROUND_TRIPS.load(Ordering::Relaxed)
+}
+
+fn count_trip(mine: &AtomicU64) {
+    ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+    mine.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `postgres://user@host:port/db`: what errors and logs show of a URL
+/// (never the password, nor the query's options).
+pub fn redact(config: &tokio_postgres::Config) -> String {
+    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, p)| match h {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let db = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{}/{db}", hosts.join(","))
+}
+
+/// Removes `secret` from a message that may quote it.
+fn scrub(message: String, secret: Option<&[u8]>) -> String {
+    match secret.and_then(|s| std::str::from_utf8(s).ok()) {
+        Some(s) if !s.is_empty() => message.replace(s, "****"),
+        _ => message,
+    }
+}
+
+/// Parses a `storage.postgres` URL. The error never quotes the URL.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        StoreError::Sqlite(scrub(
+            format!(
+                "storage.postgres: not a valid PostgreSQL URL ({}); expected postgres://user:password@host:5432/database",
+                first_line(&e.to_string())
+            ),
+            url_password(url).map(str::as_bytes),
+        ))
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(StoreError::Sqlite(
+            "storage.postgres: the URL names no host; expected postgres://user:password@host:5432/database".into(),
+        ));
+    }
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(StoreError::Sqlite(format!(
+            "storage.postgres: {}: sslmode=require is not supported yet; connect over a private network or a local socket",
+            redact(&config)
+        )));
+    }
+    Ok(config)
+}
+
+/// The password of a `scheme://user:password@host` URL, found without
+/// parsing it (for scrubbing an error about a URL that does not parse).
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    // tokio-postgres messages name the server's error, never the password.
+    StoreError::Sqlite(format!("postgres: {e}"))
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Sqlite(format!("postgres: {e}"))
+}
+
+/// The shared store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// This process's id in `owner` columns.
+    owner: Arc<str>,
+    lease_ms: i64,
+    /// Round trips of this store (the process-wide count is [`round_trips`]).
+    trips: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("owner", &self.owner).finish()
+    }
+}
+
+/// What a recorded attempt does to its webhook's breaker (DESIGN §9),
+/// applied atomically in the database so that all instances count together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerChange {
+    /// Nothing to count.
+    None,
+    /// A delivery succeeded: the streak ends.
+    Success,
+    /// A delivery failed for good because of the receiver: +1, and pause
+    /// the webhook at `threshold` (0 = never).
+    Failure { threshold: u32 },
+    /// The receiver said it is gone: pause now.
+    Deactivate,
+}
+
+/// What recording an attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// False when this instance no longer held the delivery's lease (it
+    /// expired and another instance claimed it): the attempt row is kept,
+    /// the delivery's state is left to the new owner.
+    pub owned: bool,
+    /// The webhook's breaker state after the change, when it changed.
+    pub breaker: Option<WebhookState>,
+}
+
+impl PgStore {
+    /// Connects (bounded by [`CONNECT_TIMEOUT`]), runs the migrations and
+    /// checks the database answers. Errors name the URL without password.
+    pub async fn connect(url: &str, lease_ms: u64) -> Result<PgStore, StoreError> {
+        let mut config = parse_url(url)?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("relay");
+        let shown = redact(&config);
+        let secret = config.get_password().map(<[u8]>::to_vec);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Sqlite(format!("storage.postgres: {shown}: {e}")))?;
+        let store = PgStore {
+            pool,
+            owner: Arc::from(crate::event::new_id()),
+            lease_ms: lease_ms as i64,
+            trips: Arc::default(),
+        };
+        store.migrate().await.map_err(|e| {
+            StoreError::Sqlite(scrub(
+                format!("storage.postgres: cannot use {shown}: {e}"),
+                secret.as_deref(),
+            ))
+        })?;
+        Ok(store)
+    }
+
+    /// This instance's id in `owner` columns.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Round trips this store has made.
+    pub fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms as u64
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    /// Runs one cached statement: one round trip (two when it is prepared
+    /// on this connection for the first time).
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let cached = client.statement_cache.size();
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        if client.statement_cache.size() > cached {
+            count_trip(&self.trips);
+        }
+        count_trip(&self.trips);
+        client.query(&stmt, params).await.map_err(pg_err)
+    }
+
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let cached = client.statement_cache.size();
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        if client.statement_cache.size() > cached {
+            count_trip(&self.trips);
+        }
+        count_trip(&self.trips);
+        client.execute(&stmt, params).await.map_err(pg_err)
+    }
+
+    /// Applies the migrations not applied yet, one instance at a time.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        client
+            .batch_execute(&format!(
+                "SELECT pg_advisory_lock({MIGRATION_LOCK});
+                 CREATE TABLE IF NOT EXISTS relay_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let result = async {
+            let done: Option<i32> = client
+                .query_one("SELECT MAX(version) FROM relay_migrations", &[])
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| Some(*v) > done) {
+                let tx = client.transaction().await.map_err(pg_err)?;
+                tx.batch_execute(sql).await.map_err(pg_err)?;
+                tx.execute(
+                    "INSERT INTO relay_migrations (version, applied_at) VALUES ($1, $2)",
+                    &[version, &now_ms()],
+                )
+                .await
+                .map_err(pg_err)?;
+                tx.commit().await.map_err(pg_err)?;
+                tracing::info!(version, "applied postgres migration");
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let unlock = client
+            .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            .await
+            .map_err(pg_err);
+        result.and(unlock)
+    }
+
+    // -----------------------------------------------------------------
+    // Events and deliveries
+
+    /// Inserts events and their deliveries in one statement (one round
+    /// trip, one transaction): a known id creates nothing and is answered
+    /// with its first count. Deliveries whose id is in `leased` (reserved
+    /// in this instance's lanes) are written leased to this instance; any
+    /// other due delivery wakes the other instances.
+    pub async fn insert_events(
+        &self,
+        batch: &[(&Event, &str, &[Target])],
+        held: &[Attempt],
+        leased: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Accepted>, StoreError> {
+        let now = now_ms();
+        let mut seen = std::collections::HashSet::new();
+        let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
+        let (mut d_id, mut d_event, mut d_webhook, mut d_status, mut d_due, mut d_leased) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (event, body, targets) in batch {
+            if !seen.insert(event.id.as_str()) {
+                continue;
+            }
+            ids.push(event.id.clone());
+            types.push(event.event_type.clone());
+            bodies.push(body.to_string());
+            counts.push(targets.len() as i32);
+            for t in *targets {
+                let (status, due) = start_row(t.start, now);
+                d_id.push(t.delivery_id.clone());
+                d_event.push(event.id.clone());
+                d_webhook.push(t.webhook_id.clone());
+                d_status.push(status);
+                d_due.push(due);
+                d_leased.push(t.start == Start::Due && leased(&t.delivery_id));
+            }
+        }
+        let held_json = attempts_json(held, None)?;
+        let rows = self
+            .query(
+                "WITH ev AS (
+                    INSERT INTO events (id, type, body, deliveries, received_at)
+                    SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id
+                 ), dl AS (
+                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
+                    SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
+                           CASE WHEN d.leased THEN $12::text END,
+                           CASE WHEN d.leased THEN clock_timestamp() + $13::int8 * interval '1 millisecond' END
+                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::bool[])
+                         AS d(id, event_id, webhook_id, status, due_at, leased)
+                    WHERE d.event_id IN (SELECT id FROM ev)
+                    RETURNING (owner IS NULL AND status = 'pending') AS free
+                 ), held AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $14::text::json) a
+                    WHERE a.event_id IN (SELECT id FROM ev)
+                 )
+                 SELECT id, true AS fresh, 0 AS n FROM ev
+                 UNION ALL
+                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)
+                 UNION ALL
+                 SELECT NULL, NULL, relay_wake() FROM (SELECT 1 FROM dl WHERE free LIMIT 1) w",
+                &[
+                    &ids, &types, &bodies, &counts, &now, &d_id, &d_event, &d_webhook, &d_status,
+                    &d_due, &d_leased, &&*self.owner, &self.lease_ms, &held_json,
+                ],
+            )
+            .await?;
+        let mut fresh = std::collections::HashSet::new();
+        let mut known = std::collections::HashMap::new();
+        for r in &rows {
+            let Some(id) = r.get::<_, Option<String>>(0) else {
+                continue;
+            };
+            if r.get::<_, Option<bool>>(1) == Some(true) {
+                fresh.insert(id);
+            } else {
+                known.insert(id, r.get::<_, i32>(2));
+            }
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut answered = std::collections::HashSet::new();
+        for (event, _, targets) in batch {
+            let first = answered.insert(event.id.as_str());
+            if first && fresh.contains(&event.id) {
+                out.push(Accepted {
+                    id: event.id.clone(),
+                    deliveries: targets.len() as u32,
+                    duplicate: false,
+                    held: targets
+                        .iter()
+                        .filter(|t| t.start != Start::Due)
+                        .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
+                        .collect(),
+                });
+                continue;
+            }
+            let n = match known.get(&event.id) {
+                Some(n) => *n,
+                None if fresh.contains(&event.id) => targets.len() as i32,
+                // Inserted by a concurrent request after this statement's
+                // snapshot: read its count now.
+                None => self
+                    .query("SELECT deliveries FROM events WHERE id = $1", &[&event.id])
+                    .await?
+                    .first()
+                    .map(|r| r.get::<_, i32>(0))
+                    .unwrap_or(0),
+            };
+            out.push(Accepted {
+                id: event.id.clone(),
+                deliveries: n as u32,
+                duplicate: true,
+                held: vec![],
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds deliveries to a stored event (replay, test), unleased: any
+    /// instance may claim them (all are woken). Records `held` attempts.
+    pub async fn insert_deliveries(
+        &self,
+        event_id: &str,
+        targets: &[Target],
+        held: &[Attempt],
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut d_id = vec![];
+        let mut d_webhook = vec![];
+        let mut d_status = vec![];
+        let mut d_due = vec![];
+        for t in targets {
+            let (status, due) = start_row(t.start, now);
+            d_id.push(t.delivery_id.clone());
+            d_webhook.push(t.webhook_id.clone());
+            d_status.push(status);
+            d_due.push(due);
+        }
+        let held_json = attempts_json(held, None)?;
+        self.query(
+            "WITH dl AS (
+                INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at)
+                SELECT d.id, $1, d.webhook_id, d.status, 0, d.due_at, $2, $2
+                FROM unnest($3::text[], $4::text[], $5::text[], $6::int8[]) AS d(id, webhook_id, status, due_at)
+                RETURNING status
+             ), held AS (
+                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
+             )
+             SELECT relay_wake() FROM (SELECT 1 FROM dl WHERE status = 'pending' LIMIT 1) w",
+            &[&event_id, &now, &d_id, &d_webhook, &d_status, &d_due, &held_json],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due deliveries of a webhook for this instance
+    /// (a lease of `lease_ms`), oldest first, skipping rows another
+    /// transaction holds and unexpired leases. One round trip. Returns the
+    /// claimed deliveries with their events, and the ids of claimed ones
+    /// whose event is gone (see [`PgStore::fail_orphans`]).
+    pub async fn claim_due(
+        &self,
+        webhook_id: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<(Vec<DueDelivery>, Vec<String>), StoreError> {
+        let rows = self
+            .query(
+                "WITH c AS (
+                    UPDATE deliveries d SET owner = $1::text, locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
+                    WHERE d.id IN (
+                        SELECT id FROM deliveries
+                        WHERE webhook_id = $3 AND due_at IS NOT NULL AND due_at <= $4
+                          AND (locked_until IS NULL OR locked_until < clock_timestamp())
+                        ORDER BY due_at LIMIT $5
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.due_at
+                 )
+                 SELECT c.id, c.webhook_id, c.attempts, e.body FROM c LEFT JOIN events e ON e.id = c.event_id
+                 ORDER BY c.due_at",
+                &[&&*self.owner, &self.lease_ms, &webhook_id, &now, &(limit as i64)],
+            )
+            .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        let mut orphans = Vec::new();
+        for r in rows {
+            let id: String = r.get(0);
+            match r.get::<_, Option<String>>(3) {
+                Some(body) => due.push(DueDelivery {
+                    delivery_id: id,
+                    webhook_id: r.get(1),
+                    attempts: r.get::<_, i32>(2) as u32,
+                    event: serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                }),
+                None => orphans.push(id),
+            }
+        }
+        Ok((due, orphans))
+    }
+
+    /// Extends this instance's leases on `ids` (deliveries waiting in its
+    /// lanes or being attempted). Returns how many it still held.
+    pub async fn renew(&self, ids: &[String]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.execute(
+            "UPDATE deliveries SET locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
+             WHERE owner = $1 AND id = ANY($3) AND due_at IS NOT NULL",
+            &[&&*self.owner, &self.lease_ms, &ids],
+        )
+        .await
+    }
+
+    /// Gives up this instance's leases on `ids` (a graceful stop): another
+    /// instance may claim them at once.
+    pub async fn release(&self, ids: &[String]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.execute(
+            "UPDATE deliveries SET owner = NULL, locked_until = NULL WHERE owner = $1 AND id = ANY($2)",
+            &[&&*self.owner, &ids],
+        )
+        .await
+    }
+
+    /// Ends claimed deliveries whose event no longer exists as failed.
+    pub async fn fail_orphans(&self, ids: &[String]) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = $2, owner = NULL, locked_until = NULL
+             WHERE id = ANY($1) AND due_at IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
+            &[&ids, &now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Records an attempt in one statement (one round trip, one
+    /// transaction): the attempt row; the delivery's new state, clearing
+    /// its lease, only if this instance still owns it (`owned` — an
+    /// attempt outside the lanes, the `test` endpoint, passes `false` and
+    /// needs no lease); and the breaker change, counted atomically.
+    pub async fn record(
+        &self,
+        attempt: &Attempt,
+        due_at: Option<i64>,
+        leased: bool,
+        change: BreakerChange,
+    ) -> Result<Recorded, StoreError> {
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        let (op, threshold) = match change {
+            BreakerChange::None => ("", 0),
+            BreakerChange::Success => ("success", 0),
+            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
+            BreakerChange::Deactivate => ("deactivate", 0),
+        };
+        let now = now_ms();
+        let rows = self
+            .query(
+                "WITH d AS (
+                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
+                    WHERE id = $1 AND (NOT $7::bool OR owner = $6::text)
+                    RETURNING id
+                 ), a AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $8::text::json) a
+                 ), w AS (
+                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
+                    SELECT $9::text, CASE WHEN $10::text = 'deactivate' OR ($10 = 'failure' AND $11::int4 > 0 AND $11 <= 1) THEN 'paused' ELSE 'active' END,
+                           CASE WHEN $10 = 'failure' THEN 1 ELSE 0 END, $5
+                    WHERE $10 <> '' AND ($10 <> 'success')
+                    ON CONFLICT (webhook_id) DO UPDATE SET
+                        failure_count = CASE WHEN $10 = 'failure' THEN s.failure_count + 1 ELSE s.failure_count END,
+                        activity = CASE
+                            WHEN s.activity = 'active' AND ($10 = 'deactivate' OR ($10 = 'failure' AND $11 > 0 AND s.failure_count + 1 >= $11))
+                            THEN 'paused' ELSE s.activity END,
+                        updated_at = $5
+                    RETURNING s.activity, s.failure_count
+                 ), ok AS (
+                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
+                    WHERE webhook_id = $9 AND $10 = 'success' AND failure_count > 0
+                    RETURNING activity, failure_count
+                 )
+                 SELECT (SELECT count(*) FROM d), x.activity, x.failure_count
+                 FROM (SELECT * FROM w UNION ALL SELECT * FROM ok) x RIGHT JOIN (SELECT 1) one ON true",
+                &[
+                    &attempt.delivery_id,
+                    &attempt.status.as_str(),
+                    &(attempt.attempt as i32),
+                    &due_at,
+                    &now,
+                    &&*self.owner,
+                    &leased,
+                    &json,
+                    &attempt.webhook_id,
+                    &op,
+                    &threshold,
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
+        let owned = row.get::<_, i64>(0) > 0;
+        let breaker = match (row.get::<_, Option<String>>(1), row.get::<_, Option<i32>>(2)) {
+            (Some(a), Some(n)) => Some(WebhookState {
+                activity: activity(&a),
+                failure_count: n as u32,
+            }),
+            _ => None,
+        };
+        Ok(Recorded { owned, breaker })
+    }
+
+    /// Records that a claimed delivery waits behind its webhook's tripped
+    /// breaker: history `paused`; the row keeps its attempts and place, and
+    /// its lease is cleared.
+    pub async fn pause_delivery(&self, attempt: &Attempt) -> Result<(), StoreError> {
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        self.query(
+            "WITH d AS (
+                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
+                WHERE id = $1 AND due_at IS NOT NULL
+                RETURNING id
+             ), a AS (
+                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
+             )
+             SELECT count(*) FROM d",
+            &[&attempt.delivery_id, &now_ms(), &json],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Makes a delivery due now again (resend), unleased, and wakes the
+    /// instances. Returns the delivery and its event, `None` when either is
+    /// gone.
+    pub async fn resend(&self, delivery_id: &str) -> Result<Option<(Delivery, Event)>, StoreError> {
+        let now = now_ms();
+        let rows = self
+            .query(
+                "WITH d AS (
+                    UPDATE deliveries SET status = 'pending', due_at = $2, updated_at = $2, owner = NULL, locked_until = NULL
+                    WHERE id = $1 AND EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)
+                    RETURNING id, event_id, webhook_id, attempts
+                 )
+                 SELECT d.id, d.event_id, d.webhook_id, d.attempts, e.body, relay_wake()
+                 FROM d JOIN events e ON e.id = d.event_id",
+                &[&delivery_id, &now],
+            )
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let event: Event = serde_json::from_str(&r.get::<_, String>(4))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((
+            Delivery {
+                id: r.get(0),
+                event_id: r.get(1),
+                webhook_id: r.get(2),
+                status: "pending".into(),
+                attempts: r.get::<_, i32>(3) as u32,
+            },
+            event,
+        )))
+    }
+
+    /// Whether a delivery is due now with exactly `attempts` attempts made.
+    pub async fn is_due(&self, delivery_id: &str, attempts: u32, now: i64) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "SELECT 1 FROM deliveries WHERE id = $1 AND attempts = $2 AND due_at IS NOT NULL AND due_at <= $3",
+                &[&delivery_id, &(attempts as i32), &now],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The earliest due time among a webhook's pending deliveries.
+    pub async fn next_due(&self, webhook_id: &str) -> Result<Option<i64>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT MIN(due_at) FROM deliveries WHERE webhook_id = $1 AND due_at IS NOT NULL",
+                &[&webhook_id],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.get(0)))
+    }
+
+    /// `(webhook id, not final, due at now)` per webhook.
+    pub async fn queue_depth(&self, now: i64) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT webhook_id, COUNT(*), COUNT(*) FILTER (WHERE due_at <= $1) FROM deliveries
+                 WHERE due_at IS NOT NULL GROUP BY webhook_id ORDER BY webhook_id",
+                &[&now],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64))
+            .collect())
+    }
+
+    pub async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, event_id, webhook_id, status, attempts FROM deliveries WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| Delivery {
+            id: r.get(0),
+            event_id: r.get(1),
+            webhook_id: r.get(2),
+            status: r.get(3),
+            attempts: r.get::<_, i32>(4) as u32,
+        }))
+    }
+
+    pub async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let rows = self
+            .query("SELECT body FROM events WHERE id = $1", &[&id])
+            .await?;
+        rows.first()
+            .map(|r| {
+                serde_json::from_str(&r.get::<_, String>(0))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    pub async fn event_exists(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(!self
+            .query("SELECT 1 FROM events WHERE id = $1", &[&id])
+            .await?
+            .is_empty())
+    }
+
+    // -----------------------------------------------------------------
+    // History
+
+    pub async fn insert_attempt(&self, a: &Attempt) -> Result<(), StoreError> {
+        let json = attempts_json(std::slice::from_ref(a), Some(&self.owner))?;
+        self.execute(
+            "INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+             SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $1::text::json) a",
+            &[&json],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A page of a webhook's attempts, newest first.
+    pub async fn list_for_webhook(&self, webhook_id: &str, q: &Query) -> Result<Page, StoreError> {
+        let limit = q.limit.clamp(1, 1000) as i64;
+        let status = q.status.map(|s| s.as_str());
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM attempts WHERE webhook_id = $1
+                     AND ($2::text IS NULL OR status = $2) AND ($3::bool IS NULL OR success = $3)
+                     AND ($4::int8 IS NULL OR created_at >= $4) AND ($5::int8 IS NULL OR seq < $5)
+                     ORDER BY seq DESC LIMIT $6"
+                ),
+                &[&webhook_id, &status, &q.success, &q.since_ms, &q.before, &(limit + 1)],
+            )
+            .await?;
+        let mut data = Vec::new();
+        let mut last_seq = None;
+        for r in &rows {
+            if data.len() as i64 == limit {
+                return Ok(Page {
+                    data,
+                    next: last_seq.map(|s: i64| s.to_string()),
+                });
+            }
+            let (seq, a) = from_row(r);
+            last_seq = Some(seq);
+            data.push(a);
+        }
+        Ok(Page { data, next: None })
+    }
+
+    /// Every attempt of one delivery, oldest first.
+    pub async fn list_for_delivery(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY seq"),
+                &[&delivery_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| from_row(r).1).collect())
+    }
+
+    // -----------------------------------------------------------------
+    // Webhooks
+
+    pub async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, spec, secret, created_at, updated_at FROM api_webhooks",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get(0);
+            let mut spec: crate::config::WebhookSpec = serde_json::from_str(&r.get::<_, String>(1))
+                .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?;
+            spec.secret = r.get::<_, Option<String>>(2).map(crate::config::Secret::new);
+            out.push(StoredWebhook {
+                spec,
+                created_at_ms: r.get(3),
+                updated_at_ms: r.get(4),
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn save_api_webhook(&self, w: &StoredWebhook) -> Result<(), StoreError> {
+        let id = w
+            .spec
+            .id
+            .clone()
+            .ok_or_else(|| StoreError::Conflict("a stored webhook needs an id".into()))?;
+        let mut spec = w.spec.clone();
+        let secret = spec.secret.take().map(|s| s.expose().to_owned());
+        let json = serde_json::to_string(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.execute(
+            "INSERT INTO api_webhooks (id, spec, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET spec = $2, secret = $3, updated_at = $5",
+            &[&id, &json, &secret, &w.created_at_ms, &w.updated_at_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes an API webhook; its pending deliveries end as failed.
+    pub async fn delete_api_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "WITH w AS (DELETE FROM api_webhooks WHERE id = $1 RETURNING id),
+                 d AS (UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = $2, owner = NULL, locked_until = NULL
+                       WHERE webhook_id = $1 AND due_at IS NOT NULL),
+                 s AS (DELETE FROM webhook_state WHERE webhook_id = $1)
+                 SELECT count(*) FROM w",
+                &[&id, &now_ms()],
+            )
+            .await?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0))
+    }
+
+    pub async fn load_webhook_states(&self) -> Result<Vec<(String, WebhookState)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT webhook_id, activity, failure_count FROM webhook_state",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    WebhookState {
+                        activity: activity(&r.get::<_, String>(1)),
+                        failure_count: r.get::<_, i32>(2) as u32,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Stores an operator's decision; re-enabling wakes the instances (the
+    /// webhook's waiting deliveries are due).
+    pub async fn save_webhook_state(&self, webhook_id: &str, s: WebhookState) -> Result<(), StoreError> {
+        self.query(
+            "WITH s AS (
+                INSERT INTO webhook_state (webhook_id, activity, failure_count, updated_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (webhook_id) DO UPDATE SET activity = $2, failure_count = $3, updated_at = $4
+                RETURNING activity
+             )
+             SELECT CASE WHEN activity = 'active' THEN relay_wake() END FROM s",
+            &[&webhook_id, &s.activity.as_str(), &(s.failure_count as i32), &now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn load_first_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self
+            .query("SELECT webhook_id, first_seen FROM config_webhooks", &[])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Breaker states set by relay.yaml and first-load times of new file
+    /// webhooks (a time already stored stays): one transaction.
+    pub async fn save_rebuilt(
+        &self,
+        states: &[(String, WebhookState)],
+        first_seen: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let (s_id, s_act, s_n): (Vec<String>, Vec<String>, Vec<i32>) = states.iter().fold(
+            (vec![], vec![], vec![]),
+            |(mut a, mut b, mut c), (id, s)| {
+                a.push(id.clone());
+                b.push(s.activity.as_str().to_owned());
+                c.push(s.failure_count as i32);
+                (a, b, c)
+            },
+        );
+        let (f_id, f_at): (Vec<String>, Vec<i64>) = first_seen.iter().cloned().unzip();
+        self.query(
+            "WITH s AS (
+                INSERT INTO webhook_state (webhook_id, activity, failure_count, updated_at)
+                SELECT id, act, n, $6 FROM unnest($1::text[], $2::text[], $3::int4[]) AS x(id, act, n)
+                ON CONFLICT (webhook_id) DO UPDATE SET activity = excluded.activity, failure_count = excluded.failure_count, updated_at = $6
+             ), f AS (
+                INSERT INTO config_webhooks (webhook_id, first_seen)
+                SELECT id, at FROM unnest($4::text[], $5::int8[]) AS y(id, at)
+                ON CONFLICT (webhook_id) DO NOTHING
+             )
+             SELECT 1",
+            &[&s_id, &s_act, &s_n, &f_id, &f_at, &now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------
+    // Retention
+
+    /// Deletes history older than `cutoff_ms` in steps of at most
+    /// [`PRUNE_BATCH`] rows per table, each its own short statement:
+    /// attempts, then final deliveries, then events none of whose
+    /// deliveries is left. Pending work is never deleted. Returns the rows
+    /// deleted.
+    pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let mut rows = 0usize;
+        loop {
+            let n = self
+                .execute(
+                    "DELETE FROM attempts WHERE seq IN
+                     (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+                    &[&cutoff_ms, &PRUNE_BATCH],
+                )
+                .await?;
+            rows += n as usize;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = self
+                .execute(
+                    "DELETE FROM deliveries WHERE id IN
+                     (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
+                    &[&cutoff_ms, &PRUNE_BATCH],
+                )
+                .await?;
+            rows += n as usize;
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+        let (mut after_at, mut after_id) = (i64::MIN, String::new());
+        loop {
+            let r = self
+                .query(
+                    "WITH old AS (
+                        SELECT received_at, id FROM events
+                        WHERE received_at < $1 AND (received_at, id) > ($2, $3)
+                        ORDER BY received_at, id LIMIT $4
+                     ), del AS (
+                        DELETE FROM events e USING old WHERE e.id = old.id
+                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                        RETURNING 1
+                     ), last AS (SELECT received_at, id FROM old ORDER BY received_at DESC, id DESC LIMIT 1)
+                     SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM del), last.received_at, last.id
+                     FROM (SELECT 1) one LEFT JOIN last ON true",
+                    &[&cutoff_ms, &after_at, &after_id, &PRUNE_BATCH],
+                )
+                .await?;
+            let Some(r) = r.first() else { break };
+            let looked: i64 = r.get(0);
+            rows += r.get::<_, i64>(1) as usize;
+            match (r.get::<_, Option<i64>>(2), r.get::<_, Option<String>>(3)) {
+                (Some(at), Some(id)) if looked == PRUNE_BATCH => {
+                    after_at = at;
+                    after_id = id;
+                }
+                _ => break,
+            }
+        }
+        Ok(rows)
+    }
+
+    // -----------------------------------------------------------------
+    // Wake-ups
+
+    /// LISTENs on [`CHANNEL`] on a connection of its own and calls `wake`
+    /// on every notification; reconnects (1 s, doubling to 30 s) when the
+    /// connection is lost, and calls `wake` then too (a notification may
+    /// have been missed). Polling stays the fallback.
+    pub fn listen(&self, url: &str, wake: impl Fn() + Send + 'static) {
+        let Ok(mut config) = parse_url(url) else {
+            return;
+        };
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("relay-listen");
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                match config.connect(NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let subscribe = client.batch_execute(&format!("LISTEN {CHANNEL}"));
+                        tokio::pin!(subscribe);
+                        let mut subscribed = false;
+                        let ended = loop {
+                            tokio::select! {
+                                r = &mut subscribe, if !subscribed => match r {
+                                    Ok(()) => {
+                                        subscribed = true;
+                                        backoff = Duration::from_secs(1);
+                                        // A notification may have been missed
+                                        // while not listening.
+                                        wake();
+                                    }
+                                    Err(e) => break Err(e),
+                                },
+                                m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
+                                    Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake(),
+                                    Some(Ok(_)) => {}
+                                    Some(Err(e)) => break Err(e),
+                                    None => break Ok(()),
+                                },
+                            }
+                        };
+                        drop(client);
+                        match ended {
+                            Ok(()) => tracing::warn!("postgres LISTEN connection closed; polling until it is back"),
+                            Err(e) => tracing::warn!(error = %e, "postgres LISTEN connection lost; polling until it is back"),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cannot open the postgres LISTEN connection; polling meanwhile");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+}
+
+fn activity(s: &str) -> Activity {
+    [
+        Activity::Active,
+        Activity::Paused,
+        Activity::Disabled(crate::store::Operator::Api),
+        Activity::Disabled(crate::store::Operator::File),
+    ]
+    .into_iter()
+    .find(|a| a.as_str() == s)
+    .unwrap_or(Activity::Paused)
+}
+
+fn status(s: &str) -> Status {
+    match s {
+        "succeeded" => Status::Succeeded,
+        "retrying" => Status::Retrying,
+        "skipped" => Status::Skipped,
+        "paused" => Status::Paused,
+        _ => Status::Failed,
+    }
+}
+
+/// How a new delivery row starts: (status, due_at).
+fn start_row(start: Start, now: i64) -> (&'static str, Option<i64>) {
+    match start {
+        Start::Due => ("pending", Some(now)),
+        Start::Paused => ("paused", Some(now)),
+        Start::Skipped => ("skipped", None),
+    }
+}
+
+const COLUMNS: &str = "seq, id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code, success,
+    error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at";
+
+fn from_row(r: &Row) -> (i64, Attempt) {
+    let error = r.get::<_, Option<String>>(10).map(|kind| AttemptError {
+        kind,
+        origin: r.get::<_, Option<String>>(11).unwrap_or_default(),
+        message: r.get::<_, Option<String>>(12).unwrap_or_default(),
+        retryable: r.get::<_, Option<bool>>(13).unwrap_or(false),
+    });
+    let warnings: String = r.get(16);
+    let created_at_ms: i64 = r.get(17);
+    (
+        r.get(0),
+        Attempt {
+            id: r.get(1),
+            delivery_id: r.get(2),
+            webhook_id: r.get(3),
+            event_id: r.get(4),
+            event_type: r.get(5),
+            attempt: r.get::<_, i32>(6) as u32,
+            status: status(&r.get::<_, String>(7)),
+            status_code: r.get::<_, Option<i32>>(8).map(|c| c as u16),
+            success: r.get(9),
+            error,
+            response_body: r.get(14),
+            duration_ms: r.get::<_, i64>(15) as u64,
+            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+            created_at: crate::event::rfc3339_ms(created_at_ms),
+            created_at_ms,
+        },
+    )
+}
+
+/// Attempts as a JSON array of `attempt_row` records (one parameter,
+/// expanded by `json_populate_recordset` in the statement).
+fn attempts_json(attempts: &[Attempt], instance: Option<&str>) -> Result<String, StoreError> {
+    let rows: Vec<serde_json::Value> = attempts
+        .iter()
+        .map(|a| {
+            Ok(serde_json::json!({
+                "id": a.id,
+                "delivery_id": a.delivery_id,
+                "webhook_id": a.webhook_id,
+                "event_id": a.event_id,
+                "event_type": a.event_type,
+                "attempt": a.attempt,
+                "status": a.status.as_str(),
+                "status_code": a.status_code,
+                "success": a.success,
+                "error_kind": a.error.as_ref().map(|e| &e.kind),
+                "error_origin": a.error.as_ref().map(|e| &e.origin),
+                "error_message": a.error.as_ref().map(|e| &e.message),
+                "retryable": a.error.as_ref().map(|e| e.retryable),
+                "response_body": a.response_body,
+                "duration_ms": a.duration_ms,
+                "warnings": serde_json::to_string(&a.warnings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                "created_at": a.created_at_ms,
+                "instance": instance,
+            }))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
