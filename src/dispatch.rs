@@ -893,23 +893,24 @@ mod tests {
             start: store::Start::Due,
         };
         let delivery = t.delivery_id.clone();
-        store
-            .write(move |c| {
-                store::insert_event(c, &e, &store::event_json(&e)?, std::slice::from_ref(&t))
-            })
-            .await
-            .unwrap();
+        let new = store::NewEvent {
+            body: store::event_json(&e).unwrap(),
+            event: e,
+            targets: vec![t],
+            held: vec![],
+        };
+        store.accept(vec![new]).await.unwrap();
         delivery
     }
 
+    fn sqlite(store: &Store) -> &store::sqlite::SqliteStore {
+        match store {
+            Store::Sqlite(s) => s,
+        }
+    }
+
     async fn status_of(store: &Store, delivery: &str) -> String {
-        let id = delivery.to_owned();
-        store
-            .read(move |c| store::get_delivery(c, &id))
-            .await
-            .unwrap()
-            .unwrap()
-            .status
+        store.get_delivery(delivery).await.unwrap().unwrap().status
     }
 
     async fn wait_status(store: &Store, delivery: &str, want: &str) {
@@ -923,18 +924,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_store_that_cannot_record_pauses_dispatch_instead_of_resending_in_a_loop() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let (port, received) = counting_receiver().await;
         let delivery = insert(&store, "e1").await;
         // From now on recording an attempt fails at once, as on a full or
         // read-only disk.
-        store
-            .write(|c| {
-                Ok(c.execute_batch(
-                    "CREATE TRIGGER full BEFORE INSERT ON attempts
-                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
-                )?)
-            })
+        sqlite(&store)
+            .execute_for_tests(
+                "CREATE TRIGGER full BEFORE INSERT ON attempts
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+            )
             .await
             .unwrap();
         let d = dispatcher(&store, port);
@@ -950,8 +949,8 @@ mod tests {
         assert_eq!(status_of(&store, &delivery).await, "pending");
         // The store recovers: the unrecorded attempt is sent again and
         // recorded.
-        store
-            .write(|c| Ok(c.execute_batch("DROP TRIGGER full")?))
+        sqlite(&store)
+            .execute_for_tests("DROP TRIGGER full")
             .await
             .unwrap();
         wait_status(&store, &delivery, "succeeded").await;
@@ -962,25 +961,31 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn deliveries_whose_event_was_pruned_never_wedge_the_webhooks_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let (port, received) = counting_receiver().await;
         // 600 due deliveries older than everything else, whose event is
         // gone (a replay that raced retention): more than a poll reads.
         let orphans: Vec<String> = (0..600).map(|_| new_id()).collect();
-        let rows = orphans.clone();
-        store
-            .write(move |c| {
-                let targets: Vec<store::Target> = rows
-                    .iter()
-                    .map(|id| store::Target {
-                        delivery_id: id.clone(),
-                        webhook_id: "w".into(),
-                        start: store::Start::Due,
-                    })
-                    .collect();
-                store::insert_deliveries(c, "pruned", &targets, 1)?;
-                Ok(())
-            })
+        let e = event("pruned");
+        let new = store::NewEvent {
+            body: store::event_json(&e).unwrap(),
+            event: e,
+            targets: orphans
+                .iter()
+                .map(|id| store::Target {
+                    delivery_id: id.clone(),
+                    webhook_id: "w".into(),
+                    start: store::Start::Due,
+                })
+                .collect(),
+            held: vec![],
+        };
+        store.accept(vec![new]).await.unwrap();
+        sqlite(&store)
+            .execute_for_tests(
+                "UPDATE deliveries SET due_at = 1 WHERE event_id = 'pruned';
+                 DELETE FROM events WHERE id = 'pruned'",
+            )
             .await
             .unwrap();
         let delivery = insert(&store, "live").await;
@@ -996,7 +1001,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn an_attempt_that_panics_frees_its_delivery_for_the_poller() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let d = dispatcher(&store, 9);
         let lane = d.inner.lane("w");
         lane.inflight().insert("d1".into());
@@ -1015,7 +1020,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_claimed_delivery_cannot_be_claimed_or_offered_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let d = dispatcher(&store, 9);
         let held = d.claim("w", "d1").expect("free");
         assert!(d.claim("w", "d1").is_none(), "held by the first claim");

@@ -90,7 +90,9 @@ pub trait Storage: Send + Sync {
     /// leased by any instance whose lease has not expired.
     /// A claim is a short transaction: no lock outlives it. Due deliveries
     /// whose event is gone are ended as failed in the same call (counted in
-    /// `orphans`). A paused delivery is not due. SQLite: one process, so
+    /// `orphans`). A paused delivery keeps its due time (its place in the
+    /// queue): dispatch does not claim for a paused webhook, and once it is
+    /// re-enabled they go out oldest first. SQLite: one process, so
     /// the lease is the caller's in-memory reservation and `lease` is
     /// unused.
     fn claim_due(

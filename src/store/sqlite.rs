@@ -215,11 +215,19 @@ impl SqliteStore {
         })
     }
 
+    /// Runs raw SQL in the next group transaction (tests elsewhere in the
+    /// crate: a trigger that makes writes fail, rows made old).
+    #[doc(hidden)]
+    pub async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sql.to_owned();
+        self.write(move |c| Ok(c.execute_batch(&sql)?)).await
+    }
+
     /// Runs `f` inside the next group transaction; resolves after COMMIT.
     ///
     /// `f` may run twice (the first run rolled back, see [`writer_loop`]),
     /// so it must only touch the database.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -230,7 +238,7 @@ impl SqliteStore {
 
     /// [`SqliteStore::write`] for a write that reads owned `data`: `data` goes to
     /// the writer thread and comes back with the result, without a copy.
-    pub async fn write_with<D, T, F>(&self, data: D, f: F) -> Result<(T, D), StoreError>
+    async fn write_with<D, T, F>(&self, data: D, f: F) -> Result<(T, D), StoreError>
     where
         D: Send + 'static,
         T: Send + 'static,
@@ -256,7 +264,7 @@ impl SqliteStore {
     /// ends, not when the caller stops waiting: a cancelled request cannot
     /// free a slot while its query still runs, so at most [`MAX_READERS`]
     /// reads run at once whatever callers give up.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -1246,6 +1254,7 @@ impl Storage for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::event_json;
     use serde_json::json;
 
     fn event(id: &str) -> Event {
@@ -1646,5 +1655,273 @@ mod tests {
         assert_eq!(events, vec![event("e1"), event("e2")]);
         let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["e1", "e2"]);
+    }
+
+    // -- the storage interface ----------------------------------------------
+
+    fn new_event(id: &str, targets: Vec<Target>) -> NewEvent {
+        let e = event(id);
+        NewEvent {
+            body: crate::store::event_json(&e).unwrap(),
+            held: targets
+                .iter()
+                .filter(|t| t.start != Start::Due)
+                .map(|t| attempt_of(&t.delivery_id, &t.webhook_id, id, Status::Skipped))
+                .collect(),
+            targets,
+            event: e,
+        }
+    }
+
+    fn attempt_of(delivery_id: &str, webhook_id: &str, event_id: &str, status: Status) -> Attempt {
+        Attempt {
+            id: crate::event::new_id(),
+            delivery_id: delivery_id.into(),
+            webhook_id: webhook_id.into(),
+            event_id: event_id.into(),
+            event_type: "t".into(),
+            attempt: 1,
+            status,
+            status_code: None,
+            success: status == Status::Succeeded,
+            error: None,
+            response_body: None,
+            duration_ms: 1,
+            warnings: vec![],
+            created_at: rfc3339_ms(now_ms()),
+            created_at_ms: now_ms(),
+        }
+    }
+
+    async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
+        store
+            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn accepting_a_known_event_id_again_creates_nothing_and_answers_the_first_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let first = vec![
+            new_event("e1", vec![target("a", true), target("b", false)]),
+            new_event("e2", vec![target("a", true)]),
+        ];
+        let (accepted, back) = store.accept(first).await.unwrap();
+        assert_eq!(back.len(), 2, "the batch comes back");
+        let summary: Vec<(&str, u32, bool, usize)> = accepted
+            .iter()
+            .map(|a| (a.id.as_str(), a.deliveries, a.duplicate, a.held.len()))
+            .collect();
+        assert_eq!(summary, [("e1", 2, false, 1), ("e2", 1, false, 0)]);
+        // The same ids again, with other targets: the first result stands.
+        let again = vec![
+            new_event("e1", vec![target("c", true)]),
+            new_event("e3", vec![target("a", true)]),
+        ];
+        let (accepted, _) = store.accept(again).await.unwrap();
+        let summary: Vec<(&str, u32, bool)> = accepted
+            .iter()
+            .map(|a| (a.id.as_str(), a.deliveries, a.duplicate))
+            .collect();
+        assert_eq!(summary, [("e1", 2, true), ("e3", 1, false)]);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM events").await, 3);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM deliveries").await, 4);
+        // The skipped target's record was written once, with the event.
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM attempts").await, 1);
+        assert!(
+            store
+                .claim_due("c", 10, std::time::Duration::from_secs(1), Busy::none())
+                .await
+                .unwrap()
+                .due
+                .is_empty(),
+            "the duplicate created no delivery"
+        );
+    }
+
+    #[tokio::test]
+    async fn claim_due_skips_busy_deliveries_reports_saturation_and_ends_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let targets: Vec<Target> = (0..5).map(|_| target("a", true)).collect();
+        let ids: Vec<String> = targets.iter().map(|t| t.delivery_id.clone()).collect();
+        store.accept(vec![new_event("e1", targets)]).await.unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        let busy_ids: std::collections::HashSet<String> = ids[..2].iter().cloned().collect();
+        let busy = Busy {
+            count: busy_ids.len(),
+            contains: Arc::new(move |id: &str| busy_ids.contains(id)),
+        };
+        let claimed = store.claim_due("a", 2, lease, busy.clone()).await.unwrap();
+        let got: Vec<&str> = claimed.due.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(got.len(), 2);
+        assert!(
+            got.iter().all(|id| !ids[..2].contains(&id.to_string())),
+            "{got:?}"
+        );
+        assert!(
+            claimed.saturated,
+            "4 candidates read for 2 + 2 busy: more may wait"
+        );
+        assert_eq!(claimed.due[0].event, event("e1"));
+        let all = store.claim_due("a", 10, lease, busy).await.unwrap();
+        assert_eq!((all.due.len(), all.saturated), (3, false));
+        // A delivery whose event is gone is ended, not handed out.
+        store
+            .execute_for_tests("DELETE FROM events WHERE id = 'e1'")
+            .await
+            .unwrap();
+        let orphaned = store.claim_due("a", 10, lease, Busy::none()).await.unwrap();
+        assert_eq!((orphaned.due.len(), orphaned.orphans), (0, 5));
+        let d = store.get_delivery(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(d.status, "failed");
+        assert!(!store.still_due(&ids[0], 0).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_recorded_retry_is_not_due_until_its_time_and_a_paused_delivery_keeps_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let (t1, t2) = (target("a", true), target("a", true));
+        let (d1, d2) = (t1.delivery_id.clone(), t2.delivery_id.clone());
+        store
+            .accept(vec![new_event("e1", vec![t1, t2])])
+            .await
+            .unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        assert!(store.still_due(&d1, 0).await.unwrap());
+        store
+            .record_attempt(AttemptRecord {
+                attempt: attempt_of(&d1, "a", "e1", Status::Retrying),
+                due_at: Some(now_ms() + 60_000),
+                breaker: BreakerChange::None,
+            })
+            .await
+            .unwrap();
+        store
+            .record_paused(attempt_of(&d2, "a", "e1", Status::Paused))
+            .await
+            .unwrap();
+        store.renew(vec![d1.clone()], lease).await.unwrap();
+        assert!(!store.still_due(&d1, 0).await.unwrap(), "one attempt made");
+        assert!(!store.still_due(&d1, 1).await.unwrap(), "due in a minute");
+        let claimed = store.claim_due("a", 10, lease, Busy::none()).await.unwrap();
+        // The paused one keeps its place in the queue (`due_at`) and is
+        // left out by dispatch, which skips paused webhooks.
+        let got: Vec<&str> = claimed.due.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(got, [d2.as_str()]);
+        let d = store.get_delivery(&d2).await.unwrap().unwrap();
+        assert_eq!((d.status.as_str(), d.attempts), ("paused", 0));
+        let history = store.delivery_attempts(&d1).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].status, Status::Retrying);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn breaker_failures_from_concurrent_attempts_are_all_counted_and_trip_at_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        const N: usize = 25;
+        let targets: Vec<Target> = (0..N).map(|_| target("a", true)).collect();
+        let ids: Vec<String> = targets.iter().map(|t| t.delivery_id.clone()).collect();
+        store.accept(vec![new_event("e1", targets)]).await.unwrap();
+        // Every failure is recorded at once from its own task: the stored
+        // counter, not a value read before, is what each adds to.
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move {
+                    store
+                        .record_attempt(AttemptRecord {
+                            attempt: attempt_of(&id, "a", "e1", Status::Failed),
+                            due_at: None,
+                            breaker: BreakerChange::Failure { threshold: 10 },
+                        })
+                        .await
+                        .unwrap()
+                        .expect("a failure writes the state")
+                })
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for t in tasks {
+            counts.push(t.await.unwrap());
+        }
+        let mut seen: Vec<u32> = counts.iter().map(|s| s.failure_count).collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            (1..=N as u32).collect::<Vec<_>>(),
+            "each got its own count"
+        );
+        for s in &counts {
+            let want = if s.failure_count >= 10 {
+                Activity::Paused
+            } else {
+                Activity::Active
+            };
+            assert_eq!(s.activity, want, "{s:?}");
+        }
+        let states = store.load_webhook_states().await.unwrap();
+        assert_eq!(
+            states,
+            vec![(
+                "a".to_string(),
+                WebhookState {
+                    activity: Activity::Paused,
+                    failure_count: N as u32
+                }
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_breaker_change_never_overrides_an_operators_disable_and_success_resets_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let record = |webhook: &str, breaker| AttemptRecord {
+            attempt: attempt_of("d", webhook, "e", Status::Failed),
+            due_at: None,
+            breaker,
+        };
+        let disabled = WebhookState {
+            activity: Activity::Disabled(crate::store::Operator::Api),
+            failure_count: 0,
+        };
+        store.save_webhook_state("off", disabled).await.unwrap();
+        let s = store
+            .record_attempt(record("off", BreakerChange::Trip))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.activity, Activity::Disabled(crate::store::Operator::Api));
+        assert_eq!(s.failure_count, 1);
+        let s = store
+            .record_attempt(record("on", BreakerChange::Trip))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.activity, s.failure_count), (Activity::Paused, 1));
+        let s = store
+            .record_attempt(record("on", BreakerChange::Success { streak: true }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.activity, s.failure_count), (Activity::Paused, 0));
+        // No streak known and none stored: nothing written.
+        let none = store
+            .record_attempt(record("new", BreakerChange::Success { streak: false }))
+            .await
+            .unwrap();
+        assert_eq!(none, None);
+        let threshold_zero = store
+            .record_attempt(record("never", BreakerChange::Failure { threshold: 0 }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(threshold_zero.activity, Activity::Active, "0 = never trips");
     }
 }
