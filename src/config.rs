@@ -130,13 +130,79 @@ impl<'de> Deserialize<'de> for Listen {
     }
 }
 
+/// `storage:` — which backend holds events, deliveries and history:
+/// `sqlite: PATH` (the embedded default) or `postgres: URL` (several relay
+/// instances sharing one database), never both.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawStorage")]
 pub struct StorageConfig {
-    #[serde(default = "default_sqlite")]
-    pub sqlite: EnvPath,
-    #[serde(default = "default_retention_days")]
+    pub backend: StorageBackend,
     pub retention_days: u32,
+}
+
+/// The store a relay runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageBackend {
+    Sqlite(EnvPath),
+    /// A `postgres://` URL; it may hold a password, so it never prints.
+    Postgres(Secret),
+}
+
+impl StorageConfig {
+    /// The directory for files the relay keeps beside its store (the
+    /// plugin cache): the SQLite file's directory, or `./data` for a
+    /// database server.
+    pub fn local_dir(&self) -> PathBuf {
+        match &self.backend {
+            StorageBackend::Sqlite(p) => {
+                p.0.parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."))
+            }
+            StorageBackend::Postgres(_) => PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(default)]
+    sqlite: Option<EnvPath>,
+    #[serde(default)]
+    postgres: Option<Secret>,
+    #[serde(default = "default_retention_days")]
+    retention_days: u32,
+}
+
+impl TryFrom<RawStorage> for StorageConfig {
+    type Error = String;
+    fn try_from(raw: RawStorage) -> Result<Self, String> {
+        let backend = match (raw.sqlite, raw.postgres) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "storage: give either sqlite (a file) or postgres (a URL), not both".into(),
+                );
+            }
+            (None, Some(url)) => {
+                let u = url.expose();
+                if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                    // The value is not shown: it may hold a password.
+                    return Err(
+                        "storage.postgres: expected a URL starting with postgres:// or postgresql://"
+                            .into(),
+                    );
+                }
+                StorageBackend::Postgres(url)
+            }
+            (Some(path), None) => StorageBackend::Sqlite(path),
+            (None, None) => StorageBackend::Sqlite(default_sqlite()),
+        };
+        Ok(StorageConfig {
+            backend,
+            retention_days: raw.retention_days,
+        })
+    }
 }
 
 fn default_sqlite() -> EnvPath {
@@ -149,7 +215,7 @@ fn default_retention_days() -> u32 {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            sqlite: default_sqlite(),
+            backend: StorageBackend::Sqlite(default_sqlite()),
             retention_days: default_retention_days(),
         }
     }

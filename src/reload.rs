@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use crate::api::{AppState, Live};
 use crate::config::{Config, ConfigError, WebhookSpec};
 use crate::deliver::{Deliverer, Guard, Policy};
-use crate::store::{self, StoreError};
+use crate::store::{Storage, StoreError};
 
 /// SHA-256 of the file's bytes.
 pub type Fingerprint = [u8; 32];
@@ -357,11 +357,7 @@ impl Reloader {
             new.limits.header_read_timeout_ms = old.limits.header_read_timeout_ms;
         }
         crate::server::check_dev_tokens(&new).map_err(|e| Refused::Invalid(e.to_string()))?;
-        let api = s
-            .store
-            .read(store::load_api_webhooks)
-            .await
-            .map_err(Refused::Store)?;
+        let api = s.store.load_api_webhooks().await.map_err(Refused::Store)?;
 
         let before = by_id(old.file_webhooks());
         let after = by_id(new.file_webhooks());
@@ -404,14 +400,14 @@ impl Reloader {
         if !summary.removed.is_empty() {
             let queue = s
                 .store
-                .read(|c| store::queue_depth(c, crate::event::now_ms()))
+                .queue_depth(crate::event::now_ms())
                 .await
                 .unwrap_or_default();
             for id in &summary.removed {
                 let pending = queue
                     .iter()
-                    .find(|(w, _, _)| w == id)
-                    .map(|(_, p, _)| *p)
+                    .find(|q| &q.webhook_id == id)
+                    .map(|q| q.pending)
                     .unwrap_or(0);
                 tracing::info!(
                     webhook = %id,
