@@ -138,6 +138,10 @@ impl<'de> Deserialize<'de> for Listen {
 pub struct StorageConfig {
     pub backend: StorageBackend,
     pub retention_days: u32,
+    /// Postgres: how long a claimed delivery stays this instance's without
+    /// renewal (renewed every quarter of it while queued or attempted); a
+    /// killed instance's deliveries are taken over after at most this long.
+    pub lease_ms: u64,
 }
 
 /// The store a relay runs on.
@@ -173,6 +177,8 @@ struct RawStorage {
     postgres: Option<Secret>,
     #[serde(default = "default_retention_days")]
     retention_days: u32,
+    #[serde(default = "default_lease_ms")]
+    lease_ms: u64,
 }
 
 impl TryFrom<RawStorage> for StorageConfig {
@@ -198,15 +204,28 @@ impl TryFrom<RawStorage> for StorageConfig {
             (Some(path), None) => StorageBackend::Sqlite(path),
             (None, None) => StorageBackend::Sqlite(default_sqlite()),
         };
+        if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&raw.lease_ms) {
+            return Err(format!(
+                "storage.lease_ms: {} is outside {MIN_LEASE_MS}..={MAX_LEASE_MS}",
+                raw.lease_ms
+            ));
+        }
         Ok(StorageConfig {
             backend,
             retention_days: raw.retention_days,
+            lease_ms: raw.lease_ms,
         })
     }
 }
 
 fn default_sqlite() -> EnvPath {
     EnvPath(PathBuf::from("./data/relay.db"))
+}
+/// Bounds of `storage.lease_ms`: 1 s .. 1 h.
+pub const MIN_LEASE_MS: u64 = 1_000;
+pub const MAX_LEASE_MS: u64 = 3_600_000;
+fn default_lease_ms() -> u64 {
+    60_000
 }
 fn default_retention_days() -> u32 {
     30
@@ -217,6 +236,7 @@ impl Default for StorageConfig {
         Self {
             backend: StorageBackend::Sqlite(default_sqlite()),
             retention_days: default_retention_days(),
+            lease_ms: default_lease_ms(),
         }
     }
 }

@@ -58,12 +58,13 @@ pub const UNRECORDED_PER_SLOT: usize = 2;
 /// doubled on each further failure up to [`STORE_BACKOFF_MAX`].
 const STORE_BACKOFF_MIN: Duration = Duration::from_secs(1);
 const STORE_BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// How long a claim holds a delivery for this instance (a shared store:
-/// another instance takes it over once the lease has expired).
-const LEASE: Duration = Duration::from_secs(60);
-/// How often the leases of queued and running deliveries are renewed: well
-/// within [`LEASE`], so a live instance never loses one mid-attempt.
-const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// How often the leases of queued and running deliveries are renewed, as a
+/// fraction of the lease (`storage.lease_ms`, [`Store::lease`]): well
+/// within it, so a live instance never loses one mid-attempt.
+const RENEWALS_PER_LEASE: u32 = 4;
+/// How often a shared store's breaker states are read back (another
+/// instance may have tripped or re-enabled a webhook).
+const BREAKER_REFRESH: Duration = Duration::from_secs(1);
 
 /// One delivery to attempt.
 #[derive(Debug, Clone)]
@@ -278,16 +279,29 @@ impl Dispatcher {
         let inner = &self.inner;
         inner.stopping.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
-        loop {
+        let left = loop {
             let recorded = inner.recorded.notified();
             let left = inner.unrecorded.load(Ordering::SeqCst);
             if left == 0 {
-                return 0;
+                break 0;
             }
             if tokio::time::timeout_at(deadline, recorded).await.is_err() {
-                return inner.unrecorded.load(Ordering::SeqCst);
+                break inner.unrecorded.load(Ordering::SeqCst);
+            }
+        };
+        if inner.store.is_shared() {
+            // Deliveries still queued here: another instance may take them
+            // now instead of after their lease.
+            let lanes: Vec<Arc<Lane>> = lock(&inner.lanes).values().cloned().collect();
+            let ids: Vec<String> = lanes
+                .iter()
+                .flat_map(|l| l.inflight().iter().cloned().collect::<Vec<_>>())
+                .collect();
+            if let Err(e) = inner.store.renew(ids, Duration::ZERO).await {
+                tracing::warn!(error = %e, "cannot release the leases of queued deliveries; other instances take them once the leases expire");
             }
         }
+        left
     }
 
     /// Runs one attempt right now, outside the lanes, and returns its record
@@ -336,6 +350,16 @@ impl Inner {
         if lane.tx.try_send(job).is_err() {
             lane.inflight().remove(&id);
             lane.starved.store(true, Ordering::SeqCst);
+            if self.store.is_shared() {
+                // Leased to this instance by ingest or a claim: give it up
+                // so that any instance (this one's poller too) can claim it.
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.renew(vec![id], Duration::ZERO).await {
+                        tracing::warn!(error = %e, "cannot release a delivery that did not fit its lane; it is claimable once its lease expires");
+                    }
+                });
+            }
         }
     }
 
@@ -429,7 +453,12 @@ impl Inner {
     }
 
     async fn poll_loop(self: Arc<Self>) {
+        let mut refreshed = Instant::now();
         loop {
+            if self.store.is_shared() && refreshed.elapsed() >= BREAKER_REFRESH {
+                refreshed = Instant::now();
+                self.refresh_breakers().await;
+            }
             let webhooks = self.registry.load();
             let idle = self.stopping.load(Ordering::SeqCst) || self.paused_until().is_some();
             for w in webhooks.list.iter().filter(|_| !idle) {
@@ -449,7 +478,7 @@ impl Inner {
                         Arc::new(move |id: &str| lane.inflight().contains(id))
                     },
                 };
-                let claimed = match self.store.claim_due(&w.id, room, LEASE, busy).await {
+                let claimed = match self.store.claim_due(&w.id, room, self.store.lease(), busy).await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(webhook = %w.id, error = %e, "cannot read due deliveries");
@@ -488,11 +517,32 @@ impl Inner {
         }
     }
 
+    /// Reads back the breaker states of a shared store: another instance
+    /// may have tripped a webhook (its failures count for all) or an
+    /// operator re-enabled one through another instance's API.
+    async fn refresh_breakers(&self) {
+        match self.store.load_webhook_states().await {
+            Ok(states) => {
+                let webhooks = self.registry.load();
+                for (id, state) in states {
+                    if let Some(w) = webhooks.get(&id)
+                        && w.breaker.snapshot() != state
+                    {
+                        w.breaker.observe(state);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the webhooks' breaker states from the shared store")
+            }
+        }
+    }
+
     /// Renews the leases of every delivery queued or running here, every
-    /// [`RENEW_EVERY`], so that another instance never takes over a
+    /// quarter of the lease, so that another instance never takes over a
     /// delivery whose attempt is still going (a no-op on SQLite).
     async fn renew_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(RENEW_EVERY);
+        let mut tick = tokio::time::interval(self.store.lease() / RENEWALS_PER_LEASE);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -504,7 +554,7 @@ impl Inner {
             if ids.is_empty() {
                 continue;
             }
-            if let Err(e) = self.store.renew(ids, LEASE).await {
+            if let Err(e) = self.store.renew(ids, self.store.lease()).await {
                 tracing::error!(error = %e, "cannot renew the leases of deliveries in flight");
             }
         }

@@ -135,7 +135,8 @@ fn run(command: Command) -> Result<(), Failure> {
         }
         Command::Check { config } => {
             let cfg = relay::config::Config::load(&config).map_err(user)?;
-            relay::store::check_config(&cfg.storage)
+            runtime()?
+                .block_on(relay::store::check_reachable(&cfg.storage))
                 .map_err(|e| user(format!("{}: {e}", config.display())))?;
             println!(
                 "{}: ok ({} webhooks, {} tokens)",

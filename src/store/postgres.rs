@@ -32,12 +32,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use crate::event::{Event, now_ms};
-use crate::history::{Attempt, AttemptError, Page, Query, Status};
-use crate::store::{
-    Accepted, Activity, Delivery, DueDelivery, Start, StoreError, StoredWebhook, Target,
-    WebhookState,
+use tokio::sync::Notify;
+
+use super::{
+    PRUNE_BATCH,
+    Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
+    Delivery, DueDelivery, HistoryQuery, NewEvent, Page, QueueDepth, Start, Status, Storage,
+    StoreError, StoredWebhook, Target, WebhookState,
 };
+use crate::event::{Event, now_ms};
 
 /// The channel idle instances listen on.
 pub const CHANNEL: &str = "relay_due";
@@ -47,8 +50,7 @@ const MIGRATION_LOCK: i64 = 0x72_656c_6179;
 const POOL_SIZE: usize = 16;
 /// Longest wait for a connection (from the pool or a new one).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most rows one retention step deletes.
-pub const PRUNE_BATCH: i64 = 1000;
+
 
 /// Schema versions, applied in order, each in its own transaction.
 pub const MIGRATIONS: &[(i32, &str)] = &[(
@@ -177,7 +179,7 @@ fn scrub(message: String, secret: Option<&[u8]>) -> String {
 /// Parses a `storage.postgres` URL. The error never quotes the URL.
 pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        StoreError::Sqlite(scrub(
+        StoreError::Database(scrub(
             format!(
                 "storage.postgres: not a valid PostgreSQL URL ({}); expected postgres://user:password@host:5432/database",
                 first_line(&e.to_string())
@@ -186,12 +188,12 @@ pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
         ))
     })?;
     if config.get_hosts().is_empty() {
-        return Err(StoreError::Sqlite(
+        return Err(StoreError::Database(
             "storage.postgres: the URL names no host; expected postgres://user:password@host:5432/database".into(),
         ));
     }
     if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(StoreError::Sqlite(format!(
+        return Err(StoreError::Database(format!(
             "storage.postgres: {}: sslmode=require is not supported yet; connect over a private network or a local socket",
             redact(&config)
         )));
@@ -213,11 +215,11 @@ fn first_line(s: &str) -> &str {
 
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
     // tokio-postgres messages name the server's error, never the password.
-    StoreError::Sqlite(format!("postgres: {e}"))
+    StoreError::Database(format!("postgres: {e}"))
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Sqlite(format!("postgres: {e}"))
+    StoreError::Database(format!("postgres: {e}"))
 }
 
 /// The shared store.
@@ -226,6 +228,9 @@ pub struct PgStore {
     pool: Pool,
     /// This process's id in `owner` columns.
     owner: Arc<str>,
+    /// The connection settings (for the LISTEN connection).
+    config: Arc<tokio_postgres::Config>,
+    /// The lease of deliveries this instance writes for itself.
     lease_ms: i64,
     /// Round trips of this store (the process-wide count is [`round_trips`]).
     trips: Arc<AtomicU64>,
@@ -237,39 +242,44 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// What a recorded attempt does to its webhook's breaker (DESIGN §9),
-/// applied atomically in the database so that all instances count together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerChange {
-    /// Nothing to count.
-    None,
-    /// A delivery succeeded: the streak ends.
-    Success,
-    /// A delivery failed for good because of the receiver: +1, and pause
-    /// the webhook at `threshold` (0 = never).
-    Failure { threshold: u32 },
-    /// The receiver said it is gone: pause now.
-    Deactivate,
-}
-
-/// What recording an attempt found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    /// False when this instance no longer held the delivery's lease (it
-    /// expired and another instance claimed it): the attempt row is kept,
-    /// the delivery's state is left to the new owner.
-    pub owned: bool,
-    /// The webhook's breaker state after the change, when it changed.
-    pub breaker: Option<WebhookState>,
+/// Connects once and asks for `SELECT 1` (bounded by [`CONNECT_TIMEOUT`]):
+/// `relay check`. The error names the URL without its password.
+pub async fn ping(url: &str) -> Result<(), StoreError> {
+    let mut config = parse_url(url)?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let shown = redact(&config);
+    let secret = config.get_password().map(<[u8]>::to_vec);
+    let answered = tokio::time::timeout(CONNECT_TIMEOUT * 2, async {
+        let (client, connection) = config.connect(NoTls).await?;
+        let task = tokio::spawn(connection);
+        let r = client.simple_query("SELECT 1").await.map(|_| ());
+        drop(client);
+        let _ = task.await;
+        r
+    })
+    .await;
+    let message = match answered {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", (CONNECT_TIMEOUT * 2).as_secs()),
+    };
+    Err(StoreError::Database(scrub(
+        format!("storage.postgres: cannot connect to {shown}: {message}"),
+        secret.as_deref(),
+    )))
 }
 
 impl PgStore {
     /// Connects (bounded by [`CONNECT_TIMEOUT`]), runs the migrations and
     /// checks the database answers. Errors name the URL without password.
-    pub async fn connect(url: &str, lease_ms: u64) -> Result<PgStore, StoreError> {
+    /// `lease`: how long ingest, replay and resend lease the due
+    /// deliveries they write to this instance (which offers them to its own
+    /// lanes; the dispatcher renews them while they wait or are attempted).
+    pub async fn connect(url: &str, lease: Duration) -> Result<PgStore, StoreError> {
         let mut config = parse_url(url)?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("relay");
+        let pg_config = config.clone();
         let shown = redact(&config);
         let secret = config.get_password().map(<[u8]>::to_vec);
         let manager = Manager::from_config(
@@ -286,15 +296,16 @@ impl PgStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Sqlite(format!("storage.postgres: {shown}: {e}")))?;
+            .map_err(|e| StoreError::Database(format!("storage.postgres: {shown}: {e}")))?;
         let store = PgStore {
             pool,
             owner: Arc::from(crate::event::new_id()),
-            lease_ms: lease_ms as i64,
+            config: Arc::new(pg_config),
+            lease_ms: Self::lease_param(lease),
             trips: Arc::default(),
         };
         store.migrate().await.map_err(|e| {
-            StoreError::Sqlite(scrub(
+            StoreError::Database(scrub(
                 format!("storage.postgres: cannot use {shown}: {e}"),
                 secret.as_deref(),
             ))
@@ -307,13 +318,14 @@ impl PgStore {
         &self.owner
     }
 
+    /// The lease this store was opened with.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms as u64)
+    }
+
     /// Round trips this store has made.
     pub fn round_trips(&self) -> u64 {
         self.trips.load(Ordering::Relaxed)
-    }
-
-    pub fn lease_ms(&self) -> u64 {
-        self.lease_ms as u64
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -390,44 +402,75 @@ impl PgStore {
         result.and(unlock)
     }
 
-    // -----------------------------------------------------------------
-    // Events and deliveries
+    /// `lease` as milliseconds for the statements.
+    fn lease_param(lease: Duration) -> i64 {
+        lease.as_millis().min(i64::MAX as u128) as i64
+    }
 
-    /// Inserts events and their deliveries in one statement (one round
-    /// trip, one transaction): a known id creates nothing and is answered
-    /// with its first count. Deliveries whose id is in `leased` (reserved
-    /// in this instance's lanes) are written leased to this instance; any
-    /// other due delivery wakes the other instances.
-    pub async fn insert_events(
+    /// Fails claimed deliveries whose event no longer exists.
+    async fn fail_orphans(&self, ids: &[String]) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = $2, owner = NULL, locked_until = NULL
+             WHERE id = ANY($1) AND due_at IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
+            &[&ids, &now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Delivery rows of a batch as column arrays (for `unnest`).
+#[derive(Default)]
+struct DeliveryColumns {
+    id: Vec<String>,
+    event: Vec<String>,
+    webhook: Vec<String>,
+    status: Vec<&'static str>,
+    due: Vec<Option<i64>>,
+}
+
+impl DeliveryColumns {
+    fn push(&mut self, event_id: &str, t: &Target, now: i64) {
+        let (status, due) = start_row(t.start, now);
+        self.id.push(t.delivery_id.clone());
+        self.event.push(event_id.to_owned());
+        self.webhook.push(t.webhook_id.clone());
+        self.status.push(status);
+        self.due.push(due);
+    }
+}
+
+impl Storage for PgStore {
+    /// One statement (one round trip, one transaction) for the whole batch:
+    /// the events (`ON CONFLICT DO NOTHING`: the id is the idempotency
+    /// key), their deliveries — due ones leased to this instance for
+    /// its lease, since ingest hands them to its own lanes — and
+    /// the held attempts of new events.
+    async fn accept(
         &self,
-        batch: &[(&Event, &str, &[Target])],
-        held: &[Attempt],
-        leased: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<Accepted>, StoreError> {
+        batch: Vec<NewEvent>,
+    ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
         let now = now_ms();
-        let mut seen = std::collections::HashSet::new();
+        let mut first = std::collections::HashSet::new();
         let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
-        let (mut d_id, mut d_event, mut d_webhook, mut d_status, mut d_due, mut d_leased) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for (event, body, targets) in batch {
-            if !seen.insert(event.id.as_str()) {
+        let mut d = DeliveryColumns::default();
+        let mut held = Vec::new();
+        for e in &batch {
+            // The same id twice in one batch: the later ones are duplicates.
+            if !first.insert(e.event.id.as_str()) {
                 continue;
             }
-            ids.push(event.id.clone());
-            types.push(event.event_type.clone());
-            bodies.push(body.to_string());
-            counts.push(targets.len() as i32);
-            for t in *targets {
-                let (status, due) = start_row(t.start, now);
-                d_id.push(t.delivery_id.clone());
-                d_event.push(event.id.clone());
-                d_webhook.push(t.webhook_id.clone());
-                d_status.push(status);
-                d_due.push(due);
-                d_leased.push(t.start == Start::Due && leased(&t.delivery_id));
+            ids.push(e.event.id.clone());
+            types.push(e.event.event_type.clone());
+            bodies.push(e.body.clone());
+            counts.push(e.targets.len() as i32);
+            for t in &e.targets {
+                d.push(&e.event.id, t, now);
             }
+            held.extend(e.held.iter().cloned());
         }
-        let held_json = attempts_json(held, None)?;
+        let held_json = attempts_json(&held, Some(&self.owner))?;
         let rows = self
             .query(
                 "WITH ev AS (
@@ -438,36 +481,42 @@ impl PgStore {
                  ), dl AS (
                     INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
                     SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
-                           CASE WHEN d.leased THEN $12::text END,
-                           CASE WHEN d.leased THEN clock_timestamp() + $13::int8 * interval '1 millisecond' END
-                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::bool[])
-                         AS d(id, event_id, webhook_id, status, due_at, leased)
+                           CASE WHEN d.status = 'pending' THEN $11::text END,
+                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
+                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+                         AS d(id, event_id, webhook_id, status, due_at)
                     WHERE d.event_id IN (SELECT id FROM ev)
-                    RETURNING (owner IS NULL AND status = 'pending') AS free
                  ), held AS (
                     INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
                         success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $14::text::json) a
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
                     WHERE a.event_id IN (SELECT id FROM ev)
                  )
                  SELECT id, true AS fresh, 0 AS n FROM ev
                  UNION ALL
-                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)
-                 UNION ALL
-                 SELECT NULL, NULL, relay_wake() FROM (SELECT 1 FROM dl WHERE free LIMIT 1) w",
+                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)",
                 &[
-                    &ids, &types, &bodies, &counts, &now, &d_id, &d_event, &d_webhook, &d_status,
-                    &d_due, &d_leased, &&*self.owner, &self.lease_ms, &held_json,
+                    &ids,
+                    &types,
+                    &bodies,
+                    &counts,
+                    &now,
+                    &d.id,
+                    &d.event,
+                    &d.webhook,
+                    &d.status,
+                    &d.due,
+                    &&*self.owner,
+                    &self.lease_ms,
+                    &held_json,
                 ],
             )
             .await?;
         let mut fresh = std::collections::HashSet::new();
         let mut known = std::collections::HashMap::new();
         for r in &rows {
-            let Some(id) = r.get::<_, Option<String>>(0) else {
-                continue;
-            };
-            if r.get::<_, Option<bool>>(1) == Some(true) {
+            let id: String = r.get(0);
+            if r.get::<_, bool>(1) {
                 fresh.insert(id);
             } else {
                 known.insert(id, r.get::<_, i32>(2));
@@ -475,14 +524,15 @@ impl PgStore {
         }
         let mut out = Vec::with_capacity(batch.len());
         let mut answered = std::collections::HashSet::new();
-        for (event, _, targets) in batch {
-            let first = answered.insert(event.id.as_str());
-            if first && fresh.contains(&event.id) {
+        for e in &batch {
+            let id = &e.event.id;
+            if answered.insert(id.as_str()) && fresh.contains(id) {
                 out.push(Accepted {
-                    id: event.id.clone(),
-                    deliveries: targets.len() as u32,
+                    id: id.clone(),
+                    deliveries: e.targets.len() as u32,
                     duplicate: false,
-                    held: targets
+                    held: e
+                        .targets
                         .iter()
                         .filter(|t| t.start != Start::Due)
                         .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
@@ -490,267 +540,96 @@ impl PgStore {
                 });
                 continue;
             }
-            let n = match known.get(&event.id) {
+            let n = match known.get(id) {
                 Some(n) => *n,
-                None if fresh.contains(&event.id) => targets.len() as i32,
-                // Inserted by a concurrent request after this statement's
+                None if fresh.contains(id) => counts[ids.iter().position(|x| x == id).unwrap_or(0)],
+                // Stored by a concurrent request after this statement's
                 // snapshot: read its count now.
                 None => self
-                    .query("SELECT deliveries FROM events WHERE id = $1", &[&event.id])
+                    .query("SELECT deliveries FROM events WHERE id = $1", &[id])
                     .await?
                     .first()
                     .map(|r| r.get::<_, i32>(0))
                     .unwrap_or(0),
             };
             out.push(Accepted {
-                id: event.id.clone(),
+                id: id.clone(),
                 deliveries: n as u32,
                 duplicate: true,
                 held: vec![],
             });
         }
-        Ok(out)
+        Ok((out, batch))
     }
 
-    /// Adds deliveries to a stored event (replay, test), unleased: any
-    /// instance may claim them (all are woken). Records `held` attempts.
-    pub async fn insert_deliveries(
+    /// Replay: the deliveries (due ones leased to this instance, which
+    /// offers them to its lanes) and their held attempts, in one statement;
+    /// nothing when the event is gone.
+    async fn add_deliveries(
         &self,
         event_id: &str,
-        targets: &[Target],
-        held: &[Attempt],
-    ) -> Result<(), StoreError> {
+        targets: Vec<Target>,
+        held: Vec<Attempt>,
+    ) -> Result<bool, StoreError> {
         let now = now_ms();
-        let mut d_id = vec![];
-        let mut d_webhook = vec![];
-        let mut d_status = vec![];
-        let mut d_due = vec![];
-        for t in targets {
-            let (status, due) = start_row(t.start, now);
-            d_id.push(t.delivery_id.clone());
-            d_webhook.push(t.webhook_id.clone());
-            d_status.push(status);
-            d_due.push(due);
+        let mut d = DeliveryColumns::default();
+        for t in &targets {
+            d.push(event_id, t, now);
         }
-        let held_json = attempts_json(held, None)?;
-        self.query(
-            "WITH dl AS (
-                INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at)
-                SELECT d.id, $1, d.webhook_id, d.status, 0, d.due_at, $2, $2
-                FROM unnest($3::text[], $4::text[], $5::text[], $6::int8[]) AS d(id, webhook_id, status, due_at)
-                RETURNING status
-             ), held AS (
-                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
-             )
-             SELECT relay_wake() FROM (SELECT 1 FROM dl WHERE status = 'pending' LIMIT 1) w",
-            &[&event_id, &now, &d_id, &d_webhook, &d_status, &d_due, &held_json],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Claims up to `limit` due deliveries of a webhook for this instance
-    /// (a lease of `lease_ms`), oldest first, skipping rows another
-    /// transaction holds and unexpired leases. One round trip. Returns the
-    /// claimed deliveries with their events, and the ids of claimed ones
-    /// whose event is gone (see [`PgStore::fail_orphans`]).
-    pub async fn claim_due(
-        &self,
-        webhook_id: &str,
-        now: i64,
-        limit: usize,
-    ) -> Result<(Vec<DueDelivery>, Vec<String>), StoreError> {
+        let held_json = attempts_json(&held, Some(&self.owner))?;
         let rows = self
             .query(
-                "WITH c AS (
-                    UPDATE deliveries d SET owner = $1::text, locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
-                    WHERE d.id IN (
-                        SELECT id FROM deliveries
-                        WHERE webhook_id = $3 AND due_at IS NOT NULL AND due_at <= $4
-                          AND (locked_until IS NULL OR locked_until < clock_timestamp())
-                        ORDER BY due_at LIMIT $5
-                        FOR UPDATE SKIP LOCKED)
-                    RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.due_at
-                 )
-                 SELECT c.id, c.webhook_id, c.attempts, e.body FROM c LEFT JOIN events e ON e.id = c.event_id
-                 ORDER BY c.due_at",
-                &[&&*self.owner, &self.lease_ms, &webhook_id, &now, &(limit as i64)],
-            )
-            .await?;
-        let mut due = Vec::with_capacity(rows.len());
-        let mut orphans = Vec::new();
-        for r in rows {
-            let id: String = r.get(0);
-            match r.get::<_, Option<String>>(3) {
-                Some(body) => due.push(DueDelivery {
-                    delivery_id: id,
-                    webhook_id: r.get(1),
-                    attempts: r.get::<_, i32>(2) as u32,
-                    event: serde_json::from_str(&body)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                }),
-                None => orphans.push(id),
-            }
-        }
-        Ok((due, orphans))
-    }
-
-    /// Extends this instance's leases on `ids` (deliveries waiting in its
-    /// lanes or being attempted). Returns how many it still held.
-    pub async fn renew(&self, ids: &[String]) -> Result<u64, StoreError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        self.execute(
-            "UPDATE deliveries SET locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
-             WHERE owner = $1 AND id = ANY($3) AND due_at IS NOT NULL",
-            &[&&*self.owner, &self.lease_ms, &ids],
-        )
-        .await
-    }
-
-    /// Gives up this instance's leases on `ids` (a graceful stop): another
-    /// instance may claim them at once.
-    pub async fn release(&self, ids: &[String]) -> Result<u64, StoreError> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        self.execute(
-            "UPDATE deliveries SET owner = NULL, locked_until = NULL WHERE owner = $1 AND id = ANY($2)",
-            &[&&*self.owner, &ids],
-        )
-        .await
-    }
-
-    /// Ends claimed deliveries whose event no longer exists as failed.
-    pub async fn fail_orphans(&self, ids: &[String]) -> Result<(), StoreError> {
-        self.execute(
-            "UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = $2, owner = NULL, locked_until = NULL
-             WHERE id = ANY($1) AND due_at IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
-            &[&ids, &now_ms()],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Records an attempt in one statement (one round trip, one
-    /// transaction): the attempt row; the delivery's new state, clearing
-    /// its lease, only if this instance still owns it (`owned` — an
-    /// attempt outside the lanes, the `test` endpoint, passes `false` and
-    /// needs no lease); and the breaker change, counted atomically.
-    pub async fn record(
-        &self,
-        attempt: &Attempt,
-        due_at: Option<i64>,
-        leased: bool,
-        change: BreakerChange,
-    ) -> Result<Recorded, StoreError> {
-        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
-        let (op, threshold) = match change {
-            BreakerChange::None => ("", 0),
-            BreakerChange::Success => ("success", 0),
-            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
-            BreakerChange::Deactivate => ("deactivate", 0),
-        };
-        let now = now_ms();
-        let rows = self
-            .query(
-                "WITH d AS (
-                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
-                    WHERE id = $1 AND (NOT $7::bool OR owner = $6::text)
-                    RETURNING id
-                 ), a AS (
+                "WITH ev AS (SELECT id FROM events WHERE id = $1 FOR SHARE),
+                 dl AS (
+                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
+                    SELECT d.id, $1, d.webhook_id, d.status, 0, d.due_at, $2, $2,
+                           CASE WHEN d.status = 'pending' THEN $7::text END,
+                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $8::int8 * interval '1 millisecond' END
+                    FROM unnest($3::text[], $4::text[], $5::text[], $6::int8[]) AS d(id, webhook_id, status, due_at)
+                    WHERE EXISTS (SELECT 1 FROM ev)
+                 ), held AS (
                     INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
                         success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $8::text::json) a
-                 ), w AS (
-                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
-                    SELECT $9::text, CASE WHEN $10::text = 'deactivate' OR ($10 = 'failure' AND $11::int4 > 0 AND $11 <= 1) THEN 'paused' ELSE 'active' END,
-                           CASE WHEN $10 = 'failure' THEN 1 ELSE 0 END, $5
-                    WHERE $10 <> '' AND ($10 <> 'success')
-                    ON CONFLICT (webhook_id) DO UPDATE SET
-                        failure_count = CASE WHEN $10 = 'failure' THEN s.failure_count + 1 ELSE s.failure_count END,
-                        activity = CASE
-                            WHEN s.activity = 'active' AND ($10 = 'deactivate' OR ($10 = 'failure' AND $11 > 0 AND s.failure_count + 1 >= $11))
-                            THEN 'paused' ELSE s.activity END,
-                        updated_at = $5
-                    RETURNING s.activity, s.failure_count
-                 ), ok AS (
-                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
-                    WHERE webhook_id = $9 AND $10 = 'success' AND failure_count > 0
-                    RETURNING activity, failure_count
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $9::text::json) a
+                    WHERE EXISTS (SELECT 1 FROM ev)
                  )
-                 SELECT (SELECT count(*) FROM d), x.activity, x.failure_count
-                 FROM (SELECT * FROM w UNION ALL SELECT * FROM ok) x RIGHT JOIN (SELECT 1) one ON true",
+                 SELECT count(*) FROM ev",
                 &[
-                    &attempt.delivery_id,
-                    &attempt.status.as_str(),
-                    &(attempt.attempt as i32),
-                    &due_at,
+                    &event_id,
                     &now,
+                    &d.id,
+                    &d.webhook,
+                    &d.status,
+                    &d.due,
                     &&*self.owner,
-                    &leased,
-                    &json,
-                    &attempt.webhook_id,
-                    &op,
-                    &threshold,
+                    &self.lease_ms,
+                    &held_json,
                 ],
             )
             .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
-        let owned = row.get::<_, i64>(0) > 0;
-        let breaker = match (row.get::<_, Option<String>>(1), row.get::<_, Option<i32>>(2)) {
-            (Some(a), Some(n)) => Some(WebhookState {
-                activity: activity(&a),
-                failure_count: n as u32,
-            }),
-            _ => None,
-        };
-        Ok(Recorded { owned, breaker })
+        Ok(rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0))
     }
 
-    /// Records that a claimed delivery waits behind its webhook's tripped
-    /// breaker: history `paused`; the row keeps its attempts and place, and
-    /// its lease is cleared.
-    pub async fn pause_delivery(&self, attempt: &Attempt) -> Result<(), StoreError> {
-        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
-        self.query(
-            "WITH d AS (
-                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
-                WHERE id = $1 AND due_at IS NOT NULL
-                RETURNING id
-             ), a AS (
-                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
-             )
-             SELECT count(*) FROM d",
-            &[&attempt.delivery_id, &now_ms(), &json],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Makes a delivery due now again (resend), unleased, and wakes the
-    /// instances. Returns the delivery and its event, `None` when either is
-    /// gone.
-    pub async fn resend(&self, delivery_id: &str) -> Result<Option<(Delivery, Event)>, StoreError> {
+    /// Due now again, leased to this instance (the API offers it to this
+    /// instance's lane).
+    async fn resend(&self, delivery_id: &str) -> Result<Option<(Delivery, Event)>, StoreError> {
         let now = now_ms();
         let rows = self
             .query(
                 "WITH d AS (
-                    UPDATE deliveries SET status = 'pending', due_at = $2, updated_at = $2, owner = NULL, locked_until = NULL
+                    UPDATE deliveries SET status = 'pending', due_at = $2, updated_at = $2,
+                        owner = $3::text, locked_until = clock_timestamp() + $4::int8 * interval '1 millisecond'
                     WHERE id = $1 AND EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)
                     RETURNING id, event_id, webhook_id, attempts
                  )
-                 SELECT d.id, d.event_id, d.webhook_id, d.attempts, e.body, relay_wake()
+                 SELECT d.id, d.event_id, d.webhook_id, d.attempts, e.body
                  FROM d JOIN events e ON e.id = d.event_id",
-                &[&delivery_id, &now],
+                &[
+                    &delivery_id,
+                    &now,
+                    &&*self.owner,
+                    &self.lease_ms,
+                ],
             )
             .await?;
         let Some(r) = rows.first() else {
@@ -770,139 +649,208 @@ impl PgStore {
         )))
     }
 
-    /// Whether a delivery is due now with exactly `attempts` attempts made.
-    pub async fn is_due(&self, delivery_id: &str, attempts: u32, now: i64) -> Result<bool, StoreError> {
+    fn on_new_work(&self, wake: Arc<Notify>) {
+        self.listen(move || wake.notify_one());
+    }
+
+    /// One statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+    /// LOCKED)` sets the lease; the events come back with it. Rows locked
+    /// by another transaction and unexpired leases are skipped.
+    async fn claim_due(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+        lease: Duration,
+        busy: Busy,
+    ) -> Result<Claimed, StoreError> {
         let rows = self
             .query(
-                "SELECT 1 FROM deliveries WHERE id = $1 AND attempts = $2 AND due_at IS NOT NULL AND due_at <= $3",
-                &[&delivery_id, &(attempts as i32), &now],
+                "WITH c AS (
+                    UPDATE deliveries d SET owner = $1::text, locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
+                    WHERE d.id IN (
+                        SELECT id FROM deliveries
+                        WHERE webhook_id = $3 AND due_at IS NOT NULL AND due_at <= $4
+                          AND (locked_until IS NULL OR locked_until < clock_timestamp())
+                        ORDER BY due_at LIMIT $5
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.due_at
+                 )
+                 SELECT c.id, c.webhook_id, c.attempts, e.body FROM c LEFT JOIN events e ON e.id = c.event_id
+                 ORDER BY c.due_at",
+                &[
+                    &&*self.owner,
+                    &Self::lease_param(lease),
+                    &webhook_id,
+                    &now_ms(),
+                    &(limit as i64),
+                ],
             )
             .await?;
-        Ok(!rows.is_empty())
+        let saturated = rows.len() >= limit;
+        let mut due = Vec::with_capacity(rows.len());
+        let mut orphans = Vec::new();
+        for r in rows {
+            let id: String = r.get(0);
+            if (busy.contains)(&id) {
+                // Already queued here (its lease had lapsed): it stays ours.
+                continue;
+            }
+            match r.get::<_, Option<String>>(3) {
+                Some(body) => due.push(DueDelivery {
+                    delivery_id: id,
+                    webhook_id: r.get(1),
+                    attempts: r.get::<_, i32>(2) as u32,
+                    event: serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                }),
+                None => orphans.push(id),
+            }
+        }
+        if !orphans.is_empty() {
+            self.fail_orphans(&orphans).await?;
+        }
+        Ok(Claimed {
+            due,
+            orphans: orphans.len(),
+            saturated,
+        })
     }
 
-    /// The earliest due time among a webhook's pending deliveries.
-    pub async fn next_due(&self, webhook_id: &str) -> Result<Option<i64>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT MIN(due_at) FROM deliveries WHERE webhook_id = $1 AND due_at IS NOT NULL",
-                &[&webhook_id],
+    /// Extends this instance's leases. A zero `lease` gives them up: the
+    /// deliveries are claimable at once, and the other instances are woken.
+    async fn renew(&self, delivery_ids: Vec<String>, lease: Duration) -> Result<(), StoreError> {
+        if delivery_ids.is_empty() {
+            return Ok(());
+        }
+        if lease.is_zero() {
+            self.query(
+                "WITH r AS (
+                    UPDATE deliveries SET owner = NULL, locked_until = NULL
+                    WHERE owner = $1::text AND id = ANY($2) AND due_at IS NOT NULL
+                    RETURNING 1
+                 )
+                 SELECT relay_wake() FROM (SELECT 1 FROM r LIMIT 1) w",
+                &[&&*self.owner, &delivery_ids],
             )
             .await?;
-        Ok(rows.first().and_then(|r| r.get(0)))
-    }
-
-    /// `(webhook id, not final, due at now)` per webhook.
-    pub async fn queue_depth(&self, now: i64) -> Result<Vec<(String, u64, u64)>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT webhook_id, COUNT(*), COUNT(*) FILTER (WHERE due_at <= $1) FROM deliveries
-                 WHERE due_at IS NOT NULL GROUP BY webhook_id ORDER BY webhook_id",
-                &[&now],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64))
-            .collect())
-    }
-
-    pub async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT id, event_id, webhook_id, status, attempts FROM deliveries WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        Ok(rows.first().map(|r| Delivery {
-            id: r.get(0),
-            event_id: r.get(1),
-            webhook_id: r.get(2),
-            status: r.get(3),
-            attempts: r.get::<_, i32>(4) as u32,
-        }))
-    }
-
-    pub async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        let rows = self
-            .query("SELECT body FROM events WHERE id = $1", &[&id])
-            .await?;
-        rows.first()
-            .map(|r| {
-                serde_json::from_str(&r.get::<_, String>(0))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
-    }
-
-    pub async fn event_exists(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(!self
-            .query("SELECT 1 FROM events WHERE id = $1", &[&id])
-            .await?
-            .is_empty())
-    }
-
-    // -----------------------------------------------------------------
-    // History
-
-    pub async fn insert_attempt(&self, a: &Attempt) -> Result<(), StoreError> {
-        let json = attempts_json(std::slice::from_ref(a), Some(&self.owner))?;
+            return Ok(());
+        }
         self.execute(
-            "INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-             SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $1::text::json) a",
-            &[&json],
+            "UPDATE deliveries SET locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
+             WHERE owner = $1::text AND id = ANY($3) AND due_at IS NOT NULL",
+            &[&&*self.owner, &Self::lease_param(lease), &delivery_ids],
         )
         .await?;
         Ok(())
     }
 
-    /// A page of a webhook's attempts, newest first.
-    pub async fn list_for_webhook(&self, webhook_id: &str, q: &Query) -> Result<Page, StoreError> {
-        let limit = q.limit.clamp(1, 1000) as i64;
-        let status = q.status.map(|s| s.as_str());
+    async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
         let rows = self
             .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM attempts WHERE webhook_id = $1
-                     AND ($2::text IS NULL OR status = $2) AND ($3::bool IS NULL OR success = $3)
-                     AND ($4::int8 IS NULL OR created_at >= $4) AND ($5::int8 IS NULL OR seq < $5)
-                     ORDER BY seq DESC LIMIT $6"
-                ),
-                &[&webhook_id, &status, &q.success, &q.since_ms, &q.before, &(limit + 1)],
+                "SELECT 1 FROM deliveries WHERE id = $1 AND attempts = $2 AND due_at IS NOT NULL AND due_at <= $3",
+                &[&delivery_id, &(attempts as i32), &now_ms()],
             )
             .await?;
-        let mut data = Vec::new();
-        let mut last_seq = None;
-        for r in &rows {
-            if data.len() as i64 == limit {
-                return Ok(Page {
-                    data,
-                    next: last_seq.map(|s: i64| s.to_string()),
-                });
-            }
-            let (seq, a) = from_row(r);
-            last_seq = Some(seq);
-            data.push(a);
+        Ok(!rows.is_empty())
+    }
+
+    /// One statement (one round trip, one transaction): the attempt row;
+    /// the delivery's new state, clearing the lease, only while this
+    /// instance still holds it (else the lease expired and another instance
+    /// owns the delivery now: its record decides); the breaker change,
+    /// counted atomically on the stored row.
+    async fn record_attempt(
+        &self,
+        record: AttemptRecord,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        let attempt = &record.attempt;
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        let (op, threshold) = match record.breaker {
+            BreakerChange::None => ("", 0),
+            BreakerChange::Success { .. } => ("success", 0),
+            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
+            BreakerChange::Trip => ("trip", 0),
+        };
+        let rows = self
+            .query(
+                "WITH d AS (
+                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
+                    WHERE id = $1 AND owner = $6::text
+                    RETURNING id
+                 ), a AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
+                 ), w AS (
+                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
+                    SELECT $8::text,
+                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
+                           1, $5
+                    WHERE $9 IN ('failure', 'trip')
+                    ON CONFLICT (webhook_id) DO UPDATE SET
+                        failure_count = s.failure_count + 1,
+                        activity = CASE
+                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
+                            THEN 'paused' ELSE s.activity END,
+                        updated_at = $5
+                    RETURNING s.activity, s.failure_count
+                 ), ok AS (
+                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
+                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
+                    RETURNING activity, failure_count
+                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
+                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
+                &[
+                    &attempt.delivery_id,
+                    &attempt.status.as_str(),
+                    &(attempt.attempt as i32),
+                    &record.due_at,
+                    &now_ms(),
+                    &&*self.owner,
+                    &json,
+                    &attempt.webhook_id,
+                    &op,
+                    &threshold,
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
+        if row.get::<_, i64>(0) == 0 {
+            tracing::warn!(delivery = %attempt.delivery_id, "the lease on this delivery had expired and another instance took it over: the attempt is recorded in the history, the delivery's state is the new owner's");
         }
-        Ok(Page { data, next: None })
+        Ok(
+            match (row.get::<_, Option<String>>(1), row.get::<_, Option<i32>>(2)) {
+                (Some(a), Some(n)) => Some(WebhookState {
+                    activity: activity(&a),
+                    failure_count: n as u32,
+                }),
+                _ => None,
+            },
+        )
     }
 
-    /// Every attempt of one delivery, oldest first.
-    pub async fn list_for_delivery(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
-        let rows = self
-            .query(
-                &format!("SELECT {COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY seq"),
-                &[&delivery_id],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| from_row(r).1).collect())
+    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
+        let json = attempts_json(std::slice::from_ref(&attempt), Some(&self.owner))?;
+        self.query(
+            "WITH d AS (
+                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
+                WHERE id = $1 AND due_at IS NOT NULL
+                RETURNING id
+             ), a AS (
+                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
+             )
+             SELECT count(*) FROM d",
+            &[&attempt.delivery_id, &now_ms(), &json],
+        )
+        .await?;
+        Ok(())
     }
 
-    // -----------------------------------------------------------------
-    // Webhooks
-
-    pub async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
+    async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
         let rows = self
             .query(
                 "SELECT id, spec, secret, created_at, updated_at FROM api_webhooks",
@@ -924,7 +872,7 @@ impl PgStore {
         Ok(out)
     }
 
-    pub async fn save_api_webhook(&self, w: &StoredWebhook) -> Result<(), StoreError> {
+    async fn save_api_webhook(&self, w: StoredWebhook) -> Result<(), StoreError> {
         let id = w
             .spec
             .id
@@ -942,8 +890,7 @@ impl PgStore {
         Ok(())
     }
 
-    /// Deletes an API webhook; its pending deliveries end as failed.
-    pub async fn delete_api_webhook(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_api_webhook(&self, id: &str) -> Result<bool, StoreError> {
         let rows = self
             .query(
                 "WITH w AS (DELETE FROM api_webhooks WHERE id = $1 RETURNING id),
@@ -957,10 +904,10 @@ impl PgStore {
         Ok(rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0))
     }
 
-    pub async fn load_webhook_states(&self) -> Result<Vec<(String, WebhookState)>, StoreError> {
+    async fn load_webhook_states(&self) -> Result<Vec<(String, WebhookState)>, StoreError> {
         let rows = self
             .query(
-                "SELECT webhook_id, activity, failure_count FROM webhook_state",
+                "SELECT webhook_id, activity, failure_count FROM webhook_state ORDER BY webhook_id",
                 &[],
             )
             .await?;
@@ -978,9 +925,9 @@ impl PgStore {
             .collect())
     }
 
-    /// Stores an operator's decision; re-enabling wakes the instances (the
+    /// An operator's decision; re-enabling wakes the instances (the
     /// webhook's waiting deliveries are due).
-    pub async fn save_webhook_state(&self, webhook_id: &str, s: WebhookState) -> Result<(), StoreError> {
+    async fn save_webhook_state(&self, webhook_id: &str, s: WebhookState) -> Result<(), StoreError> {
         self.query(
             "WITH s AS (
                 INSERT INTO webhook_state (webhook_id, activity, failure_count, updated_at) VALUES ($1, $2, $3, $4)
@@ -988,36 +935,38 @@ impl PgStore {
                 RETURNING activity
              )
              SELECT CASE WHEN activity = 'active' THEN relay_wake() END FROM s",
-            &[&webhook_id, &s.activity.as_str(), &(s.failure_count as i32), &now_ms()],
+            &[
+                &webhook_id,
+                &s.activity.as_str(),
+                &(s.failure_count as i32),
+                &now_ms(),
+            ],
         )
         .await?;
         Ok(())
     }
 
-    pub async fn load_first_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn load_first_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = self
             .query("SELECT webhook_id, first_seen FROM config_webhooks", &[])
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Breaker states set by relay.yaml and first-load times of new file
-    /// webhooks (a time already stored stays): one transaction.
-    pub async fn save_rebuilt(
+    async fn save_rebuilt(
         &self,
-        states: &[(String, WebhookState)],
-        first_seen: &[(String, i64)],
+        states: Vec<(String, WebhookState)>,
+        first_seen: Vec<(String, i64)>,
     ) -> Result<(), StoreError> {
-        let (s_id, s_act, s_n): (Vec<String>, Vec<String>, Vec<i32>) = states.iter().fold(
-            (vec![], vec![], vec![]),
-            |(mut a, mut b, mut c), (id, s)| {
-                a.push(id.clone());
-                b.push(s.activity.as_str().to_owned());
-                c.push(s.failure_count as i32);
-                (a, b, c)
-            },
-        );
-        let (f_id, f_at): (Vec<String>, Vec<i64>) = first_seen.iter().cloned().unzip();
+        let mut s_id = Vec::new();
+        let mut s_act = Vec::new();
+        let mut s_n = Vec::new();
+        for (id, s) in &states {
+            s_id.push(id.clone());
+            s_act.push(s.activity.as_str());
+            s_n.push(s.failure_count as i32);
+        }
+        let (f_id, f_at): (Vec<String>, Vec<i64>) = first_seen.into_iter().unzip();
         self.query(
             "WITH s AS (
                 INSERT INTO webhook_state (webhook_id, activity, failure_count, updated_at)
@@ -1035,40 +984,118 @@ impl PgStore {
         Ok(())
     }
 
-    // -----------------------------------------------------------------
-    // Retention
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let rows = self
+            .query("SELECT body FROM events WHERE id = $1", &[&id])
+            .await?;
+        rows.first()
+            .map(|r| {
+                serde_json::from_str(&r.get::<_, String>(0))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
 
-    /// Deletes history older than `cutoff_ms` in steps of at most
-    /// [`PRUNE_BATCH`] rows per table, each its own short statement:
-    /// attempts, then final deliveries, then events none of whose
-    /// deliveries is left. Pending work is never deleted. Returns the rows
-    /// deleted.
-    pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        let mut rows = 0usize;
-        loop {
-            let n = self
-                .execute(
-                    "DELETE FROM attempts WHERE seq IN
-                     (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-                    &[&cutoff_ms, &PRUNE_BATCH],
-                )
-                .await?;
-            rows += n as usize;
-            if n < PRUNE_BATCH as u64 {
-                break;
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, event_id, webhook_id, status, attempts FROM deliveries WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| Delivery {
+            id: r.get(0),
+            event_id: r.get(1),
+            webhook_id: r.get(2),
+            status: r.get(3),
+            attempts: r.get::<_, i32>(4) as u32,
+        }))
+    }
+
+    async fn list_attempts(&self, webhook_id: &str, q: HistoryQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.clamp(1, 1000) as i64;
+        let status = q.status.map(|s| s.as_str());
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM attempts WHERE webhook_id = $1
+                     AND ($2::text IS NULL OR status = $2) AND ($3::bool IS NULL OR success = $3)
+                     AND ($4::int8 IS NULL OR created_at >= $4) AND ($5::int8 IS NULL OR seq < $5)
+                     ORDER BY seq DESC LIMIT $6"
+                ),
+                &[
+                    &webhook_id,
+                    &status,
+                    &q.success,
+                    &q.since_ms,
+                    &q.before,
+                    &(limit + 1),
+                ],
+            )
+            .await?;
+        let mut data = Vec::new();
+        let mut last_seq = None;
+        for r in &rows {
+            if data.len() as i64 == limit {
+                return Ok(Page {
+                    data,
+                    next: last_seq.map(|s: i64| s.to_string()),
+                });
             }
+            let (seq, a) = from_row(r);
+            last_seq = Some(seq);
+            data.push(a);
         }
-        loop {
-            let n = self
-                .execute(
-                    "DELETE FROM deliveries WHERE id IN
-                     (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
-                    &[&cutoff_ms, &PRUNE_BATCH],
-                )
-                .await?;
-            rows += n as usize;
-            if n < PRUNE_BATCH as u64 {
-                break;
+        Ok(Page { data, next: None })
+    }
+
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY seq"),
+                &[&delivery_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| from_row(r).1).collect())
+    }
+
+    async fn queue_depth(&self, now: i64) -> Result<Vec<QueueDepth>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT webhook_id, COUNT(*), COUNT(*) FILTER (WHERE due_at <= $1) FROM deliveries
+                 WHERE due_at IS NOT NULL GROUP BY webhook_id ORDER BY webhook_id",
+                &[&now],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| QueueDepth {
+                webhook_id: r.get(0),
+                pending: r.get::<_, i64>(1) as u64,
+                due: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
+    }
+
+    /// Steps of at most [`PRUNE_BATCH`] rows, each its own short statement:
+    /// attempts, then final deliveries, then events none of whose
+    /// deliveries is left (read in `(received_at, id)` order from a
+    /// cursor). Pending work is never deleted.
+    async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let batch = PRUNE_BATCH as i64;
+        let mut rows = 0usize;
+        for sql in [
+            "DELETE FROM attempts WHERE seq IN
+             (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            "DELETE FROM deliveries WHERE id IN
+             (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
+        ] {
+            loop {
+                let n = self.execute(sql, &[&cutoff_ms, &batch]).await?;
+                rows += n as usize;
+                if n < batch as u64 {
+                    break;
+                }
             }
         }
         let (mut after_at, mut after_id) = (i64::MIN, String::new());
@@ -1084,16 +1111,16 @@ impl PgStore {
                         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
                         RETURNING 1
                      ), last AS (SELECT received_at, id FROM old ORDER BY received_at DESC, id DESC LIMIT 1)
-                     SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM del), last.received_at, last.id
-                     FROM (SELECT 1) one LEFT JOIN last ON true",
-                    &[&cutoff_ms, &after_at, &after_id, &PRUNE_BATCH],
+                     SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM del),
+                            (SELECT received_at FROM last), (SELECT id FROM last)",
+                    &[&cutoff_ms, &after_at, &after_id, &batch],
                 )
                 .await?;
             let Some(r) = r.first() else { break };
             let looked: i64 = r.get(0);
             rows += r.get::<_, i64>(1) as usize;
             match (r.get::<_, Option<i64>>(2), r.get::<_, Option<String>>(3)) {
-                (Some(at), Some(id)) if looked == PRUNE_BATCH => {
+                (Some(at), Some(id)) if looked == batch => {
                     after_at = at;
                     after_id = id;
                 }
@@ -1102,7 +1129,9 @@ impl PgStore {
         }
         Ok(rows)
     }
+}
 
+impl PgStore {
     // -----------------------------------------------------------------
     // Wake-ups
 
@@ -1110,18 +1139,16 @@ impl PgStore {
     /// on every notification; reconnects (1 s, doubling to 30 s) when the
     /// connection is lost, and calls `wake` then too (a notification may
     /// have been missed). Polling stays the fallback.
-    pub fn listen(&self, url: &str, wake: impl Fn() + Send + 'static) {
-        let Ok(mut config) = parse_url(url) else {
-            return;
-        };
-        config.connect_timeout(CONNECT_TIMEOUT);
+    fn listen(&self, wake: impl Fn() + Send + 'static) {
+        let mut config = (*self.config).clone();
         config.application_name("relay-listen");
         tokio::spawn(async move {
             let mut backoff = Duration::from_secs(1);
             loop {
                 match config.connect(NoTls).await {
                     Ok((client, mut connection)) => {
-                        let subscribe = client.batch_execute(&format!("LISTEN {CHANNEL}"));
+                        let listen_sql = format!("LISTEN {CHANNEL}");
+                        let subscribe = client.batch_execute(&listen_sql);
                         tokio::pin!(subscribe);
                         let mut subscribed = false;
                         let ended = loop {
@@ -1144,7 +1171,6 @@ impl PgStore {
                                 },
                             }
                         };
-                        drop(client);
                         match ended {
                             Ok(()) => tracing::warn!("postgres LISTEN connection closed; polling until it is back"),
                             Err(e) => tracing::warn!(error = %e, "postgres LISTEN connection lost; polling until it is back"),
@@ -1161,26 +1187,9 @@ impl PgStore {
     }
 }
 
+/// A stored activity; unknown text reads as paused (deliveries wait).
 fn activity(s: &str) -> Activity {
-    [
-        Activity::Active,
-        Activity::Paused,
-        Activity::Disabled(crate::store::Operator::Api),
-        Activity::Disabled(crate::store::Operator::File),
-    ]
-    .into_iter()
-    .find(|a| a.as_str() == s)
-    .unwrap_or(Activity::Paused)
-}
-
-fn status(s: &str) -> Status {
-    match s {
-        "succeeded" => Status::Succeeded,
-        "retrying" => Status::Retrying,
-        "skipped" => Status::Skipped,
-        "paused" => Status::Paused,
-        _ => Status::Failed,
-    }
+    Activity::parse(s).unwrap_or(Activity::Paused)
 }
 
 /// How a new delivery row starts: (status, due_at).
@@ -1213,7 +1222,7 @@ fn from_row(r: &Row) -> (i64, Attempt) {
             event_id: r.get(4),
             event_type: r.get(5),
             attempt: r.get::<_, i32>(6) as u32,
-            status: status(&r.get::<_, String>(7)),
+            status: Status::parse(&r.get::<_, String>(7)),
             status_code: r.get::<_, Option<i32>>(8).map(|c| c as u16),
             success: r.get(9),
             error,
