@@ -60,7 +60,7 @@ pub fn load(path: &Path) -> Result<(Config, Fingerprint), ConfigError> {
         path: path.display().to_string(),
         source,
     })?;
-    let cfg = Config::parse(&text, &path.display().to_string())?;
+    let cfg = crate::check::parse(&text, &path.display().to_string())?;
     Ok((cfg, fingerprint(text.as_bytes())))
 }
 
@@ -268,7 +268,7 @@ impl Reloader {
             return;
         }
         let parsed = match String::from_utf8(text) {
-            Ok(t) => Config::parse(&t, &file).map_err(|e| e.to_string()),
+            Ok(t) => crate::check::parse(&t, &file).map_err(|e| e.to_string()),
             Err(_) => Err(format!("{file}: the file is not UTF-8 text")),
         };
         let cfg = match parsed {
@@ -356,7 +356,7 @@ impl Reloader {
             new.limits.max_connections = old.limits.max_connections;
             new.limits.header_read_timeout_ms = old.limits.header_read_timeout_ms;
         }
-        crate::server::check_dev_tokens(&new).map_err(|e| Refused::Invalid(e.to_string()))?;
+        crate::check::dev_tokens(&new).map_err(Refused::Invalid)?;
         let api = s.store.load_api_webhooks().await.map_err(Refused::Store)?;
 
         let before = by_id(old.file_webhooks());

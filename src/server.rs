@@ -40,23 +40,6 @@ pub enum ServeError {
     Storage(String),
 }
 
-/// The development tokens in the shipped relay.yaml start with `dev-`; they
-/// are only accepted when the relay listens on loopback.
-pub(crate) fn check_dev_tokens(cfg: &Config) -> Result<(), ServeError> {
-    if cfg.listen.0.ip().is_loopback() {
-        return Ok(());
-    }
-    for t in &cfg.auth.tokens {
-        if t.token.expose().starts_with("dev-") {
-            return Err(ServeError::Unsafe(format!(
-                "auth.tokens {:?} uses a development default token but listen is {}: set a real token (e.g. via its environment variable) or listen on 127.0.0.1",
-                t.name, cfg.listen.0
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Starts the plugin host: built-ins, then `*.wasm` files in `plugins.dir`.
 /// Precompiled code is cached beside the database.
 pub fn start_plugins(cfg: &Config) -> Result<PluginHost, ServeError> {
@@ -105,7 +88,7 @@ fn spawn_retention(store: Store, retention_days: u32) {
 /// Runs the relay until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let (cfg, fingerprint) = crate::reload::load(config_path)?;
-    check_dev_tokens(&cfg)?;
+    crate::check::dev_tokens(&cfg).map_err(ServeError::Unsafe)?;
     if cfg.auth.tokens.is_empty() {
         tracing::warn!("auth.tokens is empty: every API call will be refused with 401");
     }

@@ -196,7 +196,7 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
     formats.extend(s.plugins.names(Kind::Formatter));
     let destinations = s.plugins.names(Kind::Destination);
     let ctx = cfg.validation_context(&formats, &destinations);
-    spec.validate("", &ctx)
+    crate::check::webhook(&spec, "", &ctx)
         .map_err(|(field, message)| invalid(field.trim_start_matches('.'), message))?;
     Ok(spec)
 }

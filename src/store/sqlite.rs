@@ -1165,8 +1165,7 @@ impl Storage for SqliteStore {
     }
 
     async fn save_api_webhook(&self, webhook: StoredWebhook) -> Result<(), StoreError> {
-        self.write_with(webhook, |c, w| save_api_webhook(c, w))
-            .await?;
+        self.write_with(webhook, save_api_webhook).await?;
         Ok(())
     }
 

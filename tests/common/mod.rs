@@ -22,13 +22,23 @@ pub const INGEST: &str = "test-ingest-token-0123456789";
 pub const ADMIN: &str = "test-admin-token-0123456789";
 pub const VIEWER: &str = "test-viewer-token-0123456789";
 
-/// Tokens and network settings every test config starts with.
+/// Tokens and network settings every test config starts with, on a SQLite
+/// file at `db`.
 pub fn base_config(db: &Path) -> String {
+    base_config_with_storage(&sqlite_storage(db))
+}
+
+/// The `storage:` block of a SQLite file.
+pub fn sqlite_storage(db: &Path) -> String {
+    format!("storage:\n  sqlite: {}\n", db.display())
+}
+
+/// [`base_config`] with the given `storage:` block (YAML, e.g.
+/// `"storage:\n  postgres: postgres://...\n"`).
+pub fn base_config_with_storage(storage: &str) -> String {
     format!(
         r#"listen: 127.0.0.1:{{PORT}}
-storage:
-  sqlite: {db}
-auth:
+{storage}auth:
   tokens:
     - {{ name: scanner, token: "${{T_INGEST}}", role: ingest }}
     - {{ name: ops, token: "${{T_ADMIN}}", role: admin }}
@@ -36,8 +46,7 @@ auth:
 network:
   allow_private: [127.0.0.0/8, "::1/128"]
   allow_http: true
-"#,
-        db = db.display()
+"#
     )
 }
 
@@ -58,12 +67,22 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the relay with `base_config` followed by `extra` YAML.
+    /// Starts the relay with `base_config` (a SQLite file in its temp dir)
+    /// followed by `extra` YAML.
     pub async fn start(extra: &str) -> Relay {
+        Relay::start_on(None, extra).await
+    }
+
+    /// Starts the relay on the given `storage:` block (see
+    /// [`base_config_with_storage`]) followed by `extra` YAML; `None` is a
+    /// SQLite file in the relay's temp dir.
+    pub async fn start_on(storage: Option<&str>, extra: &str) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let yaml =
-            base_config(&dir.path().join("relay.db")).replace("{PORT}", &port.to_string()) + extra;
+        let storage = storage
+            .map(str::to_owned)
+            .unwrap_or_else(|| sqlite_storage(&dir.path().join("relay.db")));
+        let yaml = base_config_with_storage(&storage).replace("{PORT}", &port.to_string()) + extra;
         let config_path = dir.path().join("relay.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let mut relay = Relay {
