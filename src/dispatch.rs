@@ -478,7 +478,11 @@ impl Inner {
                         Arc::new(move |id: &str| lane.inflight().contains(id))
                     },
                 };
-                let claimed = match self.store.claim_due(&w.id, room, self.store.lease(), busy).await {
+                let claimed = match self
+                    .store
+                    .claim_due(&w.id, room, self.store.lease(), busy)
+                    .await
+                {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::error!(webhook = %w.id, error = %e, "cannot read due deliveries");

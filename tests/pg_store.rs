@@ -11,8 +11,7 @@ use common::pg::PgCluster;
 use relay::event::{Event, new_id, now_ms};
 use relay::store::postgres::PgStore;
 use relay::store::{
-    Activity, Attempt, AttemptRecord, BreakerChange, Busy, NewEvent, Start, Status, Storage,
-    Target,
+    Activity, Attempt, AttemptRecord, BreakerChange, Busy, NewEvent, Start, Status, Storage, Target,
 };
 
 fn event(id: &str) -> Event {
@@ -71,7 +70,10 @@ fn new_event(id: &str, targets: &[Target]) -> NewEvent {
 
 /// Accepts one event with `targets` (its due deliveries leased to `s`).
 async fn ingest(s: &PgStore, id: &str, targets: &[Target]) -> relay::store::Accepted {
-    let (mut out, _) = s.accept(vec![new_event(id, targets)]).await.expect("accept");
+    let (mut out, _) = s
+        .accept(vec![new_event(id, targets)])
+        .await
+        .expect("accept");
     out.remove(0)
 }
 
@@ -89,7 +91,11 @@ async fn claim(s: &PgStore, limit: usize) -> Vec<String> {
     c.due.into_iter().map(|d| d.delivery_id).collect()
 }
 
-async fn record(s: &PgStore, delivery: &str, breaker: BreakerChange) -> Option<relay::store::WebhookState> {
+async fn record(
+    s: &PgStore,
+    delivery: &str,
+    breaker: BreakerChange,
+) -> Option<relay::store::WebhookState> {
     s.record_attempt(AttemptRecord {
         attempt: attempt(delivery, "w", 1, Status::Succeeded),
         due_at: None,
@@ -123,7 +129,12 @@ async fn a_due_delivery_is_claimed_by_one_instance_only_until_its_lease_expires(
     release(&a, &t).await;
     // Both instances claim at once: no delivery goes to both.
     let (ca, cb) = tokio::join!(claim(&a, 30), claim(&b, 30));
-    assert!(ca.len() <= 30 && cb.len() <= 30, "{} and {}", ca.len(), cb.len());
+    assert!(
+        ca.len() <= 30 && cb.len() <= 30,
+        "{} and {}",
+        ca.len(),
+        cb.len()
+    );
     let mut ids: Vec<String> = ca.iter().chain(&cb).cloned().collect();
     ids.sort();
     let mut want: Vec<String> = t.iter().map(|t| t.delivery_id.clone()).collect();
@@ -156,7 +167,9 @@ async fn a_renewed_lease_is_not_taken_over() {
     // 600 ms after ingest, more than the lease: still a's.
     assert!(claim(&b, 10).await.is_empty());
     // b's renewal of a lease it does not hold changes nothing.
-    b.renew(ids.clone(), Duration::from_secs(3600)).await.unwrap();
+    b.renew(ids.clone(), Duration::from_secs(3600))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(claim(&b, 10).await, ids, "a stopped renewing: b takes it");
 }
@@ -191,7 +204,11 @@ async fn an_event_id_is_stored_once_across_instances() {
     let (ra, rb) = tokio::join!(ingest(&a, "same", &ta), ingest(&b, "same", &tb));
     let mut dup: Vec<bool> = vec![ra.duplicate, rb.duplicate];
     dup.sort();
-    assert_eq!(dup, [false, true], "one instance stored it, the other saw a duplicate");
+    assert_eq!(
+        dup,
+        [false, true],
+        "one instance stored it, the other saw a duplicate"
+    );
     assert_eq!((ra.deliveries, rb.deliveries), (2, 2));
     let depth = a.queue_depth(relay::event::now_ms() + 1).await.unwrap();
     assert_eq!(depth.len(), 1, "{depth:?}");
@@ -204,7 +221,9 @@ async fn an_event_id_is_stored_once_across_instances() {
         .await
         .unwrap();
     assert_eq!(
-        out.iter().map(|x| (x.duplicate, x.deliveries)).collect::<Vec<_>>(),
+        out.iter()
+            .map(|x| (x.duplicate, x.deliveries))
+            .collect::<Vec<_>>(),
         [(false, 1), (true, 1)]
     );
     let depth = a.queue_depth(relay::event::now_ms() + 1).await.unwrap();
@@ -220,7 +239,11 @@ async fn connect_many(url: &str, n: usize) -> Vec<PgStore> {
         .collect();
     let mut out = Vec::new();
     for t in tasks {
-        out.push(t.await.unwrap().expect("connect; concurrent migrations wait for the lock"));
+        out.push(
+            t.await
+                .unwrap()
+                .expect("connect; concurrent migrations wait for the lock"),
+        );
     }
     out
 }
@@ -249,14 +272,28 @@ async fn breaker_failures_from_several_instances_add_up_atomically() {
     let mut n: Vec<u32> = states.iter().map(|s| s.failure_count).collect();
     n.sort();
     assert_eq!(n, (1..=40).collect::<Vec<u32>>());
-    let paused = states.iter().filter(|s| s.activity == Activity::Paused).count();
+    let paused = states
+        .iter()
+        .filter(|s| s.activity == Activity::Paused)
+        .count();
     assert_eq!(paused, 11, "paused from the 30th failure on");
     let stored = stores[0].load_webhook_states().await.unwrap();
     assert_eq!(stored.len(), 1);
-    assert_eq!((stored[0].1.failure_count, stored[0].1.activity), (40, Activity::Paused));
+    assert_eq!(
+        (stored[0].1.failure_count, stored[0].1.activity),
+        (40, Activity::Paused)
+    );
     // A success ends the streak (the pause stands until re-enabled).
-    let ok = record(&stores[1], &new_id(), BreakerChange::Success { streak: false }).await;
-    assert_eq!(ok.map(|s| (s.failure_count, s.activity)), Some((0, Activity::Paused)));
+    let ok = record(
+        &stores[1],
+        &new_id(),
+        BreakerChange::Success { streak: false },
+    )
+    .await;
+    assert_eq!(
+        ok.map(|s| (s.failure_count, s.activity)),
+        Some((0, Activity::Paused))
+    );
 }
 
 #[tokio::test]
@@ -264,14 +301,19 @@ async fn instances_starting_together_migrate_once() {
     let url = PgCluster::shared().fresh_db().await;
     let stores = connect_many(&url, 5).await;
     assert_eq!(stores.len(), 5);
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let rows = client
         .query("SELECT version FROM relay_migrations ORDER BY version", &[])
         .await
         .unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    let want: Vec<i32> = relay::store::postgres::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+    let want: Vec<i32> = relay::store::postgres::MIGRATIONS
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
     assert_eq!(versions, want);
 }
 
@@ -286,7 +328,12 @@ async fn a_delivery_costs_at_most_two_round_trips_on_the_happy_path() {
         async move {
             let t = vec![target("w", Start::Due)];
             ingest(&s, &format!("e{i}"), &t).await;
-            record(&s, &t[0].delivery_id, BreakerChange::Success { streak: false }).await;
+            record(
+                &s,
+                &t[0].delivery_id,
+                BreakerChange::Success { streak: false },
+            )
+            .await;
             let d = s.get_delivery(&t[0].delivery_id).await.unwrap().unwrap();
             assert_eq!(d.status, "succeeded");
         }
@@ -303,6 +350,12 @@ async fn a_delivery_costs_at_most_two_round_trips_on_the_happy_path() {
     // Each delivery above also read its row back once (get_delivery).
     let per_delivery = (s.round_trips() - before) as f64 / N as f64 - 1.0;
     eprintln!("round trips per delivery: {per_delivery:.2}");
-    assert!(per_delivery <= 2.0, "{per_delivery} round trips per delivery");
-    assert!(per_delivery >= 2.0, "ingest and record are one statement each: {per_delivery}");
+    assert!(
+        per_delivery <= 2.0,
+        "{per_delivery} round trips per delivery"
+    );
+    assert!(
+        per_delivery >= 2.0,
+        "ingest and record are one statement each: {per_delivery}"
+    );
 }

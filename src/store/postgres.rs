@@ -35,10 +35,9 @@ use tokio_postgres::{NoTls, Row};
 use tokio::sync::Notify;
 
 use super::{
-    PRUNE_BATCH,
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
-    Delivery, DueDelivery, HistoryQuery, NewEvent, Page, QueueDepth, Start, Status, Storage,
-    StoreError, StoredWebhook, Target, WebhookState,
+    Delivery, DueDelivery, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start, Status,
+    Storage, StoreError, StoredWebhook, Target, WebhookState,
 };
 use crate::event::{Event, now_ms};
 
@@ -50,7 +49,6 @@ const MIGRATION_LOCK: i64 = 0x72_656c_6179;
 const POOL_SIZE: usize = 16;
 /// Longest wait for a connection (from the pool or a new one).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 
 /// Schema versions, applied in order, each in its own transaction.
 pub const MIGRATIONS: &[(i32, &str)] = &[(
@@ -100,7 +98,9 @@ CREATE TABLE attempts (
     created_at    BIGINT NOT NULL,
     instance      TEXT
 );
-CREATE INDEX attempts_webhook ON attempts (webhook_id, seq);
+-- History pages are newest first by the attempt's time: instances record
+-- concurrently, so `seq` (insert order) is not time order.
+CREATE INDEX attempts_webhook ON attempts (webhook_id, created_at, seq);
 CREATE INDEX attempts_created ON attempts (created_at);
 CREATE INDEX attempts_delivery ON attempts (delivery_id);
 CREATE TABLE webhook_state (
@@ -154,7 +154,10 @@ fn count_trip(mine: &AtomicU64) {
 /// `postgres://user@host:port/db`: what errors and logs show of a URL
 /// (never the password, nor the query's options).
 pub fn redact(config: &tokio_postgres::Config) -> String {
-    let user = config.get_user().map(|u| format!("{u}@")).unwrap_or_default();
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
     let hosts: Vec<String> = config
         .get_hosts()
         .iter()
@@ -238,7 +241,9 @@ pub struct PgStore {
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore").field("owner", &self.owner).finish()
+        f.debug_struct("PgStore")
+            .field("owner", &self.owner)
+            .finish()
     }
 }
 
@@ -349,11 +354,7 @@ impl PgStore {
         client.query(&stmt, params).await.map_err(pg_err)
     }
 
-    async fn execute(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let client = self.client().await?;
         let cached = client.statement_cache.size();
         let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
@@ -821,7 +822,10 @@ impl Storage for PgStore {
             tracing::warn!(delivery = %attempt.delivery_id, "the lease on this delivery had expired and another instance took it over: the attempt is recorded in the history, the delivery's state is the new owner's");
         }
         Ok(
-            match (row.get::<_, Option<String>>(1), row.get::<_, Option<i32>>(2)) {
+            match (
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<i32>>(2),
+            ) {
                 (Some(a), Some(n)) => Some(WebhookState {
                     activity: activity(&a),
                     failure_count: n as u32,
@@ -862,7 +866,9 @@ impl Storage for PgStore {
             let id: String = r.get(0);
             let mut spec: crate::config::WebhookSpec = serde_json::from_str(&r.get::<_, String>(1))
                 .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?;
-            spec.secret = r.get::<_, Option<String>>(2).map(crate::config::Secret::new);
+            spec.secret = r
+                .get::<_, Option<String>>(2)
+                .map(crate::config::Secret::new);
             out.push(StoredWebhook {
                 spec,
                 created_at_ms: r.get(3),
@@ -927,7 +933,11 @@ impl Storage for PgStore {
 
     /// An operator's decision; re-enabling wakes the instances (the
     /// webhook's waiting deliveries are due).
-    async fn save_webhook_state(&self, webhook_id: &str, s: WebhookState) -> Result<(), StoreError> {
+    async fn save_webhook_state(
+        &self,
+        webhook_id: &str,
+        s: WebhookState,
+    ) -> Result<(), StoreError> {
         self.query(
             "WITH s AS (
                 INSERT INTO webhook_state (webhook_id, activity, failure_count, updated_at) VALUES ($1, $2, $3, $4)
@@ -1012,6 +1022,8 @@ impl Storage for PgStore {
         }))
     }
 
+    /// Newest first by `created_at` (then `seq`); the cursor is the last
+    /// row's `seq`, and the next page starts below that row's position.
     async fn list_attempts(&self, webhook_id: &str, q: HistoryQuery) -> Result<Page, StoreError> {
         let limit = q.limit.clamp(1, 1000) as i64;
         let status = q.status.map(|s| s.as_str());
@@ -1020,8 +1032,9 @@ impl Storage for PgStore {
                 &format!(
                     "SELECT {COLUMNS} FROM attempts WHERE webhook_id = $1
                      AND ($2::text IS NULL OR status = $2) AND ($3::bool IS NULL OR success = $3)
-                     AND ($4::int8 IS NULL OR created_at >= $4) AND ($5::int8 IS NULL OR seq < $5)
-                     ORDER BY seq DESC LIMIT $6"
+                     AND ($4::int8 IS NULL OR created_at >= $4)
+                     AND ($5::int8 IS NULL OR (created_at, seq) < (SELECT c.created_at, c.seq FROM attempts c WHERE c.seq = $5))
+                     ORDER BY created_at DESC, seq DESC LIMIT $6"
                 ),
                 &[
                     &webhook_id,
@@ -1172,8 +1185,12 @@ impl PgStore {
                             }
                         };
                         match ended {
-                            Ok(()) => tracing::warn!("postgres LISTEN connection closed; polling until it is back"),
-                            Err(e) => tracing::warn!(error = %e, "postgres LISTEN connection lost; polling until it is back"),
+                            Ok(()) => tracing::warn!(
+                                "postgres LISTEN connection closed; polling until it is back"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "postgres LISTEN connection lost; polling until it is back")
+                            }
                         }
                     }
                     Err(e) => {

@@ -433,3 +433,64 @@ impl Receiver {
         }
     }
 }
+
+/// The lease of a test relay on Postgres: short, so that a restarted or
+/// killed relay's deliveries are taken over within seconds.
+pub const PG_TEST_LEASE_MS: u64 = 3000;
+
+/// Which store a test's relay runs on (see [`on_both_stores!`]).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite file in the relay's temp dir.
+    Sqlite,
+    /// A fresh database (its URL) on this test binary's cluster.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh database on the shared cluster (started on first use).
+    pub async fn postgres() -> Backend {
+        Backend::Postgres(pg::PgCluster::shared().fresh_db().await)
+    }
+
+    /// The `storage:` block, `None` for the default SQLite file.
+    pub fn storage(&self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres(url) => Some(format!(
+                "storage:\n  postgres: \"{url}\"\n  lease_ms: {PG_TEST_LEASE_MS}\n"
+            )),
+        }
+    }
+
+    /// Starts a relay on this store with `extra` YAML.
+    pub async fn start(&self, extra: &str) -> Relay {
+        Relay::start_on(self.storage().as_deref(), extra).await
+    }
+}
+
+/// Runs one test body against both stores: `NAME::sqlite` and
+/// `NAME::postgres` (a fresh database on the test binary's cluster). The
+/// body gets the [`Backend`] and starts its relays with `backend.start`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($(#[$doc:meta])* async fn $name:ident($backend:ident) $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($backend: $crate::common::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                body($crate::common::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                body($crate::common::Backend::postgres().await).await
+            }
+        }
+    };
+}

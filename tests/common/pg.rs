@@ -190,7 +190,16 @@ impl PgCluster {
         let out = command(&bin, "initdb", user)
             .arg("-D")
             .arg(dir.join("data"))
-            .args(["-U", PG_USER, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-U",
+                PG_USER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .stdin(Stdio::null())
             .output()
             .expect("run initdb");
@@ -236,7 +245,12 @@ impl PgCluster {
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string(), "-k"])
             .arg(&self.dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"]);
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+            ]);
         for s in &self.settings {
             cmd.args(["-c", s]);
         }
@@ -264,7 +278,8 @@ impl PgCluster {
 
     /// The postmaster says `ready` in its pid file and the port answers.
     fn ready(&self) -> bool {
-        let status = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap_or_default();
         status.lines().nth(7).map(str::trim) == Some("ready")
             && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
     }
