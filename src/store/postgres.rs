@@ -15,7 +15,8 @@
 //!   it. No row lock is held across an HTTP call. A killed instance's
 //!   leases expire and the poller of another instance claims them.
 //! - Ingest and recording an attempt are one statement each (CTEs):
-//!   one round trip, one transaction. [`round_trips`] counts them.
+//!   one round trip, one transaction. `relay_store_round_trips_total`
+//!   counts them.
 //! - Deliveries written unleased (overflow, resend, replay, re-enable)
 //!   `NOTIFY relay_due` in the same transaction; every instance LISTENs on
 //!   a connection of its own and wakes its poller; polling stays the
@@ -138,16 +139,8 @@ $$;
 "#,
 )];
 
-static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
-
-/// Statements sent to Postgres by this process (a statement prepared on a
-/// new connection counts too): `relay_store_round_trips_total`.
-pub fn round_trips() -> u64 {
-    ROUND_TRIPS.load(Ordering::Relaxed)
-}
-
 fn count_trip(mine: &AtomicU64) {
-    ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::store_round_trip();
     mine.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -235,7 +228,8 @@ pub struct PgStore {
     config: Arc<tokio_postgres::Config>,
     /// The lease of deliveries this instance writes for itself.
     lease_ms: i64,
-    /// Round trips of this store (the process-wide count is [`round_trips`]).
+    /// Round trips of this store (the process-wide count is
+    /// `relay_store_round_trips_total`).
     trips: Arc<AtomicU64>,
 }
 

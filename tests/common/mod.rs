@@ -170,6 +170,42 @@ impl Relay {
         self.spawn().await;
     }
 
+    /// SIGTERM (the graceful stop) and waits, at most `timeout`, for the
+    /// process to exit; SIGKILL after that. Returns whether it exited by
+    /// itself.
+    pub async fn stop(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// A counter or gauge from `/metrics` (the sample with exactly this
+    /// name and labels, e.g. `relay_delivery_attempts_total{status="succeeded"}`).
+    pub async fn metric(&self, sample: &str) -> Option<u64> {
+        let (status, body) = self.get("/metrics", Some(ADMIN)).await.ok()?;
+        if status != 200 {
+            return None;
+        }
+        let text = body.as_str()?.to_owned();
+        text.lines().find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse::<f64>().ok().map(|v| v as u64))?
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
