@@ -960,6 +960,7 @@ mod tests {
     fn sqlite(store: &Store) -> &store::sqlite::SqliteStore {
         match store {
             Store::Sqlite(s) => s,
+            Store::Postgres(_) => panic!("these tests run on SQLite"),
         }
     }
 
