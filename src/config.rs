@@ -1452,4 +1452,29 @@ mod tests {
             .to_string();
         assert!(e.contains("postgress"), "{e}");
     }
+
+    #[test]
+    fn a_lease_outside_one_second_to_one_hour_is_refused_naming_the_field() {
+        let parse = |lease: &str| {
+            Config::parse(
+                &format!("storage: {{postgres: \"postgres://db/relay\", lease_ms: {lease}}}\n"),
+                "r.yaml",
+            )
+        };
+        assert_eq!(parse("3000").unwrap().storage.lease_ms, 3000);
+        assert_eq!(
+            Config::parse("listen: 127.0.0.1:1\n", "r.yaml")
+                .unwrap()
+                .storage
+                .lease_ms,
+            60_000
+        );
+        for bad in ["999", "3600001"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("storage.lease_ms") && e.contains(bad) && e.contains("r.yaml:"),
+                "{e}"
+            );
+        }
+    }
 }

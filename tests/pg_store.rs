@@ -359,3 +359,84 @@ async fn a_delivery_costs_at_most_two_round_trips_on_the_happy_path() {
         "ingest and record are one statement each: {per_delivery}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_delivery_wakes_the_other_instances_through_notify() {
+    let url = PgCluster::shared().fresh_db().await;
+    let (a, b) = (store(&url, 60_000).await, store(&url, 60_000).await);
+    let woken = std::sync::Arc::new(tokio::sync::Notify::new());
+    b.on_new_work(woken.clone());
+    // The listener wakes once when it has subscribed (a notification may
+    // have been missed before): wait for that one first.
+    tokio::time::timeout(Duration::from_secs(10), woken.notified())
+        .await
+        .expect("the LISTEN connection is up");
+    let t = vec![target("w", Start::Due)];
+    ingest(&a, "e1", &t).await;
+    // Leased to a at ingest: nobody is woken.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), woken.notified())
+            .await
+            .is_err(),
+        "ingest of a's own work woke b"
+    );
+    release(&a, &t).await;
+    tokio::time::timeout(Duration::from_secs(5), woken.notified())
+        .await
+        .expect("b was notified of the released delivery");
+    assert_eq!(claim(&b, 10).await, vec![t[0].delivery_id.clone()]);
+}
+
+#[tokio::test]
+async fn retention_deletes_old_history_in_steps_but_never_pending_work() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    // 2,500 old events delivered (more than one step of each table), and
+    // one old event still pending.
+    for chunk in 0..5 {
+        let batch: Vec<NewEvent> = (0..500)
+            .map(|i| new_event(&format!("old-{chunk}-{i}"), &[target("w", Start::Due)]))
+            .collect();
+        let (accepted, batch) = s.accept(batch).await.unwrap();
+        assert!(accepted.iter().all(|a| !a.duplicate));
+        for e in &batch {
+            record(&s, &e.targets[0].delivery_id, BreakerChange::None).await;
+        }
+    }
+    let pending = vec![target("w", Start::Due)];
+    ingest(&s, "pending", &pending).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let old = now_ms() - 40 * 86_400_000;
+    client
+        .batch_execute(&format!(
+            "UPDATE attempts SET created_at = {old}; UPDATE deliveries SET updated_at = {old};
+             UPDATE events SET received_at = {old};"
+        ))
+        .await
+        .unwrap();
+    let deleted = s.prune(now_ms() - 30 * 86_400_000).await.unwrap();
+    assert_eq!(deleted, 3 * 2_500, "2,500 attempts, deliveries and events");
+    let count = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        (
+            count("attempts").await,
+            count("deliveries").await,
+            count("events").await
+        ),
+        (0, 1, 1),
+        "the pending delivery and its event stay"
+    );
+    assert_eq!(s.prune(now_ms() - 30 * 86_400_000).await.unwrap(), 0);
+}
