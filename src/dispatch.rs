@@ -497,13 +497,14 @@ impl Inner {
                     tracing::warn!(webhook = %w.id, count = claimed.orphans, "failed deliveries whose event no longer exists");
                 }
                 let due = claimed.due;
+                // A shared store's claim read the row and leased it in one
+                // statement: the offer is current, no re-read needed.
+                let leased = self.store.is_shared();
                 for d in due {
-                    self.offer(Job::new(
-                        d.delivery_id,
-                        d.webhook_id,
-                        d.attempts,
-                        Arc::new(d.event),
-                    ));
+                    let mut job =
+                        Job::new(d.delivery_id, d.webhook_id, d.attempts, Arc::new(d.event));
+                    job.current = leased;
+                    self.offer(job);
                 }
             }
             // Woken early (a lane drained): poll again, but not more often
