@@ -211,11 +211,29 @@ async fn one_relay_killed_twice_and_another_restarted_lose_nothing_and_leases_ar
     };
     // Relay 0 is killed twice (and started again each time), relay 1 is
     // restarted gracefully.
+    // The database as the test sees it: which deliveries were leased, to
+    // whom and for how much longer, right after each kill.
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(conn);
     let mut kills = Vec::new();
     for at in [2_000, 5_000] {
         wait_count(at).await;
-        kills.push(Instant::now());
         relays[0].kill9();
+        let (instant, wall_ms) = (Instant::now(), relay::event::now_ms());
+        let leased: Vec<(String, String, i64)> = db
+            .query(
+                "SELECT event_id, owner, (EXTRACT(EPOCH FROM (locked_until - clock_timestamp())) * 1000)::int8
+                 FROM deliveries WHERE due_at IS NOT NULL AND locked_until > clock_timestamp()",
+                &[],
+            )
+            .await
+            .expect("leases at the kill")
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        kills.push((instant, wall_ms, leased));
         tokio::time::sleep(Duration::from_millis(500)).await;
         relays[0].spawn().await;
     }
@@ -236,42 +254,78 @@ async fn one_relay_killed_twice_and_another_restarted_lose_nothing_and_leases_ar
     // started-but-unrecorded attempts of the killed relay's one lane.
     let duplicates: usize = seen.values().map(|v| v.len() - 1).sum();
     let bound = kills.len() * CONCURRENCY * UNRECORDED_PER_SLOT;
-    // Leases of the killed relay: the events it had accepted and not
-    // delivered when it died. Their leases were renewed at most a quarter
-    // of a lease before the kill, so no other process may send them before
-    // 3/4 of a lease has passed (only attempts already in flight can arrive
-    // earlier); once expired, they are claimed at the next poll.
-    let lease = Duration::from_millis(PG_TEST_LEASE_MS);
-    let held_until = lease * 3 / 4;
-    let ledger = ledger.lock().unwrap();
+    // Leases of the killed relay. Its owner id is the one among the
+    // leases at the kill that records no attempt after it. Its deliveries
+    // may reach the receiver before their lease ran out only if their
+    // attempt was already in flight at the kill (it arrives within
+    // moments); the others are taken over once the lease expired.
     let mut takeovers = Vec::new();
-    for kill in &kills {
-        let firsts: Vec<Duration> = ledger
-            .accepted
+    for (kill, wall_ms, leased) in &kills {
+        let live: HashSet<String> = db
+            .query(
+                "SELECT DISTINCT instance FROM attempts WHERE created_at > $1 AND instance IS NOT NULL",
+                &[wall_ms],
+            )
+            .await
+            .expect("instances recording after the kill")
             .iter()
-            .filter(|(r, at, _)| *r == 0 && at < kill)
-            .flat_map(|(_, _, ids)| ids)
-            .filter(|id| seen[*id].iter().all(|t| t > kill))
-            .map(|id| seen[id][0].saturating_duration_since(*kill))
+            .map(|r| r.get(0))
             .collect();
-        let early = firsts.iter().filter(|d| **d < held_until).count();
-        let taken = firsts.iter().filter(|d| **d >= held_until).min().copied();
-        let last = firsts.iter().max().copied();
-        takeovers.push((firsts.len(), early, taken, last));
+        // Leases per owner at the kill; the killed relay's owner is the one
+        // with the most leases among those that record nothing after it.
+        let mut by_owner: HashMap<&String, usize> = HashMap::new();
+        for (_, o, _) in leased {
+            *by_owner.entry(o).or_default() += 1;
+        }
+        let dead_owner = by_owner
+            .iter()
+            .filter(|(o, _)| !live.contains(**o))
+            .max_by_key(|(_, n)| **n)
+            .map(|(o, _)| (*o).clone())
+            .unwrap_or_else(|| {
+                panic!("no lease of the killed relay at the kill: {by_owner:?}; recording after it {live:?}")
+            });
+        if by_owner.keys().filter(|o| !live.contains(**o)).count() > 1 {
+            eprintln!("silent owners at the kill: {by_owner:?}; recording after it: {live:?}");
+        }
+        let dead: Vec<&(String, String, i64)> = leased
+            .iter()
+            .filter(|(_, owner, _)| *owner == dead_owner)
+            .collect();
+        let (mut early, mut first_after, mut last) = (0, None::<Duration>, Duration::ZERO);
+        for (event, _, left_ms) in &dead {
+            let Some(at) = seen[event].iter().find(|t| *t > kill) else {
+                continue;
+            };
+            let after = at.saturating_duration_since(*kill);
+            let expiry = Duration::from_millis(*left_ms as u64);
+            if after + Duration::from_millis(100) < expiry {
+                assert!(
+                    after < Duration::from_millis(500),
+                    "{event} went out {after:?} after the kill, its lease held for {expiry:?}"
+                );
+                early += 1;
+            } else {
+                first_after = Some(first_after.map_or(after, |f| f.min(after)));
+            }
+            last = last.max(after);
+        }
+        takeovers.push((dead.len(), early, first_after, last));
     }
     eprintln!(
-        "kill test: all {EVENTS} delivered in {took:?}; duplicates {duplicates} (bound {bound}); per kill (orphaned deliveries, sent before the lease could expire, first takeover, last arrival; after the kill): {takeovers:?}"
+        "kill test: all {EVENTS} delivered in {took:?}; duplicates {duplicates} (bound {bound}); per kill (deliveries leased by the dead relay, sent by it before the kill and arriving after, first takeover, last arrival; after the kill): {takeovers:?}"
     );
     assert!(
         duplicates <= bound,
         "{duplicates} duplicates, more than the {bound} attempts that can be in flight at {} kills",
         kills.len()
     );
+    let lease = Duration::from_millis(PG_TEST_LEASE_MS);
     for (orphaned, early, taken, _) in &takeovers {
-        assert!(*orphaned > 0, "the kill came too late to orphan anything");
+        assert!(*orphaned > 0, "the kill orphaned nothing to take over");
         assert!(
             *early <= CONCURRENCY * UNRECORDED_PER_SLOT,
-            "{early} of the dead relay's deliveries went out while their lease held"
+            "{early} of the dead relay's leased deliveries arrived after the kill but before their lease ran out"
         );
         let taken = taken.expect("the orphaned deliveries were taken over");
         assert!(
