@@ -1276,3 +1276,55 @@ fn attempts_json(attempts: &[Attempt], instance: Option<&str>) -> Result<String,
         .collect::<Result<_, StoreError>>()?;
     serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password_whatever_is_wrong_with_them() {
+        let ok = parse_url("postgres://relay:pw%40one@db.internal:6543/relay?application_name=x")
+            .expect("a good URL");
+        assert_eq!(redact(&ok), "postgres://relay@db.internal:6543/relay");
+        assert!(!format!("{}", redact(&ok)).contains("pw"));
+        for bad in [
+            "postgres://relay:Secret1@db:notaport/relay",
+            "postgres://relay:Secret1@db:5432/relay?sslmode=bogus",
+            "postgres://relay:Secret1@/relay",
+        ] {
+            let e = parse_url(bad).expect_err(bad).to_string();
+            assert!(e.contains("storage.postgres"), "{e}");
+            assert!(!e.contains("Secret1"), "{bad}: {e}");
+        }
+        let e = parse_url("postgres://relay:Secret1@db/relay?sslmode=require")
+            .expect_err("TLS is refused")
+            .to_string();
+        assert!(
+            e.contains("sslmode=require") && !e.contains("Secret1"),
+            "{e}"
+        );
+        assert_eq!(url_password("postgres://u:p:q@h/d"), Some("p:q"));
+        assert_eq!(url_password("postgres://u@h/d"), None);
+        assert_eq!(scrub("x Secret1 y".into(), Some(b"Secret1")), "x **** y");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_reported_with_its_address_and_without_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let url = format!("postgres://relay:Secret1@127.0.0.1:{port}/relay");
+        let e = ping(&url).await.expect_err("nothing listens").to_string();
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+        assert!(!e.contains("Secret1"), "{e}");
+        let e = PgStore::connect(&url, Duration::from_secs(60))
+            .await
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(
+            e.contains("storage.postgres") && !e.contains("Secret1"),
+            "{e}"
+        );
+    }
+}
