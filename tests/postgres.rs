@@ -487,3 +487,104 @@ async fn a_relay_that_loses_its_database_retries_and_delivers_every_accepted_eve
         "the relay said it lost the database: {logs}"
     );
 }
+
+/// The state and failure count of the only webhook, as `relay` serves it.
+async fn webhook_state(relay: &Relay) -> (String, String, u64) {
+    let (status, list) = relay
+        .get("/api/v1/webhooks", Some(ADMIN))
+        .await
+        .expect("webhooks");
+    assert_eq!(status, 200, "{list}");
+    let w = list
+        .as_array()
+        .and_then(|a| a.first())
+        .or_else(|| list["data"].as_array().and_then(|a| a.first()))
+        .cloned()
+        .unwrap_or_else(|| panic!("one webhook: {list}"));
+    (
+        w["id"].as_str().unwrap_or_default().to_owned(),
+        w["state"].as_str().unwrap_or_default().to_owned(),
+        w["failure_count"].as_u64().unwrap_or(u64::MAX),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receiver_failures_seen_by_two_relays_add_up_and_pause_the_webhook_on_both() {
+    let url = PgCluster::shared().fresh_db().await;
+    let rx = Receiver::start().await;
+    for _ in 0..4 {
+        rx.push(Reply::status(500));
+    }
+    let extra = format!(
+        "delivery:\n  breaker_threshold: 4\nwebhooks:\n  - name: Flaky\n    url: {}\n    retry_count: 0\n",
+        rx.url("/flaky")
+    );
+    let a = Relay::start_on(Some(&storage(&url)), &extra).await;
+    let b = Relay::start_on(Some(&storage(&url)), &extra).await;
+    // Two failures through each relay: four in all, the threshold.
+    for (relay, id) in [(&a, "f-1"), (&b, "f-2"), (&a, "f-3"), (&b, "f-4")] {
+        let (s, _) = relay
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &json!({"type": "t", "id": id}),
+            )
+            .await;
+        assert_eq!(s, 202);
+        rx.wait_for(
+            ["f-1", "f-2", "f-3", "f-4"]
+                .iter()
+                .position(|x| *x == id)
+                .map_or(0, |i| i + 1),
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    // Each relay saw two; the stored counter says four, and both relays
+    // show the webhook paused (the other one reads it back within a second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (sa, sb) = (webhook_state(&a).await, webhook_state(&b).await);
+        if sa.1 == "paused" && sb.1 == "paused" {
+            assert_eq!((sa.2, sb.2), (4, 4), "{sa:?} {sb:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not paused on both: {sa:?} {sb:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // While paused, neither relay sends: events wait.
+    for (relay, id) in [(&a, "w-1"), (&b, "w-2")] {
+        let (s, _) = relay
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &json!({"type": "t", "id": id}),
+            )
+            .await;
+        assert_eq!(s, 202);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rx.received().len(), 4, "nothing sent while paused");
+    // Re-enabled through one relay's API: the waiting events go out.
+    let (id, _, _) = webhook_state(&b).await;
+    let (s, body) = b
+        .request_json(
+            "PUT",
+            &format!("/api/v1/webhooks/{id}"),
+            ADMIN,
+            &json!({"is_active": true}),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let got = rx.wait_for(6, Duration::from_secs(15)).await;
+    let ids: HashSet<String> = got[4..]
+        .iter()
+        .filter_map(|r| r.json()["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, HashSet::from(["w-1".to_string(), "w-2".to_string()]));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.received().len(), 6, "each waiting event sent once");
+}
