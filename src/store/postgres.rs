@@ -209,13 +209,40 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
+/// The error and its causes ("error connecting to server: Connection
+/// refused"). tokio-postgres names the server's error, never the password.
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
 fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    // tokio-postgres messages name the server's error, never the password.
-    StoreError::Database(format!("postgres: {e}"))
+    StoreError::Database(format!("postgres: {}", pg_text(&e)))
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Database(format!("postgres: {e}"))
+    use deadpool_postgres::PoolError;
+    StoreError::Database(match e {
+        PoolError::Backend(e) => format!("postgres: {}", pg_text(&e)),
+        PoolError::Timeout(_) => format!(
+            "postgres: no connection within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+        other => format!("postgres: {other}"),
+    })
+}
+
+/// A store error's own text, without the `storage error:` of its Display.
+fn message(e: StoreError) -> String {
+    match e {
+        StoreError::Database(m) => m,
+        other => other.to_string(),
+    }
 }
 
 /// The shared store.
@@ -259,7 +286,7 @@ pub async fn ping(url: &str) -> Result<(), StoreError> {
     .await;
     let message = match answered {
         Ok(Ok(())) => return Ok(()),
-        Ok(Err(e)) => e.to_string(),
+        Ok(Err(e)) => pg_text(&e),
         Err(_) => format!("no answer within {} s", (CONNECT_TIMEOUT * 2).as_secs()),
     };
     Err(StoreError::Database(scrub(
@@ -305,7 +332,7 @@ impl PgStore {
         };
         store.migrate().await.map_err(|e| {
             StoreError::Database(scrub(
-                format!("storage.postgres: cannot use {shown}: {e}"),
+                format!("storage.postgres: cannot use {shown}: {}", message(e)),
                 secret.as_deref(),
             ))
         })?;
