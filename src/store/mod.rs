@@ -106,7 +106,10 @@ pub trait Storage: Send + Sync {
 
     /// Extends the leases this instance holds on `delivery_ids` (attempts
     /// still running) to now + `lease`. Ids not leased by this instance are
-    /// left alone. A no-op on SQLite.
+    /// left alone. A zero `lease` gives them up: they are claimable by any
+    /// instance at once (a delivery that did not fit its lane, or still
+    /// queued at a graceful stop), and the other instances are woken. A
+    /// no-op on SQLite.
     fn renew(
         &self,
         delivery_ids: Vec<String>,
