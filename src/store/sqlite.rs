@@ -1,15 +1,18 @@
-//! The durable store: SQLite in WAL mode, events, deliveries (the retry queue)
-//! and webhook state. Attempt rows belong to `history`, which runs its SQL
-//! through this module's [`SqliteStore::write`] / [`SqliteStore::read`].
+//! The embedded backend of [`Storage`]: SQLite in WAL mode holding events,
+//! deliveries (the retry queue), attempts (the history), webhook state and
+//! API webhooks.
 //!
 //! Writes go through one writer thread that groups whatever is queued into a
 //! single transaction (group commit): under load many requests share one
 //! fsync, and each caller is answered only after its data is committed.
-//! Every write closure runs inside its own SAVEPOINT, so one failing write
-//! does not undo the others in the same group.
+//! Should one write of a group fail, the group reruns with a SAVEPOINT per
+//! write, so the failed one leaves nothing and the others still commit.
+//! Reads run on a small pool of connections off the async runtime.
 //!
-//! Owns: the SQLite file, its schema and all SQL on `events`, `deliveries`,
-//! `webhook_state` and `api_webhooks`. Opens no sockets.
+//! One process uses the file: a claim's lease is the dispatcher's
+//! in-memory reservation (`Busy`), `renew` and `on_new_work` do nothing.
+//!
+//! Owns: the SQLite file, its schema and all SQL. Opens no sockets.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
