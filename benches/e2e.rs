@@ -29,6 +29,13 @@
 //! stall is never hidden; p50/p99/p99.9). Peak RSS is the process's VmHWM.
 //! `backlog_100k` posts 100,000 events (in batches) while the receiver's
 //! port is closed, then opens it and times the drain.
+//! `json_signed_pg` and `json_signed_pg3` are `json_signed` on PostgreSQL
+//! (a private cluster on this machine, durable settings: every commit
+//! flushed) with one and three relay instances; the load spreads its
+//! connections over the instances, and each is also measured open loop at
+//! 200 events/s. They print the deliveries per instance and the database
+//! round trips per delivery (`relay_store_round_trips_total` over the
+//! deliveries, polls included).
 //!
 //! Prints a table with each scenario's ratio to the ceiling and writes
 //! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 3),
@@ -43,6 +50,12 @@
 //! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`).
 
 mod support;
+
+/// The private PostgreSQL cluster of the `json_signed_pg` scenarios (the
+/// tests' harness: initdb in a temp dir, a free loopback port, stopped when
+/// the bench ends).
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -473,6 +486,12 @@ struct Relay {
 }
 
 async fn start_relay(webhooks: &str, delivery: &str) -> Relay {
+    start_relay_on(None, webhooks, delivery).await
+}
+
+/// [`start_relay`] on a `storage:` block (`None`: a SQLite file in the
+/// relay's temp dir).
+async fn start_relay_on(storage: Option<&str>, webhooks: &str, delivery: &str) -> Relay {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     std::fs::create_dir_all(dir.path().join("plugins")).expect("plugins dir");
@@ -484,11 +503,18 @@ async fn start_relay(webhooks: &str, delivery: &str) -> Relay {
     std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
     std::os::unix::fs::symlink(&cache, dir.path().join("data").join("plugin-cache"))
         .expect("link the plugin cache");
+    // In a subdirectory, as in the shipped layout (./relay.yaml,
+    // ./data/relay.db): the config watcher watches relay.yaml's
+    // directory, and WAL writes beside it would wake it constantly.
+    let storage = storage.map(str::to_owned).unwrap_or_else(|| {
+        format!(
+            "storage:\n  sqlite: {}\n",
+            dir.path().join("data").join("relay.db").display()
+        )
+    });
     let yaml = format!(
         "listen: 127.0.0.1:{port}
-storage:
-  sqlite: {db}
-plugins:
+{storage}plugins:
   dir: {plugins}
 auth:
   tokens:
@@ -499,10 +525,6 @@ network:
   allow_http: true
 {delivery}webhooks:
 {webhooks}",
-        // In a subdirectory, as in the shipped layout (./relay.yaml,
-        // ./data/relay.db): the config watcher watches relay.yaml's
-        // directory, and WAL writes beside it would wake it constantly.
-        db = dir.path().join("data").join("relay.db").display(),
         plugins = dir.path().join("plugins").display(),
     );
     let config = dir.path().join("relay.yaml");
@@ -701,6 +723,9 @@ fn event_json(id: &str) -> String {
 #[derive(Clone)]
 struct Target {
     addr: SocketAddr,
+    /// Several instances: connection `i` goes to `spread[i % len]`
+    /// (empty: every connection to `addr`).
+    spread: Vec<SocketAddr>,
     path: &'static str,
     token: Option<&'static str>,
 }
@@ -720,8 +745,11 @@ enum Mode {
 /// Runs the load on `conns` keep-alive connections, one event per request.
 async fn load(target: &Target, phase: &Arc<Phase>, mode: Mode, conns: usize) {
     let mut workers = Vec::new();
-    for _ in 0..conns {
-        let (target, phase) = (target.clone(), phase.clone());
+    for worker in 0..conns {
+        let (mut target, phase) = (target.clone(), phase.clone());
+        if !target.spread.is_empty() {
+            target.addr = target.spread[worker % target.spread.len()];
+        }
         workers.push(tokio::spawn(async move {
             let mut sender: Option<Sender> = None;
             loop {
@@ -1019,6 +1047,13 @@ struct Row {
     /// Events/s of each throughput round.
     rounds: Vec<f64>,
     note: String,
+    /// Several instances / a shared store: open-loop latency at
+    /// [`PG_RATE`] events/s.
+    at_fixed: Option<Latency>,
+    /// Deliveries (succeeded attempts) per instance.
+    per_instance: Vec<u64>,
+    /// Database round trips per delivery over the whole scenario.
+    round_trips: Option<f64>,
 }
 
 impl Row {
@@ -1116,6 +1151,9 @@ struct Subject {
 enum Held {
     Forwarder(Proc),
     Relay(Relay),
+    /// Instances sharing one PostgreSQL database (the first is the one
+    /// whose CPU and RSS are watched).
+    Relays(Vec<Relay>),
 }
 
 impl Subject {
@@ -1123,6 +1161,7 @@ impl Subject {
         match &mut self.process {
             Held::Forwarder(p) => p,
             Held::Relay(r) => &mut r.proc_,
+            Held::Relays(rs) => &mut rs[0].proc_,
         }
     }
 
@@ -1130,6 +1169,7 @@ impl Subject {
         let pid = match &self.process {
             Held::Forwarder(p) => p.pid(),
             Held::Relay(r) => r.proc_.pid(),
+            Held::Relays(rs) => rs[0].proc_.pid(),
         };
         Under {
             target: &self.target,
@@ -1145,6 +1185,7 @@ async fn start_ceiling(hook: &str, s: &Settings, rx: &Receiver) -> Subject {
     let fwd = start_forwarder(hook).await;
     println!("ceiling: forwarder pid {} on {}", fwd.pid(), fwd.addr);
     let target = Target {
+        spread: vec![],
         addr: fwd.addr,
         path: "/api/v1/events",
         token: None,
@@ -1170,11 +1211,63 @@ async fn start_relay_subject(
         relay.proc_.addr
     );
     let target = Target {
+        spread: vec![],
         addr: relay.proc_.addr,
         path: "/api/v1/events",
         token: Some(INGEST_TOKEN),
     };
     subject(name, Held::Relay(relay), target, fanout, s, rx).await
+}
+
+/// The open-loop rate of the shared-store latency target (issue 19).
+const PG_RATE: f64 = 200.0;
+
+/// `instances` relays on one fresh database of `cluster`.
+async fn start_pg_subject(
+    name: &'static str,
+    cluster: &pg::PgCluster,
+    instances: usize,
+    webhooks: String,
+    s: &Settings,
+    rx: &Receiver,
+) -> Subject {
+    let url = cluster.fresh_db().await;
+    let storage = format!("storage:\n  postgres: \"{url}\"\n");
+    let delivery = match s.concurrency {
+        Some(c) => format!("delivery:\n  concurrency_per_webhook: {c}\n"),
+        None => String::new(),
+    };
+    let mut relays = Vec::new();
+    for _ in 0..instances {
+        relays.push(start_relay_on(Some(&storage), &webhooks, &delivery).await);
+    }
+    let addrs: Vec<SocketAddr> = relays.iter().map(|r| r.proc_.addr).collect();
+    println!(
+        "{name}: {instances} relay(s) on postgres 127.0.0.1:{}: pids {:?}",
+        cluster.port,
+        relays.iter().map(|r| r.proc_.pid()).collect::<Vec<_>>()
+    );
+    let target = Target {
+        addr: addrs[0],
+        spread: addrs,
+        path: "/api/v1/events",
+        token: Some(INGEST_TOKEN),
+    };
+    subject(name, Held::Relays(relays), target, 1, s, rx).await
+}
+
+/// A sample of `GET /metrics` (exact name and labels), 0 when absent.
+async fn metric(addr: SocketAddr, sample: &str) -> u64 {
+    match get(addr, "/metrics", Some(ADMIN_TOKEN)).await {
+        Ok((200, body)) => String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse::<f64>().ok())?
+            })
+            .unwrap_or(0.0) as u64,
+        _ => 0,
+    }
 }
 
 /// Watches the process's RSS, warms it up, and starts `perf` on a relay
@@ -1231,8 +1324,37 @@ async fn finish(mut sub: Subject, s: &Settings, rx: &Receiver, rate: f64) -> Row
     let u = sub.under(s, rx);
     let l = latency(u, rate, s.secs, Duration::from_secs(60)).await;
     print_phase(name, Some(&t), Some(&l));
+    let mut at_fixed = None;
+    let mut per_instance = Vec::new();
+    let mut round_trips = None;
     let own = match &sub.process {
         Held::Forwarder(_) => None,
+        Held::Relays(rs) => {
+            let fixed = latency(u, PG_RATE, s.secs, Duration::from_secs(60)).await;
+            print_phase(
+                &format!("{name} (at {PG_RATE:.0} events/s)"),
+                None,
+                Some(&fixed),
+            );
+            at_fixed = Some(fixed);
+            let (mut trips, mut delivered) = (0, 0);
+            for r in rs {
+                let n = metric(
+                    r.proc_.addr,
+                    "relay_delivery_attempts_total{status=\"succeeded\"}",
+                )
+                .await;
+                per_instance.push(n);
+                delivered += n;
+                trips += metric(r.proc_.addr, "relay_store_round_trips_total").await;
+            }
+            round_trips = (delivered > 0).then(|| trips as f64 / delivered as f64);
+            println!(
+                "  {name}: deliveries per instance {per_instance:?}; database round trips {trips} for {delivered} deliveries ({:.2} per delivery, polls and reads included)",
+                round_trips.unwrap_or(f64::NAN)
+            );
+            None
+        }
         Held::Relay(r) => {
             // Half as long as the main phases: a second look, not a target
             // (it keeps a clean checkout's run under a minute).
@@ -1264,7 +1386,14 @@ async fn finish(mut sub: Subject, s: &Settings, rx: &Receiver, rate: f64) -> Row
         note: match sub.process {
             Held::Forwarder(_) => "forwarder process".into(),
             Held::Relay(_) => String::new(),
+            Held::Relays(ref rs) => format!(
+                "{} instance(s) on one PostgreSQL database; CPU and RSS of the first",
+                rs.len()
+            ),
         },
+        at_fixed,
+        per_instance,
+        round_trips,
     }
 }
 
@@ -1409,6 +1538,9 @@ async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
         peak_rss_kib: Some(hwm),
         drain_s: Some(drain_s),
         rounds: Vec::new(),
+        at_fixed: None,
+        per_instance: Vec::new(),
+        round_trips: None,
         note: format!(
             "ingest {ingest_s:.1} s in batches of {BACKLOG_BATCH}; peak RSS while pending {:.1} MiB",
             mib(pending_peak)
@@ -1477,6 +1609,17 @@ async fn run() {
     if s.wants("fanout_10") {
         let hooks: String = (0..10).map(|i| json_webhook(i, &hook, None)).collect();
         subjects.push(start_relay_subject("fanout_10", hooks, 10, &s, &rx).await);
+    }
+    // The same relay on PostgreSQL: one instance, and three sharing it.
+    let cluster = (s.wants("json_signed_pg") || s.wants("json_signed_pg3"))
+        .then(|| pg::PgCluster::start(pg::DURABLE));
+    if let Some(cluster) = &cluster {
+        for (name, n) in [("json_signed_pg", 1), ("json_signed_pg3", 3)] {
+            if s.wants(name) {
+                let hooks = json_webhook(0, &hook, None);
+                subjects.push(start_pg_subject(name, cluster, n, hooks, &s, &rx).await);
+            }
+        }
     }
     let slice = s.secs / s.rounds as f64;
     for round in 1..=s.rounds {
@@ -1615,6 +1758,51 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
             ));
         }
     }
+    for name in ["json_signed_pg", "json_signed_pg3"] {
+        let Some(p) = by(name) else { continue };
+        let sqlite = by("json_signed").and_then(Row::events_per_s);
+        println!(
+            "{name}: {} events/s = {} × ceiling, {} × the SQLite relay; p99 at {PG_RATE:.0} events/s {} ms; deliveries per instance {:?}; round trips per delivery {}",
+            fmt_opt(p.events_per_s(), 0),
+            fmt_opt(ratio(p), 3),
+            fmt_opt(p.events_per_s().zip(sqlite).map(|(a, b)| a / b), 3),
+            fmt_opt(p.at_fixed.as_ref().and_then(|l| l.p99), 2),
+            p.per_instance,
+            fmt_opt(p.round_trips, 2),
+        );
+    }
+    if let Some(p) = by("json_signed_pg") {
+        checks.push(
+            verdict::at_least(
+                "json_signed_pg ≥ 0.15 × ceiling",
+                "events/s ratio to the ceiling",
+                ratio(p),
+                0.15,
+            )
+            .to_string(),
+        );
+        checks.push(
+            verdict::p99_at_most(
+                "json_signed_pg p99 at 200 events/s ≤ 50 ms",
+                (
+                    "json_signed_pg",
+                    p.at_fixed.as_ref().map(Latency::run).as_ref(),
+                ),
+                PG_RATE,
+                50.0,
+            )
+            .to_string(),
+        );
+        checks.push(
+            verdict::at_most(
+                "json_signed_pg database round trips per delivery ≤ 2",
+                "round trips per delivery (polls and reads included)",
+                p.round_trips,
+                2.0,
+            )
+            .to_string(),
+        );
+    }
     if s.wants("backlog_100k") {
         // Met only with 100,000 events accepted and all of them delivered.
         let run = by("backlog_100k").map(|r| {
@@ -1670,6 +1858,9 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
                 "own_p50_ms": r.own.as_ref().and_then(|o| o.p50),
                 "own_p99_ms": r.own.as_ref().and_then(|o| o.p99),
                 "own_p999_ms": r.own.as_ref().and_then(|o| o.p999),
+                "fixed_rate_p99_ms": r.at_fixed.as_ref().and_then(|l| l.p99),
+                "deliveries_per_instance": r.per_instance,
+                "round_trips_per_delivery": r.round_trips,
                 "note": r.note,
             })
         })

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use relay::event::{Event, new_id};
-use relay::history::{self, Attempt, Status};
-use relay::store::{self, Store, Target};
+use relay::history::{Attempt, Status};
+use relay::store::{self, AttemptRecord, BreakerChange, NewEvent, Storage, Store, Target};
 use support::{median, stat_cpu_secs};
 
 const TASKS: usize = 48;
@@ -71,7 +71,7 @@ fn attempt(e: &Event, delivery_id: &str) -> Attempt {
 /// One round: (writes/s, writer CPU µs per write).
 async fn round(data: &serde_json::Value) -> (f64, f64) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&dir.path().join("bench.db")).expect("store");
+    let store = Store::open_sqlite(&dir.path().join("bench.db")).expect("store");
     let writes = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs_f64(SECS);
     let cpu0 = writer_cpu_s();
@@ -89,17 +89,18 @@ async fn round(data: &serde_json::Value) -> (f64, f64) {
                     };
                     let a = attempt(&e, &target.delivery_id);
                     let body = store::event_json(&e).expect("event json");
-                    let did = target.delivery_id.clone();
+                    let new = NewEvent {
+                        event: e,
+                        body,
+                        targets: vec![target],
+                        held: vec![],
+                    };
+                    store.accept(vec![new]).await.expect("ingest write");
                     store
-                        .write(move |c| {
-                            store::insert_event(c, &e, &body, std::slice::from_ref(&target))
-                        })
-                        .await
-                        .expect("ingest write");
-                    store
-                        .write(move |c| {
-                            history::insert(c, &a)?;
-                            store::update_delivery(c, &did, "succeeded", 1, None)
+                        .record_attempt(AttemptRecord {
+                            attempt: a,
+                            due_at: None,
+                            breaker: BreakerChange::None,
                         })
                         .await
                         .expect("outcome write");

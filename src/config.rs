@@ -135,17 +135,102 @@ impl<'de> Deserialize<'de> for Listen {
     }
 }
 
+/// `storage:` — which backend holds events, deliveries and history:
+/// `sqlite: PATH` (the embedded default) or `postgres: URL` (several relay
+/// instances sharing one database), never both.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawStorage")]
 pub struct StorageConfig {
-    #[serde(default = "default_sqlite")]
-    pub sqlite: EnvPath,
-    #[serde(default = "default_retention_days")]
+    pub backend: StorageBackend,
     pub retention_days: u32,
+    /// Postgres: how long a claimed delivery stays this instance's without
+    /// renewal (renewed every quarter of it while queued or attempted); a
+    /// killed instance's deliveries are taken over after at most this long.
+    pub lease_ms: u64,
+}
+
+/// The store a relay runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageBackend {
+    Sqlite(EnvPath),
+    /// A `postgres://` URL; it may hold a password, so it never prints.
+    Postgres(Secret),
+}
+
+impl StorageConfig {
+    /// The directory for files the relay keeps beside its store (the
+    /// plugin cache): the SQLite file's directory, or `./data` for a
+    /// database server.
+    pub fn local_dir(&self) -> PathBuf {
+        match &self.backend {
+            StorageBackend::Sqlite(p) => {
+                p.0.parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from("."))
+            }
+            StorageBackend::Postgres(_) => PathBuf::from("./data"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(default)]
+    sqlite: Option<EnvPath>,
+    #[serde(default)]
+    postgres: Option<Secret>,
+    #[serde(default = "default_retention_days")]
+    retention_days: u32,
+    #[serde(default = "default_lease_ms")]
+    lease_ms: u64,
+}
+
+impl TryFrom<RawStorage> for StorageConfig {
+    type Error = String;
+    fn try_from(raw: RawStorage) -> Result<Self, String> {
+        let backend = match (raw.sqlite, raw.postgres) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "storage: give either sqlite (a file) or postgres (a URL), not both".into(),
+                );
+            }
+            (None, Some(url)) => {
+                let u = url.expose();
+                if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                    // The value is not shown: it may hold a password.
+                    return Err(
+                        "storage.postgres: expected a URL starting with postgres:// or postgresql://"
+                            .into(),
+                    );
+                }
+                StorageBackend::Postgres(url)
+            }
+            (Some(path), None) => StorageBackend::Sqlite(path),
+            (None, None) => StorageBackend::Sqlite(default_sqlite()),
+        };
+        if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&raw.lease_ms) {
+            return Err(format!(
+                "storage.lease_ms: {} is outside {MIN_LEASE_MS}..={MAX_LEASE_MS}",
+                raw.lease_ms
+            ));
+        }
+        Ok(StorageConfig {
+            backend,
+            retention_days: raw.retention_days,
+            lease_ms: raw.lease_ms,
+        })
+    }
 }
 
 fn default_sqlite() -> EnvPath {
     EnvPath(PathBuf::from("./data/relay.db"))
+}
+/// Bounds of `storage.lease_ms`: 1 s .. 1 h.
+pub const MIN_LEASE_MS: u64 = 1_000;
+pub const MAX_LEASE_MS: u64 = 3_600_000;
+fn default_lease_ms() -> u64 {
+    60_000
 }
 fn default_retention_days() -> u32 {
     30
@@ -154,8 +239,9 @@ fn default_retention_days() -> u32 {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            sqlite: default_sqlite(),
+            backend: StorageBackend::Sqlite(default_sqlite()),
             retention_days: default_retention_days(),
+            lease_ms: default_lease_ms(),
         }
     }
 }
@@ -554,6 +640,29 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// `scheme://host[:port]` of a URL without user info, plus `/[redacted]`
+/// when a path or query followed: URL paths and queries often carry
+/// credentials (Slack and Teams webhook URLs, `?token=`), so they never go
+/// into an error message, a log line or a viewer's response. Works on text
+/// that is not a valid URL too.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end].rsplit('@').next().unwrap_or("");
+    let tail = if matches!(&rest[end..], "" | "/") {
+        ""
+    } else {
+        "/[redacted]"
+    };
+    match scheme {
+        Some(s) => format!("{s}://{host}{tail}"),
+        None => format!("{host}{tail}"),
+    }
+}
+
 /// Destination URL: https (or http), or udp/tcp/tls for syslog. Whether
 /// http is allowed depends on `network.allow_http`, checked in `validate`.
 ///
@@ -576,7 +685,7 @@ impl WebhookUrl {
             None => raw.to_owned(),
         };
         // Errors show scheme://host only: paths and queries carry credentials.
-        let shown = crate::deliver::redact_url(&url);
+        let shown = redact_url(&url);
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("url: {shown:?} is not a valid URL ({e})"))?;
@@ -617,18 +726,18 @@ impl WebhookUrl {
         self.url.split("://").next().unwrap_or("")
     }
     /// `scheme://host[:port]`, with `/[redacted]` for any path or query
-    /// ([`crate::deliver::redact_url`]); the host too is redacted when it came from `${…}`.
+    /// ([`redact_url`]); the host too is redacted when it came from `${…}`.
     /// What viewers, errors and logs show.
     pub fn redacted(&self) -> String {
         if self.host_from_env {
-            let tail = if crate::deliver::redact_url(&self.url).ends_with("/[redacted]") {
+            let tail = if redact_url(&self.url).ends_with("/[redacted]") {
                 "/[redacted]"
             } else {
                 ""
             };
             format!("{}://[redacted]{tail}", self.scheme())
         } else {
-            crate::deliver::redact_url(&self.url)
+            redact_url(&self.url)
         }
     }
 }
@@ -934,7 +1043,10 @@ impl WebhookSpec {
         json_text(self.destination_options.as_ref())
     }
 
-    /// Checks that span fields. `field` prefixes every message (e.g. `webhooks[2]`).
+    /// Checks that span fields and need nothing but the config itself.
+    /// `field` prefixes every message (e.g. `webhooks[2]`). The checks that
+    /// need other modules (SSRF guard, signing keys, known formats and
+    /// destinations) run in `crate::check::webhook`, which calls this first.
     pub fn validate(
         &self,
         field: &str,
@@ -953,30 +1065,10 @@ impl WebhookSpec {
                 ),
             );
         }
-        if let Some(ip) = self.url.literal_ip()
-            && let Err(why) = crate::deliver::Guard::new(ctx.allow_private.to_vec()).check(ip)
-        {
-            return err(
-                "url",
-                format!(
-                    "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
-                    self.url.redacted()
-                ),
-            );
-        }
         if self.method == Method::GET && self.body.is_some() {
             return err(
                 "body",
                 "a GET webhook sends no body; remove body or change method".into(),
-            );
-        }
-        if self.signature == SignatureProfile::Standard
-            && let Some(secret) = &self.secret
-            && crate::sign::standard_key(secret.expose()).is_err()
-        {
-            return err(
-                "secret",
-                "the standard signature profile needs a whsec_<base64> secret".into(),
             );
         }
         for (i, t) in self.event_types.iter().flatten().enumerate() {
@@ -997,24 +1089,6 @@ impl WebhookSpec {
                     format!("{t:?} is not declared under event_types"),
                 );
             }
-        }
-        if !ctx.known_formats.iter().any(|f| f == &self.format) {
-            return err(
-                "format",
-                format!(
-                    "{:?} is not a loaded formatter (known: {})",
-                    self.format,
-                    ctx.known_formats.join(", ")
-                ),
-            );
-        }
-        if let Some(d) = &self.destination
-            && !ctx.known_destinations.iter().any(|k| k == d)
-        {
-            return err(
-                "destination",
-                format!("{d:?} is not a loaded destination plugin"),
-            );
         }
         if matches!(self.url.scheme(), "udp" | "tcp" | "tls") && self.destination.is_some() {
             return err(
@@ -1059,7 +1133,9 @@ impl Config {
         }
     }
 
-    /// Reads, interpolates and checks a file. Errors name `file:line:col`.
+    /// Reads, interpolates and checks a file with the checks of this
+    /// module alone (`crate::check::load` runs all). Errors name
+    /// `file:line:col`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -1068,6 +1144,9 @@ impl Config {
         Self::parse(&text, &path.display().to_string())
     }
 
+    /// Parses and checks what the config's own types can check; the rest
+    /// (plugins, formats, signing keys, SSRF guard, CA file) is
+    /// `crate::check::parse`.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let cfg: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
@@ -1102,14 +1181,6 @@ impl Config {
                 ));
             }
         }
-        if let Some(ca) = &self.network.ca_file
-            && let Err(e) = crate::deliver::tls::client_config(Some(&ca.0))
-        {
-            return Err(invalid(
-                "network.ca_file".into(),
-                format!("{}: {}", ca.0.display(), e.message),
-            ));
-        }
         let d = &self.delivery;
         if d.retry_base_ms == 0 || d.retry_max_ms < d.retry_base_ms {
             return Err(invalid(
@@ -1117,12 +1188,8 @@ impl Config {
                 "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms".into(),
             ));
         }
-        let files = crate::format::file_plugin_names(&self.plugins.dir.0);
-        let mut formats = crate::format::known_formats();
-        formats.extend(files.iter().cloned());
-        let mut destinations = crate::format::known_destinations();
-        destinations.extend(files);
-        let ctx = self.validation_context(&formats, &destinations);
+        // The format and destination names are checked by `crate::check`.
+        let ctx = self.validation_context(&[], &[]);
         let mut ids = std::collections::HashSet::new();
         for (i, w) in self.webhooks.iter().enumerate() {
             let field = format!("webhooks[{i}]");
@@ -1515,37 +1582,6 @@ mod tests {
     }
 
     #[test]
-    fn get_with_body_and_http_without_allow_http_are_refused() {
-        let e = Config::parse(
-            "webhooks:\n  - name: a\n    url: https://x.example\n    method: GET\n    body: {a: 1}\n",
-            "r.yaml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("webhooks[0].body"), "{e}");
-        let e = Config::parse(
-            "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: http://10.1.2.3/\n",
-            "r.yaml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("webhooks[0].url") && e.contains("private"),
-            "{e}"
-        );
-        let e = Config::parse(
-            "webhooks:\n  - name: a\n    url: http://x.example\n",
-            "r.yaml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("webhooks[0].url") && e.contains("allow_http"),
-            "{e}"
-        );
-    }
-
-    #[test]
     fn url_schemes_are_case_insensitive_and_stored_lower_case() {
         let c = Config::parse(
             "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: HTTP://x.example/Path\n  - name: b\n    url: TCP://x.example:514\n    format: syslog\n",
@@ -1566,21 +1602,6 @@ mod tests {
             e.contains("webhooks[0].url") && e.contains("allow_http"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn url_errors_show_scheme_and_host_but_never_path_or_query() {
-        for yaml in [
-            "webhooks:\n  - name: a\n    url: \"ftp://x.example/p4th?q=s3cret\"\n",
-            "webhooks:\n  - name: a\n    url: \"http://x.example/p4th?q=s3cret\"\n",
-            "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: \"http://10.0.0.1/p4th?q=s3cret\"\n",
-            "webhooks:\n  - name: a\n    url: \"udp://x.example/p4th?q=s3cret\"\n",
-            "webhooks:\n  - name: a\n    url: \"https://x.example/p4th?q=s3cret with space\"\n",
-        ] {
-            let e = Config::parse(yaml, "r.yaml").unwrap_err().to_string();
-            assert!(e.contains("x.example") || e.contains("10.0.0.1"), "{e}");
-            assert!(!e.contains("p4th") && !e.contains("s3cret"), "{e}");
-        }
     }
 
     #[test]
@@ -1614,19 +1635,88 @@ mod tests {
     }
 
     #[test]
-    fn ca_file_must_be_a_readable_pem_of_certificates() {
-        let e = Config::parse("network: {ca_file: /nonexistent/ca.pem}\n", "r.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("network.ca_file") && e.contains("/nonexistent/ca.pem"),
-            "{e}"
-        );
-    }
-
-    #[test]
     fn slug_makes_stable_ids() {
         assert_eq!(slug("Slack - Critical Findings"), "slack-critical-findings");
         assert_eq!(slug("!!!"), "webhook");
+    }
+
+    #[test]
+    fn storage_is_sqlite_by_default_or_postgres_and_never_both() {
+        let c = Config::parse("listen: 127.0.0.1:1\n", "r.yaml").unwrap();
+        assert_eq!(
+            c.storage.backend,
+            StorageBackend::Sqlite(EnvPath("./data/relay.db".into()))
+        );
+        let c = Config::parse(
+            "storage: {sqlite: /tmp/x/r.db, retention_days: 7}\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.storage.backend, c.storage.retention_days),
+            (StorageBackend::Sqlite(EnvPath("/tmp/x/r.db".into())), 7)
+        );
+        assert_eq!(
+            Config::parse("storage: {sqlite: /tmp/x/r.db}\n", "r.yaml")
+                .unwrap()
+                .storage
+                .local_dir(),
+            PathBuf::from("/tmp/x")
+        );
+        let c = Config::parse(
+            "storage: {postgres: \"postgres://relay:pw1@db.example/relay\"}\n",
+            "r.yaml",
+        )
+        .unwrap();
+        let StorageBackend::Postgres(url) = &c.storage.backend else {
+            panic!("{:?}", c.storage.backend);
+        };
+        assert_eq!(url.expose(), "postgres://relay:pw1@db.example/relay");
+        assert!(!format!("{c:?}").contains("pw1"), "the URL never prints");
+        let e = Config::parse(
+            "storage:\n  sqlite: r.db\n  postgres: \"postgres://relay:pw2@db/relay\"\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both") && e.contains("r.yaml:"), "{e}");
+        assert!(!e.contains("pw2"), "{e}");
+        let e = Config::parse("storage: {postgres: \"mysql://u:pw3@db/x\"}\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("storage.postgres") && e.contains("postgres://"),
+            "{e}"
+        );
+        assert!(!e.contains("pw3"), "{e}");
+        let e = Config::parse("storage: {postgress: x}\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgress"), "{e}");
+    }
+
+    #[test]
+    fn a_lease_outside_one_second_to_one_hour_is_refused_naming_the_field() {
+        let parse = |lease: &str| {
+            Config::parse(
+                &format!("storage: {{postgres: \"postgres://db/relay\", lease_ms: {lease}}}\n"),
+                "r.yaml",
+            )
+        };
+        assert_eq!(parse("3000").unwrap().storage.lease_ms, 3000);
+        assert_eq!(
+            Config::parse("listen: 127.0.0.1:1\n", "r.yaml")
+                .unwrap()
+                .storage
+                .lease_ms,
+            60_000
+        );
+        for bad in ["999", "3600001"] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("storage.lease_ms") && e.contains(bad) && e.contains("r.yaml:"),
+                "{e}"
+            );
+        }
     }
 }

@@ -41,7 +41,9 @@ use crate::event::{Event, new_id, now_ms};
 use crate::history::{self, Attempt, AttemptError, Status};
 use crate::plugin::{Outcome as PluginOutcome, PluginHost};
 use crate::prepare::{Prepared, destination_of, prepare};
-use crate::store::{self, Activity, Store, StoreError};
+use crate::store::{
+    self, Activity, AttemptRecord, BreakerChange, Busy, Storage, Store, StoreError,
+};
 use crate::webhook::{Registry, Webhook};
 
 /// Queue slots per webhook lane (beyond these, deliveries wait in the store).
@@ -56,6 +58,13 @@ pub const UNRECORDED_PER_SLOT: usize = 2;
 /// doubled on each further failure up to [`STORE_BACKOFF_MAX`].
 const STORE_BACKOFF_MIN: Duration = Duration::from_secs(1);
 const STORE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often the leases of queued and running deliveries are renewed, as a
+/// fraction of the lease (`storage.lease_ms`, [`Store::lease`]): well
+/// within it, so a live instance never loses one mid-attempt.
+const RENEWALS_PER_LEASE: u32 = 4;
+/// How often a shared store's breaker states are read back (another
+/// instance may have tripped or re-enabled a webhook).
+const BREAKER_REFRESH: Duration = Duration::from_secs(1);
 
 /// One delivery to attempt.
 #[derive(Debug, Clone)]
@@ -148,7 +157,7 @@ struct Inner {
     plugins: PluginHost,
     config: ArcSwap<DeliveryConfig>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
-    wake: Notify,
+    wake: Arc<Notify>,
     /// Set by [`Dispatcher::drain`]: no new attempt starts.
     stopping: AtomicBool,
     /// Attempts started and not yet recorded (or given up), over all lanes.
@@ -177,6 +186,9 @@ impl Dispatcher {
         plugins: PluginHost,
         config: DeliveryConfig,
     ) -> Dispatcher {
+        let wake = Arc::new(Notify::new());
+        // Work accepted by another instance wakes the poller.
+        store.on_new_work(wake.clone());
         Dispatcher {
             inner: Arc::new(Inner {
                 store,
@@ -185,7 +197,7 @@ impl Dispatcher {
                 plugins,
                 config: ArcSwap::from_pointee(config),
                 lanes: Mutex::new(HashMap::new()),
-                wake: Notify::new(),
+                wake,
                 stopping: AtomicBool::new(false),
                 unrecorded: AtomicUsize::new(0),
                 recorded: Notify::new(),
@@ -199,6 +211,8 @@ impl Dispatcher {
     pub fn start(&self) {
         let inner = self.inner.clone();
         tokio::spawn(async move { inner.poll_loop().await });
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.renew_loop().await });
     }
 
     pub fn reconfigure(&self, config: DeliveryConfig) {
@@ -265,16 +279,29 @@ impl Dispatcher {
         let inner = &self.inner;
         inner.stopping.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
-        loop {
+        let left = loop {
             let recorded = inner.recorded.notified();
             let left = inner.unrecorded.load(Ordering::SeqCst);
             if left == 0 {
-                return 0;
+                break 0;
             }
             if tokio::time::timeout_at(deadline, recorded).await.is_err() {
-                return inner.unrecorded.load(Ordering::SeqCst);
+                break inner.unrecorded.load(Ordering::SeqCst);
+            }
+        };
+        if inner.store.is_shared() {
+            // Deliveries still queued here: another instance may take them
+            // now instead of after their lease.
+            let lanes: Vec<Arc<Lane>> = lock(&inner.lanes).values().cloned().collect();
+            let ids: Vec<String> = lanes
+                .iter()
+                .flat_map(|l| l.inflight().iter().cloned().collect::<Vec<_>>())
+                .collect();
+            if let Err(e) = inner.store.renew(ids, Duration::ZERO).await {
+                tracing::warn!(error = %e, "cannot release the leases of queued deliveries; other instances take them once the leases expire");
             }
         }
+        left
     }
 
     /// Runs one attempt right now, outside the lanes, and returns its record
@@ -323,6 +350,16 @@ impl Inner {
         if lane.tx.try_send(job).is_err() {
             lane.inflight().remove(&id);
             lane.starved.store(true, Ordering::SeqCst);
+            if self.store.is_shared() {
+                // Leased to this instance by ingest or a claim: give it up
+                // so that any instance (this one's poller too) can claim it.
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.renew(vec![id], Duration::ZERO).await {
+                        tracing::warn!(error = %e, "cannot release a delivery that did not fit its lane; it is claimable once its lease expires");
+                    }
+                });
+            }
         }
     }
 
@@ -416,7 +453,12 @@ impl Inner {
     }
 
     async fn poll_loop(self: Arc<Self>) {
+        let mut refreshed = Instant::now();
         loop {
+            if self.store.is_shared() && refreshed.elapsed() >= BREAKER_REFRESH {
+                refreshed = Instant::now();
+                self.refresh_breakers().await;
+            }
             let webhooks = self.registry.load();
             let idle = self.stopping.load(Ordering::SeqCst) || self.paused_until().is_some();
             for w in webhooks.list.iter().filter(|_| !idle) {
@@ -429,65 +471,40 @@ impl Inner {
                 if room == 0 {
                     continue;
                 }
-                let busy = lane.inflight().len();
-                let id = w.id.clone();
-                // Ids first (index only, no event bodies), so the deliveries
-                // already in the lane cost nothing to skip.
-                let candidates = match self
+                let busy = Busy {
+                    count: lane.inflight().len(),
+                    contains: {
+                        let lane = lane.clone();
+                        Arc::new(move |id: &str| lane.inflight().contains(id))
+                    },
+                };
+                let claimed = match self
                     .store
-                    .read(move |c| store::due_ids(c, &id, now_ms(), room + busy))
+                    .claim_due(&w.id, room, self.store.lease(), busy)
                     .await
                 {
-                    Ok(d) => d,
+                    Ok(c) => c,
                     Err(e) => {
                         tracing::error!(webhook = %w.id, error = %e, "cannot read due deliveries");
                         continue;
                     }
                 };
-                let saturated = candidates.len() >= room + busy;
-                let fresh: Vec<(String, u32)> = {
-                    let inflight = lane.inflight();
-                    candidates
-                        .into_iter()
-                        .filter(|(id, _)| !inflight.contains(id))
-                        .take(room)
-                        .collect()
-                };
-                lane.starved.store(saturated, Ordering::SeqCst);
-                if fresh.is_empty() {
-                    continue;
-                }
-                let (due, orphans) = match self
-                    .store
-                    .read(move |c| store::load_due(c, &fresh))
-                    .await
-                {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::error!(webhook = %w.id, error = %e, "cannot read due deliveries");
-                        continue;
-                    }
-                };
-                if !orphans.is_empty() {
+                lane.starved.store(claimed.saturated, Ordering::SeqCst);
+                if claimed.orphans > 0 {
                     // Due deliveries whose event is gone (pruned while a
-                    // replay created them): they can never be sent, and left
-                    // due they would fill every poll of this webhook.
-                    tracing::warn!(webhook = %w.id, count = orphans.len(), "failing deliveries whose event no longer exists");
-                    if let Err(e) = self
-                        .store
-                        .write(move |c| store::fail_orphans(c, &orphans))
-                        .await
-                    {
-                        tracing::error!(webhook = %w.id, error = %e, "cannot fail deliveries whose event no longer exists");
-                    }
+                    // replay created them): they can never be sent; the
+                    // store ended them as failed.
+                    tracing::warn!(webhook = %w.id, count = claimed.orphans, "failed deliveries whose event no longer exists");
                 }
+                let due = claimed.due;
+                // A shared store's claim read the row and leased it in one
+                // statement: the offer is current, no re-read needed.
+                let leased = self.store.is_shared();
                 for d in due {
-                    self.offer(Job::new(
-                        d.delivery_id,
-                        d.webhook_id,
-                        d.attempts,
-                        Arc::new(d.event),
-                    ));
+                    let mut job =
+                        Job::new(d.delivery_id, d.webhook_id, d.attempts, Arc::new(d.event));
+                    job.current = leased;
+                    self.offer(job);
                 }
             }
             // Woken early (a lane drained): poll again, but not more often
@@ -505,16 +522,56 @@ impl Inner {
         }
     }
 
+    /// Reads back the breaker states of a shared store: another instance
+    /// may have tripped a webhook (its failures count for all) or an
+    /// operator re-enabled one through another instance's API.
+    async fn refresh_breakers(&self) {
+        match self.store.load_webhook_states().await {
+            Ok(states) => {
+                let webhooks = self.registry.load();
+                for (id, state) in states {
+                    if let Some(w) = webhooks.get(&id)
+                        && w.breaker.snapshot() != state
+                    {
+                        w.breaker.observe(state);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the webhooks' breaker states from the shared store")
+            }
+        }
+    }
+
+    /// Renews the leases of every delivery queued or running here, every
+    /// quarter of the lease, so that another instance never takes over a
+    /// delivery whose attempt is still going (a no-op on SQLite).
+    async fn renew_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.store.lease() / RENEWALS_PER_LEASE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let lanes: Vec<Arc<Lane>> = lock(&self.lanes).values().cloned().collect();
+            let ids: Vec<String> = lanes
+                .iter()
+                .flat_map(|l| l.inflight().iter().cloned().collect::<Vec<_>>())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.store.renew(ids, self.store.lease()).await {
+                tracing::error!(error = %e, "cannot renew the leases of deliveries in flight");
+            }
+        }
+    }
+
     /// Whether `job` is still the delivery's next attempt. An offer can be
     /// stale (a retry timer and the poller both offering it, or the poller
     /// having read the row just before the previous attempt was recorded);
     /// the row is the truth, and it is read after this job entered
     /// `inflight`, so after any earlier attempt's commit.
     async fn is_current(&self, job: &Job) -> Result<bool, StoreError> {
-        let (id, attempts) = (job.delivery_id.clone(), job.attempts);
-        self.store
-            .read(move |c| store::is_due(c, &id, attempts, now_ms()))
-            .await
+        self.store.still_due(&job.delivery_id, job.attempts).await
     }
 
     /// Makes one attempt and records it. `Ok(None)` when the job was stale.
@@ -601,36 +658,42 @@ impl Inner {
         // Breaker bookkeeping for outcomes that end a delivery. Only the
         // receiver's failures count (DESIGN §9): a failure caused by the
         // event's data, a plugin or the relay fails this delivery alone.
+        // The store applies the change to the stored counters (shared by
+        // every instance on one database) and answers with the result.
         let threshold = self.config.load().breaker_threshold;
-        let state = match (&outcome, &webhook) {
-            (Outcome::Final(Ok(_)), Some(w)) => w.breaker.record_success(),
-            (Outcome::Final(Err(e)), Some(_)) if e.origin() != Origin::Upstream => None,
-            (Outcome::Final(Err(e)), Some(w)) => {
-                let before = w.breaker.activity();
-                let s = if e.disables_webhook() {
-                    w.breaker.deactivate()
-                } else {
-                    w.breaker.record_failure(threshold)
-                };
-                if before == Activity::Active && s.activity == Activity::Paused {
-                    tracing::warn!(webhook = %w.id, failures = s.failure_count, "circuit breaker tripped: webhook paused, its deliveries wait until it is re-enabled");
-                }
-                Some(s)
+        let change = match (&outcome, &webhook) {
+            (Outcome::Final(Ok(_)), Some(w)) => BreakerChange::Success {
+                streak: w.breaker.snapshot().failure_count > 0,
+            },
+            (Outcome::Final(Err(e)), Some(_)) if e.origin() != Origin::Upstream => {
+                BreakerChange::None
             }
-            _ => None,
+            (Outcome::Final(Err(e)), Some(_)) if e.disables_webhook() => BreakerChange::Trip,
+            (Outcome::Final(Err(_)), Some(_)) => BreakerChange::Failure { threshold },
+            _ => BreakerChange::None,
         };
-        let to_store = record.clone();
-        let webhook_id = job.webhook_id.clone();
-        self.store
-            .write(move |c| {
-                history::insert(c, &to_store)?;
-                store::update_delivery(c, &to_store.delivery_id, status.as_str(), number, due_at)?;
-                if let Some(s) = state {
-                    store::save_webhook_state(c, &webhook_id, s)?;
-                }
-                Ok(())
+        let stored = self
+            .store
+            .record_attempt(AttemptRecord {
+                attempt: record.clone(),
+                due_at,
+                breaker: change,
             })
             .await?;
+        if let Some(w) = &webhook {
+            let before = w.breaker.activity();
+            match (stored, change) {
+                (Some(s), _) => w.breaker.observe(s),
+                (None, BreakerChange::Success { .. }) => {
+                    w.breaker.record_success();
+                }
+                _ => {}
+            }
+            let after = w.breaker.snapshot();
+            if before == Activity::Active && after.activity == Activity::Paused {
+                tracing::warn!(webhook = %w.id, failures = after.failure_count, "circuit breaker tripped: webhook paused, its deliveries wait until it is re-enabled");
+            }
+        }
         crate::metrics::attempt(status.as_str(), duration_ms);
         // A retry waits in the store (`due_at`), not in memory: the poller
         // offers it when its time has come, looking at that instant if it
@@ -650,13 +713,7 @@ impl Inner {
     /// (history `paused`; the row keeps its attempts and place in the queue).
     async fn pause(&self, job: &Job, number: u32) -> Result<Attempt, StoreError> {
         let record = history::held(&job.delivery_id, &job.webhook_id, &job.event, number, true);
-        let to_store = record.clone();
-        self.store
-            .write(move |c| {
-                history::insert(c, &to_store)?;
-                store::pause_delivery(c, &to_store.delivery_id)
-            })
-            .await?;
+        self.store.record_paused(record.clone()).await?;
         crate::metrics::attempt(Status::Paused.as_str(), 0);
         Ok(record)
     }
@@ -891,23 +948,25 @@ mod tests {
             start: store::Start::Due,
         };
         let delivery = t.delivery_id.clone();
-        store
-            .write(move |c| {
-                store::insert_event(c, &e, &store::event_json(&e)?, std::slice::from_ref(&t))
-            })
-            .await
-            .unwrap();
+        let new = store::NewEvent {
+            body: store::event_json(&e).unwrap(),
+            event: e,
+            targets: vec![t],
+            held: vec![],
+        };
+        store.accept(vec![new]).await.unwrap();
         delivery
     }
 
+    fn sqlite(store: &Store) -> &store::sqlite::SqliteStore {
+        match store {
+            Store::Sqlite(s) => s,
+            Store::Postgres(_) => panic!("these tests run on SQLite"),
+        }
+    }
+
     async fn status_of(store: &Store, delivery: &str) -> String {
-        let id = delivery.to_owned();
-        store
-            .read(move |c| store::get_delivery(c, &id))
-            .await
-            .unwrap()
-            .unwrap()
-            .status
+        store.get_delivery(delivery).await.unwrap().unwrap().status
     }
 
     async fn wait_status(store: &Store, delivery: &str, want: &str) {
@@ -921,18 +980,16 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_store_that_cannot_record_pauses_dispatch_instead_of_resending_in_a_loop() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let (port, received) = counting_receiver().await;
         let delivery = insert(&store, "e1").await;
         // From now on recording an attempt fails at once, as on a full or
         // read-only disk.
-        store
-            .write(|c| {
-                Ok(c.execute_batch(
-                    "CREATE TRIGGER full BEFORE INSERT ON attempts
-                     BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
-                )?)
-            })
+        sqlite(&store)
+            .execute_for_tests(
+                "CREATE TRIGGER full BEFORE INSERT ON attempts
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+            )
             .await
             .unwrap();
         let d = dispatcher(&store, port);
@@ -948,8 +1005,8 @@ mod tests {
         assert_eq!(status_of(&store, &delivery).await, "pending");
         // The store recovers: the unrecorded attempt is sent again and
         // recorded.
-        store
-            .write(|c| Ok(c.execute_batch("DROP TRIGGER full")?))
+        sqlite(&store)
+            .execute_for_tests("DROP TRIGGER full")
             .await
             .unwrap();
         wait_status(&store, &delivery, "succeeded").await;
@@ -960,25 +1017,31 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn deliveries_whose_event_was_pruned_never_wedge_the_webhooks_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let (port, received) = counting_receiver().await;
         // 600 due deliveries older than everything else, whose event is
         // gone (a replay that raced retention): more than a poll reads.
         let orphans: Vec<String> = (0..600).map(|_| new_id()).collect();
-        let rows = orphans.clone();
-        store
-            .write(move |c| {
-                let targets: Vec<store::Target> = rows
-                    .iter()
-                    .map(|id| store::Target {
-                        delivery_id: id.clone(),
-                        webhook_id: "w".into(),
-                        start: store::Start::Due,
-                    })
-                    .collect();
-                store::insert_deliveries(c, "pruned", &targets, 1)?;
-                Ok(())
-            })
+        let e = event("pruned");
+        let new = store::NewEvent {
+            body: store::event_json(&e).unwrap(),
+            event: e,
+            targets: orphans
+                .iter()
+                .map(|id| store::Target {
+                    delivery_id: id.clone(),
+                    webhook_id: "w".into(),
+                    start: store::Start::Due,
+                })
+                .collect(),
+            held: vec![],
+        };
+        store.accept(vec![new]).await.unwrap();
+        sqlite(&store)
+            .execute_for_tests(
+                "UPDATE deliveries SET due_at = 1 WHERE event_id = 'pruned';
+                 DELETE FROM events WHERE id = 'pruned'",
+            )
             .await
             .unwrap();
         let delivery = insert(&store, "live").await;
@@ -994,7 +1057,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn an_attempt_that_panics_frees_its_delivery_for_the_poller() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let d = dispatcher(&store, 9);
         let lane = d.inner.lane("w");
         lane.inflight().insert("d1".into());
@@ -1013,7 +1076,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_claimed_delivery_cannot_be_claimed_or_offered_twice() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = Store::open_sqlite(&dir.path().join("r.db")).unwrap();
         let d = dispatcher(&store, 9);
         let held = d.claim("w", "d1").expect("free");
         assert!(d.claim("w", "d1").is_none(), "held by the first claim");

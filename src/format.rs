@@ -12,12 +12,7 @@ use crate::event::Event;
 use crate::plugin::{Kind, PluginHost};
 use crate::webhook::Webhook;
 
-/// A formatted body.
-#[derive(Debug, Clone)]
-pub struct Payload {
-    pub content_type: String,
-    pub body: Bytes,
-}
+pub use crate::payload::Payload;
 
 /// Names accepted in a webhook's `format` without looking at the plugins
 /// directory: `json` and the built-in formatters.

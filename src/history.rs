@@ -1,59 +1,18 @@
-//! Delivery history: one row per attempt, and the queries the API reads.
+//! Delivery history: what an attempt's record says (status, error, clipped
+//! response body) and the records of deliveries not attempted. The records
+//! are stored and read through the storage interface (`crate::store`),
+//! where their types live; they are re-exported here.
 //!
-//! Owns: the `attempts` table and the JSON shape of an attempt (DESIGN.md §9).
-//! Its SQL runs inside the store's transactions.
-
-use rusqlite::{Connection, Row, params};
-use serde::Serialize;
+//! Owns: the mapping from a delivery's outcome to its record (DESIGN.md §9).
 
 use crate::deliver::DeliveryError;
 use crate::event::rfc3339_ms;
-use crate::store::StoreError;
+use crate::store::{Start, Target};
+
+pub use crate::store::{Attempt, AttemptError, HistoryQuery as Query, Page, Status};
 
 /// Largest response body kept per attempt.
 pub const RESPONSE_BODY_LIMIT: usize = 4096;
-
-/// The state a delivery is in after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Succeeded,
-    Failed,
-    Retrying,
-    Skipped,
-    /// Waiting behind a tripped circuit breaker; sent once re-enabled.
-    Paused,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::Retrying => "retrying",
-            Status::Skipped => "skipped",
-            Status::Paused => "paused",
-        }
-    }
-    fn parse(s: &str) -> Status {
-        match s {
-            "succeeded" => Status::Succeeded,
-            "retrying" => Status::Retrying,
-            "skipped" => Status::Skipped,
-            "paused" => Status::Paused,
-            _ => Status::Failed,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AttemptError {
-    pub kind: String,
-    /// Where it went wrong: `upstream`, `plugin` or `relay`.
-    pub origin: String,
-    pub retryable: bool,
-    pub message: String,
-}
 
 impl From<&DeliveryError> for AttemptError {
     fn from(e: &DeliveryError) -> Self {
@@ -64,28 +23,6 @@ impl From<&DeliveryError> for AttemptError {
             message: e.to_string(),
         }
     }
-}
-
-/// One attempt, as recorded and as served by the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Attempt {
-    pub id: String,
-    pub delivery_id: String,
-    pub webhook_id: String,
-    pub event_id: String,
-    pub event_type: String,
-    /// 1-based.
-    pub attempt: u32,
-    pub status: Status,
-    pub status_code: Option<u16>,
-    pub success: bool,
-    pub error: Option<AttemptError>,
-    pub response_body: Option<String>,
-    pub duration_ms: u64,
-    pub warnings: Vec<String>,
-    pub created_at: String,
-    #[serde(skip)]
-    pub created_at_ms: i64,
 }
 
 impl AttemptError {
@@ -143,18 +80,22 @@ pub fn held(
     }
 }
 
-/// Records a skipped or paused attempt for each delivery of `event` that
-/// did not start due.
-pub fn insert_held(
-    conn: &Connection,
-    event: &crate::event::Event,
-    held: &[crate::store::Held],
-) -> Result<(), StoreError> {
-    for (delivery_id, webhook_id, start) in held {
-        let paused = *start == crate::store::Start::Paused;
-        insert(conn, &self::held(delivery_id, webhook_id, event, 1, paused))?;
-    }
-    Ok(())
+/// The records of the targets of `event` that do not start due (skipped
+/// or paused), for the store to write with the event.
+pub fn held_records(event: &crate::event::Event, targets: &[Target]) -> Vec<Attempt> {
+    targets
+        .iter()
+        .filter(|t| t.start != Start::Due)
+        .map(|t| {
+            held(
+                &t.delivery_id,
+                &t.webhook_id,
+                event,
+                1,
+                t.start == Start::Paused,
+            )
+        })
+        .collect()
 }
 
 /// Cuts a response body to [`RESPONSE_BODY_LIMIT`] bytes on a char boundary.
@@ -165,145 +106,6 @@ pub fn clip_body(body: &[u8]) -> String {
         s.pop();
     }
     s
-}
-
-pub fn insert(conn: &Connection, a: &Attempt) -> Result<(), StoreError> {
-    let warnings =
-        serde_json::to_string(&a.warnings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-            success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )?
-    .execute(params![
-        a.id,
-        a.delivery_id,
-        a.webhook_id,
-        a.event_id,
-        a.event_type,
-        a.attempt,
-        a.status.as_str(),
-        a.status_code,
-        a.success,
-        a.error.as_ref().map(|e| &e.kind),
-        a.error.as_ref().map(|e| &e.origin),
-        a.error.as_ref().map(|e| &e.message),
-        a.error.as_ref().map(|e| e.retryable),
-        a.response_body,
-        a.duration_ms as i64,
-        warnings,
-        a.created_at_ms,
-    ])?;
-    Ok(())
-}
-
-const COLUMNS: &str = "seq, id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code, success,
-    error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at";
-
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Attempt)> {
-    let kind: Option<String> = r.get(10)?;
-    let error = match kind {
-        Some(kind) => Some(AttemptError {
-            kind,
-            origin: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
-            message: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
-            retryable: r.get::<_, Option<bool>>(13)?.unwrap_or(false),
-        }),
-        None => None,
-    };
-    let warnings: String = r.get(16)?;
-    let created_at_ms: i64 = r.get(17)?;
-    Ok((
-        r.get(0)?,
-        Attempt {
-            id: r.get(1)?,
-            delivery_id: r.get(2)?,
-            webhook_id: r.get(3)?,
-            event_id: r.get(4)?,
-            event_type: r.get(5)?,
-            attempt: r.get(6)?,
-            status: Status::parse(&r.get::<_, String>(7)?),
-            status_code: r.get(8)?,
-            success: r.get(9)?,
-            error,
-            response_body: r.get(14)?,
-            duration_ms: r.get::<_, i64>(15)? as u64,
-            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
-            created_at: rfc3339_ms(created_at_ms),
-            created_at_ms,
-        },
-    ))
-}
-
-/// Filters for a webhook's history.
-#[derive(Debug, Clone, Default)]
-pub struct Query {
-    pub status: Option<Status>,
-    pub success: Option<bool>,
-    /// Only attempts at or after this time (ms).
-    pub since_ms: Option<i64>,
-    pub limit: usize,
-    /// Only attempts older than this cursor (an opaque sequence number).
-    pub before: Option<i64>,
-}
-
-/// A page of attempts, newest first, with the cursor of the next page.
-pub struct Page {
-    pub data: Vec<Attempt>,
-    pub next: Option<String>,
-}
-
-pub fn list_for_webhook(
-    conn: &Connection,
-    webhook_id: &str,
-    q: &Query,
-) -> Result<Page, StoreError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM attempts WHERE webhook_id = ?1");
-    let mut args: Vec<rusqlite::types::Value> = vec![webhook_id.to_owned().into()];
-    if let Some(s) = q.status {
-        args.push(s.as_str().to_owned().into());
-        sql += &format!(" AND status = ?{}", args.len());
-    }
-    if let Some(s) = q.success {
-        args.push((s as i64).into());
-        sql += &format!(" AND success = ?{}", args.len());
-    }
-    if let Some(t) = q.since_ms {
-        args.push(t.into());
-        sql += &format!(" AND created_at >= ?{}", args.len());
-    }
-    if let Some(b) = q.before {
-        args.push(b.into());
-        sql += &format!(" AND seq < ?{}", args.len());
-    }
-    let limit = q.limit.clamp(1, 1000);
-    sql += &format!(" ORDER BY seq DESC LIMIT {}", limit + 1);
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), from_row)?;
-    let mut data = Vec::new();
-    let mut last_seq = None;
-    for row in rows {
-        let (seq, a) = row?;
-        if data.len() == limit {
-            return Ok(Page {
-                data,
-                next: last_seq.map(|s: i64| s.to_string()),
-            });
-        }
-        last_seq = Some(seq);
-        data.push(a);
-    }
-    Ok(Page { data, next: None })
-}
-
-/// Every attempt of one delivery, oldest first.
-pub fn list_for_delivery(conn: &Connection, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM attempts WHERE delivery_id = ?1 ORDER BY seq"
-    ))?;
-    let rows = stmt.query_map([delivery_id], from_row)?;
-    rows.map(|r| r.map(|(_, a)| a).map_err(StoreError::from))
-        .collect()
 }
 
 #[cfg(test)]

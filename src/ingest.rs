@@ -14,7 +14,7 @@ use crate::config::valid_event_type;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, new_id};
 use crate::history;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::Webhooks;
 
 /// Why a posted body was refused; `index` is the event's place in a batch.
@@ -220,29 +220,24 @@ pub async fn accept(
     let planned = events
         .into_iter()
         .map(|e| {
-            let t = webhooks.targets(&e);
-            Ok((store::event_json(&e)?, t, e))
+            let targets = webhooks.targets(&e);
+            Ok(store::NewEvent {
+                body: store::event_json(&e)?,
+                held: history::held_records(&e, &targets),
+                targets,
+                event: e,
+            })
         })
-        .collect::<Result<Vec<(String, Vec<store::Target>, Event)>, StoreError>>()?;
+        .collect::<Result<Vec<store::NewEvent>, StoreError>>()?;
     // Before the write, so the poller cannot offer these deliveries first.
     let reservations: Vec<_> = planned
         .iter()
-        .map(|(_, t, _)| dispatcher.reserve(t))
+        .map(|e| dispatcher.reserve(&e.targets))
         .collect();
-    // The events go to the writer and come back with the results, so they
+    // The events go to the store and come back with the results, so they
     // move on to dispatch without a copy.
-    let (results, planned) = store
-        .write_with(planned, |c, planned| {
-            let mut out = Vec::with_capacity(planned.len());
-            for (body, t, e) in planned {
-                let accepted = store::insert_event(c, e, body, t)?;
-                history::insert_held(c, e, &accepted.held)?;
-                out.push(accepted);
-            }
-            Ok(out)
-        })
-        .await?;
-    let events = planned.into_iter().map(|(_, _, e)| e);
+    let (results, planned) = store.accept(planned).await?;
+    let events = planned.into_iter().map(|e| e.event);
     crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
     crate::metrics::deliveries_skipped(
         results

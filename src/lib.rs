@@ -2,6 +2,7 @@
 //! and retried, to webhooks, chat tools and SIEMs. See ARCHITECTURE.md.
 
 pub mod api;
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod deliver;
@@ -11,6 +12,7 @@ pub mod format;
 pub mod history;
 pub mod ingest;
 pub mod metrics;
+pub mod payload;
 pub mod plugin;
 pub mod prepare;
 pub mod reload;

@@ -137,7 +137,10 @@ fn run(command: Command) -> Result<(), Failure> {
                 })
         }
         Command::Check { config } => {
-            let cfg = relay::config::Config::load(&config).map_err(user)?;
+            let cfg = relay::check::load(&config).map_err(user)?;
+            runtime()?
+                .block_on(relay::store::check_reachable(&cfg.storage))
+                .map_err(|e| user(format!("{}: {e}", config.display())))?;
             println!(
                 "{}: ok ({} webhooks, {} tokens)",
                 config.display(),

@@ -103,6 +103,14 @@ pub fn queue_depth_query() {
     QUEUE_DEPTH_QUERIES.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Statements sent to a shared store (each one round trip to the database).
+static STORE_ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// One round trip to a shared store's database.
+pub fn store_round_trip() {
+    STORE_ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// `n` new events were accepted (stored; duplicates of a known id excluded).
 pub fn events_accepted(n: u64) {
     METRICS.events_accepted.fetch_add(n, Ordering::Relaxed);
@@ -304,6 +312,19 @@ pub fn render(queue: &[QueueDepth], breakers: &[BreakerState]) -> String {
         "relay_queue_depth_queries_total",
         &[],
         load(&QUEUE_DEPTH_QUERIES),
+    );
+
+    family(
+        o,
+        "relay_store_round_trips_total",
+        "counter",
+        "Statements this process sent to a shared (PostgreSQL) store, each one round trip; 0 on SQLite.",
+    );
+    sample(
+        o,
+        "relay_store_round_trips_total",
+        &[],
+        load(&STORE_ROUND_TRIPS),
     );
 
     family(

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use crate::api::{AppState, Live};
 use crate::config::{Config, ConfigError, WebhookSpec};
 use crate::deliver::{Deliverer, Guard, Policy};
-use crate::store::{self, StoreError};
+use crate::store::{Storage, StoreError};
 
 /// SHA-256 of the file's bytes.
 pub type Fingerprint = [u8; 32];
@@ -60,7 +60,7 @@ pub fn load(path: &Path) -> Result<(Config, Fingerprint), ConfigError> {
         path: path.display().to_string(),
         source,
     })?;
-    let cfg = Config::parse(&text, &path.display().to_string())?;
+    let cfg = crate::check::parse(&text, &path.display().to_string())?;
     Ok((cfg, fingerprint(text.as_bytes())))
 }
 
@@ -268,7 +268,7 @@ impl Reloader {
             return;
         }
         let parsed = match String::from_utf8(text) {
-            Ok(t) => Config::parse(&t, &file).map_err(|e| e.to_string()),
+            Ok(t) => crate::check::parse(&t, &file).map_err(|e| e.to_string()),
             Err(_) => Err(format!("{file}: the file is not UTF-8 text")),
         };
         let cfg = match parsed {
@@ -356,12 +356,8 @@ impl Reloader {
             new.limits.max_connections = old.limits.max_connections;
             new.limits.header_read_timeout_ms = old.limits.header_read_timeout_ms;
         }
-        crate::server::check_dev_tokens(&new).map_err(|e| Refused::Invalid(e.to_string()))?;
-        let api = s
-            .store
-            .read(store::load_api_webhooks)
-            .await
-            .map_err(Refused::Store)?;
+        crate::check::dev_tokens(&new).map_err(Refused::Invalid)?;
+        let api = s.store.load_api_webhooks().await.map_err(Refused::Store)?;
 
         let before = by_id(old.file_webhooks());
         let after = by_id(new.file_webhooks());
@@ -404,14 +400,14 @@ impl Reloader {
         if !summary.removed.is_empty() {
             let queue = s
                 .store
-                .read(|c| store::queue_depth(c, crate::event::now_ms()))
+                .queue_depth(crate::event::now_ms())
                 .await
                 .unwrap_or_default();
             for id in &summary.removed {
                 let pending = queue
                     .iter()
-                    .find(|(w, _, _)| w == id)
-                    .map(|(_, p, _)| *p)
+                    .find(|q| &q.webhook_id == id)
+                    .map(|q| q.pending)
                     .unwrap_or(0);
                 tracing::info!(
                     webhook = %id,

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::deliver::{Deliverer, Guard, Policy};
 use crate::dispatch::Dispatcher;
 use crate::plugin::PluginHost;
-use crate::store::{self, Store};
+use crate::store::{self, Storage, Store};
 use crate::webhook::Registry;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,23 +35,9 @@ pub enum ServeError {
     Plugins(String),
     #[error("{0}")]
     Tls(String),
-}
-
-/// The development tokens in the shipped relay.yaml start with `dev-`; they
-/// are only accepted when the relay listens on loopback.
-pub(crate) fn check_dev_tokens(cfg: &Config) -> Result<(), ServeError> {
-    if cfg.listen.0.ip().is_loopback() {
-        return Ok(());
-    }
-    for t in &cfg.auth.tokens {
-        if t.token.expose().starts_with("dev-") {
-            return Err(ServeError::Unsafe(format!(
-                "auth.tokens {:?} uses a development default token but listen is {}: set a real token (e.g. via its environment variable) or listen on 127.0.0.1",
-                t.name, cfg.listen.0
-            )));
-        }
-    }
-    Ok(())
+    /// `storage:` names a backend this build cannot use.
+    #[error("{0}")]
+    Storage(String),
 }
 
 /// Starts the plugin host: built-ins, then `*.wasm` files in `plugins.dir`.
@@ -62,12 +48,7 @@ pub fn start_plugins(cfg: &Config) -> Result<PluginHost, ServeError> {
         timeout_ms: cfg.plugins.timeout_ms,
         fresh: cfg.plugins.isolation == crate::config::Isolation::Fresh,
     };
-    let cache = cfg
-        .storage
-        .sqlite
-        .0
-        .parent()
-        .map(|d| d.join("plugin-cache"));
+    let cache = Some(cfg.storage.local_dir().join("plugin-cache"));
     let host = PluginHost::new(limits, cache).map_err(|e| ServeError::Plugins(e.to_string()))?;
     crate::plugin::watch::load_dir(&host, &cfg.plugins.dir.0);
     Ok(host)
@@ -108,14 +89,16 @@ fn spawn_retention(store: Store, retention_days: u32) {
 /// Runs the relay until SIGINT/SIGTERM.
 pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let (cfg, fingerprint) = crate::reload::load(config_path)?;
-    check_dev_tokens(&cfg)?;
+    crate::check::dev_tokens(&cfg).map_err(ServeError::Unsafe)?;
     if cfg.auth.tokens.is_empty() {
         tracing::warn!("auth.tokens is empty: every API call will be refused with 401");
     }
-    let store = Store::open(&cfg.storage.sqlite.0)?;
-    let states = store.read(store::load_webhook_states).await?;
-    let api_webhooks = store.read(store::load_api_webhooks).await?;
-    let first_seen = store.read(store::load_first_seen).await?;
+    store::check_config(&cfg.storage)
+        .map_err(|e| ServeError::Storage(format!("{}: {e}", config_path.display())))?;
+    let store = Store::open(&cfg.storage).await?;
+    let states = store.load_webhook_states().await?;
+    let api_webhooks = store.load_api_webhooks().await?;
+    let first_seen = store.load_first_seen().await?;
     let registry = Arc::new(Registry::new(states, first_seen));
     registry.rebuild(&cfg, api_webhooks, &store).await?;
     let deliverer = Deliverer::with_ca_file(
@@ -162,7 +145,11 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     tracing::info!(
         listen = %bound,
         webhooks = state.registry.load().list.len(),
-        store = %cfg.storage.sqlite.0.display(),
+        store = %match &cfg.storage.backend {
+            crate::config::StorageBackend::Sqlite(p) => p.0.display().to_string(),
+            // The URL may hold a password.
+            crate::config::StorageBackend::Postgres(_) => "postgres".to_owned(),
+        },
         "relay is listening"
     );
     let listening = Listening {

@@ -56,6 +56,13 @@ impl Breaker {
     pub fn is_active(&self) -> bool {
         self.activity() == Activity::Active
     }
+    /// Takes the state the store answered with after it applied an
+    /// attempt's breaker change (the stored counters are the truth when
+    /// several instances share a database).
+    pub fn observe(&self, s: WebhookState) {
+        self.failures.store(s.failure_count, Ordering::SeqCst);
+        self.activity.store(s.activity.code(), Ordering::SeqCst);
+    }
     /// A delivery succeeded: the streak of failures ends. `None` when there
     /// was no streak (nothing to store).
     pub fn record_success(&self) -> Option<WebhookState> {
@@ -309,9 +316,8 @@ impl Registry {
         if changes.states.is_empty() && changes.first_seen.is_empty() {
             return Ok(());
         }
-        store
-            .write(move |c| crate::store::save_rebuilt(c, &changes.states, &changes.first_seen))
-            .await
+        use crate::store::Storage;
+        store.save_rebuilt(changes.states, changes.first_seen).await
     }
 
     /// [`Registry::rebuild`] without the store: returns what to store.

@@ -769,10 +769,10 @@ fn sha256_signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn webhooks_are_created_read_partially_updated_deleted_and_listed_newest_first() {
+on_both_stores! {
+async fn webhooks_are_created_read_partially_updated_deleted_and_listed_newest_first(backend) {
     let rx = Receiver::start().await;
-    let relay = Relay::start("").await;
+    let relay = backend.start("").await;
     let secret = "crud-signing-secret-1";
     let create = json!({
         "name": "Alpha", "url": rx.url("/alpha"), "secret": secret,
@@ -966,6 +966,7 @@ async fn webhooks_are_created_read_partially_updated_deleted_and_listed_newest_f
     assert_eq!(s, 200);
     assert_eq!(after["name"], "Alpha renamed");
 }
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_from_relay_yaml_refuse_changes_with_409_except_is_active() {
@@ -1058,8 +1059,8 @@ async fn webhooks_from_relay_yaml_refuse_changes_with_409_except_is_active() {
     assert!(rx.received().is_empty(), "nothing was sent while disabled");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn reenabling_a_tripped_webhook_resets_its_failure_counter() {
+on_both_stores! {
+async fn reenabling_a_tripped_webhook_resets_its_failure_counter(backend) {
     let rx = Receiver::start().await;
     for _ in 0..4 {
         rx.push(Reply::status(500));
@@ -1068,7 +1069,7 @@ async fn reenabling_a_tripped_webhook_resets_its_failure_counter() {
         "delivery:\n  breaker_threshold: 2\nwebhooks:\n  - name: File Hook\n    url: {}\n    retry_count: 0\n",
         rx.url("/file")
     );
-    let relay = Relay::start(&extra).await;
+    let relay = backend.start(&extra).await;
     let (s, api) = call(
         &relay,
         "POST",
@@ -1137,12 +1138,13 @@ async fn reenabling_a_tripped_webhook_resets_its_failure_counter() {
         })
         .await;
 }
+}
 
 // ---------------------------------------------------------------------------
 // Delivery history filters
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deliveries_filter_by_status_success_since_and_page_with_a_cursor() {
+on_both_stores! {
+async fn deliveries_filter_by_status_success_since_and_page_with_a_cursor(backend) {
     let rx = Receiver::start().await;
     for _ in 0..3 {
         rx.push(Reply::status(500));
@@ -1151,7 +1153,7 @@ async fn deliveries_filter_by_status_success_since_and_page_with_a_cursor() {
         "webhooks:\n  - name: Hist\n    url: {}\n    retry_count: 0\n",
         rx.url("/h")
     );
-    let relay = Relay::start(&extra).await;
+    let relay = backend.start(&extra).await;
     let t0 = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     for i in 0..7 {
         let (s, _) = relay
@@ -1297,6 +1299,7 @@ async fn deliveries_filter_by_status_success_since_and_page_with_a_cursor() {
     )
     .await;
     assert_eq!(s, 404);
+}
 }
 
 // ---------------------------------------------------------------------------

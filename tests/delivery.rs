@@ -130,13 +130,13 @@ async fn signatures_verify_with_python_hmac_and_the_standardwebhooks_library() {
     }
 }
 
+on_both_stores! {
 /// Equal jitter puts retry n's wait in [b·2ⁿ⁻¹/2, b·2ⁿ⁻¹] (b =
 /// `retry_base_ms`): neighbouring ranges touch, so two neighbouring gaps may
 /// come out equal. Three retries: each gap is at least its range's floor
 /// (the wait starts after the failed answer), and the third gap's range lies
 /// wholly above the first's.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_receiver_failing_three_times_gets_four_attempts_with_growing_gaps_and_one_webhook_id() {
+async fn a_receiver_failing_three_times_gets_four_attempts_with_growing_gaps_and_one_webhook_id(backend) {
     let rx = Receiver::start().await;
     rx.push(Reply::status(503));
     rx.push(Reply::status(500));
@@ -145,7 +145,7 @@ async fn a_receiver_failing_three_times_gets_four_attempts_with_growing_gaps_and
         "delivery: {{ retry_base_ms: 400, retry_max_ms: 5000 }}\nwebhooks:\n  - name: Flaky\n    url: {}\n    secret: k\n",
         rx.url("/")
     );
-    let relay = Relay::start(&extra).await;
+    let relay = backend.start(&extra).await;
     let (s, _) = relay
         .post(
             "/api/v1/events",
@@ -204,9 +204,10 @@ async fn a_receiver_failing_three_times_gets_four_attempts_with_growing_gaps_and
         .collect();
     assert_eq!(delivery_ids.len(), 1);
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn retry_after_is_honoured_and_4xx_is_not_retried_and_410_deactivates() {
+on_both_stores! {
+async fn retry_after_is_honoured_and_4xx_is_not_retried_and_410_deactivates(backend) {
     let rx = Receiver::start().await;
     rx.push(Reply {
         headers: vec![("Retry-After".into(), "2".into())],
@@ -223,7 +224,7 @@ async fn retry_after_is_honoured_and_4xx_is_not_retried_and_410_deactivates() {
         rx.url("/"),
         perm.url("/")
     );
-    let relay = Relay::start(&extra).await;
+    let relay = backend.start(&extra).await;
     relay
         .post(
             "/api/v1/events",
@@ -288,14 +289,15 @@ async fn retry_after_is_honoured_and_4xx_is_not_retried_and_410_deactivates() {
     assert_eq!(h[0]["error"]["kind"], "paused");
     assert_eq!(perm.received().len(), 2);
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_breaker_pauses_after_the_threshold_and_reenabling_sends_what_waited_oldest_first() {
+on_both_stores! {
+async fn the_breaker_pauses_after_the_threshold_and_reenabling_sends_what_waited_oldest_first(backend) {
     let closed = free_port();
     let extra = format!(
         "delivery: {{ breaker_threshold: 3, concurrency_per_webhook: 1 }}\nwebhooks:\n  - name: Dead\n    url: http://127.0.0.1:{closed}/\n    retry_count: 0\n"
     );
-    let relay = Relay::start(&extra).await;
+    let relay = backend.start(&extra).await;
     for i in 0..3 {
         relay
             .post(
@@ -364,15 +366,16 @@ async fn the_breaker_pauses_after_the_threshold_and_reenabling_sends_what_waited
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.received().len(), 3, "each waiting delivery once");
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn test_replay_and_resend_are_recorded_like_any_attempt() {
+on_both_stores! {
+async fn test_replay_and_resend_are_recorded_like_any_attempt(backend) {
     let rx = Receiver::start().await;
     let extra = format!(
         "webhooks:\n  - name: Ops\n    url: {}\n    event_types: [finding_added]\n",
         rx.url("/")
     );
-    let relay = Relay::start(&extra).await;
+    let relay = backend.start(&extra).await;
     // test: sample data, answered with the attempt.
     let (s, a) = relay
         .post("/api/v1/webhooks/ops/test", Some(ADMIN), &json!({}))
@@ -436,6 +439,7 @@ async fn test_replay_and_resend_are_recorded_like_any_attempt() {
         .post("/api/v1/events/nope/replay", Some(ADMIN), &json!({}))
         .await;
     assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not_found")));
+}
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -517,14 +521,14 @@ async fn private_destinations_are_refused_without_allow_private() {
     );
 }
 
+on_both_stores! {
 /// The crash test of the delivery-guarantees issue: 2,000 events accepted
 /// while the receiver is down, the relay killed with SIGKILL at random
 /// moments while it ingests and retries (once the moment a 202 arrives),
 /// then while it delivers. Every batch answered 202 must be found stored
 /// when re-posted after the kill; every accepted event must arrive; each
 /// duplicate must be explained by an attempt that was in flight at a kill.
-#[tokio::test(flavor = "multi_thread")]
-async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
+async fn crash_test_kill_9_repeatedly_loses_no_accepted_event(backend) {
     const EVENTS: usize = 2000;
     const BATCH: usize = 50;
     const CONCURRENCY: usize = 8;
@@ -533,7 +537,7 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
     let extra = format!(
         "delivery: {{ retry_base_ms: 200, retry_max_ms: 800, breaker_threshold: 0, concurrency_per_webhook: {CONCURRENCY} }}\nwebhooks:\n  - name: Siem\n    url: http://127.0.0.1:{port}/\n    retry_count: 10\n    secret: crash\n"
     );
-    let mut relay = Relay::start(&extra).await;
+    let mut relay = backend.start(&extra).await;
     let mut kills = 0;
     let kill_batches: HashSet<usize> = (0..3)
         .map(|_| rng.random_range(2..EVENTS / BATCH - 1))
@@ -687,4 +691,5 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event() {
         "{duplicates} duplicates but at most {} attempts were unrecorded at the kills",
         delivery_kills * window
     );
+}
 }

@@ -110,10 +110,10 @@ async fn without_a_template_the_event_itself_is_sent_and_get_sends_no_body() {
     assert_eq!(get.header("content-type"), None);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_same_id_posted_twice_is_delivered_once() {
+on_both_stores! {
+async fn the_same_id_posted_twice_is_delivered_once(backend) {
     let rx = Receiver::start().await;
-    let relay = Relay::start(&format!(
+    let relay = backend.start(&format!(
         "webhooks:\n{}",
         webhook_yaml("Once", &rx.url("/"), "")
     ))
@@ -147,9 +147,10 @@ async fn the_same_id_posted_twice_is_delivered_once() {
     assert_eq!(ids.iter().filter(|i| *i == "dup-1").count(), 1, "{ids:?}");
     assert_eq!(ids.len(), 2, "{ids:?}");
 }
+}
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_right_after_the_202_loses_nothing() {
+on_both_stores! {
+async fn kill_9_right_after_the_202_loses_nothing(backend) {
     let rx = Receiver::start().await;
     // A slow receiver keeps most deliveries pending when the relay dies.
     for _ in 0..50 {
@@ -158,7 +159,7 @@ async fn kill_9_right_after_the_202_loses_nothing() {
             ..Reply::status(200)
         });
     }
-    let mut relay = Relay::start(&format!(
+    let mut relay = backend.start(&format!(
         "webhooks:\n{}",
         webhook_yaml("Durable", &rx.url("/"), "")
     ))
@@ -194,6 +195,7 @@ async fn kill_9_right_after_the_202_loses_nothing() {
         before < 300,
         "the kill came too late to prove anything ({before} delivered before it)"
     );
+}
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -348,8 +350,39 @@ fn a_bad_relay_yaml_is_refused_with_file_line_and_column() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn history_records_a_2xx_a_500_and_a_refused_connection() {
+#[test]
+fn a_postgres_storage_is_refused_until_its_backend_is_built_and_its_password_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.yaml");
+    std::fs::write(
+        &path,
+        "listen: 127.0.0.1:0\nstorage:\n  postgres: \"${RELAY_TEST_DB_URL}\"\n",
+    )
+    .unwrap();
+    for cmd in ["check", "serve"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args([cmd, "--config"])
+            .arg(&path)
+            .env(
+                "RELAY_TEST_DB_URL",
+                "postgres://relay:hunter2pw@127.0.0.1:1/relay",
+            )
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&path.display().to_string())
+                && err.contains("storage.postgres")
+                && err.contains("not built yet"),
+            "{cmd}: {err}"
+        );
+        assert!(!err.contains("hunter2pw"), "{cmd}: {err}");
+    }
+}
+
+on_both_stores! {
+async fn history_records_a_2xx_a_500_and_a_refused_connection(backend) {
     let ok = Receiver::start().await;
     let failing = Receiver::start().await;
     failing.push(Reply {
@@ -367,7 +400,7 @@ async fn history_records_a_2xx_a_500_and_a_refused_connection() {
             "    retry_count: 0\n"
         ),
     );
-    let relay = Relay::start(&extra).await;
+    let relay = backend.start(&extra).await;
     let (s, b) = relay
         .post(
             "/api/v1/events",
@@ -458,4 +491,5 @@ async fn history_records_a_2xx_a_500_and_a_refused_connection() {
             .iter()
             .all(|w| w["source"] == "config")
     );
+}
 }

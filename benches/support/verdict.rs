@@ -101,6 +101,48 @@ pub fn p99_within(
     )
 }
 
+/// `run`'s p99 ≤ `limit_ms`, measured open loop at `rate` events/s with
+/// nothing refused, overloaded or lost.
+pub fn p99_at_most(
+    target: &str,
+    subject: (&str, Option<&LatencyRun>),
+    rate: f64,
+    limit_ms: f64,
+) -> Check {
+    if let Some(r) = subject.1
+        && (r.rate - rate).abs() > 0.5
+    {
+        return check(
+            target,
+            false,
+            format!(
+                "{} was measured at {:.0} events/s, not {rate:.0}",
+                subject.0, r.rate
+            ),
+        );
+    }
+    match p99_of(subject.0, subject.1) {
+        Ok(p99) => check(target, p99 <= limit_ms, format!("{p99:.2} ms")),
+        Err(why) => check(target, false, why),
+    }
+}
+
+/// A measured figure ≥ `min`; MISSED when it was not measured.
+pub fn at_least(target: &str, what: &str, value: Option<f64>, min: f64) -> Check {
+    match value.filter(|v| v.is_finite()) {
+        Some(v) => check(target, v >= min, format!("{v:.3}")),
+        None => check(target, false, format!("no {what} was measured")),
+    }
+}
+
+/// A measured figure ≤ `max`; MISSED when it was not measured.
+pub fn at_most(target: &str, what: &str, value: Option<f64>, max: f64) -> Check {
+    match value.filter(|v| v.is_finite()) {
+        Some(v) => check(target, v <= max, format!("{v:.2}")),
+        None => check(target, false, format!("no {what} was measured")),
+    }
+}
+
 /// What the backlog scenario measured.
 #[derive(Debug, Clone, Default)]
 pub struct BacklogRun {
@@ -149,6 +191,32 @@ pub fn backlog_rss(target: &str, run: Option<&BacklogRun>, limit_mib: f64) -> Ch
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_rate_p99_is_judged_only_at_that_rate_and_a_missing_figure_is_missed() {
+        let at = |rate: f64, p99: f64| LatencyRun {
+            rate,
+            accepted: 600,
+            p99_ms: Some(p99),
+            ..LatencyRun::default()
+        };
+        assert!(p99_at_most("t", ("pg", Some(&at(200.0, 12.0))), 200.0, 50.0).met);
+        let slow = p99_at_most("t", ("pg", Some(&at(200.0, 51.0))), 200.0, 50.0);
+        assert!(!slow.met && slow.to_string().contains("MISSED"), "{slow}");
+        let elsewhere = p99_at_most("t", ("pg", Some(&at(100.0, 12.0))), 200.0, 50.0);
+        assert!(
+            !elsewhere.met && elsewhere.detail.contains("100"),
+            "{elsewhere}"
+        );
+        assert!(!p99_at_most("t", ("pg", None), 200.0, 50.0).met);
+        assert!(at_least("t", "ratio", Some(0.2), 0.15).met);
+        assert!(!at_least("t", "ratio", Some(0.1), 0.15).met);
+        let none = at_least("t", "ratio", None, 0.15);
+        assert!(!none.met && none.detail.contains("no ratio"), "{none}");
+        assert!(at_most("t", "trips", Some(2.0), 2.0).met);
+        assert!(!at_most("t", "trips", Some(2.01), 2.0).met);
+        assert!(!at_most("t", "trips", Some(f64::NAN), 2.0).met);
+    }
 
     fn clean(p99_ms: f64) -> LatencyRun {
         LatencyRun {

@@ -25,7 +25,7 @@ use crate::config::{Config, LimitsConfig, Role};
 use crate::dispatch::{Dispatcher, Job};
 use crate::event::{Event, new_id, now_ms};
 use crate::history;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
 mod webhooks;
@@ -102,7 +102,7 @@ impl AppState {
     /// configuration in force.
     pub async fn refresh_registry(&self) -> Result<(), StoreError> {
         let _guard = self.rebuild.lock().await;
-        let api = self.store.read(store::load_api_webhooks).await?;
+        let api = self.store.load_api_webhooks().await?;
         self.registry
             .rebuild(&self.config.load(), api, &self.store)
             .await
@@ -387,8 +387,8 @@ async fn openapi() -> impl IntoResponse {
 /// How old the queue depth `/metrics` shows may be.
 const QUEUE_DEPTH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Queue depth rows as `store::queue_depth` returns them.
-type DepthRows = Arc<Vec<(String, u64, u64)>>;
+/// Queue depth rows as `Storage::queue_depth` returns them.
+type DepthRows = Arc<Vec<store::QueueDepth>>;
 
 /// The queue depth of `/metrics`, read from the store at most once per
 /// [`QUEUE_DEPTH_MAX_AGE`] however many scrapes come in, so scrapes cannot
@@ -411,13 +411,13 @@ impl QueueDepthCache {
             {
                 return Ok(rows.clone());
             }
-            let rows: DepthRows = Arc::new(store.read(|c| store::queue_depth(c, now_ms())).await?);
+            let rows: DepthRows = Arc::new(store.queue_depth(now_ms()).await?);
             crate::metrics::queue_depth_query();
             *last = Some((std::time::Instant::now(), rows.clone()));
             Ok(rows)
         })
         .await
-        .map_err(|e| StoreError::Sqlite(format!("queue depth task failed: {e}")))?
+        .map_err(|e| StoreError::Database(format!("queue depth task failed: {e}")))?
     }
 }
 
@@ -428,13 +428,13 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
     let webhooks = s.registry.load();
     let mut queue: BTreeMap<String, crate::metrics::QueueDepth> = rows
         .iter()
-        .map(|(webhook_id, pending, due)| {
+        .map(|q| {
             (
-                webhook_id.clone(),
+                q.webhook_id.clone(),
                 crate::metrics::QueueDepth {
-                    webhook_id: webhook_id.clone(),
-                    pending: *pending,
-                    due: *due,
+                    webhook_id: q.webhook_id.clone(),
+                    pending: q.pending,
+                    due: q.due,
                 },
             )
         })
@@ -666,10 +666,7 @@ async fn webhook_deliveries(
         limit,
         before,
     };
-    let page = s
-        .store
-        .read(move |c| history::list_for_webhook(c, &id, &query))
-        .await?;
+    let page = s.store.list_attempts(&id, query).await?;
     Ok(axum::Json(json!({"data": page.data, "next": page.next})).into_response())
 }
 
@@ -709,14 +706,17 @@ async fn test_webhook(
     };
     // Held until the attempt is recorded: the poller leaves this one alone.
     let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
-    let (e, t) = (event.clone(), target.clone());
-    let body = store::event_json(&event)?;
-    s.store
-        .write(move |c| {
-            store::insert_event(c, &e, &body, &[])?;
-            store::insert_deliveries(c, &e.id, std::slice::from_ref(&t), now_ms())
-        })
-        .await?;
+    let new = store::NewEvent {
+        body: store::event_json(&event)?,
+        event,
+        targets: vec![target.clone()],
+        held: vec![],
+    };
+    let (_, mut stored) = s.store.accept(vec![new]).await?;
+    let event = stored
+        .pop()
+        .map(|e| e.event)
+        .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?;
     let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
     let attempt = s.dispatcher.attempt_now(job).await?;
     Ok(axum::Json(attempt).into_response())
@@ -726,10 +726,9 @@ async fn resend_delivery(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let lookup = id.clone();
     let d = s
         .store
-        .read(move |c| store::get_delivery(c, &lookup))
+        .get_delivery(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     // Held in its lane while the resend is written: an attempt in flight
@@ -744,20 +743,7 @@ async fn resend_delivery(
             ),
         )
     })?;
-    let (lookup, event_id) = (d.id.clone(), d.event_id.clone());
-    let found = s
-        .store
-        .write(move |c| {
-            let Some(d) = store::get_delivery(c, &lookup)? else {
-                return Ok(None);
-            };
-            let Some(event) = store::get_event(c, &event_id)? else {
-                return Ok(None);
-            };
-            store::update_delivery(c, &lookup, "pending", d.attempts, Some(now_ms()))?;
-            Ok(Some((d, event)))
-        })
-        .await?;
+    let found = s.store.resend(&d.id).await?;
     let (d, event) = found.ok_or_else(|| ApiError::not_found("delivery", &id))?;
     s.dispatcher.offer_claimed(
         claimed,
@@ -779,35 +765,30 @@ async fn replay_event(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let lookup = id.clone();
     let event = s
         .store
-        .read(move |c| store::get_event(c, &lookup))
+        .get_event(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("event", &id))?;
     let targets = s.registry.load().targets(&event);
     let reserved = s.dispatcher.reserve(&targets);
     let event = Arc::new(event);
-    let for_write = event.clone();
     let ready: Vec<(String, String)> = targets
         .iter()
         .filter(|t| t.start == store::Start::Due)
         .map(|t| (t.delivery_id.clone(), t.webhook_id.clone()))
         .collect();
-    let held = s
-        .store
-        .write(move |c| {
-            // Retention may have pruned the event since it was read: then
-            // no delivery may point at it (the poller could never load it).
-            if !store::event_exists(c, &for_write.id)? {
-                return Ok(None);
-            }
-            let held = store::insert_deliveries(c, &for_write.id, &targets, now_ms())?;
-            history::insert_held(c, &for_write, &held)?;
-            Ok(Some(held))
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("event", &id))?;
+    let held: Vec<store::Held> = targets
+        .iter()
+        .filter(|t| t.start != store::Start::Due)
+        .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
+        .collect();
+    let records = history::held_records(&event, &targets);
+    // Retention may have pruned the event since it was read: then no
+    // delivery may point at it (the poller could never load it).
+    if !s.store.add_deliveries(&event.id, targets, records).await? {
+        return Err(ApiError::not_found("event", &id));
+    }
     let skipped = held
         .iter()
         .filter(|(_, _, start)| *start == store::Start::Skipped)

@@ -11,7 +11,7 @@ use super::{ApiError, Shared};
 use crate::config::{Role, WebhookSpec};
 use crate::event::{new_id, now_ms};
 use crate::plugin::Kind;
-use crate::store::{self, StoredWebhook};
+use crate::store::{Storage, StoredWebhook};
 use crate::webhook::{Source, Webhook};
 
 /// Names (of headers, body template keys, option keys) whose values are
@@ -196,7 +196,7 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
     formats.extend(s.plugins.names(Kind::Formatter));
     let destinations = s.plugins.names(Kind::Destination);
     let ctx = cfg.validation_context(&formats, &destinations);
-    spec.validate("", &ctx)
+    crate::check::webhook(&spec, "", &ctx)
         .map_err(|(field, message)| invalid(field.trim_start_matches('.'), message))?;
     Ok(spec)
 }
@@ -303,9 +303,7 @@ pub async fn create(
         created_at_ms: now,
         updated_at_ms: now,
     };
-    s.store
-        .write(move |c| store::save_api_webhook(c, &stored))
-        .await?;
+    s.store.save_api_webhook(stored).await?;
     refresh(&s).await?;
     let w = s.webhook(&id)?;
     Ok((
@@ -370,16 +368,11 @@ pub async fn update(
             created_at_ms: current.created_at_ms,
             updated_at_ms: now_ms(),
         };
-        s.store
-            .write(move |c| store::save_api_webhook(c, &stored))
-            .await?;
+        s.store.save_api_webhook(stored).await?;
     }
     if let Some(a) = active {
         let state = current.breaker.set_active(a, crate::store::Operator::Api);
-        let wid = id.clone();
-        s.store
-            .write(move |c| store::save_webhook_state(c, &wid, state))
-            .await?;
+        s.store.save_webhook_state(&id, state).await?;
         if a {
             s.dispatcher.wake();
         }
@@ -416,10 +409,7 @@ pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> Result<R
             format!("webhook {id:?} comes from relay.yaml; remove it from the file instead"),
         ));
     }
-    let wid = id.clone();
-    s.store
-        .write(move |c| store::delete_api_webhook(c, &wid))
-        .await?;
+    s.store.delete_api_webhook(&id).await?;
     refresh(&s).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -20,28 +20,9 @@ pub use http::{HttpSender, InResponse, OutRequest};
 pub use syslog::{SyslogSender, is_syslog_url};
 pub use tls::CaFileError;
 
-/// `scheme://host[:port]` of a URL without user info, plus `/[redacted]`
-/// when a path or query followed: URL paths and queries often carry
-/// credentials (Slack and Teams webhook URLs, `?token=`), so they never go
-/// into an error message, a log line or a viewer's response. Works on text
-/// that is not a valid URL too.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host = rest[..end].rsplit('@').next().unwrap_or("");
-    let tail = if matches!(&rest[end..], "" | "/") {
-        ""
-    } else {
-        "/[redacted]"
-    };
-    match scheme {
-        Some(s) => format!("{s}://{host}{tail}"),
-        None => format!("{host}{tail}"),
-    }
-}
+/// What errors and viewers may show of a URL (defined beside the config's
+/// URL type, which needs it too).
+pub use crate::config::redact_url;
 
 /// Network policy that can change on a config reload.
 #[derive(Debug, Clone, Default)]

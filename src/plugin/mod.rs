@@ -589,7 +589,7 @@ impl PluginHost {
         name: &str,
         options: &str,
         event: &crate::event::Event,
-    ) -> Result<crate::format::Payload, PluginError> {
+    ) -> Result<crate::payload::Payload, PluginError> {
         let plugin = self.loaded(Kind::Formatter, name)?;
         let data =
             serde_json::to_string(&event.data).map_err(|e| PluginError::Output(e.to_string()))?;
@@ -615,7 +615,7 @@ impl PluginHost {
             )
             .await?;
         check_payload(&payload.content_type, &payload.body)?;
-        Ok(crate::format::Payload {
+        Ok(crate::payload::Payload {
             content_type: payload.content_type,
             body: bytes::Bytes::from(payload.body),
         })
@@ -626,7 +626,7 @@ impl PluginHost {
         &self,
         name: &str,
         options: &str,
-        payload: &crate::format::Payload,
+        payload: &crate::payload::Payload,
         target: &Target,
     ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
         let plugin = self.loaded(Kind::Destination, name)?;

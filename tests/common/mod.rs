@@ -2,6 +2,8 @@
 //! receiver, and a small HTTP client. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,13 +22,23 @@ pub const INGEST: &str = "test-ingest-token-0123456789";
 pub const ADMIN: &str = "test-admin-token-0123456789";
 pub const VIEWER: &str = "test-viewer-token-0123456789";
 
-/// Tokens and network settings every test config starts with.
+/// Tokens and network settings every test config starts with, on a SQLite
+/// file at `db`.
 pub fn base_config(db: &Path) -> String {
+    base_config_with_storage(&sqlite_storage(db))
+}
+
+/// The `storage:` block of a SQLite file.
+pub fn sqlite_storage(db: &Path) -> String {
+    format!("storage:\n  sqlite: {}\n", db.display())
+}
+
+/// [`base_config`] with the given `storage:` block (YAML, e.g.
+/// `"storage:\n  postgres: postgres://...\n"`).
+pub fn base_config_with_storage(storage: &str) -> String {
     format!(
         r#"listen: 127.0.0.1:{{PORT}}
-storage:
-  sqlite: {db}
-auth:
+{storage}auth:
   tokens:
     - {{ name: scanner, token: "${{T_INGEST}}", role: ingest }}
     - {{ name: ops, token: "${{T_ADMIN}}", role: admin }}
@@ -34,8 +46,7 @@ auth:
 network:
   allow_private: [127.0.0.0/8, "::1/128"]
   allow_http: true
-"#,
-        db = db.display()
+"#
     )
 }
 
@@ -56,12 +67,22 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the relay with `base_config` followed by `extra` YAML.
+    /// Starts the relay with `base_config` (a SQLite file in its temp dir)
+    /// followed by `extra` YAML.
     pub async fn start(extra: &str) -> Relay {
+        Relay::start_on(None, extra).await
+    }
+
+    /// Starts the relay on the given `storage:` block (see
+    /// [`base_config_with_storage`]) followed by `extra` YAML; `None` is a
+    /// SQLite file in the relay's temp dir.
+    pub async fn start_on(storage: Option<&str>, extra: &str) -> Relay {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let yaml =
-            base_config(&dir.path().join("relay.db")).replace("{PORT}", &port.to_string()) + extra;
+        let storage = storage
+            .map(str::to_owned)
+            .unwrap_or_else(|| sqlite_storage(&dir.path().join("relay.db")));
+        let yaml = base_config_with_storage(&storage).replace("{PORT}", &port.to_string()) + extra;
         let config_path = dir.path().join("relay.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
         let mut relay = Relay {
@@ -147,6 +168,42 @@ impl Relay {
     pub async fn restart(&mut self) {
         self.kill9();
         self.spawn().await;
+    }
+
+    /// SIGTERM (the graceful stop) and waits, at most `timeout`, for the
+    /// process to exit; SIGKILL after that. Returns whether it exited by
+    /// itself.
+    pub async fn stop(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-s", "TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// A counter or gauge from `/metrics` (the sample with exactly this
+    /// name and labels, e.g. `relay_delivery_attempts_total{status="succeeded"}`).
+    pub async fn metric(&self, sample: &str) -> Option<u64> {
+        let (status, body) = self.get("/metrics", Some(ADMIN)).await.ok()?;
+        if status != 200 {
+            return None;
+        }
+        let text = body.as_str()?.to_owned();
+        text.lines().find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse::<f64>().ok().map(|v| v as u64))?
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -411,4 +468,65 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The lease of a test relay on Postgres: short, so that a restarted or
+/// killed relay's deliveries are taken over within seconds.
+pub const PG_TEST_LEASE_MS: u64 = 3000;
+
+/// Which store a test's relay runs on (see [`on_both_stores!`]).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A SQLite file in the relay's temp dir.
+    Sqlite,
+    /// A fresh database (its URL) on this test binary's cluster.
+    Postgres(String),
+}
+
+impl Backend {
+    /// A fresh database on the shared cluster (started on first use).
+    pub async fn postgres() -> Backend {
+        Backend::Postgres(pg::PgCluster::shared().fresh_db().await)
+    }
+
+    /// The `storage:` block, `None` for the default SQLite file.
+    pub fn storage(&self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres(url) => Some(format!(
+                "storage:\n  postgres: \"{url}\"\n  lease_ms: {PG_TEST_LEASE_MS}\n"
+            )),
+        }
+    }
+
+    /// Starts a relay on this store with `extra` YAML.
+    pub async fn start(&self, extra: &str) -> Relay {
+        Relay::start_on(self.storage().as_deref(), extra).await
+    }
+}
+
+/// Runs one test body against both stores: `NAME::sqlite` and
+/// `NAME::postgres` (a fresh database on the test binary's cluster). The
+/// body gets the [`Backend`] and starts its relays with `backend.start`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($(#[$doc:meta])* async fn $name:ident($backend:ident) $body:block) => {
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($backend: $crate::common::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                body($crate::common::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                body($crate::common::Backend::postgres().await).await
+            }
+        }
+    };
 }

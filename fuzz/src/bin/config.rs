@@ -1,5 +1,5 @@
-//! Fuzz target: `relay::config::Config::parse` (relay.yaml) on arbitrary
-//! text.
+//! Fuzz target: `relay::check::parse` (relay.yaml: `Config::parse` and the
+//! checks that need other modules) on arbitrary text.
 //!
 //! Validation reads two things from disk: `network.ca_file` and the listing
 //! of `plugins.dir`. The target runs in a temp directory holding a `ca.pem`
@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use relay::check;
 use relay::config::Config;
 
 const ALLOWED_FILES: &[&str] = &["ca.pem", "bad.pem", "missing.pem"];
@@ -41,7 +42,7 @@ fn main() {
                 return;
             }
         }
-        let _ = Config::parse(text, "relay.yaml");
+        let _ = check::parse(text, "relay.yaml");
     });
     drop(dir);
 }

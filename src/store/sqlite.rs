@@ -1,39 +1,36 @@
-//! The durable store: SQLite in WAL mode, events, deliveries (the retry queue)
-//! and webhook state. Attempt rows belong to `history`, which runs its SQL
-//! through this module's [`Store::write`] / [`Store::read`].
+//! The embedded backend of [`Storage`]: SQLite in WAL mode holding events,
+//! deliveries (the retry queue), attempts (the history), webhook state and
+//! API webhooks.
 //!
 //! Writes go through one writer thread that groups whatever is queued into a
 //! single transaction (group commit): under load many requests share one
 //! fsync, and each caller is answered only after its data is committed.
-//! Every write closure runs inside its own SAVEPOINT, so one failing write
-//! does not undo the others in the same group.
+//! Should one write of a group fail, the group reruns with a SAVEPOINT per
+//! write, so the failed one leaves nothing and the others still commit.
+//! Reads run on a small pool of connections off the async runtime.
 //!
-//! Owns: the SQLite file, its schema and all SQL on `events`, `deliveries`,
-//! `webhook_state` and `api_webhooks`. Opens no sockets.
+//! One process uses the file: a claim's lease is the dispatcher's
+//! in-memory reservation (`Busy`), `renew` and `on_new_work` do nothing.
+//!
+//! Owns: the SQLite file, its schema and all SQL. Opens no sockets.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::event::{Event, now_ms};
+use crate::event::{Event, now_ms, rfc3339_ms};
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("storage error: {0}")]
-    Sqlite(String),
-    #[error("storage is shut down")]
-    Closed,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-}
+use super::{
+    Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
+    Delivery, DueDelivery, Held, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start,
+    Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
+};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
+        StoreError::Database(e.to_string())
     }
 }
 
@@ -76,7 +73,7 @@ where
             ..
         } = *self;
         let result =
-            result.unwrap_or_else(|| Err(StoreError::Sqlite("the write did not run".into())));
+            result.unwrap_or_else(|| Err(StoreError::Database("the write did not run".into())));
         let _ = reply.send(commit.and(result).map(|t| (t, data)));
     }
 }
@@ -85,7 +82,7 @@ where
 const MAX_GROUP: usize = 2048;
 
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     writer: mpsc::Sender<Box<dyn WriteJob>>,
     readers: Arc<ReadPool>,
 }
@@ -193,14 +190,15 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the database and starts the writer thread.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Sqlite(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
@@ -209,8 +207,8 @@ impl Store {
         std::thread::Builder::new()
             .name("relay-store-writer".into())
             .spawn(move || writer_loop(conn, rx))
-            .map_err(|e| StoreError::Sqlite(format!("cannot start writer thread: {e}")))?;
-        Ok(Store {
+            .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+        Ok(SqliteStore {
             writer: tx,
             readers: Arc::new(ReadPool {
                 path: path.to_owned(),
@@ -220,11 +218,19 @@ impl Store {
         })
     }
 
+    /// Runs raw SQL in the next group transaction (tests elsewhere in the
+    /// crate: a trigger that makes writes fail, rows made old).
+    #[doc(hidden)]
+    pub async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        let sql = sql.to_owned();
+        self.write(move |c| Ok(c.execute_batch(&sql)?)).await
+    }
+
     /// Runs `f` inside the next group transaction; resolves after COMMIT.
     ///
     /// `f` may run twice (the first run rolled back, see [`writer_loop`]),
     /// so it must only touch the database.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -233,9 +239,9 @@ impl Store {
         Ok(t)
     }
 
-    /// [`Store::write`] for a write that reads owned `data`: `data` goes to
+    /// [`SqliteStore::write`] for a write that reads owned `data`: `data` goes to
     /// the writer thread and comes back with the result, without a copy.
-    pub async fn write_with<D, T, F>(&self, data: D, f: F) -> Result<(T, D), StoreError>
+    async fn write_with<D, T, F>(&self, data: D, f: F) -> Result<(T, D), StoreError>
     where
         D: Send + 'static,
         T: Send + 'static,
@@ -261,7 +267,7 @@ impl Store {
     /// ends, not when the caller stops waiting: a cancelled request cannot
     /// free a slot while its query still runs, so at most [`MAX_READERS`]
     /// reads run at once whatever callers give up.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -289,7 +295,7 @@ impl Store {
             r
         })
         .await
-        .map_err(|e| StoreError::Sqlite(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::Database(format!("read task failed: {e}")))?
     }
 }
 
@@ -350,48 +356,9 @@ fn run_group(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), S
 // ---------------------------------------------------------------------------
 // Events and deliveries
 
-/// How a new delivery starts, from its webhook's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// Due now (webhook active).
-    Due,
-    /// Waiting behind a tripped breaker (`paused`), due once re-enabled.
-    Paused,
-    /// Final as skipped (webhook disabled by an operator); resendable.
-    Skipped,
-}
-
-/// Where one event goes: the delivery's id (chosen before the write, so
-/// dispatch can reserve it), the webhook, and how the delivery starts.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub delivery_id: String,
-    pub webhook_id: String,
-    pub start: Start,
-}
-
-/// The result of accepting one event.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    pub id: String,
-    pub deliveries: u32,
-    pub duplicate: bool,
-    /// Deliveries stored as skipped (webhook disabled) or paused (breaker
-    /// tripped), for the history: (delivery id, webhook id, start).
-    pub held: Vec<Held>,
-}
-
-/// The stored form of an event (its JSON). Made by the caller before
-/// [`Store::write`], so the writer thread does not spend its time
-/// serializing.
-pub fn event_json(event: &Event) -> Result<String, StoreError> {
-    serde_json::to_string(event)
-        .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", event.id)))
-}
-
 /// Inserts an event and its deliveries; a known id is answered with the
 /// first result and creates nothing. `body` is [`event_json`] of `event`.
-pub fn insert_event(
+fn insert_event(
     conn: &Connection,
     event: &Event,
     body: &str,
@@ -423,12 +390,9 @@ pub fn insert_event(
     })
 }
 
-/// A delivery that did not start due: (delivery id, webhook id, how).
-pub type Held = (String, String, Start);
-
 /// Inserts one delivery of `event_id` per target; returns the ones that
 /// did not start due (for their history records).
-pub fn insert_deliveries(
+fn insert_deliveries(
     conn: &Connection,
     event_id: &str,
     targets: &[Target],
@@ -470,7 +434,7 @@ fn insert_delivery(
 
 /// Marks a due delivery as waiting behind its webhook's tripped breaker;
 /// its attempt count and place in the queue stay.
-pub fn pause_delivery(conn: &Connection, delivery_id: &str) -> Result<(), StoreError> {
+fn pause_delivery(conn: &Connection, delivery_id: &str) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE deliveries SET status = 'paused', updated_at = ?2 WHERE id = ?1 AND due_at IS NOT NULL",
     )?
@@ -478,19 +442,9 @@ pub fn pause_delivery(conn: &Connection, delivery_id: &str) -> Result<(), StoreE
     Ok(())
 }
 
-/// A delivery to attempt, with its event.
-#[derive(Debug, Clone)]
-pub struct DueDelivery {
-    pub delivery_id: String,
-    pub webhook_id: String,
-    /// Attempts already made.
-    pub attempts: u32,
-    pub event: Event,
-}
-
 /// Ids and attempt counts of a webhook's deliveries whose time has come,
 /// oldest first (reads the `deliveries_due` index, no event bodies).
-pub fn due_ids(
+fn due_ids(
     conn: &Connection,
     webhook_id: &str,
     now: i64,
@@ -509,7 +463,7 @@ pub fn due_ids(
 
 /// The given deliveries with their events (those still due), and the ids
 /// of those still due whose event is missing (orphans, see [`fail_orphans`]).
-pub fn load_due(
+fn load_due(
     conn: &Connection,
     ids: &[(String, u32)],
 ) -> Result<(Vec<DueDelivery>, Vec<String>), StoreError> {
@@ -548,7 +502,7 @@ pub fn load_due(
 }
 
 /// Ends due deliveries whose event no longer exists as failed.
-pub fn fail_orphans(conn: &Connection, ids: &[String]) -> Result<(), StoreError> {
+fn fail_orphans(conn: &Connection, ids: &[String]) -> Result<(), StoreError> {
     let now = now_ms();
     let mut stmt = conn.prepare_cached(
         "UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = ?2
@@ -562,14 +516,14 @@ pub fn fail_orphans(conn: &Connection, ids: &[String]) -> Result<(), StoreError>
 }
 
 /// Whether an event is stored.
-pub fn event_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+fn event_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
         .exists([id])?)
 }
 
 /// Whether a delivery is due now with exactly `attempts` attempts made.
-pub fn is_due(
+fn is_due(
     conn: &Connection,
     delivery_id: &str,
     attempts: u32,
@@ -582,35 +536,26 @@ pub fn is_due(
     Ok(matches!(row, Some((a, Some(due))) if a == i64::from(attempts) && due <= now))
 }
 
-/// The earliest due time among pending deliveries of a webhook, if any.
-pub fn next_due(conn: &Connection, webhook_id: &str) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT MIN(due_at) FROM deliveries WHERE webhook_id = ?1 AND due_at IS NOT NULL",
-        )?
-        .query_row([webhook_id], |r| r.get::<_, Option<i64>>(0))?)
-}
-
 /// Deliveries not final yet, per webhook: `(webhook id, pending, due at
 /// `now`)`. Reads only the `deliveries_due` partial index (rows with a
 /// `due_at`), so its cost follows the queue, not the history.
-pub fn queue_depth(conn: &Connection, now: i64) -> Result<Vec<(String, u64, u64)>, StoreError> {
+fn queue_depth(conn: &Connection, now: i64) -> Result<Vec<QueueDepth>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT webhook_id, COUNT(*), COALESCE(SUM(due_at <= ?1), 0) FROM deliveries
          WHERE due_at IS NOT NULL GROUP BY webhook_id ORDER BY webhook_id",
     )?;
     let rows = stmt.query_map([now], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)? as u64,
-            r.get::<_, i64>(2)? as u64,
-        ))
+        Ok(QueueDepth {
+            webhook_id: r.get(0)?,
+            pending: r.get::<_, i64>(1)? as u64,
+            due: r.get::<_, i64>(2)? as u64,
+        })
     })?;
     rows.map(|r| r.map_err(StoreError::from)).collect()
 }
 
 /// Moves a delivery to its state after an attempt.
-pub fn update_delivery(
+fn update_delivery(
     conn: &Connection,
     delivery_id: &str,
     status: &str,
@@ -624,17 +569,7 @@ pub fn update_delivery(
     Ok(())
 }
 
-/// A delivery row.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub id: String,
-    pub event_id: String,
-    pub webhook_id: String,
-    pub status: String,
-    pub attempts: u32,
-}
-
-pub fn get_delivery(conn: &Connection, id: &str) -> Result<Option<Delivery>, StoreError> {
+fn get_delivery(conn: &Connection, id: &str) -> Result<Option<Delivery>, StoreError> {
     Ok(conn
         .prepare_cached(
             "SELECT id, event_id, webhook_id, status, attempts FROM deliveries WHERE id = ?1",
@@ -652,7 +587,7 @@ pub fn get_delivery(conn: &Connection, id: &str) -> Result<Option<Delivery>, Sto
 }
 
 /// A stored event by id.
-pub fn get_event(conn: &Connection, id: &str) -> Result<Option<Event>, StoreError> {
+fn get_event(conn: &Connection, id: &str) -> Result<Option<Event>, StoreError> {
     let body: Option<String> = conn
         .prepare_cached("SELECT body FROM events WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -664,15 +599,7 @@ pub fn get_event(conn: &Connection, id: &str) -> Result<Option<Event>, StoreErro
 // ---------------------------------------------------------------------------
 // Webhooks created through the API
 
-/// An API-created webhook as stored.
-#[derive(Debug, Clone)]
-pub struct StoredWebhook {
-    pub spec: crate::config::WebhookSpec,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-pub fn load_api_webhooks(conn: &Connection) -> Result<Vec<StoredWebhook>, StoreError> {
+fn load_api_webhooks(conn: &Connection) -> Result<Vec<StoredWebhook>, StoreError> {
     let mut stmt =
         conn.prepare("SELECT id, spec, secret, created_at, updated_at FROM api_webhooks")?;
     let rows = stmt.query_map([], |r| {
@@ -700,7 +627,7 @@ pub fn load_api_webhooks(conn: &Connection) -> Result<Vec<StoredWebhook>, StoreE
 }
 
 /// Inserts or replaces an API webhook (its `id` must be set).
-pub fn save_api_webhook(conn: &Connection, w: &StoredWebhook) -> Result<(), StoreError> {
+fn save_api_webhook(conn: &Connection, w: &StoredWebhook) -> Result<(), StoreError> {
     let id = w
         .spec
         .id
@@ -719,7 +646,7 @@ pub fn save_api_webhook(conn: &Connection, w: &StoredWebhook) -> Result<(), Stor
 
 /// Deletes an API webhook; its pending deliveries end as failed. Returns
 /// whether it existed.
-pub fn delete_api_webhook(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+fn delete_api_webhook(conn: &Connection, id: &str) -> Result<bool, StoreError> {
     let n = conn
         .prepare_cached("DELETE FROM api_webhooks WHERE id = ?1")?
         .execute([id])?;
@@ -734,13 +661,6 @@ pub fn delete_api_webhook(conn: &Connection, id: &str) -> Result<bool, StoreErro
 
 // ---------------------------------------------------------------------------
 // Retention
-
-/// Most rows one retention step deletes (and events it looks at). Each
-/// step is one write job, so this bounds how long retention holds the
-/// writer at a time: ~3 ms per step (median; p99 8–12 ms on a loaded
-/// machine) in the test
-/// `pruning_a_million_attempts_leaves_the_writer_free_between_batches`.
-pub const PRUNE_BATCH: usize = 1000;
 
 /// How far a retention run has got in the events (ordered by
 /// `(received_at, rowid)`): events already looked at are not read again.
@@ -774,7 +694,7 @@ impl PruneStep {
 /// `deliveries_final`, `events_received`, `deliveries_event`), so a step
 /// costs the rows it deletes, not the size of the tables. Pending work is
 /// never deleted.
-pub fn prune(
+fn prune(
     conn: &Connection,
     cutoff_ms: i64,
     limit: usize,
@@ -830,101 +750,10 @@ pub fn prune(
     Ok(step)
 }
 
-impl Store {
-    /// Deletes history older than `cutoff_ms` (see [`prune`]) in steps of
-    /// at most [`PRUNE_BATCH`] rows, each its own write job: writes queued
-    /// meanwhile go in between steps instead of waiting for the whole run.
-    /// Returns the rows deleted.
-    pub async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        let mut cursor = PruneCursor::default();
-        let mut rows = 0;
-        loop {
-            let step = self
-                .write(move |c| prune(c, cutoff_ms, PRUNE_BATCH, cursor))
-                .await?;
-            rows += step.rows();
-            if step.done {
-                return Ok(rows);
-            }
-            cursor = step.cursor;
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Webhook state (circuit breaker)
 
-/// Who disabled a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operator {
-    Api,
-    File,
-}
-
-/// Whether a webhook's deliveries go out (DESIGN §9).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activity {
-    Active,
-    /// The circuit breaker tripped: deliveries wait.
-    Paused,
-    /// An operator disabled it: deliveries are recorded as skipped.
-    Disabled(Operator),
-}
-
-impl Activity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Activity::Active => "active",
-            Activity::Paused => "paused",
-            Activity::Disabled(Operator::Api) => "disabled",
-            Activity::Disabled(Operator::File) => "disabled_by_file",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Activity> {
-        [
-            Activity::Active,
-            Activity::Paused,
-            Activity::Disabled(Operator::Api),
-            Activity::Disabled(Operator::File),
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
-    }
-
-    /// A small number for an atomic.
-    pub fn code(self) -> u8 {
-        match self {
-            Activity::Active => 0,
-            Activity::Paused => 1,
-            Activity::Disabled(Operator::Api) => 2,
-            Activity::Disabled(Operator::File) => 3,
-        }
-    }
-
-    pub fn from_code(c: u8) -> Activity {
-        match c {
-            0 => Activity::Active,
-            1 => Activity::Paused,
-            3 => Activity::Disabled(Operator::File),
-            _ => Activity::Disabled(Operator::Api),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WebhookState {
-    pub activity: Activity,
-    pub failure_count: u32,
-}
-
-impl WebhookState {
-    pub fn is_active(&self) -> bool {
-        self.activity == Activity::Active
-    }
-}
-
-pub fn load_webhook_states(conn: &Connection) -> Result<Vec<(String, WebhookState)>, StoreError> {
+fn load_webhook_states(conn: &Connection) -> Result<Vec<(String, WebhookState)>, StoreError> {
     let mut stmt =
         conn.prepare("SELECT webhook_id, is_active, failure_count, activity FROM webhook_state")?;
     let rows = stmt.query_map([], |r| {
@@ -951,7 +780,7 @@ pub fn load_webhook_states(conn: &Connection) -> Result<Vec<(String, WebhookStat
     rows.map(|r| r.map_err(StoreError::from)).collect()
 }
 
-pub fn save_webhook_state(
+fn save_webhook_state(
     conn: &Connection,
     webhook_id: &str,
     s: WebhookState,
@@ -971,7 +800,7 @@ pub fn save_webhook_state(
 }
 
 /// First-load times of relay.yaml's webhooks (their `created_at`).
-pub fn load_first_seen(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
+fn load_first_seen(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT webhook_id, first_seen FROM config_webhooks")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     rows.map(|r| r.map_err(StoreError::from)).collect()
@@ -979,7 +808,7 @@ pub fn load_first_seen(conn: &Connection) -> Result<Vec<(String, i64)>, StoreErr
 
 /// Stores what a registry rebuild changed: breaker states set by relay.yaml
 /// and first-load times of its new webhooks (a time already stored stays).
-pub fn save_rebuilt(
+fn save_rebuilt(
     conn: &Connection,
     states: &[(String, WebhookState)],
     first_seen: &[(String, i64)],
@@ -996,9 +825,438 @@ pub fn save_rebuilt(
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// Attempts (the history's rows)
+
+/// Inserts one attempt row.
+fn insert_attempt(conn: &Connection, a: &Attempt) -> Result<(), StoreError> {
+    let warnings =
+        serde_json::to_string(&a.warnings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+            success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    )?
+    .execute(params![
+        a.id,
+        a.delivery_id,
+        a.webhook_id,
+        a.event_id,
+        a.event_type,
+        a.attempt,
+        a.status.as_str(),
+        a.status_code,
+        a.success,
+        a.error.as_ref().map(|e| &e.kind),
+        a.error.as_ref().map(|e| &e.origin),
+        a.error.as_ref().map(|e| &e.message),
+        a.error.as_ref().map(|e| e.retryable),
+        a.response_body,
+        a.duration_ms as i64,
+        warnings,
+        a.created_at_ms,
+    ])?;
+    Ok(())
+}
+
+const COLUMNS: &str = "seq, id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code, success,
+    error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(i64, Attempt)> {
+    let kind: Option<String> = r.get(10)?;
+    let error = match kind {
+        Some(kind) => Some(AttemptError {
+            kind,
+            origin: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+            message: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            retryable: r.get::<_, Option<bool>>(13)?.unwrap_or(false),
+        }),
+        None => None,
+    };
+    let warnings: String = r.get(16)?;
+    let created_at_ms: i64 = r.get(17)?;
+    Ok((
+        r.get(0)?,
+        Attempt {
+            id: r.get(1)?,
+            delivery_id: r.get(2)?,
+            webhook_id: r.get(3)?,
+            event_id: r.get(4)?,
+            event_type: r.get(5)?,
+            attempt: r.get(6)?,
+            status: Status::parse(&r.get::<_, String>(7)?),
+            status_code: r.get(8)?,
+            success: r.get(9)?,
+            error,
+            response_body: r.get(14)?,
+            duration_ms: r.get::<_, i64>(15)? as u64,
+            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+            created_at: rfc3339_ms(created_at_ms),
+            created_at_ms,
+        },
+    ))
+}
+
+fn list_for_webhook(
+    conn: &Connection,
+    webhook_id: &str,
+    q: &HistoryQuery,
+) -> Result<Page, StoreError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM attempts WHERE webhook_id = ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![webhook_id.to_owned().into()];
+    if let Some(s) = q.status {
+        args.push(s.as_str().to_owned().into());
+        sql += &format!(" AND status = ?{}", args.len());
+    }
+    if let Some(s) = q.success {
+        args.push((s as i64).into());
+        sql += &format!(" AND success = ?{}", args.len());
+    }
+    if let Some(t) = q.since_ms {
+        args.push(t.into());
+        sql += &format!(" AND created_at >= ?{}", args.len());
+    }
+    if let Some(b) = q.before {
+        args.push(b.into());
+        sql += &format!(" AND seq < ?{}", args.len());
+    }
+    let limit = q.limit.clamp(1, 1000);
+    sql += &format!(" ORDER BY seq DESC LIMIT {}", limit + 1);
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), from_row)?;
+    let mut data = Vec::new();
+    let mut last_seq = None;
+    for row in rows {
+        let (seq, a) = row?;
+        if data.len() == limit {
+            return Ok(Page {
+                data,
+                next: last_seq.map(|s: i64| s.to_string()),
+            });
+        }
+        last_seq = Some(seq);
+        data.push(a);
+    }
+    Ok(Page { data, next: None })
+}
+
+/// Every attempt of one delivery, oldest first.
+fn list_for_delivery(conn: &Connection, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM attempts WHERE delivery_id = ?1 ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([delivery_id], from_row)?;
+    rows.map(|r| r.map(|(_, a)| a).map_err(StoreError::from))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Circuit breaker counters
+
+/// Applies an attempt's breaker change to the stored counters (a missing
+/// row is an active webhook without failures). `None` when nothing was
+/// written.
+fn apply_breaker(
+    conn: &Connection,
+    webhook_id: &str,
+    change: BreakerChange,
+) -> Result<Option<WebhookState>, StoreError> {
+    let sql = match change {
+        BreakerChange::None | BreakerChange::Success { streak: false } => return Ok(None),
+        BreakerChange::Success { streak: true } => {
+            "UPDATE webhook_state SET failure_count = 0, updated_at = ?2
+             WHERE webhook_id = ?1 RETURNING activity, is_active, failure_count"
+        }
+        BreakerChange::Failure { .. } | BreakerChange::Trip => {
+            "UPDATE webhook_state SET failure_count = failure_count + 1, updated_at = ?2,
+                activity = CASE WHEN COALESCE(activity, CASE is_active WHEN 1 THEN 'active' ELSE 'paused' END) = 'active'
+                    AND (?3 OR (?4 > 0 AND failure_count + 1 >= ?4)) THEN 'paused'
+                    ELSE COALESCE(activity, CASE is_active WHEN 1 THEN 'active' ELSE 'paused' END) END,
+                is_active = CASE WHEN is_active = 1 AND (?3 OR (?4 > 0 AND failure_count + 1 >= ?4)) THEN 0 ELSE is_active END
+             WHERE webhook_id = ?1 RETURNING activity, is_active, failure_count"
+        }
+    };
+    let (trip, threshold) = match change {
+        BreakerChange::Trip => (true, 0i64),
+        BreakerChange::Failure { threshold } => (false, i64::from(threshold)),
+        _ => (false, 0),
+    };
+    let now = now_ms();
+    if !matches!(change, BreakerChange::Success { .. }) {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO webhook_state (webhook_id, is_active, failure_count, updated_at, activity)
+             VALUES (?1, 1, 0, ?2, 'active')",
+        )?
+        .execute(params![webhook_id, now])?;
+    }
+    let mut stmt = conn.prepare_cached(sql)?;
+    let row = if matches!(change, BreakerChange::Success { .. }) {
+        stmt.query_row(params![webhook_id, now], state_from_row)
+            .optional()?
+    } else {
+        stmt.query_row(params![webhook_id, now, trip, threshold], state_from_row)
+            .optional()?
+    };
+    Ok(row)
+}
+
+/// A `webhook_state` row from `(activity, is_active, failure_count)`.
+fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
+    let activity: Option<String> = r.get(0)?;
+    let is_active = r.get::<_, i64>(1)? != 0;
+    Ok(WebhookState {
+        // Stored before `activity` existed: an inactive webhook was one the
+        // breaker tripped or an operator disabled; pausing keeps its
+        // deliveries.
+        activity: activity
+            .as_deref()
+            .and_then(Activity::parse)
+            .unwrap_or(if is_active {
+                Activity::Active
+            } else {
+                Activity::Paused
+            }),
+        failure_count: r.get::<_, i64>(2)? as u32,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The storage interface
+
+impl Storage for SqliteStore {
+    async fn accept(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
+        // The batch goes to the writer and comes back with the results.
+        self.write_with(batch, |c, batch| {
+            let mut out = Vec::with_capacity(batch.len());
+            for e in batch {
+                let accepted = insert_event(c, &e.event, &e.body, &e.targets)?;
+                if !accepted.duplicate {
+                    for a in &e.held {
+                        insert_attempt(c, a)?;
+                    }
+                }
+                out.push(accepted);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn add_deliveries(
+        &self,
+        event_id: &str,
+        targets: Vec<Target>,
+        held: Vec<Attempt>,
+    ) -> Result<bool, StoreError> {
+        let data = (event_id.to_owned(), targets, held);
+        let (added, _) = self
+            .write_with(data, |c, (event_id, targets, held)| {
+                // Retention may have pruned the event since it was read:
+                // then no delivery may point at it.
+                if !event_exists(c, event_id)? {
+                    return Ok(false);
+                }
+                insert_deliveries(c, event_id, targets, now_ms())?;
+                for a in held {
+                    insert_attempt(c, a)?;
+                }
+                Ok(true)
+            })
+            .await?;
+        Ok(added)
+    }
+
+    async fn resend(&self, delivery_id: &str) -> Result<Option<(Delivery, Event)>, StoreError> {
+        let id = delivery_id.to_owned();
+        self.write(move |c| {
+            let Some(d) = get_delivery(c, &id)? else {
+                return Ok(None);
+            };
+            let Some(event) = get_event(c, &d.event_id)? else {
+                return Ok(None);
+            };
+            update_delivery(c, &id, "pending", d.attempts, Some(now_ms()))?;
+            Ok(Some((d, event)))
+        })
+        .await
+    }
+
+    fn on_new_work(&self, _wake: Arc<tokio::sync::Notify>) {
+        // One process: ingest offers its own work to dispatch directly.
+    }
+
+    async fn claim_due(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+        _lease: std::time::Duration,
+        busy: Busy,
+    ) -> Result<Claimed, StoreError> {
+        // Ids first (index only, no event bodies), so the deliveries
+        // already held by this process cost nothing to skip.
+        let id = webhook_id.to_owned();
+        let want = limit + busy.count;
+        let candidates = self.read(move |c| due_ids(c, &id, now_ms(), want)).await?;
+        let saturated = candidates.len() >= want;
+        let fresh: Vec<(String, u32)> = candidates
+            .into_iter()
+            .filter(|(id, _)| !(busy.contains)(id))
+            .take(limit)
+            .collect();
+        if fresh.is_empty() {
+            return Ok(Claimed {
+                saturated,
+                ..Claimed::default()
+            });
+        }
+        let (due, orphans) = self.read(move |c| load_due(c, &fresh)).await?;
+        let count = orphans.len();
+        if count > 0 {
+            self.write_with(orphans, |c, orphans| fail_orphans(c, orphans))
+                .await?;
+        }
+        Ok(Claimed {
+            due,
+            orphans: count,
+            saturated,
+        })
+    }
+
+    async fn renew(
+        &self,
+        _delivery_ids: Vec<String>,
+        _lease: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        // One process: a lease is the dispatcher's reservation.
+        Ok(())
+    }
+
+    async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
+        let id = delivery_id.to_owned();
+        self.read(move |c| is_due(c, &id, attempts, now_ms())).await
+    }
+
+    async fn record_attempt(
+        &self,
+        record: AttemptRecord,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        let (state, _) = self
+            .write_with(record, |c, r| {
+                let a = &r.attempt;
+                insert_attempt(c, a)?;
+                update_delivery(c, &a.delivery_id, a.status.as_str(), a.attempt, r.due_at)?;
+                apply_breaker(c, &a.webhook_id, r.breaker)
+            })
+            .await?;
+        Ok(state)
+    }
+
+    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
+        self.write_with(attempt, |c, a| {
+            insert_attempt(c, a)?;
+            pause_delivery(c, &a.delivery_id)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.read(load_api_webhooks).await
+    }
+
+    async fn save_api_webhook(&self, webhook: StoredWebhook) -> Result<(), StoreError> {
+        self.write_with(webhook, save_api_webhook).await?;
+        Ok(())
+    }
+
+    async fn delete_api_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| delete_api_webhook(c, &id)).await
+    }
+
+    async fn load_webhook_states(&self) -> Result<Vec<(String, WebhookState)>, StoreError> {
+        self.read(load_webhook_states).await
+    }
+
+    async fn save_webhook_state(
+        &self,
+        webhook_id: &str,
+        state: WebhookState,
+    ) -> Result<(), StoreError> {
+        let id = webhook_id.to_owned();
+        self.write(move |c| save_webhook_state(c, &id, state)).await
+    }
+
+    async fn load_first_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(load_first_seen).await
+    }
+
+    async fn save_rebuilt(
+        &self,
+        states: Vec<(String, WebhookState)>,
+        first_seen: Vec<(String, i64)>,
+    ) -> Result<(), StoreError> {
+        self.write_with((states, first_seen), |c, (states, first_seen)| {
+            save_rebuilt(c, states, first_seen)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| get_event(c, &id)).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| get_delivery(c, &id)).await
+    }
+
+    async fn list_attempts(
+        &self,
+        webhook_id: &str,
+        query: HistoryQuery,
+    ) -> Result<Page, StoreError> {
+        let id = webhook_id.to_owned();
+        self.read(move |c| list_for_webhook(c, &id, &query)).await
+    }
+
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let id = delivery_id.to_owned();
+        self.read(move |c| list_for_delivery(c, &id)).await
+    }
+
+    async fn queue_depth(&self, now_ms: i64) -> Result<Vec<QueueDepth>, StoreError> {
+        self.read(move |c| queue_depth(c, now_ms)).await
+    }
+
+    /// In steps of at most [`PRUNE_BATCH`] rows, each its own write job:
+    /// writes queued meanwhile go in between steps instead of waiting for
+    /// the whole run.
+    async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let mut cursor = PruneCursor::default();
+        let mut rows = 0;
+        loop {
+            let step = self
+                .write(move |c| prune(c, cutoff_ms, PRUNE_BATCH, cursor))
+                .await?;
+            rows += step.rows();
+            if step.done {
+                return Ok(rows);
+            }
+            cursor = step.cursor;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::event_json;
     use serde_json::json;
 
     fn event(id: &str) -> Event {
@@ -1019,7 +1277,7 @@ mod tests {
     }
 
     /// The webhook's deliveries due by now.
-    async fn due_now(store: &Store, webhook: &'static str) -> Vec<(String, u32)> {
+    async fn due_now(store: &SqliteStore, webhook: &'static str) -> Vec<(String, u32)> {
         store
             .read(move |c| due_ids(c, webhook, now_ms() + 1, 10))
             .await
@@ -1029,7 +1287,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_is_stored_once_and_its_deliveries_become_due() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         let targets = vec![target("a", true), target("b", false)];
         let (e, t) = (event("e1"), targets.clone());
         let first = store
@@ -1068,7 +1326,7 @@ mod tests {
     #[tokio::test]
     async fn prune_drops_old_history_but_keeps_pending_work() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         let (e1, e2) = (event("done"), event("pending"));
         let (t1, t2) = (vec![target("a", true)], vec![target("a", true)]);
         let did = t1[0].delivery_id.clone();
@@ -1107,7 +1365,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_write_leaves_nothing_and_the_rest_of_its_group_commits_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         // Three writes queued together: the middle one fails after writing.
         // The group runs once without savepoints, is rolled back, and runs
         // again with one per write. The event's deliveries are plain
@@ -1182,7 +1440,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_read_keeps_its_slot_until_the_query_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         // MAX_READERS reads that block until released, each abandoned by
         // its caller (a request cancelled mid-query).
         let (release, gate) = std::sync::mpsc::channel::<()>();
@@ -1237,7 +1495,7 @@ mod tests {
         const ATTEMPTS: i64 = 1_000_000;
         const FINAL: i64 = 5_000;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         let old = now_ms() - 40 * 86_400_000;
         let setup = std::time::Instant::now();
         store
@@ -1385,7 +1643,7 @@ mod tests {
     #[tokio::test]
     async fn write_with_hands_its_data_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         let events = vec![event("e1"), event("e2")];
         let (accepted, events) = store
             .write_with(events, |c, events| {
@@ -1399,5 +1657,273 @@ mod tests {
         assert_eq!(events, vec![event("e1"), event("e2")]);
         let ids: Vec<&str> = accepted.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["e1", "e2"]);
+    }
+
+    // -- the storage interface ----------------------------------------------
+
+    fn new_event(id: &str, targets: Vec<Target>) -> NewEvent {
+        let e = event(id);
+        NewEvent {
+            body: crate::store::event_json(&e).unwrap(),
+            held: targets
+                .iter()
+                .filter(|t| t.start != Start::Due)
+                .map(|t| attempt_of(&t.delivery_id, &t.webhook_id, id, Status::Skipped))
+                .collect(),
+            targets,
+            event: e,
+        }
+    }
+
+    fn attempt_of(delivery_id: &str, webhook_id: &str, event_id: &str, status: Status) -> Attempt {
+        Attempt {
+            id: crate::event::new_id(),
+            delivery_id: delivery_id.into(),
+            webhook_id: webhook_id.into(),
+            event_id: event_id.into(),
+            event_type: "t".into(),
+            attempt: 1,
+            status,
+            status_code: None,
+            success: status == Status::Succeeded,
+            error: None,
+            response_body: None,
+            duration_ms: 1,
+            warnings: vec![],
+            created_at: rfc3339_ms(now_ms()),
+            created_at_ms: now_ms(),
+        }
+    }
+
+    async fn count(store: &SqliteStore, sql: &'static str) -> i64 {
+        store
+            .read(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn accepting_a_known_event_id_again_creates_nothing_and_answers_the_first_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let first = vec![
+            new_event("e1", vec![target("a", true), target("b", false)]),
+            new_event("e2", vec![target("a", true)]),
+        ];
+        let (accepted, back) = store.accept(first).await.unwrap();
+        assert_eq!(back.len(), 2, "the batch comes back");
+        let summary: Vec<(&str, u32, bool, usize)> = accepted
+            .iter()
+            .map(|a| (a.id.as_str(), a.deliveries, a.duplicate, a.held.len()))
+            .collect();
+        assert_eq!(summary, [("e1", 2, false, 1), ("e2", 1, false, 0)]);
+        // The same ids again, with other targets: the first result stands.
+        let again = vec![
+            new_event("e1", vec![target("c", true)]),
+            new_event("e3", vec![target("a", true)]),
+        ];
+        let (accepted, _) = store.accept(again).await.unwrap();
+        let summary: Vec<(&str, u32, bool)> = accepted
+            .iter()
+            .map(|a| (a.id.as_str(), a.deliveries, a.duplicate))
+            .collect();
+        assert_eq!(summary, [("e1", 2, true), ("e3", 1, false)]);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM events").await, 3);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM deliveries").await, 4);
+        // The skipped target's record was written once, with the event.
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM attempts").await, 1);
+        assert!(
+            store
+                .claim_due("c", 10, std::time::Duration::from_secs(1), Busy::none())
+                .await
+                .unwrap()
+                .due
+                .is_empty(),
+            "the duplicate created no delivery"
+        );
+    }
+
+    #[tokio::test]
+    async fn claim_due_skips_busy_deliveries_reports_saturation_and_ends_orphans() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let targets: Vec<Target> = (0..5).map(|_| target("a", true)).collect();
+        let ids: Vec<String> = targets.iter().map(|t| t.delivery_id.clone()).collect();
+        store.accept(vec![new_event("e1", targets)]).await.unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        let busy_ids: std::collections::HashSet<String> = ids[..2].iter().cloned().collect();
+        let busy = Busy {
+            count: busy_ids.len(),
+            contains: Arc::new(move |id: &str| busy_ids.contains(id)),
+        };
+        let claimed = store.claim_due("a", 2, lease, busy.clone()).await.unwrap();
+        let got: Vec<&str> = claimed.due.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(got.len(), 2);
+        assert!(
+            got.iter().all(|id| !ids[..2].contains(&id.to_string())),
+            "{got:?}"
+        );
+        assert!(
+            claimed.saturated,
+            "4 candidates read for 2 + 2 busy: more may wait"
+        );
+        assert_eq!(claimed.due[0].event, event("e1"));
+        let all = store.claim_due("a", 10, lease, busy).await.unwrap();
+        assert_eq!((all.due.len(), all.saturated), (3, false));
+        // A delivery whose event is gone is ended, not handed out.
+        store
+            .execute_for_tests("DELETE FROM events WHERE id = 'e1'")
+            .await
+            .unwrap();
+        let orphaned = store.claim_due("a", 10, lease, Busy::none()).await.unwrap();
+        assert_eq!((orphaned.due.len(), orphaned.orphans), (0, 5));
+        let d = store.get_delivery(&ids[0]).await.unwrap().unwrap();
+        assert_eq!(d.status, "failed");
+        assert!(!store.still_due(&ids[0], 0).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_recorded_retry_is_not_due_until_its_time_and_a_paused_delivery_keeps_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let (t1, t2) = (target("a", true), target("a", true));
+        let (d1, d2) = (t1.delivery_id.clone(), t2.delivery_id.clone());
+        store
+            .accept(vec![new_event("e1", vec![t1, t2])])
+            .await
+            .unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        assert!(store.still_due(&d1, 0).await.unwrap());
+        store
+            .record_attempt(AttemptRecord {
+                attempt: attempt_of(&d1, "a", "e1", Status::Retrying),
+                due_at: Some(now_ms() + 60_000),
+                breaker: BreakerChange::None,
+            })
+            .await
+            .unwrap();
+        store
+            .record_paused(attempt_of(&d2, "a", "e1", Status::Paused))
+            .await
+            .unwrap();
+        store.renew(vec![d1.clone()], lease).await.unwrap();
+        assert!(!store.still_due(&d1, 0).await.unwrap(), "one attempt made");
+        assert!(!store.still_due(&d1, 1).await.unwrap(), "due in a minute");
+        let claimed = store.claim_due("a", 10, lease, Busy::none()).await.unwrap();
+        // The paused one keeps its place in the queue (`due_at`) and is
+        // left out by dispatch, which skips paused webhooks.
+        let got: Vec<&str> = claimed.due.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(got, [d2.as_str()]);
+        let d = store.get_delivery(&d2).await.unwrap().unwrap();
+        assert_eq!((d.status.as_str(), d.attempts), ("paused", 0));
+        let history = store.delivery_attempts(&d1).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].status, Status::Retrying);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn breaker_failures_from_concurrent_attempts_are_all_counted_and_trip_at_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        const N: usize = 25;
+        let targets: Vec<Target> = (0..N).map(|_| target("a", true)).collect();
+        let ids: Vec<String> = targets.iter().map(|t| t.delivery_id.clone()).collect();
+        store.accept(vec![new_event("e1", targets)]).await.unwrap();
+        // Every failure is recorded at once from its own task: the stored
+        // counter, not a value read before, is what each adds to.
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move {
+                    store
+                        .record_attempt(AttemptRecord {
+                            attempt: attempt_of(&id, "a", "e1", Status::Failed),
+                            due_at: None,
+                            breaker: BreakerChange::Failure { threshold: 10 },
+                        })
+                        .await
+                        .unwrap()
+                        .expect("a failure writes the state")
+                })
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for t in tasks {
+            counts.push(t.await.unwrap());
+        }
+        let mut seen: Vec<u32> = counts.iter().map(|s| s.failure_count).collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            (1..=N as u32).collect::<Vec<_>>(),
+            "each got its own count"
+        );
+        for s in &counts {
+            let want = if s.failure_count >= 10 {
+                Activity::Paused
+            } else {
+                Activity::Active
+            };
+            assert_eq!(s.activity, want, "{s:?}");
+        }
+        let states = store.load_webhook_states().await.unwrap();
+        assert_eq!(
+            states,
+            vec![(
+                "a".to_string(),
+                WebhookState {
+                    activity: Activity::Paused,
+                    failure_count: N as u32
+                }
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_breaker_change_never_overrides_an_operators_disable_and_success_resets_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let record = |webhook: &str, breaker| AttemptRecord {
+            attempt: attempt_of("d", webhook, "e", Status::Failed),
+            due_at: None,
+            breaker,
+        };
+        let disabled = WebhookState {
+            activity: Activity::Disabled(crate::store::Operator::Api),
+            failure_count: 0,
+        };
+        store.save_webhook_state("off", disabled).await.unwrap();
+        let s = store
+            .record_attempt(record("off", BreakerChange::Trip))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.activity, Activity::Disabled(crate::store::Operator::Api));
+        assert_eq!(s.failure_count, 1);
+        let s = store
+            .record_attempt(record("on", BreakerChange::Trip))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.activity, s.failure_count), (Activity::Paused, 1));
+        let s = store
+            .record_attempt(record("on", BreakerChange::Success { streak: true }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.activity, s.failure_count), (Activity::Paused, 0));
+        // No streak known and none stored: nothing written.
+        let none = store
+            .record_attempt(record("new", BreakerChange::Success { streak: false }))
+            .await
+            .unwrap();
+        assert_eq!(none, None);
+        let threshold_zero = store
+            .record_attempt(record("never", BreakerChange::Failure { threshold: 0 }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(threshold_zero.activity, Activity::Active, "0 = never trips");
     }
 }

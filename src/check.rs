@@ -1,0 +1,197 @@
+//! The checks of relay.yaml that need more than the config's own types:
+//! the SSRF guard (`deliver`), the CA file (`deliver::tls`), signing keys
+//! (`sign`), the formats and destination plugins known (`format`), and the
+//! development tokens off loopback. `config` stays a leaf of plain types
+//! that imports no sibling module; this module sits above it and the
+//! modules whose rules it applies.
+//!
+//! Owns: the order of the load-time checks. [`parse`] and [`load`] are
+//! what every caller that reads relay.yaml uses (`serve`, `check`, hot
+//! reload); [`webhook`] checks one webhook spec (relay.yaml or the API).
+
+use std::path::Path;
+
+use crate::config::{Config, ConfigError, SignatureProfile, ValidationContext, WebhookSpec};
+
+/// Parses relay.yaml's text and runs every check. Errors name the file
+/// (and `line:col` for what the parser reports).
+pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+    let cfg = Config::parse(text, path)?;
+    config(&cfg, path)?;
+    Ok(cfg)
+}
+
+/// Reads relay.yaml and runs every check.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// The checks of a parsed config that need other modules.
+pub fn config(cfg: &Config, path: &str) -> Result<(), ConfigError> {
+    let invalid = |field: String, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        field,
+        message,
+    };
+    if let Some(ca) = &cfg.network.ca_file
+        && let Err(e) = crate::deliver::tls::client_config(Some(&ca.0))
+    {
+        return Err(invalid(
+            "network.ca_file".into(),
+            format!("{}: {}", ca.0.display(), e.message),
+        ));
+    }
+    let files = crate::format::file_plugin_names(&cfg.plugins.dir.0);
+    let mut formats = crate::format::known_formats();
+    formats.extend(files.iter().cloned());
+    let mut destinations = crate::format::known_destinations();
+    destinations.extend(files);
+    let ctx = cfg.validation_context(&formats, &destinations);
+    for (i, w) in cfg.webhooks.iter().enumerate() {
+        beyond_config(w, &format!("webhooks[{i}]"), &ctx).map_err(|(f, m)| invalid(f, m))?;
+    }
+    Ok(())
+}
+
+/// Every check of one webhook spec: the config's own
+/// ([`WebhookSpec::validate`]) then those that need other modules. Errors
+/// are `(field, message)`, the field prefixed with `field`.
+pub fn webhook(
+    spec: &WebhookSpec,
+    field: &str,
+    ctx: &ValidationContext<'_>,
+) -> Result<(), (String, String)> {
+    spec.validate(field, ctx)?;
+    beyond_config(spec, field, ctx)
+}
+
+/// The checks of one webhook that need the guard, signing or the formats.
+fn beyond_config(
+    w: &WebhookSpec,
+    field: &str,
+    ctx: &ValidationContext<'_>,
+) -> Result<(), (String, String)> {
+    let err = |f: &str, m: String| Err((format!("{field}.{f}"), m));
+    if let Some(ip) = w.url.literal_ip()
+        && let Err(why) = crate::deliver::Guard::new(ctx.allow_private.to_vec()).check(ip)
+    {
+        return err(
+            "url",
+            format!(
+                "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
+                w.url.redacted()
+            ),
+        );
+    }
+    if w.signature == SignatureProfile::Standard
+        && let Some(secret) = &w.secret
+        && crate::sign::standard_key(secret.expose()).is_err()
+    {
+        return err(
+            "secret",
+            "the standard signature profile needs a whsec_<base64> secret".into(),
+        );
+    }
+    if !ctx.known_formats.iter().any(|f| f == &w.format) {
+        return err(
+            "format",
+            format!(
+                "{:?} is not a loaded formatter (known: {})",
+                w.format,
+                ctx.known_formats.join(", ")
+            ),
+        );
+    }
+    if let Some(d) = &w.destination
+        && !ctx.known_destinations.iter().any(|k| k == d)
+    {
+        return err(
+            "destination",
+            format!("{d:?} is not a loaded destination plugin"),
+        );
+    }
+    Ok(())
+}
+
+/// The development tokens in the shipped relay.yaml start with `dev-`; they
+/// are only accepted when the relay listens on loopback.
+pub fn dev_tokens(cfg: &Config) -> Result<(), String> {
+    if cfg.listen.0.ip().is_loopback() {
+        return Ok(());
+    }
+    for t in &cfg.auth.tokens {
+        if t.token.expose().starts_with("dev-") {
+            return Err(format!(
+                "auth.tokens {:?} uses a development default token but listen is {}: set a real token (e.g. via its environment variable) or listen on 127.0.0.1",
+                t.name, cfg.listen.0
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_with_body_and_http_without_allow_http_are_refused() {
+        let e = parse(
+            "webhooks:\n  - name: a\n    url: https://x.example\n    method: GET\n    body: {a: 1}\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("webhooks[0].body"), "{e}");
+        let e = parse(
+            "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: http://10.1.2.3/\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("webhooks[0].url") && e.contains("private"),
+            "{e}"
+        );
+        let e = parse(
+            "webhooks:\n  - name: a\n    url: http://x.example\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("webhooks[0].url") && e.contains("allow_http"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn url_errors_show_scheme_and_host_but_never_path_or_query() {
+        for yaml in [
+            "webhooks:\n  - name: a\n    url: \"ftp://x.example/p4th?q=s3cret\"\n",
+            "webhooks:\n  - name: a\n    url: \"http://x.example/p4th?q=s3cret\"\n",
+            "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: \"http://10.0.0.1/p4th?q=s3cret\"\n",
+            "webhooks:\n  - name: a\n    url: \"udp://x.example/p4th?q=s3cret\"\n",
+            "webhooks:\n  - name: a\n    url: \"https://x.example/p4th?q=s3cret with space\"\n",
+        ] {
+            let e = parse(yaml, "r.yaml").unwrap_err().to_string();
+            assert!(e.contains("x.example") || e.contains("10.0.0.1"), "{e}");
+            assert!(!e.contains("p4th") && !e.contains("s3cret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn ca_file_must_be_a_readable_pem_of_certificates() {
+        let e = parse("network: {ca_file: /nonexistent/ca.pem}\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("network.ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,396 @@
+//! The storage interface: everything the relay keeps durably, as the
+//! product's operations (accept an event, claim due work, record an
+//! attempt, ...), not as SQL. One trait, [`Storage`], and one
+//! implementation per backend, chosen at start from `storage:` in
+//! relay.yaml and reached through the enum [`Store`]:
+//!
+//! - `sqlite.rs` — the embedded default: one file (WAL, `synchronous=FULL`),
+//!   one writer thread with group commit, a pool of read connections. One
+//!   process: claims are the dispatcher's in-memory reservations.
+//! - `postgres.rs` (issue 19 part 2) — a database shared by several relay
+//!   instances: claims are short transactions setting a lease.
+//!
+//! Durability contract, for every backend: a method that writes resolves
+//! only after its transaction is committed (on disk for SQLite, on the
+//! server for Postgres); a method's writes are one transaction unless its
+//! documentation says otherwise; an `Err` means nothing of that call was
+//! committed. Errors never show a database URL or password.
+//!
+//! Leases (several instances on one database): a claim is a short
+//! transaction that sets `owner` and `locked_until` on the deliveries it
+//! returns; no row lock is held while an attempt runs; the lease of a
+//! running attempt is renewed ([`Storage::renew`]) well before it ends;
+//! recording the attempt releases it; a lease that expired (its instance
+//! died or hangs) makes the delivery claimable by any instance again.
+//!
+//! Owns: the interface, the record types (`types.rs`), the choice of
+//! backend. Only `src/store/` talks to a database.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::{StorageBackend, StorageConfig};
+use crate::event::Event;
+
+pub mod postgres;
+pub mod sqlite;
+mod types;
+
+pub use types::*;
+
+/// The storage interface. Every method is one transaction (unless said
+/// otherwise) and resolves after its commit; see the module documentation
+/// for the durability and lease contract.
+pub trait Storage: Send + Sync {
+    // -- ingest -------------------------------------------------------------
+
+    /// Stores a batch of events with one delivery per target, and the
+    /// history records of targets that did not start due, in ONE
+    /// transaction, committed before this resolves (the 202 is sent after).
+    /// An event whose id is already stored (idempotency key) creates
+    /// nothing and is answered with the first acceptance's id and count
+    /// (`duplicate: true`). The batch is handed back for the caller to
+    /// pass on to dispatch without a copy. Results are in batch order.
+    fn accept(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<(Vec<Accepted>, Vec<NewEvent>), StoreError>> + Send;
+
+    /// Adds deliveries of a stored event (replay) and the history records
+    /// of those that did not start due, in one transaction. `false` (and
+    /// nothing written) when the event is no longer stored (pruned).
+    fn add_deliveries(
+        &self,
+        event_id: &str,
+        targets: Vec<Target>,
+        held: Vec<Attempt>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Makes a delivery due now again (manual resend), keeping its attempt
+    /// count, and returns it with its event; `None` when the delivery or
+    /// its event is gone. One transaction.
+    fn resend(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Option<(Delivery, Event)>, StoreError>> + Send;
+
+    // -- dispatch -----------------------------------------------------------
+
+    /// Registers a wake-up for work accepted elsewhere (another instance):
+    /// the backend calls `wake.notify_one()` when it learns of some. A
+    /// single-process backend does nothing (ingest offers its own work
+    /// directly); the dispatcher's polling is the fallback either way.
+    fn on_new_work(&self, wake: Arc<Notify>);
+
+    /// Claims up to `limit` of a webhook's due deliveries (oldest due
+    /// first) for this instance, for `lease`, with their events. Skips
+    /// deliveries `busy` names (already queued or running here) and those
+    /// leased by any instance whose lease has not expired.
+    /// A claim is a short transaction: no lock outlives it. Due deliveries
+    /// whose event is gone are ended as failed in the same call (counted in
+    /// `orphans`). A paused delivery keeps its due time (its place in the
+    /// queue): dispatch does not claim for a paused webhook, and once it is
+    /// re-enabled they go out oldest first. SQLite: one process, so
+    /// the lease is the caller's in-memory reservation and `lease` is
+    /// unused.
+    fn claim_due(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+        lease: Duration,
+        busy: Busy,
+    ) -> impl Future<Output = Result<Claimed, StoreError>> + Send;
+
+    /// Extends the leases this instance holds on `delivery_ids` (attempts
+    /// still running) to now + `lease`. Ids not leased by this instance are
+    /// left alone. A zero `lease` gives them up: they are claimable by any
+    /// instance at once (a delivery that did not fit its lane, or still
+    /// queued at a graceful stop), and the other instances are woken. A
+    /// no-op on SQLite.
+    fn renew(
+        &self,
+        delivery_ids: Vec<String>,
+        lease: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Whether a delivery is due now with exactly `attempts` attempts made
+    /// (an offer can be stale: the row is the truth). A read.
+    fn still_due(
+        &self,
+        delivery_id: &str,
+        attempts: u32,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records an attempt: the attempt row, the delivery's new state
+    /// (`attempt.status`, `attempt.attempt` attempts, `due_at`) and the
+    /// breaker change, in ONE transaction; releases the delivery's lease.
+    /// The breaker update is atomic in the database (several instances
+    /// may fail the same webhook at once). Returns the webhook's stored
+    /// state after the change when the change wrote one.
+    fn record_attempt(
+        &self,
+        record: AttemptRecord,
+    ) -> impl Future<Output = Result<Option<WebhookState>, StoreError>> + Send;
+
+    /// Records that a due delivery waits behind its webhook's tripped
+    /// breaker: the `paused` attempt row and the delivery marked paused
+    /// (attempt count and place in the queue kept), one transaction;
+    /// releases its lease.
+    fn record_paused(
+        &self,
+        attempt: Attempt,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // -- webhooks -----------------------------------------------------------
+
+    fn load_api_webhooks(
+        &self,
+    ) -> impl Future<Output = Result<Vec<StoredWebhook>, StoreError>> + Send;
+
+    /// Inserts or replaces an API webhook (its `spec.id` must be set).
+    fn save_api_webhook(
+        &self,
+        webhook: StoredWebhook,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes an API webhook, ends its pending deliveries as failed and
+    /// drops its breaker state, in one transaction. Whether it existed.
+    fn delete_api_webhook(&self, id: &str)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every stored breaker state.
+    fn load_webhook_states(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, WebhookState)>, StoreError>> + Send;
+
+    /// Sets a webhook's breaker state outright (an operator's enable or
+    /// disable).
+    fn save_webhook_state(
+        &self,
+        webhook_id: &str,
+        state: WebhookState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// First-load times of relay.yaml's webhooks (their `created_at`).
+    fn load_first_seen(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
+    /// Stores what a registry rebuild changed, in one transaction: breaker
+    /// states set by relay.yaml and first-load times of new file webhooks
+    /// (a time already stored stays).
+    fn save_rebuilt(
+        &self,
+        states: Vec<(String, WebhookState)>,
+        first_seen: Vec<(String, i64)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // -- history and reads --------------------------------------------------
+
+    fn get_event(&self, id: &str)
+    -> impl Future<Output = Result<Option<Event>, StoreError>> + Send;
+
+    fn get_delivery(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+
+    /// A webhook's attempts, newest first, filtered and paged.
+    fn list_attempts(
+        &self,
+        webhook_id: &str,
+        query: HistoryQuery,
+    ) -> impl Future<Output = Result<Page, StoreError>> + Send;
+
+    /// Every attempt of one delivery, oldest first.
+    fn delivery_attempts(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Vec<Attempt>, StoreError>> + Send;
+
+    /// Deliveries not final yet, per webhook (ordered by webhook id), and
+    /// how many are due at `now_ms`. Its cost follows the queue, not the
+    /// history.
+    fn queue_depth(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<QueueDepth>, StoreError>> + Send;
+
+    /// Retention: deletes attempts, final deliveries and events without
+    /// deliveries older than `cutoff_ms`; never pending work. NOT one
+    /// transaction: steps of at most [`PRUNE_BATCH`] rows, each its own
+    /// transaction, so other writes go in between. Returns rows deleted.
+    fn prune(&self, cutoff_ms: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// The lease of a store without `storage.lease_ms`.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// The store the relay runs on, chosen at start from `storage:`.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Opens the configured backend (creating and migrating its schema).
+    pub async fn open(cfg: &StorageConfig) -> Result<Store, StoreError> {
+        match &cfg.backend {
+            StorageBackend::Sqlite(path) => Ok(Store::Sqlite(sqlite::SqliteStore::open(&path.0)?)),
+            StorageBackend::Postgres(url) => Ok(Store::Postgres(
+                postgres::PgStore::connect(url.expose(), Duration::from_millis(cfg.lease_ms))
+                    .await?,
+            )),
+        }
+    }
+
+    /// How long a claim holds a delivery (`storage.lease_ms`; SQLite: the
+    /// default, unused).
+    pub fn lease(&self) -> Duration {
+        match self {
+            Store::Sqlite(_) => DEFAULT_LEASE,
+            Store::Postgres(p) => p.lease(),
+        }
+    }
+
+    /// Whether other instances share this store (leases matter).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Opens a SQLite store at `path` (tests, benches, `relay render`).
+    pub fn open_sqlite(path: &std::path::Path) -> Result<Store, StoreError> {
+        Ok(Store::Sqlite(sqlite::SqliteStore::open(path)?))
+    }
+}
+
+/// Checks `storage:` beyond what parsing checks, for `relay check` and
+/// `serve`: a Postgres URL must parse (the error never shows it).
+pub fn check_config(cfg: &StorageConfig) -> Result<(), StoreError> {
+    match &cfg.backend {
+        StorageBackend::Sqlite(_) => Ok(()),
+        StorageBackend::Postgres(url) => postgres::parse_url(url.expose()).map(|_| ()),
+    }
+}
+
+/// For `relay check`: [`check_config`], and a database server must answer
+/// (one connection, bounded; nothing is written).
+pub async fn check_reachable(cfg: &StorageConfig) -> Result<(), StoreError> {
+    check_config(cfg)?;
+    match &cfg.backend {
+        StorageBackend::Sqlite(_) => Ok(()),
+        StorageBackend::Postgres(url) => postgres::ping(url.expose()).await,
+    }
+}
+
+/// Runs `$body` with `$s` bound to the backend behind a [`Store`].
+macro_rules! each {
+    ($store:expr, $s:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($s) => $body,
+            Store::Postgres($s) => $body,
+        }
+    };
+}
+
+impl Storage for Store {
+    async fn accept(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
+        each!(self, s => s.accept(batch).await)
+    }
+    async fn add_deliveries(
+        &self,
+        event_id: &str,
+        targets: Vec<Target>,
+        held: Vec<Attempt>,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.add_deliveries(event_id, targets, held).await)
+    }
+    async fn resend(&self, delivery_id: &str) -> Result<Option<(Delivery, Event)>, StoreError> {
+        each!(self, s => s.resend(delivery_id).await)
+    }
+    fn on_new_work(&self, wake: Arc<Notify>) {
+        each!(self, s => s.on_new_work(wake))
+    }
+    async fn claim_due(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+        lease: Duration,
+        busy: Busy,
+    ) -> Result<Claimed, StoreError> {
+        each!(self, s => s.claim_due(webhook_id, limit, lease, busy).await)
+    }
+    async fn renew(&self, delivery_ids: Vec<String>, lease: Duration) -> Result<(), StoreError> {
+        each!(self, s => s.renew(delivery_ids, lease).await)
+    }
+    async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
+        each!(self, s => s.still_due(delivery_id, attempts).await)
+    }
+    async fn record_attempt(
+        &self,
+        record: AttemptRecord,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        each!(self, s => s.record_attempt(record).await)
+    }
+    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
+        each!(self, s => s.record_paused(attempt).await)
+    }
+    async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
+        each!(self, s => s.load_api_webhooks().await)
+    }
+    async fn save_api_webhook(&self, webhook: StoredWebhook) -> Result<(), StoreError> {
+        each!(self, s => s.save_api_webhook(webhook).await)
+    }
+    async fn delete_api_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_api_webhook(id).await)
+    }
+    async fn load_webhook_states(&self) -> Result<Vec<(String, WebhookState)>, StoreError> {
+        each!(self, s => s.load_webhook_states().await)
+    }
+    async fn save_webhook_state(
+        &self,
+        webhook_id: &str,
+        state: WebhookState,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.save_webhook_state(webhook_id, state).await)
+    }
+    async fn load_first_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        each!(self, s => s.load_first_seen().await)
+    }
+    async fn save_rebuilt(
+        &self,
+        states: Vec<(String, WebhookState)>,
+        first_seen: Vec<(String, i64)>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.save_rebuilt(states, first_seen).await)
+    }
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        each!(self, s => s.get_event(id).await)
+    }
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        each!(self, s => s.get_delivery(id).await)
+    }
+    async fn list_attempts(
+        &self,
+        webhook_id: &str,
+        query: HistoryQuery,
+    ) -> Result<Page, StoreError> {
+        each!(self, s => s.list_attempts(webhook_id, query).await)
+    }
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        each!(self, s => s.delivery_attempts(delivery_id).await)
+    }
+    async fn queue_depth(&self, now_ms: i64) -> Result<Vec<QueueDepth>, StoreError> {
+        each!(self, s => s.queue_depth(now_ms).await)
+    }
+    async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.prune(cutoff_ms).await)
+    }
+}

@@ -1,0 +1,1357 @@
+//! PostgreSQL: the shared store and work queue for several relay instances
+//! (DESIGN.md §13).
+//!
+//! - A pool of connections (`deadpool-postgres`); every statement is
+//!   prepared once per connection (`prepare_cached`), so a query is one
+//!   round trip.
+//! - Versioned migrations ([`MIGRATIONS`]) run at start under a session
+//!   advisory lock: one instance migrates at a time.
+//! - Work is shared through leases: a delivery row has an `owner` (an
+//!   instance id) and `locked_until`. Ingest writes the deliveries it hands
+//!   to its own lanes already leased; the poller claims due deliveries with
+//!   a short `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`; a
+//!   lease is renewed while its delivery waits or is attempted, and cleared
+//!   by the statement that records the attempt — if the owner still holds
+//!   it. No row lock is held across an HTTP call. A killed instance's
+//!   leases expire and the poller of another instance claims them.
+//! - Ingest and recording an attempt are one statement each (CTEs):
+//!   one round trip, one transaction. `relay_store_round_trips_total`
+//!   counts them.
+//! - Deliveries written unleased (overflow, resend, replay, re-enable)
+//!   `NOTIFY relay_due` in the same transaction; every instance LISTENs on
+//!   a connection of its own and wakes its poller; polling stays the
+//!   fallback.
+//!
+//! Owns: the Postgres schema, its migrations, all SQL run on Postgres, the
+//! listener connection. Never logs or returns the database password.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use tokio::sync::Notify;
+
+use super::{
+    Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
+    Delivery, DueDelivery, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start, Status,
+    Storage, StoreError, StoredWebhook, Target, WebhookState,
+};
+use crate::event::{Event, now_ms};
+
+/// The channel idle instances listen on.
+pub const CHANNEL: &str = "relay_due";
+/// Key of the advisory lock held while migrating ("relay" in ASCII).
+const MIGRATION_LOCK: i64 = 0x72_656c_6179;
+/// Connections per instance.
+const POOL_SIZE: usize = 16;
+/// Longest wait for a connection (from the pool or a new one).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema versions, applied in order, each in its own transaction.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE events (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    deliveries  INTEGER NOT NULL,
+    received_at BIGINT NOT NULL
+);
+CREATE INDEX events_received ON events (received_at, id);
+CREATE TABLE deliveries (
+    id           TEXT PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    due_at       BIGINT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    owner        TEXT,
+    locked_until TIMESTAMPTZ
+);
+CREATE INDEX deliveries_due ON deliveries (webhook_id, due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX deliveries_final ON deliveries (updated_at) WHERE due_at IS NULL;
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE TABLE attempts (
+    seq           BIGSERIAL PRIMARY KEY,
+    id            TEXT NOT NULL,
+    delivery_id   TEXT NOT NULL,
+    webhook_id    TEXT NOT NULL,
+    event_id      TEXT NOT NULL,
+    event_type    TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    status_code   INTEGER,
+    success       BOOLEAN NOT NULL,
+    error_kind    TEXT,
+    error_origin  TEXT,
+    error_message TEXT,
+    retryable     BOOLEAN,
+    response_body TEXT,
+    duration_ms   BIGINT NOT NULL,
+    warnings      TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    instance      TEXT
+);
+-- History pages are newest first by the attempt's time: instances record
+-- concurrently, so `seq` (insert order) is not time order.
+CREATE INDEX attempts_webhook ON attempts (webhook_id, created_at, seq);
+CREATE INDEX attempts_created ON attempts (created_at);
+CREATE INDEX attempts_delivery ON attempts (delivery_id);
+CREATE TABLE webhook_state (
+    webhook_id    TEXT PRIMARY KEY,
+    activity      TEXT NOT NULL,
+    failure_count INTEGER NOT NULL,
+    updated_at    BIGINT NOT NULL
+);
+CREATE TABLE config_webhooks (
+    webhook_id  TEXT PRIMARY KEY,
+    first_seen  BIGINT NOT NULL
+);
+CREATE TABLE api_webhooks (
+    id          TEXT PRIMARY KEY,
+    spec        TEXT NOT NULL,
+    secret      TEXT,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+-- One attempt as the statements pass it (a JSON array of these).
+CREATE TYPE attempt_row AS (
+    id text, delivery_id text, webhook_id text, event_id text, event_type text, attempt integer,
+    status text, status_code integer, success boolean, error_kind text, error_origin text,
+    error_message text, retryable boolean, response_body text, duration_ms bigint, warnings text,
+    created_at bigint, instance text
+);
+-- Wakes every instance's poller (delivered at commit; repeats within one
+-- transaction are sent once).
+CREATE FUNCTION relay_wake() RETURNS integer LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_notify('relay_due', '');
+    RETURN 1;
+END
+$$;
+"#,
+)];
+
+fn count_trip(mine: &AtomicU64) {
+    crate::metrics::store_round_trip();
+    mine.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `postgres://user@host:port/db`: what errors and logs show of a URL
+/// (never the password, nor the query's options).
+pub fn redact(config: &tokio_postgres::Config) -> String {
+    let user = config
+        .get_user()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, p)| match h {
+            tokio_postgres::config::Host::Tcp(h) => format!("{h}:{p}"),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let db = config.get_dbname().unwrap_or_default();
+    format!("postgres://{user}{}/{db}", hosts.join(","))
+}
+
+/// Removes `secret` from a message that may quote it.
+fn scrub(message: String, secret: Option<&[u8]>) -> String {
+    match secret.and_then(|s| std::str::from_utf8(s).ok()) {
+        Some(s) if !s.is_empty() => message.replace(s, "****"),
+        _ => message,
+    }
+}
+
+/// Parses a `storage.postgres` URL. The error never quotes the URL.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        StoreError::Database(scrub(
+            format!(
+                "storage.postgres: not a valid PostgreSQL URL ({}); expected postgres://user:password@host:5432/database",
+                first_line(&e.to_string())
+            ),
+            url_password(url).map(str::as_bytes),
+        ))
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(StoreError::Database(
+            "storage.postgres: the URL names no host; expected postgres://user:password@host:5432/database".into(),
+        ));
+    }
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(StoreError::Database(format!(
+            "storage.postgres: {}: sslmode=require is not supported yet; connect over a private network or a local socket",
+            redact(&config)
+        )));
+    }
+    Ok(config)
+}
+
+/// The password of a `scheme://user:password@host` URL, found without
+/// parsing it (for scrubbing an error about a URL that does not parse).
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// The error and its causes ("error connecting to server: Connection
+/// refused"). tokio-postgres names the server's error, never the password.
+fn pg_text(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
+fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Database(format!("postgres: {}", pg_text(&e)))
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    use deadpool_postgres::PoolError;
+    StoreError::Database(match e {
+        PoolError::Backend(e) => format!("postgres: {}", pg_text(&e)),
+        PoolError::Timeout(_) => format!(
+            "postgres: no connection within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+        other => format!("postgres: {other}"),
+    })
+}
+
+/// A store error's own text, without the `storage error:` of its Display.
+fn message(e: StoreError) -> String {
+    match e {
+        StoreError::Database(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// The shared store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    /// This process's id in `owner` columns.
+    owner: Arc<str>,
+    /// The connection settings (for the LISTEN connection).
+    config: Arc<tokio_postgres::Config>,
+    /// The lease of deliveries this instance writes for itself.
+    lease_ms: i64,
+    /// Round trips of this store (the process-wide count is
+    /// `relay_store_round_trips_total`).
+    trips: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+/// Connects once and asks for `SELECT 1` (bounded by [`CONNECT_TIMEOUT`]):
+/// `relay check`. The error names the URL without its password.
+pub async fn ping(url: &str) -> Result<(), StoreError> {
+    let mut config = parse_url(url)?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let shown = redact(&config);
+    let secret = config.get_password().map(<[u8]>::to_vec);
+    let answered = tokio::time::timeout(CONNECT_TIMEOUT * 2, async {
+        let (client, connection) = config.connect(NoTls).await?;
+        let task = tokio::spawn(connection);
+        let r = client.simple_query("SELECT 1").await.map(|_| ());
+        drop(client);
+        let _ = task.await;
+        r
+    })
+    .await;
+    let message = match answered {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => pg_text(&e),
+        Err(_) => format!("no answer within {} s", (CONNECT_TIMEOUT * 2).as_secs()),
+    };
+    Err(StoreError::Database(scrub(
+        format!("storage.postgres: cannot connect to {shown}: {message}"),
+        secret.as_deref(),
+    )))
+}
+
+impl PgStore {
+    /// Connects (bounded by [`CONNECT_TIMEOUT`]), runs the migrations and
+    /// checks the database answers. Errors name the URL without password.
+    /// `lease`: how long ingest, replay and resend lease the due
+    /// deliveries they write to this instance (which offers them to its own
+    /// lanes; the dispatcher renews them while they wait or are attempted).
+    pub async fn connect(url: &str, lease: Duration) -> Result<PgStore, StoreError> {
+        let mut config = parse_url(url)?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("relay");
+        let pg_config = config.clone();
+        let shown = redact(&config);
+        let secret = config.get_password().map(<[u8]>::to_vec);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Database(format!("storage.postgres: {shown}: {e}")))?;
+        let store = PgStore {
+            pool,
+            owner: Arc::from(crate::event::new_id()),
+            config: Arc::new(pg_config),
+            lease_ms: Self::lease_param(lease),
+            trips: Arc::default(),
+        };
+        store.migrate().await.map_err(|e| {
+            StoreError::Database(scrub(
+                format!("storage.postgres: cannot use {shown}: {}", message(e)),
+                secret.as_deref(),
+            ))
+        })?;
+        Ok(store)
+    }
+
+    /// This instance's id in `owner` columns.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The lease this store was opened with.
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms as u64)
+    }
+
+    /// Round trips this store has made.
+    pub fn round_trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    /// Runs one cached statement: one round trip (two when it is prepared
+    /// on this connection for the first time).
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let cached = client.statement_cache.size();
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        if client.statement_cache.size() > cached {
+            count_trip(&self.trips);
+        }
+        count_trip(&self.trips);
+        client.query(&stmt, params).await.map_err(pg_err)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let cached = client.statement_cache.size();
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        if client.statement_cache.size() > cached {
+            count_trip(&self.trips);
+        }
+        count_trip(&self.trips);
+        client.execute(&stmt, params).await.map_err(pg_err)
+    }
+
+    /// Applies the migrations not applied yet, one instance at a time.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        client
+            .batch_execute(&format!(
+                "SELECT pg_advisory_lock({MIGRATION_LOCK});
+                 CREATE TABLE IF NOT EXISTS relay_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);"
+            ))
+            .await
+            .map_err(pg_err)?;
+        let result = async {
+            let done: Option<i32> = client
+                .query_one("SELECT MAX(version) FROM relay_migrations", &[])
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| Some(*v) > done) {
+                let tx = client.transaction().await.map_err(pg_err)?;
+                tx.batch_execute(sql).await.map_err(pg_err)?;
+                tx.execute(
+                    "INSERT INTO relay_migrations (version, applied_at) VALUES ($1, $2)",
+                    &[version, &now_ms()],
+                )
+                .await
+                .map_err(pg_err)?;
+                tx.commit().await.map_err(pg_err)?;
+                tracing::info!(version, "applied postgres migration");
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        let unlock = client
+            .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            .await
+            .map_err(pg_err);
+        result.and(unlock)
+    }
+
+    /// `lease` as milliseconds for the statements.
+    fn lease_param(lease: Duration) -> i64 {
+        lease.as_millis().min(i64::MAX as u128) as i64
+    }
+
+    /// Fails claimed deliveries whose event no longer exists.
+    async fn fail_orphans(&self, ids: &[String]) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = $2, owner = NULL, locked_until = NULL
+             WHERE id = ANY($1) AND due_at IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)",
+            &[&ids, &now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Delivery rows of a batch as column arrays (for `unnest`).
+#[derive(Default)]
+struct DeliveryColumns {
+    id: Vec<String>,
+    event: Vec<String>,
+    webhook: Vec<String>,
+    status: Vec<&'static str>,
+    due: Vec<Option<i64>>,
+}
+
+impl DeliveryColumns {
+    fn push(&mut self, event_id: &str, t: &Target, now: i64) {
+        let (status, due) = start_row(t.start, now);
+        self.id.push(t.delivery_id.clone());
+        self.event.push(event_id.to_owned());
+        self.webhook.push(t.webhook_id.clone());
+        self.status.push(status);
+        self.due.push(due);
+    }
+}
+
+impl Storage for PgStore {
+    /// One statement (one round trip, one transaction) for the whole batch:
+    /// the events (`ON CONFLICT DO NOTHING`: the id is the idempotency
+    /// key), their deliveries — due ones leased to this instance for
+    /// its lease, since ingest hands them to its own lanes — and
+    /// the held attempts of new events.
+    async fn accept(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
+        let now = now_ms();
+        let mut first = std::collections::HashSet::new();
+        let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
+        let mut d = DeliveryColumns::default();
+        let mut held = Vec::new();
+        for e in &batch {
+            // The same id twice in one batch: the later ones are duplicates.
+            if !first.insert(e.event.id.as_str()) {
+                continue;
+            }
+            ids.push(e.event.id.clone());
+            types.push(e.event.event_type.clone());
+            bodies.push(e.body.clone());
+            counts.push(e.targets.len() as i32);
+            for t in &e.targets {
+                d.push(&e.event.id, t, now);
+            }
+            held.extend(e.held.iter().cloned());
+        }
+        let held_json = attempts_json(&held, Some(&self.owner))?;
+        let rows = self
+            .query(
+                "WITH ev AS (
+                    INSERT INTO events (id, type, body, deliveries, received_at)
+                    SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id
+                 ), dl AS (
+                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
+                    SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
+                           CASE WHEN d.status = 'pending' THEN $11::text END,
+                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
+                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+                         AS d(id, event_id, webhook_id, status, due_at)
+                    WHERE d.event_id IN (SELECT id FROM ev)
+                 ), held AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
+                    WHERE a.event_id IN (SELECT id FROM ev)
+                 )
+                 SELECT id, true AS fresh, 0 AS n FROM ev
+                 UNION ALL
+                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)",
+                &[
+                    &ids,
+                    &types,
+                    &bodies,
+                    &counts,
+                    &now,
+                    &d.id,
+                    &d.event,
+                    &d.webhook,
+                    &d.status,
+                    &d.due,
+                    &&*self.owner,
+                    &self.lease_ms,
+                    &held_json,
+                ],
+            )
+            .await?;
+        let mut fresh = std::collections::HashSet::new();
+        let mut known = std::collections::HashMap::new();
+        for r in &rows {
+            let id: String = r.get(0);
+            if r.get::<_, bool>(1) {
+                fresh.insert(id);
+            } else {
+                known.insert(id, r.get::<_, i32>(2));
+            }
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut answered = std::collections::HashSet::new();
+        for e in &batch {
+            let id = &e.event.id;
+            if answered.insert(id.as_str()) && fresh.contains(id) {
+                out.push(Accepted {
+                    id: id.clone(),
+                    deliveries: e.targets.len() as u32,
+                    duplicate: false,
+                    held: e
+                        .targets
+                        .iter()
+                        .filter(|t| t.start != Start::Due)
+                        .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
+                        .collect(),
+                });
+                continue;
+            }
+            let n = match known.get(id) {
+                Some(n) => *n,
+                None if fresh.contains(id) => counts[ids.iter().position(|x| x == id).unwrap_or(0)],
+                // Stored by a concurrent request after this statement's
+                // snapshot: read its count now.
+                None => self
+                    .query("SELECT deliveries FROM events WHERE id = $1", &[id])
+                    .await?
+                    .first()
+                    .map(|r| r.get::<_, i32>(0))
+                    .unwrap_or(0),
+            };
+            out.push(Accepted {
+                id: id.clone(),
+                deliveries: n as u32,
+                duplicate: true,
+                held: vec![],
+            });
+        }
+        Ok((out, batch))
+    }
+
+    /// Replay: the deliveries (due ones leased to this instance, which
+    /// offers them to its lanes) and their held attempts, in one statement;
+    /// nothing when the event is gone.
+    async fn add_deliveries(
+        &self,
+        event_id: &str,
+        targets: Vec<Target>,
+        held: Vec<Attempt>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut d = DeliveryColumns::default();
+        for t in &targets {
+            d.push(event_id, t, now);
+        }
+        let held_json = attempts_json(&held, Some(&self.owner))?;
+        let rows = self
+            .query(
+                "WITH ev AS (SELECT id FROM events WHERE id = $1 FOR SHARE),
+                 dl AS (
+                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
+                    SELECT d.id, $1, d.webhook_id, d.status, 0, d.due_at, $2, $2,
+                           CASE WHEN d.status = 'pending' THEN $7::text END,
+                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $8::int8 * interval '1 millisecond' END
+                    FROM unnest($3::text[], $4::text[], $5::text[], $6::int8[]) AS d(id, webhook_id, status, due_at)
+                    WHERE EXISTS (SELECT 1 FROM ev)
+                 ), held AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $9::text::json) a
+                    WHERE EXISTS (SELECT 1 FROM ev)
+                 )
+                 SELECT count(*) FROM ev",
+                &[
+                    &event_id,
+                    &now,
+                    &d.id,
+                    &d.webhook,
+                    &d.status,
+                    &d.due,
+                    &&*self.owner,
+                    &self.lease_ms,
+                    &held_json,
+                ],
+            )
+            .await?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0))
+    }
+
+    /// Due now again, leased to this instance (the API offers it to this
+    /// instance's lane).
+    async fn resend(&self, delivery_id: &str) -> Result<Option<(Delivery, Event)>, StoreError> {
+        let now = now_ms();
+        let rows = self
+            .query(
+                "WITH d AS (
+                    UPDATE deliveries SET status = 'pending', due_at = $2, updated_at = $2,
+                        owner = $3::text, locked_until = clock_timestamp() + $4::int8 * interval '1 millisecond'
+                    WHERE id = $1 AND EXISTS (SELECT 1 FROM events e WHERE e.id = deliveries.event_id)
+                    RETURNING id, event_id, webhook_id, attempts
+                 )
+                 SELECT d.id, d.event_id, d.webhook_id, d.attempts, e.body
+                 FROM d JOIN events e ON e.id = d.event_id",
+                &[
+                    &delivery_id,
+                    &now,
+                    &&*self.owner,
+                    &self.lease_ms,
+                ],
+            )
+            .await?;
+        let Some(r) = rows.first() else {
+            return Ok(None);
+        };
+        let event: Event = serde_json::from_str(&r.get::<_, String>(4))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some((
+            Delivery {
+                id: r.get(0),
+                event_id: r.get(1),
+                webhook_id: r.get(2),
+                status: "pending".into(),
+                attempts: r.get::<_, i32>(3) as u32,
+            },
+            event,
+        )))
+    }
+
+    fn on_new_work(&self, wake: Arc<Notify>) {
+        self.listen(move || wake.notify_one());
+    }
+
+    /// One statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
+    /// LOCKED)` sets the lease; the events come back with it. Rows locked
+    /// by another transaction and unexpired leases are skipped.
+    async fn claim_due(
+        &self,
+        webhook_id: &str,
+        limit: usize,
+        lease: Duration,
+        busy: Busy,
+    ) -> Result<Claimed, StoreError> {
+        let rows = self
+            .query(
+                "WITH c AS (
+                    UPDATE deliveries d SET owner = $1::text, locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
+                    WHERE d.id IN (
+                        SELECT id FROM deliveries
+                        WHERE webhook_id = $3 AND due_at IS NOT NULL AND due_at <= $4
+                          AND (locked_until IS NULL OR locked_until < clock_timestamp())
+                        ORDER BY due_at LIMIT $5
+                        FOR UPDATE SKIP LOCKED)
+                    RETURNING d.id, d.event_id, d.webhook_id, d.attempts, d.due_at
+                 )
+                 SELECT c.id, c.webhook_id, c.attempts, e.body FROM c LEFT JOIN events e ON e.id = c.event_id
+                 ORDER BY c.due_at",
+                &[
+                    &&*self.owner,
+                    &Self::lease_param(lease),
+                    &webhook_id,
+                    &now_ms(),
+                    &(limit as i64),
+                ],
+            )
+            .await?;
+        let saturated = rows.len() >= limit;
+        let mut due = Vec::with_capacity(rows.len());
+        let mut orphans = Vec::new();
+        for r in rows {
+            let id: String = r.get(0);
+            if (busy.contains)(&id) {
+                // Already queued here (its lease had lapsed): it stays ours.
+                continue;
+            }
+            match r.get::<_, Option<String>>(3) {
+                Some(body) => due.push(DueDelivery {
+                    delivery_id: id,
+                    webhook_id: r.get(1),
+                    attempts: r.get::<_, i32>(2) as u32,
+                    event: serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                }),
+                None => orphans.push(id),
+            }
+        }
+        if !orphans.is_empty() {
+            self.fail_orphans(&orphans).await?;
+        }
+        Ok(Claimed {
+            due,
+            orphans: orphans.len(),
+            saturated,
+        })
+    }
+
+    /// Extends this instance's leases. A zero `lease` gives them up: the
+    /// deliveries are claimable at once, and the other instances are woken.
+    async fn renew(&self, delivery_ids: Vec<String>, lease: Duration) -> Result<(), StoreError> {
+        if delivery_ids.is_empty() {
+            return Ok(());
+        }
+        if lease.is_zero() {
+            self.query(
+                "WITH r AS (
+                    UPDATE deliveries SET owner = NULL, locked_until = NULL
+                    WHERE owner = $1::text AND id = ANY($2) AND due_at IS NOT NULL
+                    RETURNING 1
+                 )
+                 SELECT relay_wake() FROM (SELECT 1 FROM r LIMIT 1) w",
+                &[&&*self.owner, &delivery_ids],
+            )
+            .await?;
+            return Ok(());
+        }
+        self.execute(
+            "UPDATE deliveries SET locked_until = clock_timestamp() + $2::int8 * interval '1 millisecond'
+             WHERE owner = $1::text AND id = ANY($3) AND due_at IS NOT NULL",
+            &[&&*self.owner, &Self::lease_param(lease), &delivery_ids],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "SELECT 1 FROM deliveries WHERE id = $1 AND attempts = $2 AND due_at IS NOT NULL AND due_at <= $3",
+                &[&delivery_id, &(attempts as i32), &now_ms()],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// One statement (one round trip, one transaction): the attempt row;
+    /// the delivery's new state, clearing the lease, only while this
+    /// instance still holds it (else the lease expired and another instance
+    /// owns the delivery now: its record decides); the breaker change,
+    /// counted atomically on the stored row.
+    async fn record_attempt(
+        &self,
+        record: AttemptRecord,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        let attempt = &record.attempt;
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        let (op, threshold) = match record.breaker {
+            BreakerChange::None => ("", 0),
+            BreakerChange::Success { .. } => ("success", 0),
+            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
+            BreakerChange::Trip => ("trip", 0),
+        };
+        let rows = self
+            .query(
+                "WITH d AS (
+                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
+                    WHERE id = $1 AND owner = $6::text
+                    RETURNING id
+                 ), a AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
+                 ), w AS (
+                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
+                    SELECT $8::text,
+                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
+                           1, $5
+                    WHERE $9 IN ('failure', 'trip')
+                    ON CONFLICT (webhook_id) DO UPDATE SET
+                        failure_count = s.failure_count + 1,
+                        activity = CASE
+                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
+                            THEN 'paused' ELSE s.activity END,
+                        updated_at = $5
+                    RETURNING s.activity, s.failure_count
+                 ), ok AS (
+                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
+                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
+                    RETURNING activity, failure_count
+                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
+                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
+                &[
+                    &attempt.delivery_id,
+                    &attempt.status.as_str(),
+                    &(attempt.attempt as i32),
+                    &record.due_at,
+                    &now_ms(),
+                    &&*self.owner,
+                    &json,
+                    &attempt.webhook_id,
+                    &op,
+                    &threshold,
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
+        if row.get::<_, i64>(0) == 0 {
+            tracing::warn!(delivery = %attempt.delivery_id, "the lease on this delivery had expired and another instance took it over: the attempt is recorded in the history, the delivery's state is the new owner's");
+        }
+        Ok(
+            match (
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<i32>>(2),
+            ) {
+                (Some(a), Some(n)) => Some(WebhookState {
+                    activity: activity(&a),
+                    failure_count: n as u32,
+                }),
+                _ => None,
+            },
+        )
+    }
+
+    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
+        let json = attempts_json(std::slice::from_ref(&attempt), Some(&self.owner))?;
+        self.query(
+            "WITH d AS (
+                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
+                WHERE id = $1 AND due_at IS NOT NULL
+                RETURNING id
+             ), a AS (
+                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
+             )
+             SELECT count(*) FROM d",
+            &[&attempt.delivery_id, &now_ms(), &json],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, spec, secret, created_at, updated_at FROM api_webhooks",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.get(0);
+            let mut spec: crate::config::WebhookSpec = serde_json::from_str(&r.get::<_, String>(1))
+                .map_err(|e| StoreError::Corrupt(format!("webhook {id}: {e}")))?;
+            spec.secret = r
+                .get::<_, Option<String>>(2)
+                .map(crate::config::Secret::new);
+            out.push(StoredWebhook {
+                spec,
+                created_at_ms: r.get(3),
+                updated_at_ms: r.get(4),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn save_api_webhook(&self, w: StoredWebhook) -> Result<(), StoreError> {
+        let id = w
+            .spec
+            .id
+            .clone()
+            .ok_or_else(|| StoreError::Conflict("a stored webhook needs an id".into()))?;
+        let mut spec = w.spec.clone();
+        let secret = spec.secret.take().map(|s| s.expose().to_owned());
+        let json = serde_json::to_string(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.execute(
+            "INSERT INTO api_webhooks (id, spec, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET spec = $2, secret = $3, updated_at = $5",
+            &[&id, &json, &secret, &w.created_at_ms, &w.updated_at_ms],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_api_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "WITH w AS (DELETE FROM api_webhooks WHERE id = $1 RETURNING id),
+                 d AS (UPDATE deliveries SET status = 'failed', due_at = NULL, updated_at = $2, owner = NULL, locked_until = NULL
+                       WHERE webhook_id = $1 AND due_at IS NOT NULL),
+                 s AS (DELETE FROM webhook_state WHERE webhook_id = $1)
+                 SELECT count(*) FROM w",
+                &[&id, &now_ms()],
+            )
+            .await?;
+        Ok(rows.first().is_some_and(|r| r.get::<_, i64>(0) > 0))
+    }
+
+    async fn load_webhook_states(&self) -> Result<Vec<(String, WebhookState)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT webhook_id, activity, failure_count FROM webhook_state ORDER BY webhook_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    WebhookState {
+                        activity: activity(&r.get::<_, String>(1)),
+                        failure_count: r.get::<_, i32>(2) as u32,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// An operator's decision; re-enabling wakes the instances (the
+    /// webhook's waiting deliveries are due).
+    async fn save_webhook_state(
+        &self,
+        webhook_id: &str,
+        s: WebhookState,
+    ) -> Result<(), StoreError> {
+        self.query(
+            "WITH s AS (
+                INSERT INTO webhook_state (webhook_id, activity, failure_count, updated_at) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (webhook_id) DO UPDATE SET activity = $2, failure_count = $3, updated_at = $4
+                RETURNING activity
+             )
+             SELECT CASE WHEN activity = 'active' THEN relay_wake() END FROM s",
+            &[
+                &webhook_id,
+                &s.activity.as_str(),
+                &(s.failure_count as i32),
+                &now_ms(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn load_first_seen(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self
+            .query("SELECT webhook_id, first_seen FROM config_webhooks", &[])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn save_rebuilt(
+        &self,
+        states: Vec<(String, WebhookState)>,
+        first_seen: Vec<(String, i64)>,
+    ) -> Result<(), StoreError> {
+        let mut s_id = Vec::new();
+        let mut s_act = Vec::new();
+        let mut s_n = Vec::new();
+        for (id, s) in &states {
+            s_id.push(id.clone());
+            s_act.push(s.activity.as_str());
+            s_n.push(s.failure_count as i32);
+        }
+        let (f_id, f_at): (Vec<String>, Vec<i64>) = first_seen.into_iter().unzip();
+        self.query(
+            "WITH s AS (
+                INSERT INTO webhook_state (webhook_id, activity, failure_count, updated_at)
+                SELECT id, act, n, $6 FROM unnest($1::text[], $2::text[], $3::int4[]) AS x(id, act, n)
+                ON CONFLICT (webhook_id) DO UPDATE SET activity = excluded.activity, failure_count = excluded.failure_count, updated_at = $6
+             ), f AS (
+                INSERT INTO config_webhooks (webhook_id, first_seen)
+                SELECT id, at FROM unnest($4::text[], $5::int8[]) AS y(id, at)
+                ON CONFLICT (webhook_id) DO NOTHING
+             )
+             SELECT 1",
+            &[&s_id, &s_act, &s_n, &f_id, &f_at, &now_ms()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
+        let rows = self
+            .query("SELECT body FROM events WHERE id = $1", &[&id])
+            .await?;
+        rows.first()
+            .map(|r| {
+                serde_json::from_str(&r.get::<_, String>(0))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, event_id, webhook_id, status, attempts FROM deliveries WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| Delivery {
+            id: r.get(0),
+            event_id: r.get(1),
+            webhook_id: r.get(2),
+            status: r.get(3),
+            attempts: r.get::<_, i32>(4) as u32,
+        }))
+    }
+
+    /// Newest first by `created_at` (then `seq`); the cursor is the last
+    /// row's `seq`, and the next page starts below that row's position.
+    async fn list_attempts(&self, webhook_id: &str, q: HistoryQuery) -> Result<Page, StoreError> {
+        let limit = q.limit.clamp(1, 1000) as i64;
+        let status = q.status.map(|s| s.as_str());
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM attempts WHERE webhook_id = $1
+                     AND ($2::text IS NULL OR status = $2) AND ($3::bool IS NULL OR success = $3)
+                     AND ($4::int8 IS NULL OR created_at >= $4)
+                     AND ($5::int8 IS NULL OR (created_at, seq) < (SELECT c.created_at, c.seq FROM attempts c WHERE c.seq = $5))
+                     ORDER BY created_at DESC, seq DESC LIMIT $6"
+                ),
+                &[
+                    &webhook_id,
+                    &status,
+                    &q.success,
+                    &q.since_ms,
+                    &q.before,
+                    &(limit + 1),
+                ],
+            )
+            .await?;
+        let mut data = Vec::new();
+        let mut last_seq = None;
+        for r in &rows {
+            if data.len() as i64 == limit {
+                return Ok(Page {
+                    data,
+                    next: last_seq.map(|s: i64| s.to_string()),
+                });
+            }
+            let (seq, a) = from_row(r);
+            last_seq = Some(seq);
+            data.push(a);
+        }
+        Ok(Page { data, next: None })
+    }
+
+    async fn delivery_attempts(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let rows = self
+            .query(
+                &format!("SELECT {COLUMNS} FROM attempts WHERE delivery_id = $1 ORDER BY seq"),
+                &[&delivery_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| from_row(r).1).collect())
+    }
+
+    async fn queue_depth(&self, now: i64) -> Result<Vec<QueueDepth>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT webhook_id, COUNT(*), COUNT(*) FILTER (WHERE due_at <= $1) FROM deliveries
+                 WHERE due_at IS NOT NULL GROUP BY webhook_id ORDER BY webhook_id",
+                &[&now],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| QueueDepth {
+                webhook_id: r.get(0),
+                pending: r.get::<_, i64>(1) as u64,
+                due: r.get::<_, i64>(2) as u64,
+            })
+            .collect())
+    }
+
+    /// Steps of at most [`PRUNE_BATCH`] rows, each its own short statement:
+    /// attempts, then final deliveries, then events none of whose
+    /// deliveries is left (read in `(received_at, id)` order from a
+    /// cursor). Pending work is never deleted.
+    async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        let batch = PRUNE_BATCH as i64;
+        let mut rows = 0usize;
+        for sql in [
+            "DELETE FROM attempts WHERE seq IN
+             (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            "DELETE FROM deliveries WHERE id IN
+             (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
+        ] {
+            loop {
+                let n = self.execute(sql, &[&cutoff_ms, &batch]).await?;
+                rows += n as usize;
+                if n < batch as u64 {
+                    break;
+                }
+            }
+        }
+        let (mut after_at, mut after_id) = (i64::MIN, String::new());
+        loop {
+            let r = self
+                .query(
+                    "WITH old AS (
+                        SELECT received_at, id FROM events
+                        WHERE received_at < $1 AND (received_at, id) > ($2, $3)
+                        ORDER BY received_at, id LIMIT $4
+                     ), del AS (
+                        DELETE FROM events e USING old WHERE e.id = old.id
+                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                        RETURNING 1
+                     ), last AS (SELECT received_at, id FROM old ORDER BY received_at DESC, id DESC LIMIT 1)
+                     SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM del),
+                            (SELECT received_at FROM last), (SELECT id FROM last)",
+                    &[&cutoff_ms, &after_at, &after_id, &batch],
+                )
+                .await?;
+            let Some(r) = r.first() else { break };
+            let looked: i64 = r.get(0);
+            rows += r.get::<_, i64>(1) as usize;
+            match (r.get::<_, Option<i64>>(2), r.get::<_, Option<String>>(3)) {
+                (Some(at), Some(id)) if looked == batch => {
+                    after_at = at;
+                    after_id = id;
+                }
+                _ => break,
+            }
+        }
+        Ok(rows)
+    }
+}
+
+impl PgStore {
+    // -----------------------------------------------------------------
+    // Wake-ups
+
+    /// LISTENs on [`CHANNEL`] on a connection of its own and calls `wake`
+    /// on every notification; reconnects (1 s, doubling to 30 s) when the
+    /// connection is lost, and calls `wake` then too (a notification may
+    /// have been missed). Polling stays the fallback.
+    fn listen(&self, wake: impl Fn() + Send + 'static) {
+        let mut config = (*self.config).clone();
+        config.application_name("relay-listen");
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                match config.connect(NoTls).await {
+                    Ok((client, mut connection)) => {
+                        let listen_sql = format!("LISTEN {CHANNEL}");
+                        let subscribe = client.batch_execute(&listen_sql);
+                        tokio::pin!(subscribe);
+                        let mut subscribed = false;
+                        let ended = loop {
+                            tokio::select! {
+                                r = &mut subscribe, if !subscribed => match r {
+                                    Ok(()) => {
+                                        subscribed = true;
+                                        backoff = Duration::from_secs(1);
+                                        // A notification may have been missed
+                                        // while not listening.
+                                        wake();
+                                    }
+                                    Err(e) => break Err(e),
+                                },
+                                m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
+                                    Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => wake(),
+                                    Some(Ok(_)) => {}
+                                    Some(Err(e)) => break Err(e),
+                                    None => break Ok(()),
+                                },
+                            }
+                        };
+                        match ended {
+                            Ok(()) => tracing::warn!(
+                                "postgres LISTEN connection closed; polling until it is back"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "postgres LISTEN connection lost; polling until it is back")
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cannot open the postgres LISTEN connection; polling meanwhile");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+}
+
+/// A stored activity; unknown text reads as paused (deliveries wait).
+fn activity(s: &str) -> Activity {
+    Activity::parse(s).unwrap_or(Activity::Paused)
+}
+
+/// How a new delivery row starts: (status, due_at).
+fn start_row(start: Start, now: i64) -> (&'static str, Option<i64>) {
+    match start {
+        Start::Due => ("pending", Some(now)),
+        Start::Paused => ("paused", Some(now)),
+        Start::Skipped => ("skipped", None),
+    }
+}
+
+const COLUMNS: &str = "seq, id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code, success,
+    error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at";
+
+fn from_row(r: &Row) -> (i64, Attempt) {
+    let error = r.get::<_, Option<String>>(10).map(|kind| AttemptError {
+        kind,
+        origin: r.get::<_, Option<String>>(11).unwrap_or_default(),
+        message: r.get::<_, Option<String>>(12).unwrap_or_default(),
+        retryable: r.get::<_, Option<bool>>(13).unwrap_or(false),
+    });
+    let warnings: String = r.get(16);
+    let created_at_ms: i64 = r.get(17);
+    (
+        r.get(0),
+        Attempt {
+            id: r.get(1),
+            delivery_id: r.get(2),
+            webhook_id: r.get(3),
+            event_id: r.get(4),
+            event_type: r.get(5),
+            attempt: r.get::<_, i32>(6) as u32,
+            status: Status::parse(&r.get::<_, String>(7)),
+            status_code: r.get::<_, Option<i32>>(8).map(|c| c as u16),
+            success: r.get(9),
+            error,
+            response_body: r.get(14),
+            duration_ms: r.get::<_, i64>(15) as u64,
+            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+            created_at: crate::event::rfc3339_ms(created_at_ms),
+            created_at_ms,
+        },
+    )
+}
+
+/// Attempts as a JSON array of `attempt_row` records (one parameter,
+/// expanded by `json_populate_recordset` in the statement).
+fn attempts_json(attempts: &[Attempt], instance: Option<&str>) -> Result<String, StoreError> {
+    let rows: Vec<serde_json::Value> = attempts
+        .iter()
+        .map(|a| {
+            Ok(serde_json::json!({
+                "id": a.id,
+                "delivery_id": a.delivery_id,
+                "webhook_id": a.webhook_id,
+                "event_id": a.event_id,
+                "event_type": a.event_type,
+                "attempt": a.attempt,
+                "status": a.status.as_str(),
+                "status_code": a.status_code,
+                "success": a.success,
+                "error_kind": a.error.as_ref().map(|e| &e.kind),
+                "error_origin": a.error.as_ref().map(|e| &e.origin),
+                "error_message": a.error.as_ref().map(|e| &e.message),
+                "retryable": a.error.as_ref().map(|e| e.retryable),
+                "response_body": a.response_body,
+                "duration_ms": a.duration_ms,
+                "warnings": serde_json::to_string(&a.warnings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                "created_at": a.created_at_ms,
+                "instance": instance,
+            }))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password_whatever_is_wrong_with_them() {
+        let ok = parse_url("postgres://relay:pw%40one@db.internal:6543/relay?application_name=x")
+            .expect("a good URL");
+        assert_eq!(redact(&ok), "postgres://relay@db.internal:6543/relay");
+        assert!(!redact(&ok).contains("pw"));
+        for bad in [
+            "postgres://relay:Secret1@db:notaport/relay",
+            "postgres://relay:Secret1@db:5432/relay?sslmode=bogus",
+            "postgres://relay:Secret1@/relay",
+        ] {
+            let e = parse_url(bad).expect_err(bad).to_string();
+            assert!(e.contains("storage.postgres"), "{e}");
+            assert!(!e.contains("Secret1"), "{bad}: {e}");
+        }
+        let e = parse_url("postgres://relay:Secret1@db/relay?sslmode=require")
+            .expect_err("TLS is refused")
+            .to_string();
+        assert!(
+            e.contains("sslmode=require") && !e.contains("Secret1"),
+            "{e}"
+        );
+        assert_eq!(url_password("postgres://u:p:q@h/d"), Some("p:q"));
+        assert_eq!(url_password("postgres://u@h/d"), None);
+        assert_eq!(scrub("x Secret1 y".into(), Some(b"Secret1")), "x **** y");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_reported_with_its_address_and_without_the_password() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let url = format!("postgres://relay:Secret1@127.0.0.1:{port}/relay");
+        let e = ping(&url).await.expect_err("nothing listens").to_string();
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+        assert!(!e.contains("Secret1"), "{e}");
+        let e = PgStore::connect(&url, Duration::from_secs(60))
+            .await
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(
+            e.contains("storage.postgres") && !e.contains("Secret1"),
+            "{e}"
+        );
+    }
+}

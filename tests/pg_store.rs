@@ -1,0 +1,442 @@
+//! The PostgreSQL store alone, against a real cluster the test starts: the
+//! lease protocol (claim, renew, record with the owner check, takeover of
+//! an expired lease), idempotent ingest, the atomic breaker counter, the
+//! migrations under their advisory lock, and the round-trip budget.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pg::PgCluster;
+use relay::event::{Event, new_id, now_ms};
+use relay::store::postgres::PgStore;
+use relay::store::{
+    Activity, Attempt, AttemptRecord, BreakerChange, Busy, NewEvent, Start, Status, Storage, Target,
+};
+
+fn event(id: &str) -> Event {
+    Event {
+        id: id.into(),
+        event_type: "t".into(),
+        time: "2026-01-01T00:00:00Z".into(),
+        data: serde_json::json!({"k": "v"}),
+    }
+}
+
+fn target(webhook: &str, start: Start) -> Target {
+    Target {
+        delivery_id: new_id(),
+        webhook_id: webhook.into(),
+        start,
+    }
+}
+
+fn attempt(delivery: &str, webhook: &str, number: u32, status: Status) -> Attempt {
+    let now = now_ms();
+    Attempt {
+        id: new_id(),
+        delivery_id: delivery.into(),
+        webhook_id: webhook.into(),
+        event_id: "e".into(),
+        event_type: "t".into(),
+        attempt: number,
+        status,
+        status_code: Some(200),
+        success: status == Status::Succeeded,
+        error: None,
+        response_body: Some("ok".into()),
+        duration_ms: 3,
+        warnings: vec![],
+        created_at: relay::event::rfc3339_ms(now),
+        created_at_ms: now,
+    }
+}
+
+async fn store(url: &str, lease_ms: u64) -> PgStore {
+    PgStore::connect(url, Duration::from_millis(lease_ms))
+        .await
+        .expect("connect")
+}
+
+fn new_event(id: &str, targets: &[Target]) -> NewEvent {
+    let event = event(id);
+    NewEvent {
+        body: serde_json::to_string(&event).unwrap(),
+        event,
+        targets: targets.to_vec(),
+        held: vec![],
+    }
+}
+
+/// Accepts one event with `targets` (its due deliveries leased to `s`).
+async fn ingest(s: &PgStore, id: &str, targets: &[Target]) -> relay::store::Accepted {
+    let (mut out, _) = s
+        .accept(vec![new_event(id, targets)])
+        .await
+        .expect("accept");
+    out.remove(0)
+}
+
+/// Gives up `s`'s leases on `targets` (as a full lane does).
+async fn release(s: &PgStore, targets: &[Target]) {
+    let ids = targets.iter().map(|t| t.delivery_id.clone()).collect();
+    s.renew(ids, Duration::ZERO).await.expect("release");
+}
+
+async fn claim(s: &PgStore, limit: usize) -> Vec<String> {
+    let c = s
+        .claim_due("w", limit, s.lease(), Busy::none())
+        .await
+        .expect("claim");
+    c.due.into_iter().map(|d| d.delivery_id).collect()
+}
+
+async fn record(
+    s: &PgStore,
+    delivery: &str,
+    breaker: BreakerChange,
+) -> Option<relay::store::WebhookState> {
+    s.record_attempt(AttemptRecord {
+        attempt: attempt(delivery, "w", 1, Status::Succeeded),
+        due_at: None,
+        breaker,
+    })
+    .await
+    .expect("record")
+}
+
+#[tokio::test]
+async fn accepted_deliveries_are_leased_to_the_accepting_instance() {
+    let url = PgCluster::shared().fresh_db().await;
+    let (a, b) = (store(&url, 60_000).await, store(&url, 60_000).await);
+    let t: Vec<Target> = (0..3).map(|_| target("w", Start::Due)).collect();
+    ingest(&a, "e1", &t).await;
+    // a's lanes hold them: neither instance's poller may claim them.
+    assert!(claim(&b, 10).await.is_empty());
+    assert!(claim(&a, 10).await.is_empty());
+    // A full lane gives one up: now any instance can claim it.
+    release(&a, &t[..1]).await;
+    assert_eq!(claim(&b, 10).await, vec![t[0].delivery_id.clone()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_delivery_is_claimed_by_one_instance_only_until_its_lease_expires() {
+    let url = PgCluster::shared().fresh_db().await;
+    // a's leases are short, b's long.
+    let (a, b) = (store(&url, 600).await, store(&url, 60_000).await);
+    let t: Vec<Target> = (0..50).map(|_| target("w", Start::Due)).collect();
+    ingest(&a, "e1", &t).await;
+    release(&a, &t).await;
+    // Both instances claim at once: no delivery goes to both.
+    let (ca, cb) = tokio::join!(claim(&a, 30), claim(&b, 30));
+    assert!(
+        ca.len() <= 30 && cb.len() <= 30,
+        "{} and {}",
+        ca.len(),
+        cb.len()
+    );
+    let mut ids: Vec<String> = ca.iter().chain(&cb).cloned().collect();
+    ids.sort();
+    let mut want: Vec<String> = t.iter().map(|t| t.delivery_id.clone()).collect();
+    want.sort();
+    assert_eq!(ids, want, "each delivery claimed once");
+    assert!(!ca.is_empty(), "a claimed some");
+    // Leased: nothing left for anyone.
+    assert!(claim(&b, 100).await.is_empty());
+    // a dies without recording; its leases expire and b takes them over.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut taken = claim(&b, 100).await;
+    taken.sort();
+    let mut lost = ca.clone();
+    lost.sort();
+    assert_eq!(taken, lost, "exactly the expired leases are claimed again");
+}
+
+#[tokio::test]
+async fn a_renewed_lease_is_not_taken_over() {
+    let url = PgCluster::shared().fresh_db().await;
+    let (a, b) = (store(&url, 400).await, store(&url, 400).await);
+    let t = vec![target("w", Start::Due)];
+    ingest(&a, "e1", &t).await;
+    let ids = vec![t[0].delivery_id.clone()];
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        a.renew(ids.clone(), a.lease()).await.unwrap();
+    }
+    // 600 ms after ingest, more than the lease: still a's.
+    assert!(claim(&b, 10).await.is_empty());
+    // b's renewal of a lease it does not hold changes nothing.
+    b.renew(ids.clone(), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(claim(&b, 10).await, ids, "a stopped renewing: b takes it");
+}
+
+#[tokio::test]
+async fn recording_after_losing_the_lease_keeps_the_attempt_but_not_the_state() {
+    let url = PgCluster::shared().fresh_db().await;
+    let (a, b) = (store(&url, 300).await, store(&url, 60_000).await);
+    let t = vec![target("w", Start::Due)];
+    let id = t[0].delivery_id.clone();
+    ingest(&a, "e1", &t).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(claim(&b, 10).await, vec![id.clone()]);
+    // a's attempt ends late: its row is history, the delivery stays b's.
+    record(&a, &id, BreakerChange::None).await;
+    let d = a.get_delivery(&id).await.unwrap().unwrap();
+    assert_eq!((d.status.as_str(), d.attempts), ("pending", 0));
+    record(&b, &id, BreakerChange::None).await;
+    let d = b.get_delivery(&id).await.unwrap().unwrap();
+    assert_eq!((d.status.as_str(), d.attempts), ("succeeded", 1));
+    assert_eq!(b.delivery_attempts(&id).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_event_id_is_stored_once_across_instances() {
+    let url = PgCluster::shared().fresh_db().await;
+    let (a, b) = (store(&url, 60_000).await, store(&url, 60_000).await);
+    let (ta, tb) = (
+        vec![target("w", Start::Due), target("v", Start::Skipped)],
+        vec![target("w", Start::Due), target("v", Start::Skipped)],
+    );
+    let (ra, rb) = tokio::join!(ingest(&a, "same", &ta), ingest(&b, "same", &tb));
+    let mut dup: Vec<bool> = vec![ra.duplicate, rb.duplicate];
+    dup.sort();
+    assert_eq!(
+        dup,
+        [false, true],
+        "one instance stored it, the other saw a duplicate"
+    );
+    assert_eq!((ra.deliveries, rb.deliveries), (2, 2));
+    let depth = a.queue_depth(relay::event::now_ms() + 1).await.unwrap();
+    assert_eq!(depth.len(), 1, "{depth:?}");
+    assert_eq!((depth[0].webhook_id.as_str(), depth[0].pending), ("w", 1));
+    // The same id twice in one batch: the second is a duplicate.
+    let t1 = vec![target("w", Start::Due)];
+    let t2 = vec![target("w", Start::Due)];
+    let (out, _) = a
+        .accept(vec![new_event("twice", &t1), new_event("twice", &t2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        out.iter()
+            .map(|x| (x.duplicate, x.deliveries))
+            .collect::<Vec<_>>(),
+        [(false, 1), (true, 1)]
+    );
+    let depth = a.queue_depth(relay::event::now_ms() + 1).await.unwrap();
+    assert_eq!(depth[0].pending, 2);
+}
+
+async fn connect_many(url: &str, n: usize) -> Vec<PgStore> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.to_owned();
+            tokio::spawn(async move { PgStore::connect(&url, Duration::from_secs(60)).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(
+            t.await
+                .unwrap()
+                .expect("connect; concurrent migrations wait for the lock"),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaker_failures_from_several_instances_add_up_atomically() {
+    let url = PgCluster::shared().fresh_db().await;
+    let stores = connect_many(&url, 4).await;
+    // 4 instances × 10 failures at once, threshold 30: every increment is
+    // seen once and the webhook pauses at the 30th.
+    let mut tasks = Vec::new();
+    for s in &stores {
+        for _ in 0..10 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                record(&s, &new_id(), BreakerChange::Failure { threshold: 30 })
+                    .await
+                    .expect("a failure writes the state")
+            }));
+        }
+    }
+    let mut states = Vec::new();
+    for t in tasks {
+        states.push(t.await.unwrap());
+    }
+    let mut n: Vec<u32> = states.iter().map(|s| s.failure_count).collect();
+    n.sort();
+    assert_eq!(n, (1..=40).collect::<Vec<u32>>());
+    let paused = states
+        .iter()
+        .filter(|s| s.activity == Activity::Paused)
+        .count();
+    assert_eq!(paused, 11, "paused from the 30th failure on");
+    let stored = stores[0].load_webhook_states().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0].1.failure_count, stored[0].1.activity),
+        (40, Activity::Paused)
+    );
+    // A success ends the streak (the pause stands until re-enabled).
+    let ok = record(
+        &stores[1],
+        &new_id(),
+        BreakerChange::Success { streak: false },
+    )
+    .await;
+    assert_eq!(
+        ok.map(|s| (s.failure_count, s.activity)),
+        Some((0, Activity::Paused))
+    );
+}
+
+#[tokio::test]
+async fn instances_starting_together_migrate_once() {
+    let url = PgCluster::shared().fresh_db().await;
+    let stores = connect_many(&url, 5).await;
+    assert_eq!(stores.len(), 5);
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query("SELECT version FROM relay_migrations ORDER BY version", &[])
+        .await
+        .unwrap();
+    let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+    let want: Vec<i32> = relay::store::postgres::MIGRATIONS
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
+    assert_eq!(versions, want);
+}
+
+#[tokio::test]
+async fn a_delivery_costs_at_most_two_round_trips_on_the_happy_path() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    // Ingest leases the delivery to this instance (its lane holds it), so
+    // the attempt needs no claim: accept + record.
+    let deliver = |i: usize| {
+        let s = s.clone();
+        async move {
+            let t = vec![target("w", Start::Due)];
+            ingest(&s, &format!("e{i}"), &t).await;
+            record(
+                &s,
+                &t[0].delivery_id,
+                BreakerChange::Success { streak: false },
+            )
+            .await;
+            let d = s.get_delivery(&t[0].delivery_id).await.unwrap().unwrap();
+            assert_eq!(d.status, "succeeded");
+        }
+    };
+    // Warm the statement cache of the pool's connections.
+    for i in 0..40 {
+        deliver(i).await;
+    }
+    let before = s.round_trips();
+    const N: usize = 200;
+    for i in 100..100 + N {
+        deliver(i).await;
+    }
+    // Each delivery above also read its row back once (get_delivery).
+    let per_delivery = (s.round_trips() - before) as f64 / N as f64 - 1.0;
+    eprintln!("round trips per delivery: {per_delivery:.2}");
+    assert!(
+        per_delivery <= 2.0,
+        "{per_delivery} round trips per delivery"
+    );
+    assert!(
+        per_delivery >= 2.0,
+        "ingest and record are one statement each: {per_delivery}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_delivery_wakes_the_other_instances_through_notify() {
+    let url = PgCluster::shared().fresh_db().await;
+    let (a, b) = (store(&url, 60_000).await, store(&url, 60_000).await);
+    let woken = std::sync::Arc::new(tokio::sync::Notify::new());
+    b.on_new_work(woken.clone());
+    // The listener wakes once when it has subscribed (a notification may
+    // have been missed before): wait for that one first.
+    tokio::time::timeout(Duration::from_secs(10), woken.notified())
+        .await
+        .expect("the LISTEN connection is up");
+    let t = vec![target("w", Start::Due)];
+    ingest(&a, "e1", &t).await;
+    // Leased to a at ingest: nobody is woken.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), woken.notified())
+            .await
+            .is_err(),
+        "ingest of a's own work woke b"
+    );
+    release(&a, &t).await;
+    tokio::time::timeout(Duration::from_secs(5), woken.notified())
+        .await
+        .expect("b was notified of the released delivery");
+    assert_eq!(claim(&b, 10).await, vec![t[0].delivery_id.clone()]);
+}
+
+#[tokio::test]
+async fn retention_deletes_old_history_in_steps_but_never_pending_work() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    // 2,500 old events delivered (more than one step of each table), and
+    // one old event still pending.
+    for chunk in 0..5 {
+        let batch: Vec<NewEvent> = (0..500)
+            .map(|i| new_event(&format!("old-{chunk}-{i}"), &[target("w", Start::Due)]))
+            .collect();
+        let (accepted, batch) = s.accept(batch).await.unwrap();
+        assert!(accepted.iter().all(|a| !a.duplicate));
+        for e in &batch {
+            record(&s, &e.targets[0].delivery_id, BreakerChange::None).await;
+        }
+    }
+    let pending = vec![target("w", Start::Due)];
+    ingest(&s, "pending", &pending).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let old = now_ms() - 40 * 86_400_000;
+    client
+        .batch_execute(&format!(
+            "UPDATE attempts SET created_at = {old}; UPDATE deliveries SET updated_at = {old};
+             UPDATE events SET received_at = {old};"
+        ))
+        .await
+        .unwrap();
+    let deleted = s.prune(now_ms() - 30 * 86_400_000).await.unwrap();
+    assert_eq!(deleted, 3 * 2_500, "2,500 attempts, deliveries and events");
+    let count = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        (
+            count("attempts").await,
+            count("deliveries").await,
+            count("events").await
+        ),
+        (0, 1, 1),
+        "the pending delivery and its event stay"
+    );
+    assert_eq!(s.prune(now_ms() - 30 * 86_400_000).await.unwrap(), 0);
+}
