@@ -688,7 +688,8 @@ impl Inner {
         let destination = destination_of(w, &self.plugins);
         let mut last = None;
         for request in requests {
-            let response = self.deliverer.send_http(request).await?;
+            let auth = w.spec.auth.as_ref().map(|a| &a.oauth2);
+            let response = self.deliverer.send_http_as(&w.id, auth, request).await?;
             let host = host_of(w.spec.url.as_str());
             match &destination {
                 None if (200..300).contains(&response.status) => {}
