@@ -1630,6 +1630,82 @@ mod tests {
     }
 
     #[test]
+    fn email_and_unix_socket_webhooks_are_checked_at_load_naming_the_field() {
+        let open = "{allow_private: [127.0.0.0/8]}";
+        let email = "    email: {from: \"Relay <relay@example.com>\", to: [soc@example.com]}\n    format: email\n";
+        for hook in [
+            format!("    url: smtp://mail.example:587\n{email}"),
+            format!("    url: SMTPS://mail.example\n{email}"),
+            format!("    url: smtp://127.0.0.1:2525\n    allow_plaintext: true\n{email}"),
+            "    url: unix:///dev/log\n    format: syslog\n".into(),
+        ] {
+            assert_eq!(channel_check(open, &hook), "ok", "{hook}");
+        }
+        for (hook, field, words) in [
+            (
+                "    url: smtp://mail.example\n    format: email\n".to_owned(),
+                "webhooks[0].email",
+                "needs email",
+            ),
+            (
+                format!(
+                    "    url: smtp://mail.example\n{}",
+                    email.replace("    format: email\n", "")
+                ),
+                "webhooks[0].format",
+                "format: email",
+            ),
+            (
+                format!("    url: https://h.example\n{email}"),
+                "webhooks[0].email",
+                "only an smtp",
+            ),
+            (
+                format!("    url: smtps://mail.example\n    allow_plaintext: true\n{email}"),
+                "webhooks[0].allow_plaintext",
+                "smtp://",
+            ),
+            (
+                format!("    url: smtp://192.0.2.1\n    allow_plaintext: true\n{email}"),
+                "webhooks[0].allow_plaintext",
+                "192.0.2.1",
+            ),
+            (
+                format!("    url: smtp://m.example/path\n{email}"),
+                "url",
+                "without a path",
+            ),
+            (
+                email
+                    .replace("soc@example.com", "not an address")
+                    .replace("format", "url: smtp://m.example\n    format"),
+                "webhooks[0].email.to[0]",
+                "not an email address",
+            ),
+            (
+                email
+                    .replace("to: [soc@example.com]", "to: []")
+                    .replace("format", "url: smtp://m.example\n    format"),
+                "webhooks[0].email.to",
+                "at least one",
+            ),
+            (
+                "    url: unix://dev/log\n    format: syslog\n".into(),
+                "url",
+                "socket path",
+            ),
+            (
+                "    url: unix:///dev/log\n".into(),
+                "webhooks[0].format",
+                "syslog",
+            ),
+        ] {
+            let e = channel_check(open, &hook);
+            assert!(e.contains(field) && e.contains(words), "{hook}: {e}");
+        }
+    }
+
+    #[test]
     fn slug_makes_stable_ids() {
         assert_eq!(slug("Slack - Critical Findings"), "slack-critical-findings");
         assert_eq!(slug("!!!"), "webhook");

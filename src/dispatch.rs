@@ -683,6 +683,27 @@ impl Inner {
                     body: Default::default(),
                 });
             }
+            Prepared::Email(out) => {
+                self.deliverer
+                    .send_email(
+                        w.spec.url.as_str(),
+                        &out,
+                        w.spec.allow_plaintext,
+                        w.spec
+                            .email
+                            .as_ref()
+                            .and_then(|e| e.username.as_ref())
+                            .map(|u| u.0.as_str())
+                            .zip(w.spec.secret.as_ref().map(|s| s.expose())),
+                        Duration::from_millis(w.spec.timeout_ms.0),
+                    )
+                    .await?;
+                return Ok(InResponse {
+                    status: 0,
+                    headers: vec![],
+                    body: Default::default(),
+                });
+            }
             Prepared::Http(requests) => requests,
         };
         let destination = destination_of(w, &self.plugins);

@@ -212,6 +212,34 @@ impl Deliverer {
         self.send_http(again).await
     }
 
+    /// Sends one email to `smtp://` / `smtps://` `url` (see [`email::send`]):
+    /// through the SSRF guard, trusting `network.ca_file` too; `login` is
+    /// `email.username` with the webhook's secret.
+    pub async fn send_email(
+        &self,
+        url: &str,
+        out: &email::Outgoing,
+        allow_plaintext: bool,
+        login: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Result<(), DeliveryError> {
+        let guard = self.guard.load_full();
+        let ca_pem = self
+            .ca
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, pem)| pem.clone());
+        let options = email::SendOptions {
+            guard: &guard,
+            ca_pem: ca_pem.as_deref(),
+            allow_plaintext,
+            login,
+            timeout,
+        };
+        email::send(url, out, &options).await
+    }
+
     /// OAuth2 token requests sent so far.
     pub fn token_fetches(&self) -> u64 {
         self.tokens.fetches()
