@@ -1169,10 +1169,13 @@ impl WebhookSpec {
                 );
             }
         }
-        if scheme == "unix" && self.format == "json" {
+        if scheme == "unix" && self.format != "syslog" {
             return err(
                 "format",
-                "a unix:// syslog socket takes the event itself (format: syslog), not json".into(),
+                format!(
+                    "a unix:// syslog socket gets RFC 5424 messages: use format: syslog (not {:?})",
+                    self.format
+                ),
             );
         }
         if !email && self.email.is_some() {

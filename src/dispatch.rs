@@ -683,6 +683,19 @@ impl Inner {
                     body: Default::default(),
                 });
             }
+            Prepared::LocalSyslog(message) => {
+                crate::deliver::local_syslog::send(
+                    w.spec.url.as_str(),
+                    message.to_vec(),
+                    Duration::from_millis(w.spec.timeout_ms.0),
+                )
+                .await?;
+                return Ok(InResponse {
+                    status: 0,
+                    headers: vec![],
+                    body: Default::default(),
+                });
+            }
             Prepared::Email(out) => {
                 self.deliverer
                     .send_email(

@@ -23,6 +23,9 @@ pub enum Prepared {
     Syslog(Bytes),
     /// One email for an `smtp://` or `smtps://` URL.
     Email(crate::deliver::email::Outgoing),
+    /// One RFC 5424 message for the host's syslog socket (`unix://`),
+    /// made by the `syslog` crate's formatter.
+    LocalSyslog(Bytes),
 }
 
 /// The destination plugin a webhook uses: the one it names, or else a
@@ -105,6 +108,10 @@ pub async fn prepare(
     if matches!(spec.url.scheme(), "udp" | "tcp" | "tls") {
         let payload = crate::format::format(w, event, plugins, warnings).await?;
         return Ok(Prepared::Syslog(payload.body));
+    }
+    if spec.url.scheme() == "unix" {
+        return crate::deliver::local_syslog::compose(event, &w.format_options)
+            .map(|m| Prepared::LocalSyslog(m.into()));
     }
     if matches!(spec.url.scheme(), "smtp" | "smtps") {
         let Some(email) = &spec.email else {

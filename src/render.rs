@@ -44,7 +44,7 @@ impl Rendered {
     /// The bodies, exactly as sent (several requests are separated by a newline).
     pub fn bodies(&self) -> Vec<u8> {
         match &self.0 {
-            Prepared::Syslog(m) => m.to_vec(),
+            Prepared::Syslog(m) | Prepared::LocalSyslog(m) => m.to_vec(),
             Prepared::Email(e) => e.message.to_vec(),
             Prepared::Http(reqs) => {
                 let mut out = Vec::new();
@@ -62,7 +62,7 @@ impl Rendered {
     /// Method, URL and headers before each body.
     pub fn verbose(&self) -> Vec<u8> {
         match &self.0 {
-            Prepared::Syslog(m) => m.to_vec(),
+            Prepared::Syslog(m) | Prepared::LocalSyslog(m) => m.to_vec(),
             Prepared::Email(e) => {
                 let rcpt: Vec<String> = e.envelope.to().iter().map(|a| a.to_string()).collect();
                 let from = e.envelope.from().map(|a| a.to_string()).unwrap_or_default();

@@ -6,6 +6,7 @@ pub mod email;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod local_syslog;
 pub mod oauth2;
 pub mod syslog;
 pub mod tls;
