@@ -29,11 +29,12 @@
 //! | `fields` | well-known keys, then the other scalar fields | data paths shown as details |
 //! | `link_field` | `incident_link`, `url`, `link` | data path of the link |
 //! | `button_text` | `View incident` | link label |
+//! | `steps_taken_field`, `next_steps_field`, `severity_field` | `steps_taken`, `next_steps`, `severity` | as for `slack` and `teams` |
 
-use relay_sdk::card::{CardOptions, is_web_url};
+use relay_sdk::card::{CardOptions, Severity, is_web_url};
 use relay_sdk::text::{one_line, truncate};
 use relay_sdk::{Event, Formatter, Payload, parse_options};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Longest subject, in characters (RFC 5322 recommends lines ≤ 78; encoded
 /// words fold, but mail clients show about this much).
@@ -44,22 +45,6 @@ pub const VALUE_MAX: usize = 4000;
 pub const FIELDS_MAX: usize = 30;
 /// Longest link made into a button.
 const URL_MAX: usize = 2000;
-
-/// Detail fields shown first (the seed's incident variables).
-const SEED_FIELDS: &[&str] = &["tenant_name", "user_name", "incident_time_utc"];
-/// Data paths of the "Steps taken" and "Next steps" sections.
-const STEPS: &[(&str, &str)] = &[("steps_taken", "Steps taken"), ("next_steps", "Next steps")];
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Options {
-    subject_prefix: Option<String>,
-    title_field: Option<String>,
-    text_field: Option<String>,
-    fields: Option<Vec<String>>,
-    link_field: Option<String>,
-    button_text: Option<String>,
-}
 
 /// The email formatter.
 #[derive(Debug)]
@@ -78,20 +63,28 @@ pub struct Mail {
 
 impl Formatter for Email {
     fn create(options: &str) -> Result<Self, String> {
-        let o: Options = parse_options(options)?;
-        if let Some(p) = &o.subject_prefix
-            && (p.trim().is_empty() || p.chars().any(char::is_control))
-        {
-            return Err(
-                "invalid options: subject_prefix: must be non-empty text on one line".into(),
-            );
-        }
-        let card =
-            CardOptions::parse(&serde_json_text(&o).map_err(|e| format!("invalid options: {e}"))?)?;
-        Ok(Email {
-            prefix: o.subject_prefix,
-            card,
-        })
+        // `subject_prefix` is this formatter's own; the rest are the card
+        // options the Slack and Teams formatters take.
+        let mut map: serde_json::Map<String, serde_json::Value> = if options.trim().is_empty() {
+            serde_json::Map::new()
+        } else {
+            parse_options(options)?
+        };
+        let prefix = match map.remove("subject_prefix") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(p))
+                if !p.trim().is_empty() && !p.chars().any(char::is_control) =>
+            {
+                Some(p)
+            }
+            Some(_) => {
+                return Err(
+                    "invalid options: subject_prefix: must be non-empty text on one line".into(),
+                );
+            }
+        };
+        let card = CardOptions::parse(&serde_json::Value::Object(map).to_string())?;
+        Ok(Email { prefix, card })
     }
 
     fn format(&self, event: &Event) -> Result<Payload, String> {
@@ -100,32 +93,6 @@ impl Formatter for Email {
 }
 
 relay_sdk::export_formatter!(Email);
-
-/// The card options part of `o` as JSON text, for [`CardOptions::parse`]
-/// (which checks them and names the field).
-fn serde_json_text(o: &Options) -> Result<String, String> {
-    #[derive(Serialize)]
-    struct Card<'a> {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        title_field: Option<&'a String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        text_field: Option<&'a String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        fields: Option<&'a Vec<String>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        link_field: Option<&'a String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        button_text: Option<&'a String>,
-    }
-    let card = Card {
-        title_field: o.title_field.as_ref(),
-        text_field: o.text_field.as_ref(),
-        fields: o.fields.as_ref(),
-        link_field: o.link_field.as_ref(),
-        button_text: o.button_text.as_ref(),
-    };
-    Payload::json(&card).map(|p| String::from_utf8_lossy(&p.body).into_owned())
-}
 
 /// One section of the message: a heading and its text.
 struct Section {
@@ -136,26 +103,20 @@ struct Section {
 impl Email {
     /// The subject, text and HTML of `event`.
     pub fn mail(&self, event: &Event) -> Mail {
-        let title_path = match &self.card.title_field {
-            Some(p) => p.as_str(),
-            None if event.get("title").is_some() => "title",
-            None => "text",
-        };
+        let card = &self.card;
+        let title_path = card.incident_title_path(event);
         let title = event
             .text(title_path)
             .map(|t| one_line(&t))
             .filter(|t| !t.trim().is_empty())
             .unwrap_or_else(|| one_line(&event.event_type));
-        let severity = event
-            .text("severity")
-            .map(|s| one_line(&s))
-            .filter(|s| !s.trim().is_empty());
+        let severity = card.severity(event);
         let mut subject = String::new();
         if let Some(p) = &self.prefix {
             subject.push_str(p);
             subject.push(' ');
         }
-        if let Some(s) = &severity {
+        if let Some((s, _)) = &severity {
             subject.push('[');
             subject.push_str(s);
             subject.push_str("] ");
@@ -163,30 +124,37 @@ impl Email {
         subject.push_str(&title);
         let subject = truncate(subject.trim(), SUBJECT_MAX);
 
-        let text_path = self.card.text_path(event).filter(|p| *p != title_path);
+        let text_path = card.text_path(event).filter(|p| *p != title_path);
         let summary = text_path
             .and_then(|p| event.text(p))
             .filter(|t| !t.trim().is_empty())
             .map(|t| truncate(&t, VALUE_MAX));
-        let link_path = match &self.card.link_field {
-            Some(p) => Some(p.as_str()),
-            None => ["incident_link", "url", "link"]
-                .into_iter()
-                .find(|p| event.get(p).is_some()),
-        };
+        let link_path = card.incident_link_path(event);
         let link = link_path
             .and_then(|p| event.str(p))
             .filter(|l| is_web_url(l) && l.chars().count() <= URL_MAX);
-        let button = self.card.button_text.as_deref().unwrap_or("View incident");
+        let button = card.button_text.as_deref().unwrap_or("View incident");
 
-        let mut used: Vec<Option<&str>> = vec![Some(title_path), text_path, link_path];
-        used.extend(STEPS.iter().map(|(p, _)| Some(*p)));
-        let fields = self.details(event, &used);
-        let sections: Vec<Section> = STEPS
-            .iter()
-            .filter_map(|(path, heading)| {
-                let text = steps_text(event, path)?;
-                Some(Section { heading, text })
+        let used = [Some(title_path), text_path, link_path];
+        let fields: Vec<(String, String)> = card
+            .incident_details(event, &used)
+            .into_iter()
+            .take(FIELDS_MAX)
+            .map(|(l, v)| (l, truncate(&v, VALUE_MAX)))
+            .collect();
+        let sections: Vec<Section> = card
+            .steps(event)
+            .into_iter()
+            .map(|s| Section {
+                heading: s.heading,
+                text: truncate(
+                    &s.items
+                        .iter()
+                        .map(|i| format!("- {i}"))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    VALUE_MAX,
+                ),
             })
             .collect();
         let footer = [event.event_type.as_str(), &event.time, &event.id].join(" · ");
@@ -202,7 +170,7 @@ impl Email {
             ),
             html: html(
                 &title,
-                severity.as_deref(),
+                severity.as_ref().map(|(s, l)| (s.as_str(), *l)),
                 summary.as_deref(),
                 &fields,
                 &sections,
@@ -212,54 +180,6 @@ impl Email {
             subject,
         }
     }
-
-    /// `(label, value)` detail fields: configured, or the seed's incident
-    /// fields first, then the card's default order.
-    fn details(&self, event: &Event, used: &[Option<&str>]) -> Vec<(String, String)> {
-        if self.card.fields.is_some() {
-            return self
-                .card
-                .fields(event, used)
-                .into_iter()
-                .take(FIELDS_MAX)
-                .map(|(l, v)| (l, truncate(&v, VALUE_MAX)))
-                .collect();
-        }
-        let mut out: Vec<(String, String)> = SEED_FIELDS
-            .iter()
-            .filter_map(|p| {
-                let v = event.text(p)?;
-                let label = match *p {
-                    "tenant_name" => "Tenant",
-                    "user_name" => "Affected identity",
-                    _ => "Time (UTC)",
-                };
-                Some((label.to_owned(), v))
-            })
-            .collect();
-        let mut more_used = used.to_vec();
-        more_used.extend(SEED_FIELDS.iter().map(|p| Some(*p)));
-        out.extend(self.card.fields(event, &more_used));
-        out.into_iter()
-            .take(FIELDS_MAX)
-            .map(|(l, v)| (l, truncate(&v, VALUE_MAX)))
-            .collect()
-    }
-}
-
-/// A steps field as text: a string as it is, a list as one line per item.
-fn steps_text(event: &Event, path: &str) -> Option<String> {
-    let value = event.get(path)?;
-    let text = match value.as_array() {
-        Some(items) => items
-            .iter()
-            .filter_map(relay_sdk::scalar_text)
-            .map(|s| format!("- {}", one_line(&s)))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        None => event.text(path)?,
-    };
-    (!text.trim().is_empty()).then(|| truncate(&text, VALUE_MAX))
 }
 
 fn plain(
@@ -328,19 +248,19 @@ fn escape_lines_into(out: &mut String, raw: &str) {
 }
 
 /// Background colour of the severity badge.
-fn severity_colour(severity: &str) -> &'static str {
-    match severity.to_ascii_lowercase().as_str() {
-        "critical" | "crit" | "emergency" | "fatal" => "#b00020",
-        "high" | "error" | "major" => "#d9480f",
-        "medium" | "moderate" | "warning" | "warn" => "#b7791f",
-        "low" | "minor" => "#2f6f3e",
-        _ => "#4a5568",
+fn severity_colour(level: Severity) -> &'static str {
+    match level {
+        Severity::Critical => "#b00020",
+        Severity::High => "#d9480f",
+        Severity::Medium => "#b7791f",
+        Severity::Low => "#2f6f3e",
+        Severity::Info => "#4a5568",
     }
 }
 
 fn html(
     title: &str,
-    severity: Option<&str>,
+    severity: Option<(&str, Severity)>,
     summary: Option<&str>,
     fields: &[(String, String)],
     sections: &[Section],
@@ -351,9 +271,9 @@ fn html(
     h.push_str("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>");
     escape_into(&mut h, title);
     h.push_str("</title></head><body style=\"font-family:Segoe UI,Helvetica,Arial,sans-serif;color:#1a202c\">");
-    if let Some(s) = severity {
+    if let Some((s, level)) = severity {
         h.push_str("<p><span style=\"background:");
-        h.push_str(severity_colour(s));
+        h.push_str(severity_colour(level));
         h.push_str(";color:#fff;padding:2px 8px;border-radius:3px;font-weight:bold\">");
         escape_into(&mut h, &s.to_uppercase());
         h.push_str("</span></p>");
@@ -425,7 +345,7 @@ mod tests {
             "Affected identity: j.doe@acme.example\n",
             "Time (UTC): 2026-11-27 22:14\n",
             "Steps taken\n- Session revoked\n- MFA reset\n",
-            "Next steps\nConfirm with the user\n",
+            "Next steps\n- Confirm with the user\n",
             "https://soc.example/i/42\n",
         ] {
             assert!(text.contains(part), "{part:?} not in {text}");
