@@ -22,7 +22,7 @@ event=docs/examples/seed-incident.json
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$relay" render --plugin teams --event "$event" > "$tmp/message.json"
-"$relay" render --plugin slack --event "$event" | python3 -m json.tool --indent 2 > docs/examples/seed-incident.slack.json
+"$relay" render --plugin slack --event "$event" | python3 -m json.tool --indent 2 --no-ensure-ascii > docs/examples/seed-incident.slack.json
 cp "$lib" "$tmp/adaptivecards.min.js"
 
 # A Teams-like light host configuration: container styles and action

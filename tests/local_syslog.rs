@@ -192,3 +192,22 @@ async fn a_missing_socket_is_a_retried_network_failure() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_cannot_point_a_webhook_at_a_unix_socket() {
+    let relay = Relay::start("").await;
+    let (s, e) = relay
+        .post(
+            "/api/v1/webhooks",
+            Some(ADMIN),
+            &json!({"name": "Sock", "url": "unix:///var/run/docker.sock", "format": "syslog"}),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert!(
+        e.to_string().contains("url") && e.to_string().contains("relay.yaml"),
+        "{e}"
+    );
+    let (_, list) = relay.get("/api/v1/webhooks", Some(ADMIN)).await.unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+}

@@ -197,6 +197,14 @@ fn check_spec(s: &super::AppState, value: Value) -> Result<WebhookSpec, ApiError
         };
         invalid(&field, message)
     })?;
+    if spec.url.scheme() == "unix" {
+        // A socket path names a file of this host: only the operator's
+        // relay.yaml may point the relay at one, not an API caller.
+        return Err(invalid(
+            "url",
+            "a unix:// socket can only be configured in relay.yaml",
+        ));
+    }
     let cfg = s.config.load();
     // Loaded plugins (built-in and hot-loaded files), not just the built-ins.
     let mut formats = vec!["json".to_owned()];
