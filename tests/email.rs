@@ -462,3 +462,53 @@ async fn email_to_a_server_whose_certificate_is_not_trusted_is_a_retried_tls_fai
     }
     assert!(smtp.messages().is_empty());
 }
+
+#[test]
+fn relay_render_prints_the_envelope_and_the_mime_message_of_an_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("ev.json");
+    std::fs::write(
+        &ev,
+        json!({"type": "incident.opened", "id": "ev-1", "data": {"title": "Render <me>", "severity": "low"}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args([
+            "render",
+            "--plugin",
+            "email",
+            "--url",
+            "smtp://mail.example",
+            "--verbose",
+            "--event",
+        ])
+        .arg(&ev)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with(
+            "MAIL FROM:<relay@example.invalid>\nRCPT TO:<recipient@example.invalid>\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Subject: [low] Render <me>\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Type: multipart/alternative"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Message-ID: <render@relay.invalid>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Render &lt;me&gt;"),
+        "the HTML part is escaped: {text}"
+    );
+}

@@ -211,3 +211,40 @@ async fn the_api_cannot_point_a_webhook_at_a_unix_socket() {
     let (_, list) = relay.get("/api/v1/webhooks", Some(ADMIN)).await.unwrap();
     assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
 }
+
+#[test]
+fn relay_render_prints_the_local_syslog_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("ev.json");
+    std::fs::write(
+        &ev,
+        json!({"type": "x", "id": "ev-9", "time": "2026-11-27T22:14:03Z", "data": {"title": "T", "severity": "high"}})
+            .to_string(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args([
+            "render",
+            "--plugin",
+            "syslog",
+            "--url",
+            "unix:///dev/log",
+            "--event",
+        ])
+        .arg(&ev)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // local0.err = 16 * 8 + 3.
+    assert!(text.starts_with("<131>1 "), "{text}");
+    assert!(
+        text.contains("event_id=\"ev-9\"") && text.contains("event_time=\"2026-11-27T22:14:03Z\""),
+        "{text}"
+    );
+    assert!(text.ends_with("] T"), "{text}");
+}

@@ -284,6 +284,12 @@ async fn oauth2_an_api_webhook_keeps_its_client_secret_across_a_restart_and_neve
     let id = created["id"].as_str().unwrap().to_owned();
     post_events(&relay, 1).await;
     rx.wait_for(1, Duration::from_secs(10)).await;
+    // Recorded before the kill -9, so that the restart sends it not again.
+    relay
+        .wait_history(&id, Duration::from_secs(10), |h| {
+            h.iter().any(|a| a["status"] == "succeeded")
+        })
+        .await;
 
     relay.restart().await;
     post_events(&relay, 1).await;
