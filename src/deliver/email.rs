@@ -281,10 +281,8 @@ fn classify(shown: &str, e: &lettre::transport::smtp::Error) -> DeliveryError {
             code: u16::from(code),
             message: reason,
         },
-        _ if e.is_timeout() => DeliveryError::Timeout {
-            host: shown.to_owned(),
-            timeout_ms: 0,
-        },
+        // Connection and TLS failures, a broken exchange, a socket timeout
+        // (the whole exchange's deadline is `send`'s `Timeout`).
         _ => DeliveryError::Network {
             host: shown.to_owned(),
             reason,

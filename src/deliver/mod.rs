@@ -241,11 +241,6 @@ impl Deliverer {
         email::send(url, out, &options).await
     }
 
-    /// OAuth2 token requests sent so far.
-    pub fn token_fetches(&self) -> u64 {
-        self.tokens.fetches()
-    }
-
     /// Sends one syslog message (RFC 5424, unframed) to `udp://host:port`
     /// (one datagram, at most [`syslog::UDP_MAX_BYTES`]), `tcp://host:port`
     /// or `tls://host:port` (RFC 6587 octet counting, one kept connection per
