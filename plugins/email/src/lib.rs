@@ -128,7 +128,7 @@ impl Email {
         let summary = text_path
             .and_then(|p| event.text(p))
             .filter(|t| !t.trim().is_empty())
-            .map(|t| truncate(&t, VALUE_MAX));
+            .map(|t| cap(t, VALUE_MAX));
         let link_path = card.incident_link_path(event);
         let link = link_path
             .and_then(|p| event.str(p))
@@ -140,7 +140,7 @@ impl Email {
             .incident_details(event, &used)
             .into_iter()
             .take(FIELDS_MAX)
-            .map(|(l, v)| (l, truncate(&v, VALUE_MAX)))
+            .map(|(l, v)| (l, cap(v, VALUE_MAX)))
             .collect();
         let sections: Vec<Section> = card
             .steps(event)
@@ -225,15 +225,31 @@ fn plain(
 
 /// HTML-escapes `raw` into `out` (text and attribute values alike).
 pub fn escape_into(out: &mut String, raw: &str) {
-    for c in raw.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+    // Runs without a special character are copied whole (most text has none).
+    let mut start = 0;
+    for (i, b) in raw.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            _ => continue,
+        };
+        out.push_str(&raw[start..i]);
+        out.push_str(entity);
+        start = i + 1;
+    }
+    out.push_str(&raw[start..]);
+}
+
+/// `text` cut to `max` characters (with an ellipsis), without a copy when
+/// it is short enough (its byte length bounds its character count).
+fn cap(text: String, max: usize) -> String {
+    if text.len() <= max {
+        text
+    } else {
+        truncate(&text, max)
     }
 }
 
