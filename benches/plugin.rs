@@ -5,8 +5,10 @@
 //! in a warm component instance (the relay's default), and in a fresh
 //! instance per call (`plugins.isolation: fresh`). Then what a `format:
 //! slack` delivery pays in plugin calls: the format, and the Slack
-//! destination's `build` and `classify` (warm). Each figure is the median of
-//! several timed rounds; iteration counts are bounded.
+//! destination's `build` and `classify` (warm). Then the newer built-in
+//! formatters (issue 16: `email`, …) warm on the same event, against the
+//! slack formatter's 2x budget. Each figure is the median of several timed
+//! rounds; iteration counts are bounded.
 
 mod support;
 
@@ -189,4 +191,22 @@ fn main() {
             "MISSED"
         }
     );
+
+    // Issue 16: every newer built-in formatter, warm, on the same event,
+    // within 2x the slack formatter's warm call. Add new formatters here.
+    const NEWER_FORMATTERS: &[&str] = &["email"];
+    println!("newer formatters, warm, same event (target: <= 2x slack's {warm_us:.2} µs)");
+    for name in NEWER_FORMATTERS {
+        let us = measure(20_000, || {
+            std::hint::black_box(
+                rt.block_on(warm_host.format(name, options, &ev))
+                    .expect("warm format"),
+            );
+        });
+        println!(
+            "  {name:<20}  {us:8.2} µs/call   {:5.2}x slack   {}",
+            us / warm_us,
+            if us <= 2.0 * warm_us { "met" } else { "MISSED" }
+        );
+    }
 }
