@@ -1853,7 +1853,6 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 
-    #[test]
     /// The error of a file with one webhook (`hook` is its YAML mapping body,
     /// indented by 4), or "ok".
     fn channel_check(network: &str, hook: &str) -> String {
