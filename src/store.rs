@@ -162,6 +162,13 @@ CREATE TABLE IF NOT EXISTS config_webhooks (
     webhook_id  TEXT PRIMARY KEY,       -- a webhook of relay.yaml
     first_seen  INTEGER NOT NULL        -- ms; its created_at
 );
+CREATE TABLE IF NOT EXISTS destination_state (
+    webhook_id    TEXT NOT NULL,
+    incident_key  TEXT NOT NULL,        -- DESIGN §19
+    state         TEXT NOT NULL,        -- what a stateful destination kept (≤ 4 KiB)
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (webhook_id, incident_key)
+);
 CREATE TABLE IF NOT EXISTS api_webhooks (
     id          TEXT PRIMARY KEY,
     spec        TEXT NOT NULL,          -- the spec as JSON, secret left out
@@ -967,6 +974,43 @@ pub fn save_webhook_state(
         now_ms(),
         s.activity.as_str()
     ])?;
+    Ok(())
+}
+
+/// What a stateful destination kept for (webhook, incident key), if anything.
+pub fn load_destination_state(
+    conn: &Connection,
+    webhook_id: &str,
+    incident_key: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT state FROM destination_state WHERE webhook_id = ?1 AND incident_key = ?2",
+        )?
+        .query_row(params![webhook_id, incident_key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Keeps `state` for (webhook, incident key), or forgets it (`None`).
+pub fn save_destination_state(
+    conn: &Connection,
+    webhook_id: &str,
+    incident_key: &str,
+    state: Option<&str>,
+) -> Result<(), StoreError> {
+    match state {
+        Some(state) => conn
+            .prepare_cached(
+                "INSERT INTO destination_state (webhook_id, incident_key, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = ?3, updated_at = ?4",
+            )?
+            .execute(params![webhook_id, incident_key, state, now_ms()])?,
+        None => conn
+            .prepare_cached(
+                "DELETE FROM destination_state WHERE webhook_id = ?1 AND incident_key = ?2",
+            )?
+            .execute(params![webhook_id, incident_key])?,
+    };
     Ok(())
 }
 

@@ -55,10 +55,19 @@ mod bindings {
             exports: { default: async },
         });
     }
+    pub mod stateful {
+        wasmtime::component::bindgen!({
+            path: "sdk/wit",
+            world: "stateful-destination",
+            exports: { default: async },
+        });
+    }
 }
 
 use bindings::destination::relay::plugin::types as dt;
 use bindings::formatter::relay::plugin::types as ft;
+use bindings::stateful::exports::relay::plugin::deliver_stateful as sd;
+use bindings::stateful::relay::plugin::types as st;
 use ticker::{Running, Ticker};
 
 pub use relay_builtins::BUILTINS;
@@ -78,6 +87,8 @@ const POOL_SLOTS: u32 = 256;
 const MAX_MEMORIES_PER_INSTANCE: u32 = 2;
 /// Requests one `build` may return for one delivery.
 pub const MAX_REQUESTS_PER_DELIVERY: usize = 16;
+/// Largest state a stateful destination may keep per (webhook, incident key).
+pub const MAX_STATE_BYTES: usize = 4096;
 /// A call gets `plugins.timeout_ms` of its own time (running guest code or
 /// waiting in WASI); time spent waiting for a busy executor does not count,
 /// up to this many times `timeout_ms` of wall-clock time.
@@ -235,11 +246,14 @@ impl wasmtime::ResourceLimiter for Limiter {
 enum Code {
     Formatter(bindings::formatter::FormatterPre<State>),
     Destination(bindings::destination::DestinationPre<State>),
+    /// A destination of the `stateful-destination` world (also `Kind::Destination`).
+    Stateful(bindings::stateful::StatefulDestinationPre<State>),
 }
 
 enum Exports {
     Formatter(bindings::formatter::Formatter),
     Destination(bindings::destination::Destination),
+    Stateful(bindings::stateful::StatefulDestination),
 }
 
 /// A warm instance with the resources it has built, keyed by options text.
@@ -453,15 +467,18 @@ impl PluginHost {
                     .map_err(|e| {
                         format!("imports something the sandbox does not provide: {e:#}")
                     })?;
-                Code::Destination(bindings::destination::DestinationPre::new(pre).map_err(|_| {
-                    "does not implement the relay:plugin/formatter or relay:plugin/destination world (see sdk/wit)"
-                        .to_string()
-                })?)
+                match bindings::destination::DestinationPre::new(pre.clone()) {
+                    Ok(p) => Code::Destination(p),
+                    Err(_) => Code::Stateful(bindings::stateful::StatefulDestinationPre::new(pre).map_err(|_| {
+                        "does not implement the relay:plugin/formatter, relay:plugin/destination or relay:plugin/stateful-destination world (see sdk/wit)"
+                            .to_string()
+                    })?),
+                }
             }
         };
         let kind = match code {
             Code::Formatter(_) => Kind::Formatter,
-            Code::Destination(_) => Kind::Destination,
+            Code::Destination(_) | Code::Stateful(_) => Kind::Destination,
         };
         Ok(Loaded {
             name: name.to_owned(),
@@ -608,7 +625,7 @@ impl PluginHost {
                         .call_format(store, resource, &wit_event)
                         .await
                         .map(|r| r.map_err(PluginError::Returned)),
-                    Exports::Destination(_) => {
+                    Exports::Destination(_) | Exports::Stateful(_) => {
                         Ok(Err(PluginError::Output("not a formatter".into())))
                     }
                 },
@@ -621,13 +638,35 @@ impl PluginHost {
         })
     }
 
-    /// Asks a destination for the requests that deliver `payload`.
+    /// Asks a destination for the requests that deliver `payload`, outside
+    /// any incident (a stateful destination gets an empty key and no state).
     pub async fn build(
         &self,
         name: &str,
         options: &str,
         payload: &crate::format::Payload,
         target: &Target,
+    ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
+        self.build_in(name, options, payload, target, &Incident::default())
+            .await
+    }
+
+    /// Whether the destination `name` keeps state per incident (the
+    /// `stateful-destination` world).
+    pub fn is_stateful(&self, name: &str) -> bool {
+        self.get(Kind::Destination, name)
+            .is_some_and(|l| matches!(l.code, Code::Stateful(_)))
+    }
+
+    /// Asks a destination for the requests that deliver `payload`; a
+    /// stateful one also gets the incident's key and stored state.
+    pub async fn build_in(
+        &self,
+        name: &str,
+        options: &str,
+        payload: &crate::format::Payload,
+        target: &Target,
+        incident: &Incident,
     ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
         let plugin = self.loaded(Kind::Destination, name)?;
         let wit_payload = dt::Payload {
@@ -650,6 +689,33 @@ impl PluginHost {
                         .call_build(store, resource, &wit_payload, &wit_target)
                         .await
                         .map(|r| r.map_err(PluginError::Returned)),
+                    Exports::Stateful(d) => {
+                        let payload = st::Payload {
+                            content_type: wit_payload.content_type.clone(),
+                            body: wit_payload.body.clone(),
+                        };
+                        let target = st::Target {
+                            url: wit_target.url.clone(),
+                            method: wit_target.method.clone(),
+                            headers: wit_target.headers.clone(),
+                        };
+                        d.relay_plugin_deliver_stateful()
+                            .destination()
+                            .call_build(store, resource, &payload, &target, &incident.wit())
+                            .await
+                            .map(|r| {
+                                r.map_err(PluginError::Returned).map(|reqs| {
+                                    reqs.into_iter()
+                                        .map(|r| dt::Request {
+                                            method: r.method,
+                                            url: r.url,
+                                            headers: r.headers,
+                                            body: r.body,
+                                        })
+                                        .collect()
+                                })
+                            })
+                    }
                     Exports::Formatter(_) => {
                         Ok(Err(PluginError::Output("not a destination".into())))
                     }
@@ -697,13 +763,27 @@ impl PluginHost {
             .collect()
     }
 
-    /// Asks a destination what a response means.
+    /// Asks a destination what a response means (outside any incident).
     pub async fn classify(
         &self,
         name: &str,
         options: &str,
         response: &crate::deliver::InResponse,
     ) -> Result<Outcome, PluginError> {
+        self.classify_in(name, options, response, &Incident::default())
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Asks a destination what a response means and, for a stateful one,
+    /// what becomes of the incident's state (always `Keep` for the others).
+    pub async fn classify_in(
+        &self,
+        name: &str,
+        options: &str,
+        response: &crate::deliver::InResponse,
+        incident: &Incident,
+    ) -> Result<(Outcome, StateChange), PluginError> {
         let plugin = self.loaded(Kind::Destination, name)?;
         let wit_response = dt::Response {
             status: response.status,
@@ -720,15 +800,50 @@ impl PluginHost {
                     .call_classify(store, resource, &wit_response)
                     .await
                     .map(|o| {
-                        Ok(match o {
-                            dt::Outcome::Success => Outcome::Success,
-                            dt::Outcome::Retry(ms) => {
-                                Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
-                            }
-                            dt::Outcome::Fail(r) => Outcome::Fail(r),
-                            dt::Outcome::Disable(r) => Outcome::Disable(r),
-                        })
+                        Ok((
+                            match o {
+                                dt::Outcome::Success => Outcome::Success,
+                                dt::Outcome::Retry(ms) => {
+                                    Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
+                                }
+                                dt::Outcome::Fail(r) => Outcome::Fail(r),
+                                dt::Outcome::Disable(r) => Outcome::Disable(r),
+                            },
+                            StateChange::Keep,
+                        ))
                     }),
+                Exports::Stateful(d) => {
+                    let response = st::Response {
+                        status: wit_response.status,
+                        headers: wit_response.headers.clone(),
+                        body: wit_response.body.clone(),
+                    };
+                    d.relay_plugin_deliver_stateful()
+                        .destination()
+                        .call_classify(store, resource, &response, &incident.wit())
+                        .await
+                        .map(|v| {
+                            let outcome = match v.outcome {
+                                st::Outcome::Success => Outcome::Success,
+                                st::Outcome::Retry(ms) => {
+                                    Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
+                                }
+                                st::Outcome::Fail(r) => Outcome::Fail(r),
+                                st::Outcome::Disable(r) => Outcome::Disable(r),
+                            };
+                            match v.state {
+                                sd::StateChange::Keep => Ok((outcome, StateChange::Keep)),
+                                sd::StateChange::Clear => Ok((outcome, StateChange::Clear)),
+                                sd::StateChange::Set(s) if s.len() > MAX_STATE_BYTES => {
+                                    Err(PluginError::Output(format!(
+                                        "asked to keep a state of {} bytes; the limit is {MAX_STATE_BYTES}",
+                                        s.len()
+                                    )))
+                                }
+                                sd::StateChange::Set(s) => Ok((outcome, StateChange::Set(s))),
+                            }
+                        })
+                }
                 Exports::Formatter(_) => Ok(Err(PluginError::Output("not a destination".into()))),
             },
         )
@@ -836,6 +951,12 @@ impl PluginHost {
                             .call_create(&mut warm.store, options)
                             .await
                     }
+                    Exports::Stateful(d) => {
+                        d.relay_plugin_deliver_stateful()
+                            .destination()
+                            .call_create(&mut warm.store, options)
+                            .await
+                    }
                 };
                 let created = match created {
                     Ok(Ok(r)) => r,
@@ -873,6 +994,10 @@ impl PluginHost {
                 .instantiate_async(&mut store)
                 .await
                 .map(Exports::Destination),
+            Code::Stateful(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Stateful),
         }
         .map_err(|e| classify_trap(e, &store, limits))?;
         Ok(Warm {
@@ -1059,6 +1184,42 @@ pub struct Target {
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+}
+
+/// The incident an event belongs to, as a stateful destination sees it
+/// (DESIGN §18, §19): its key, and what the destination's last `classify`
+/// for this webhook and key kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Incident {
+    pub key: String,
+    pub state: Option<String>,
+}
+
+impl Incident {
+    fn wit(&self) -> sd::Context {
+        sd::Context {
+            incident_key: self.key.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Applies a state change (the state later responses of the same
+    /// attempt are classified with).
+    pub fn apply(&mut self, change: &StateChange) {
+        match change {
+            StateChange::Keep => {}
+            StateChange::Set(s) => self.state = Some(s.clone()),
+            StateChange::Clear => self.state = None,
+        }
+    }
+}
+
+/// What a stateful destination's `classify` does to the stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    Keep,
+    Set(String),
+    Clear,
 }
 
 /// A destination's verdict on a response.
