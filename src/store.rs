@@ -1071,6 +1071,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn destination_state_is_kept_per_webhook_and_incident_key_and_can_be_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let get = |w: &'static str, k: &'static str| {
+            store.read(move |c| load_destination_state(c, w, k))
+        };
+        assert_eq!(get("a", "INC-1").await.unwrap(), None);
+        store
+            .write(|c| {
+                save_destination_state(c, "a", "INC-1", Some(r#"{"ticket":1}"#))?;
+                save_destination_state(c, "b", "INC-1", Some(r#"{"ticket":2}"#))?;
+                save_destination_state(c, "a", "INC-1", Some(r#"{"ticket":3}"#))
+            })
+            .await
+            .unwrap();
+        assert_eq!(get("a", "INC-1").await.unwrap().as_deref(), Some(r#"{"ticket":3}"#));
+        assert_eq!(get("b", "INC-1").await.unwrap().as_deref(), Some(r#"{"ticket":2}"#));
+        assert_eq!(get("a", "INC-2").await.unwrap(), None);
+        store
+            .write(|c| save_destination_state(c, "a", "INC-1", None))
+            .await
+            .unwrap();
+        assert_eq!(get("a", "INC-1").await.unwrap(), None);
+        assert_eq!(get("b", "INC-1").await.unwrap().as_deref(), Some(r#"{"ticket":2}"#));
+    }
+
+    #[tokio::test]
     async fn an_event_is_stored_once_and_its_deliveries_become_due() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("r.db")).unwrap();

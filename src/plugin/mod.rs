@@ -305,6 +305,9 @@ struct HostInner {
     limits: Limits,
     catalog: ArcSwap<Catalog>,
     errors: Mutex<BTreeMap<String, String>>,
+    /// Held while a built-in is compiled on its first use, so two callers
+    /// do not compile the same one twice.
+    compiling: Mutex<()>,
     cache_dir: Option<PathBuf>,
     ticker: Arc<Ticker>,
 }
@@ -356,33 +359,62 @@ impl PluginHost {
                 limits,
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 errors: Mutex::new(BTreeMap::new()),
+                compiling: Mutex::new(()),
                 cache_dir,
                 ticker,
             }),
         };
-        for (name, kind, bytes) in BUILTINS {
-            let loaded =
-                host.compile(name, bytes, "builtin")
-                    .map_err(|message| HostError::Builtin {
-                        name: name.to_string(),
-                        message,
-                    })?;
-            if loaded.kind.as_str() != *kind {
-                return Err(HostError::Builtin {
-                    name: name.to_string(),
-                    message: format!("declared as {kind} but implements {}", loaded.kind.as_str()),
-                });
-            }
-            host.install(loaded);
-        }
+        // Built-ins are compiled on first use (`get`), not here: a relay
+        // compiles only the ones its webhooks name (at load, when their
+        // options are checked), and starts in the same time however many
+        // built-ins the binary carries.
         Ok(host)
+    }
+
+    /// Compiles the built-in `(kind, name)` and puts it in the catalogue,
+    /// unless a file plugin of that kind and name is there already.
+    fn builtin(&self, kind: Kind, name: &str) -> Result<Option<Arc<Loaded>>, HostError> {
+        let Some((_, _, bytes)) = BUILTINS
+            .iter()
+            .find(|(n, k, _)| *n == name && *k == kind.as_str())
+        else {
+            return Ok(None);
+        };
+        let _one_at_a_time = lock(&self.inner.compiling);
+        let key = (kind, name.to_owned());
+        if let Some(l) = self.inner.catalog.load().by_key.get(&key) {
+            return Ok(Some(Arc::clone(l)));
+        }
+        let loaded = self
+            .compile(name, bytes, "builtin")
+            .map_err(|message| HostError::Builtin {
+                name: name.to_owned(),
+                message,
+            })?;
+        if loaded.kind != kind {
+            return Err(HostError::Builtin {
+                name: name.to_owned(),
+                message: format!(
+                    "declared as {} but implements {}",
+                    kind.as_str(),
+                    loaded.kind.as_str()
+                ),
+            });
+        }
+        let loaded = Arc::new(loaded);
+        let shared = Arc::clone(&loaded);
+        self.swap(|by_key| {
+            by_key.insert(key, shared);
+        });
+        Ok(Some(loaded))
     }
 
     pub fn limits(&self) -> Limits {
         self.inner.limits
     }
 
-    /// Names of loaded plugins of one kind.
+    /// Names of loaded plugins of one kind (built-ins included, compiled
+    /// or not yet).
     pub fn names(&self, kind: Kind) -> Vec<String> {
         let mut v: Vec<String> = self
             .inner
@@ -392,18 +424,37 @@ impl PluginHost {
             .keys()
             .filter(|(k, _)| *k == kind)
             .map(|(_, n)| n.clone())
+            .chain(
+                BUILTINS
+                    .iter()
+                    .filter(|(_, k, _)| *k == kind.as_str())
+                    .map(|(n, _, _)| n.to_string()),
+            )
             .collect();
         v.sort();
+        v.dedup();
         v
     }
 
+    /// The plugin new calls of `kind` and `name` use: a file plugin, else
+    /// the built-in (compiled now if this is its first use; slow once).
     pub fn get(&self, kind: Kind, name: &str) -> Option<Arc<Loaded>> {
-        self.inner
+        if let Some(l) = self
+            .inner
             .catalog
             .load()
             .by_key
             .get(&(kind, name.to_owned()))
-            .cloned()
+        {
+            return Some(Arc::clone(l));
+        }
+        match self.builtin(kind, name) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(plugin = name, error = %e, "a built-in plugin failed to compile");
+                None
+            }
+        }
     }
 
     fn loaded(&self, kind: Kind, name: &str) -> Result<Arc<Loaded>, PluginError> {
@@ -429,6 +480,23 @@ impl PluginHost {
                 last_error: errors.get(&l.name).cloned(),
             })
             .collect();
+        // Built-ins not compiled yet (and not replaced by a file).
+        for (name, kind, bytes) in BUILTINS {
+            let kind = match *kind {
+                "formatter" => Kind::Formatter,
+                _ => Kind::Destination,
+            };
+            if !catalog.by_key.contains_key(&(kind, name.to_string())) {
+                out.push(Status {
+                    name: name.to_string(),
+                    kind: Some(kind),
+                    sha256: Some(hex::encode(Sha256::digest(bytes))),
+                    loaded_at: None,
+                    source: Some("builtin".to_owned()),
+                    last_error: errors.get(*name).cloned(),
+                });
+            }
+        }
         for (name, error) in errors {
             if !out.iter().any(|s| s.name == name) {
                 out.push(Status {
@@ -547,17 +615,10 @@ impl PluginHost {
         lock(&self.inner.errors).insert(name.to_owned(), error);
     }
 
-    /// Forgets a file plugin: the built-in of that name (if any) serves again.
+    /// Forgets a file plugin: the built-in of that name (if any) serves
+    /// again (compiled on its next use).
     pub fn unload_file(&self, name: &str) {
-        let builtins: Vec<Loaded> = BUILTINS
-            .iter()
-            .filter(|(n, _, _)| *n == name)
-            .filter_map(|(n, _, bytes)| self.compile(n, bytes, "builtin").ok())
-            .collect();
         self.swap(|by_key| by_key.retain(|(_, n), _| n != name));
-        for b in builtins {
-            self.install(b);
-        }
         lock(&self.inner.errors).remove(name);
     }
 
@@ -1360,6 +1421,96 @@ mod tests {
             );
         }
         wat + ")"
+    }
+
+    #[test]
+    fn builtins_compile_on_first_use_as_the_kind_they_declare() {
+        let host = host(64, 5000);
+        assert_eq!(host.inner.catalog.load().by_key.len(), 0);
+        assert_eq!(
+            host.statuses()
+                .iter()
+                .filter(|s| s.source.as_deref() == Some("builtin") && s.loaded_at.is_none())
+                .count(),
+            BUILTINS.len()
+        );
+        for (name, kind, _) in BUILTINS {
+            let k = if *kind == "formatter" {
+                Kind::Formatter
+            } else {
+                Kind::Destination
+            };
+            let loaded = host.get(k, name).expect("compiles");
+            assert_eq!(loaded.kind, k, "{name}");
+        }
+        assert_eq!(host.inner.catalog.load().by_key.len(), BUILTINS.len());
+        assert!(host.statuses().iter().all(|s| s.loaded_at.is_some()));
+        // The ticket destinations use the stateful world; the 0.1.0 ones
+        // load beside them unchanged.
+        for name in ["connectwise", "autotask", "halopsa", "pagerduty"] {
+            assert!(host.is_stateful(name), "{name}");
+        }
+        for name in ["splunk_hec", "slack", "twilio_sms", "twilio_voice"] {
+            assert!(host.get(Kind::Destination, name).is_some(), "{name}");
+            assert!(!host.is_stateful(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_stateful_destination_gets_the_incident_and_returns_state_changes() {
+        let host = host(64, 5000);
+        let options = r#"{"company_id":"a","public_key":"p","private_key":"k","client_id":"c","board":"SOC","company":"Acme"}"#;
+        let payload = crate::format::Payload {
+            content_type: "application/json".into(),
+            body: bytes::Bytes::from_static(
+                br#"{"id":"e","type":"t","time":"2026-01-01T00:00:00Z","data":{"status":"resolved"}}"#,
+            ),
+        };
+        let target = Target {
+            url: "https://cw.example/apis/3.0".into(),
+            method: "POST".into(),
+            headers: vec![],
+            timeout: Duration::from_secs(5),
+        };
+        let incident = Incident {
+            key: "INC-1".into(),
+            state: Some(r#"{"ticket":12}"#.into()),
+        };
+        let reqs = block_on(host.build_in("connectwise", options, &payload, &target, &incident))
+            .expect("build");
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].method, http::Method::PATCH);
+        assert_eq!(reqs[0].url, "https://cw.example/apis/3.0/service/tickets/12");
+        // Without the incident (the 0.1.0 entry point) there is no ticket.
+        let err = block_on(host.build("connectwise", options, &payload, &target)).unwrap_err();
+        assert!(err.to_string().contains("nothing to close"), "{err}");
+        let response = crate::deliver::InResponse {
+            status: 200,
+            headers: vec![],
+            body: bytes::Bytes::from_static(br#"{"id":12}"#),
+        };
+        let verdict =
+            block_on(host.classify_in("connectwise", options, &response, &incident)).expect("ok");
+        assert_eq!(verdict, (Outcome::Success, StateChange::Clear));
+        let created = Incident {
+            key: "INC-2".into(),
+            state: None,
+        };
+        let verdict =
+            block_on(host.classify_in("connectwise", options, &response, &created)).expect("ok");
+        assert_eq!(
+            verdict,
+            (Outcome::Success, StateChange::Set(r#"{"ticket":12}"#.into()))
+        );
+        // A 0.1.0 destination never changes state.
+        let verdict = block_on(host.classify_in(
+            "splunk_hec",
+            r#"{"token":"t"}"#,
+            &response,
+            &incident,
+        ))
+        .expect("ok");
+        assert_eq!(verdict, (Outcome::Success, StateChange::Keep));
     }
 
     #[test]
