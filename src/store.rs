@@ -1074,9 +1074,8 @@ mod tests {
     async fn destination_state_is_kept_per_webhook_and_incident_key_and_can_be_cleared() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("r.db")).unwrap();
-        let get = |w: &'static str, k: &'static str| {
-            store.read(move |c| load_destination_state(c, w, k))
-        };
+        let get =
+            |w: &'static str, k: &'static str| store.read(move |c| load_destination_state(c, w, k));
         assert_eq!(get("a", "INC-1").await.unwrap(), None);
         store
             .write(|c| {
@@ -1086,15 +1085,24 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(get("a", "INC-1").await.unwrap().as_deref(), Some(r#"{"ticket":3}"#));
-        assert_eq!(get("b", "INC-1").await.unwrap().as_deref(), Some(r#"{"ticket":2}"#));
+        assert_eq!(
+            get("a", "INC-1").await.unwrap().as_deref(),
+            Some(r#"{"ticket":3}"#)
+        );
+        assert_eq!(
+            get("b", "INC-1").await.unwrap().as_deref(),
+            Some(r#"{"ticket":2}"#)
+        );
         assert_eq!(get("a", "INC-2").await.unwrap(), None);
         store
             .write(|c| save_destination_state(c, "a", "INC-1", None))
             .await
             .unwrap();
         assert_eq!(get("a", "INC-1").await.unwrap(), None);
-        assert_eq!(get("b", "INC-1").await.unwrap().as_deref(), Some(r#"{"ticket":2}"#));
+        assert_eq!(
+            get("b", "INC-1").await.unwrap().as_deref(),
+            Some(r#"{"ticket":2}"#)
+        );
     }
 
     #[tokio::test]

@@ -78,15 +78,20 @@ fn attempts_of(history: &[Value], event_id: &str) -> Vec<(String, Option<u64>)> 
 }
 
 fn is_final(history: &[Value], event_id: &str) -> bool {
-    history
-        .iter()
-        .any(|a| a["event_id"] == event_id && matches!(a["status"].as_str(), Some("succeeded" | "failed")))
+    history.iter().any(|a| {
+        a["event_id"] == event_id && matches!(a["status"].as_str(), Some("succeeded" | "failed"))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pagerduty_trigger_then_resolve_share_the_dedup_key_and_codes_are_classified() {
     let pd = Receiver::start().await;
-    let ok = || reply(202, json!({"status": "success", "message": "Event processed", "dedup_key": "x"}));
+    let ok = || {
+        reply(
+            202,
+            json!({"status": "success", "message": "Event processed", "dedup_key": "x"}),
+        )
+    };
     pd.push(ok());
     pd.push(ok());
     pd.push(Reply {
@@ -113,16 +118,25 @@ webhooks:
     let send = |id: &'static str, data: Value| {
         let relay = &relay;
         async move {
-            let (status, _) = relay.post("/api/v1/events", Some(INGEST), &event(id, data)).await;
+            let (status, _) = relay
+                .post("/api/v1/events", Some(INGEST), &event(id, data))
+                .await;
             assert_eq!(status, 202);
         }
     };
     send("pd-1", json!({"title": "Brute force on VPN", "severity": "high", "incident_id": "INC-7", "host": "vpn-1"})).await;
     pd.wait_for(1, WAIT).await;
-    send("pd-2", json!({"title": "Brute force on VPN", "status": "resolved", "incident_id": "INC-7"})).await;
+    send(
+        "pd-2",
+        json!({"title": "Brute force on VPN", "status": "resolved", "incident_id": "INC-7"}),
+    )
+    .await;
     let got = pd.wait_for(2, WAIT).await;
     for r in &got {
-        assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/v2/enqueue"));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/v2/enqueue")
+        );
         assert_eq!(r.header("content-type"), Some("application/json"));
     }
     let (trigger, resolve) = (got[0].json(), got[1].json());
@@ -138,24 +152,35 @@ webhooks:
 
     // 429 is retried, 400 fails for good.
     send("pd-3", json!({"title": "x", "incident_id": "INC-8"})).await;
-    relay.wait_history("pd", WAIT, |h| is_final(h, "pd-3")).await;
+    relay
+        .wait_history("pd", WAIT, |h| is_final(h, "pd-3"))
+        .await;
     send("pd-4", json!({"title": "y", "incident_id": "INC-9"})).await;
     let h = relay
         .wait_history("pd", WAIT, |h| is_final(h, "pd-3") && is_final(h, "pd-4"))
         .await;
     assert_eq!(
         attempts_of(&h, "pd-3"),
-        [("retrying".into(), Some(429)), ("succeeded".into(), Some(202))]
+        [
+            ("retrying".into(), Some(429)),
+            ("succeeded".into(), Some(202))
+        ]
     );
     assert_eq!(attempts_of(&h, "pd-4"), [("failed".into(), Some(400))]);
     let failed = h.iter().find(|a| a["event_id"] == "pd-4").unwrap();
     assert!(
-        failed["error"]["message"].as_str().unwrap_or_default().contains("Event object is invalid"),
+        failed["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Event object is invalid"),
         "{failed}"
     );
     assert_eq!(pd.received().len(), 5);
     // The routing key is a secret: viewers never see it.
-    let (_, w) = relay.get("/api/v1/webhooks/pd", Some(VIEWER)).await.unwrap();
+    let (_, w) = relay
+        .get("/api/v1/webhooks/pd", Some(VIEWER))
+        .await
+        .unwrap();
     assert!(!w.to_string().contains("R0UTINGKEY"), "{w}");
 }
 
@@ -249,11 +274,16 @@ webhooks:
             &json!({"type": "voice_test", "id": "call-2", "data": {"title": "x"}}),
         )
         .await;
-    let h = relay.wait_history("voice", WAIT, |h| is_final(h, "call-2")).await;
+    let h = relay
+        .wait_history("voice", WAIT, |h| is_final(h, "call-2"))
+        .await;
     assert_eq!(attempts_of(&h, "call-2"), [("failed".into(), Some(400))]);
     let failed = h.iter().find(|a| a["event_id"] == "call-2").unwrap();
     assert!(failed.to_string().contains("21211"), "{failed}");
-    let (_, w) = relay.get("/api/v1/webhooks/sms", Some(VIEWER)).await.unwrap();
+    let (_, w) = relay
+        .get("/api/v1/webhooks/sms", Some(VIEWER))
+        .await
+        .unwrap();
     assert!(!w.to_string().contains("tw-t0ken"), "{w}");
 }
 
@@ -267,7 +297,11 @@ async fn incident_round(relay: &Relay, rx: &Receiver, prefix: &str) -> Vec<Recei
     ];
     for (i, data) in events.into_iter().enumerate() {
         let (s, _) = relay
-            .post("/api/v1/events", Some(INGEST), &event(&format!("{prefix}-{i}"), data))
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &event(&format!("{prefix}-{i}"), data),
+            )
             .await;
         assert_eq!(s, 202);
         // One at a time: each event's request must see the state the
@@ -280,9 +314,15 @@ async fn incident_round(relay: &Relay, rx: &Receiver, prefix: &str) -> Vec<Recei
 #[tokio::test(flavor = "multi_thread")]
 async fn connectwise_creates_a_ticket_notes_it_and_closes_the_same_ticket_on_resolve() {
     let cw = Receiver::start().await;
-    cw.push(reply(201, json!({"id": 4321, "summary": "x", "board": {"id": 1}})));
+    cw.push(reply(
+        201,
+        json!({"id": 4321, "summary": "x", "board": {"id": 1}}),
+    ));
     cw.push(reply(201, json!({"id": 17, "ticketId": 4321, "text": "x"})));
-    cw.push(reply(200, json!({"id": 4321, "status": {"name": "Closed"}})));
+    cw.push(reply(
+        200,
+        json!({"id": 4321, "status": {"name": "Closed"}}),
+    ));
     let yaml = format!(
         r#"incidents: {{ key: "{{{{incident_id}}}}" }}
 webhooks:
@@ -307,17 +347,30 @@ webhooks:
         assert_eq!(r.header("content-type"), Some("application/json"));
     }
     let base = "/v4_6_release/apis/3.0/service/tickets";
-    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", base));
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("POST", base)
+    );
     let create = got[0].json();
     assert_eq!(create["summary"], "[critical] Ransomware on FS-01");
     assert_eq!(create["board"], json!({"name": "SOC"}));
     assert_eq!(create["company"], json!({"identifier": "Acme"}));
-    assert!(create["initialDescription"].as_str().unwrap().contains("host: fs-01"));
+    assert!(
+        create["initialDescription"]
+            .as_str()
+            .unwrap()
+            .contains("host: fs-01")
+    );
     assert_eq!(
         (got[1].method.as_str(), got[1].path.as_str()),
         ("POST", &*format!("{base}/4321/notes"))
     );
-    assert!(got[1].json()["text"].as_str().unwrap().contains("Ransomware spreads"));
+    assert!(
+        got[1].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Ransomware spreads")
+    );
     assert_eq!(
         (got[2].method.as_str(), got[2].path.as_str()),
         ("PATCH", &*format!("{base}/4321"))
@@ -326,7 +379,9 @@ webhooks:
         got[2].json(),
         json!([{"op": "replace", "path": "status", "value": {"name": "Closed"}}])
     );
-    let h = relay.wait_history("cw", WAIT, |h| is_final(h, "cw-2")).await;
+    let h = relay
+        .wait_history("cw", WAIT, |h| is_final(h, "cw-2"))
+        .await;
     for id in ["cw-0", "cw-1", "cw-2"] {
         assert_eq!(attempts_of(&h, id).len(), 1, "{id}");
         assert_eq!(attempts_of(&h, id)[0].0, "succeeded", "{id}");
@@ -334,12 +389,24 @@ webhooks:
     // The close forgot the ticket: another resolve has nothing to close and
     // fails without a request.
     relay
-        .post("/api/v1/events", Some(INGEST), &event("cw-3", json!({"status": "resolved", "incident_id": "INC-1"})))
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &event(
+                "cw-3",
+                json!({"status": "resolved", "incident_id": "INC-1"}),
+            ),
+        )
         .await;
-    let h = relay.wait_history("cw", WAIT, |h| is_final(h, "cw-3")).await;
+    let h = relay
+        .wait_history("cw", WAIT, |h| is_final(h, "cw-3"))
+        .await;
     assert_eq!(attempts_of(&h, "cw-3"), [("failed".into(), None)]);
     assert_eq!(cw.received().len(), 3);
-    let (_, w) = relay.get("/api/v1/webhooks/cw", Some(VIEWER)).await.unwrap();
+    let (_, w) = relay
+        .get("/api/v1/webhooks/cw", Some(VIEWER))
+        .await
+        .unwrap();
     assert!(!w.to_string().contains("pr1v-K3y"), "{w}");
 }
 
@@ -362,11 +429,20 @@ webhooks:
     );
     let mut relay = Relay::start(&yaml).await;
     let (s, _) = relay
-        .post("/api/v1/events", Some(INGEST), &event("at-0", json!({"title": "Phishing", "severity": "high", "incident_id": "INC-5"})))
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &event(
+                "at-0",
+                json!({"title": "Phishing", "severity": "high", "incident_id": "INC-5"}),
+            ),
+        )
         .await;
     assert_eq!(s, 202);
     at.wait_for(1, WAIT).await;
-    relay.wait_history("at", WAIT, |h| is_final(h, "at-0")).await;
+    relay
+        .wait_history("at", WAIT, |h| is_final(h, "at-0"))
+        .await;
     // The kept ticket id survives a restart (it is in the store).
     relay.restart().await;
     for (i, data) in [
@@ -377,18 +453,28 @@ webhooks:
     .enumerate()
     {
         relay
-            .post("/api/v1/events", Some(INGEST), &event(&format!("at-{}", i + 1), data))
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &event(&format!("at-{}", i + 1), data),
+            )
             .await;
         at.wait_for(i + 2, WAIT).await;
     }
     let got = at.received();
     for r in &got {
-        assert_eq!(r.header("apiintegrationcode"), Some("ICODE0000000000000000000001"));
+        assert_eq!(
+            r.header("apiintegrationcode"),
+            Some("ICODE0000000000000000000001")
+        );
         assert_eq!(r.header("username"), Some("api@acme.example"));
         assert_eq!(r.header("secret"), Some("At-s3cret"));
         assert_eq!(r.header("content-type"), Some("application/json"));
     }
-    assert_eq!((got[0].method.as_str(), got[0].path.as_str()), ("POST", "/ATServicesRest/V1.0/Tickets"));
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("POST", "/ATServicesRest/V1.0/Tickets")
+    );
     let create = got[0].json();
     for field in ["companyID", "queueID", "title", "status", "priority"] {
         assert!(create.get(field).is_some(), "{field} missing: {create}");
@@ -398,9 +484,15 @@ webhooks:
         (got[1].method.as_str(), got[1].path.as_str()),
         ("POST", "/ATServicesRest/V1.0/Tickets/9001/Notes")
     );
-    assert_eq!((got[2].method.as_str(), got[2].path.as_str()), ("PATCH", "/ATServicesRest/V1.0/Tickets"));
+    assert_eq!(
+        (got[2].method.as_str(), got[2].path.as_str()),
+        ("PATCH", "/ATServicesRest/V1.0/Tickets")
+    );
     assert_eq!(got[2].json(), json!({"id": 9001, "status": 5}));
-    let (_, w) = relay.get("/api/v1/webhooks/at", Some(VIEWER)).await.unwrap();
+    let (_, w) = relay
+        .get("/api/v1/webhooks/at", Some(VIEWER))
+        .await
+        .unwrap();
     let w = w.to_string();
     assert!(!w.contains("At-s3cret") && !w.contains("ICODE"), "{w}");
 }
@@ -420,7 +512,10 @@ async fn discord_mattermost_and_google_chat_get_their_documented_shapes_within_l
     );
     let relay = Relay::start(&yaml).await;
     let mut data = serde_json::Map::new();
-    data.insert("title".into(), json!("@everyone <b>SQL</b> injection ".repeat(40)));
+    data.insert(
+        "title".into(),
+        json!("@everyone <b>SQL</b> injection ".repeat(40)),
+    );
     data.insert("severity".into(), json!("critical"));
     data.insert("description".into(), json!("&<>*_".repeat(8000)));
     data.insert("url".into(), json!("https://app.example/f/1"));
@@ -428,11 +523,19 @@ async fn discord_mattermost_and_google_chat_get_their_documented_shapes_within_l
         data.insert(format!("field_{i:02}"), json!("v".repeat(3000)));
     }
     let (s, _) = relay
-        .post("/api/v1/events", Some(INGEST), &event("fmt-1", Value::Object(data)))
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &event("fmt-1", Value::Object(data)),
+        )
         .await;
     assert_eq!(s, 202);
     let got = rx.wait_for(3, WAIT).await;
-    let by_path = |p: &str| got.iter().find(|r| r.path == p).unwrap_or_else(|| panic!("no {p}"));
+    let by_path = |p: &str| {
+        got.iter()
+            .find(|r| r.path == p)
+            .unwrap_or_else(|| panic!("no {p}"))
+    };
     let chars = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
 
     let d = by_path("/discord");
@@ -447,10 +550,17 @@ async fn discord_mattermost_and_google_chat_get_their_documented_shapes_within_l
     let total = chars(&e["title"])
         + chars(&e["description"])
         + chars(&e["footer"]["text"])
-        + fields.iter().map(|f| chars(&f["name"]) + chars(&f["value"])).sum::<usize>();
+        + fields
+            .iter()
+            .map(|f| chars(&f["name"]) + chars(&f["value"]))
+            .sum::<usize>();
     assert!(total <= 6000, "embed texts: {total}");
     assert!(chars(&e["title"]) <= 256 && chars(&e["description"]) <= 4096);
-    assert!(fields.iter().all(|f| chars(&f["value"]) <= 1024 && chars(&f["name"]) <= 256));
+    assert!(
+        fields
+            .iter()
+            .all(|f| chars(&f["value"]) <= 1024 && chars(&f["name"]) <= 256)
+    );
     assert_eq!(e["url"], "https://app.example/f/1");
     assert_eq!(d["allowed_mentions"], json!({"parse": []}));
 
@@ -461,8 +571,16 @@ async fn discord_mattermost_and_google_chat_get_their_documented_shapes_within_l
     assert_eq!(a["color"], "#B00020");
     assert!(!a["title"].as_str().unwrap().contains("@everyone"));
     let total = chars(&m["text"])
-        + ["fallback", "title", "title_link", "text", "footer"].iter().map(|k| chars(&a[*k])).sum::<usize>()
-        + a["fields"].as_array().unwrap().iter().map(|f| chars(&f["title"]) + chars(&f["value"])).sum::<usize>();
+        + ["fallback", "title", "title_link", "text", "footer"]
+            .iter()
+            .map(|k| chars(&a[*k]))
+            .sum::<usize>()
+        + a["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| chars(&f["title"]) + chars(&f["value"]))
+            .sum::<usize>();
     assert!(total <= 16_383, "post: {total}");
 
     let g = by_path("/gchat");
@@ -470,7 +588,12 @@ async fn discord_mattermost_and_google_chat_get_their_documented_shapes_within_l
     let g = g.json();
     assert!(chars(&g["text"]) <= 4096);
     let card = &g["cardsV2"][0]["card"];
-    assert!(card["header"]["title"].as_str().unwrap().contains("&lt;b&gt;"));
+    assert!(
+        card["header"]["title"]
+            .as_str()
+            .unwrap()
+            .contains("&lt;b&gt;")
+    );
     let widgets = card["sections"][0]["widgets"].as_array().unwrap();
     assert!(widgets.iter().any(|w| w.get("decoratedText").is_some()));
     assert_eq!(
@@ -490,17 +613,42 @@ fn relay_cmd(args: &[&str]) -> std::process::Output {
 fn render_verbose_shows_the_connectwise_close_with_its_secrets_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let ev = dir.path().join("event.json");
-    std::fs::write(&ev, event("ev-9", json!({"title": "Done", "status": "resolved"})).to_string()).unwrap();
+    std::fs::write(
+        &ev,
+        event("ev-9", json!({"title": "Done", "status": "resolved"})).to_string(),
+    )
+    .unwrap();
     let ev = ev.to_str().unwrap();
     let out = relay_cmd(&[
-        "render", "--plugin", "connectwise", "--event", ev,
-        "--set", "company_id=acme", "--set", "public_key=pubK3y", "--set", "private_key=pr1v-K3y",
-        "--set", "client_id=6f1c-cid", "--set", "board=SOC", "--set", "company=Acme",
-        "--url", "https://api-na.myconnectwise.net/v4_6_release/apis/3.0",
-        "--incident-state", r#"{"ticket":4321}"#, "--verbose",
+        "render",
+        "--plugin",
+        "connectwise",
+        "--event",
+        ev,
+        "--set",
+        "company_id=acme",
+        "--set",
+        "public_key=pubK3y",
+        "--set",
+        "private_key=pr1v-K3y",
+        "--set",
+        "client_id=6f1c-cid",
+        "--set",
+        "board=SOC",
+        "--set",
+        "company=Acme",
+        "--url",
+        "https://api-na.myconnectwise.net/v4_6_release/apis/3.0",
+        "--incident-state",
+        r#"{"ticket":4321}"#,
+        "--verbose",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines = stdout.lines();
     assert_eq!(
         lines.next(),
@@ -509,7 +657,10 @@ fn render_verbose_shows_the_connectwise_close_with_its_secrets_redacted() {
     assert!(stdout.contains("\nAuthorization: [redacted]\n"), "{stdout}");
     assert!(stdout.contains("\nclientId: 6f1c-cid\n"), "{stdout}");
     let secret = base64::engine::general_purpose::STANDARD.encode("acme+pubK3y:pr1v-K3y");
-    assert!(!stdout.contains(&secret) && !stdout.contains("pr1v-K3y"), "{stdout}");
+    assert!(
+        !stdout.contains(&secret) && !stdout.contains("pr1v-K3y"),
+        "{stdout}"
+    );
     let body = stdout.lines().last().unwrap();
     assert_eq!(
         serde_json::from_str::<Value>(body).unwrap(),
@@ -517,9 +668,23 @@ fn render_verbose_shows_the_connectwise_close_with_its_secrets_redacted() {
     );
     // Without a kept ticket there is nothing to close: a clear error.
     let out = relay_cmd(&[
-        "render", "--plugin", "connectwise", "--event", ev,
-        "--set", "company_id=acme", "--set", "public_key=p", "--set", "private_key=k",
-        "--set", "client_id=c", "--set", "board=SOC", "--set", "company=Acme",
+        "render",
+        "--plugin",
+        "connectwise",
+        "--event",
+        ev,
+        "--set",
+        "company_id=acme",
+        "--set",
+        "public_key=p",
+        "--set",
+        "private_key=k",
+        "--set",
+        "client_id=c",
+        "--set",
+        "board=SOC",
+        "--set",
+        "company=Acme",
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to close"));
@@ -531,28 +696,85 @@ fn render_works_for_every_new_plugin() {
     let ev = dir.path().join("event.json");
     std::fs::write(
         &ev,
-        event("ev-1", json!({"title": "T", "severity": "high", "incident_id": "I"})).to_string(),
+        event(
+            "ev-1",
+            json!({"title": "T", "severity": "high", "incident_id": "I"}),
+        )
+        .to_string(),
     )
     .unwrap();
     let ev = ev.to_str().unwrap();
-    let twilio = ["--set", "account_sid=AC0123456789abcdef0123456789abcdef", "--set", "auth_token=t", "--set", "from=+14155550100", "--set", "to=+14155550111"];
+    let twilio = [
+        "--set",
+        "account_sid=AC0123456789abcdef0123456789abcdef",
+        "--set",
+        "auth_token=t",
+        "--set",
+        "from=+14155550100",
+        "--set",
+        "to=+14155550111",
+    ];
     let cases: Vec<(&str, Vec<&str>, &str)> = vec![
         ("discord", vec![], "\"embeds\""),
         ("mattermost", vec![], "\"attachments\""),
         ("google_chat", vec![], "\"cardsV2\""),
-        ("pagerduty", vec!["--set", "routing_key=rk"], "POST https://example.invalid/hook/v2/enqueue"),
+        (
+            "pagerduty",
+            vec!["--set", "routing_key=rk"],
+            "POST https://example.invalid/hook/v2/enqueue",
+        ),
         ("twilio_sms", twilio.to_vec(), "/Messages.json"),
         ("twilio_voice", twilio.to_vec(), "/Calls.json"),
-        ("connectwise", vec!["--set", "company_id=a", "--set", "public_key=p", "--set", "private_key=k", "--set", "client_id=c", "--set", "board=1", "--set", "company=1"], "/service/tickets"),
-        ("autotask", vec!["--set", "integration_code=I", "--set", "username=u", "--set", "secret=s", "--set", "company_id=1", "--set", "queue_id=2"], "/V1.0/Tickets"),
-        ("halopsa", vec![], "POST https://example.invalid/hook/api/tickets"),
+        (
+            "connectwise",
+            vec![
+                "--set",
+                "company_id=a",
+                "--set",
+                "public_key=p",
+                "--set",
+                "private_key=k",
+                "--set",
+                "client_id=c",
+                "--set",
+                "board=1",
+                "--set",
+                "company=1",
+            ],
+            "/service/tickets",
+        ),
+        (
+            "autotask",
+            vec![
+                "--set",
+                "integration_code=I",
+                "--set",
+                "username=u",
+                "--set",
+                "secret=s",
+                "--set",
+                "company_id=1",
+                "--set",
+                "queue_id=2",
+            ],
+            "/V1.0/Tickets",
+        ),
+        (
+            "halopsa",
+            vec![],
+            "POST https://example.invalid/hook/api/tickets",
+        ),
     ];
     for (plugin, sets, needle) in cases {
         let mut args = vec!["render", "--plugin", plugin, "--event", ev, "--verbose"];
         args.extend(sets);
         let out = relay_cmd(&args);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{plugin}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{plugin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains(needle), "{plugin}: {stdout}");
     }
 }
@@ -561,11 +783,26 @@ fn render_works_for_every_new_plugin() {
 fn bad_destination_options_are_refused_at_load_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("destination: pagerduty\n    destination_options: { severity_map: { high: urgent }, routing_key: k }", "severity_map.high"),
-        ("destination: pagerduty\n    destination_options: {}", "routing_key"),
-        ("destination: twilio_sms\n    destination_options: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token: t, from: \"+14155550100\", to: [\"+1415\"] }", "to[0]"),
-        ("destination: autotask\n    destination_options: { integration_code: i, username: u, secret: s, company_id: 0, queue_id: 1 }", "company_id"),
-        ("destination: halopsa\n    destination_options: { clientid: 3 }", "clientid"),
+        (
+            "destination: pagerduty\n    destination_options: { severity_map: { high: urgent }, routing_key: k }",
+            "severity_map.high",
+        ),
+        (
+            "destination: pagerduty\n    destination_options: {}",
+            "routing_key",
+        ),
+        (
+            "destination: twilio_sms\n    destination_options: { account_sid: AC0123456789abcdef0123456789abcdef, auth_token: t, from: \"+14155550100\", to: [\"+1415\"] }",
+            "to[0]",
+        ),
+        (
+            "destination: autotask\n    destination_options: { integration_code: i, username: u, secret: s, company_id: 0, queue_id: 1 }",
+            "company_id",
+        ),
+        (
+            "destination: halopsa\n    destination_options: { clientid: 3 }",
+            "clientid",
+        ),
         ("format: discord\n    options: { colour: red }", "colour"),
     ];
     for (extra, needle) in cases {
@@ -612,16 +849,27 @@ async fn a_0_1_0_destination_file_still_loads_and_delivers_beside_stateful_ones(
         .unwrap()
         .iter()
         .filter(|p| ["legacy_hec", "connectwise"].contains(&p["name"].as_str().unwrap_or("")))
-        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["kind"].as_str().unwrap_or("").to_owned()))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["kind"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     assert_eq!(kinds.len(), 2, "{list}");
     assert!(kinds.iter().all(|(_, k)| k == "destination"), "{kinds:?}");
     relay
-        .post("/api/v1/events", Some(INGEST), &event("l-1", json!({"title": "T", "incident_id": "I"})))
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &event("l-1", json!({"title": "T", "incident_id": "I"})),
+        )
         .await;
     let got = hec.wait_for(1, WAIT).await;
     assert_eq!(got[0].path, "/services/collector/event");
     assert_eq!(got[0].header("authorization"), Some("Splunk t0k"));
-    let h = relay.wait_history("legacy", WAIT, |h| is_final(h, "l-1")).await;
+    let h = relay
+        .wait_history("legacy", WAIT, |h| is_final(h, "l-1"))
+        .await;
     assert_eq!(attempts_of(&h, "l-1"), [("succeeded".into(), Some(200))]);
 }

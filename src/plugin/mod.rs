@@ -3,8 +3,10 @@
 //!
 //! Owns: the `Engine` (pooling allocator, epoch interruption), compiling and
 //! caching components, the catalogue of loaded plugins (built-ins embedded
-//! in the binary, overridden by `*.wasm` files in `plugins.dir`), the warm
-//! instance pools, and every call into a plugin.
+//! in the binary and compiled on first use, overridden by `*.wasm` files in
+//! `plugins.dir`), the warm instance pools, and every call into a plugin —
+//! formatters, 0.1.0 destinations and stateful destinations (which get an
+//! [`Incident`] and return a [`StateChange`]; the host never stores it).
 //!
 //! Sandbox: WASI is linked with an empty context (no files, env, network
 //! or stdio; clocks frozen at fixed values, so they reveal nothing), memory
@@ -385,12 +387,12 @@ impl PluginHost {
         if let Some(l) = self.inner.catalog.load().by_key.get(&key) {
             return Ok(Some(Arc::clone(l)));
         }
-        let loaded = self
-            .compile(name, bytes, "builtin")
-            .map_err(|message| HostError::Builtin {
-                name: name.to_owned(),
-                message,
-            })?;
+        let loaded =
+            self.compile(name, bytes, "builtin")
+                .map_err(|message| HostError::Builtin {
+                    name: name.to_owned(),
+                    message,
+                })?;
         if loaded.kind != kind {
             return Err(HostError::Builtin {
                 name: name.to_owned(),
@@ -1480,7 +1482,10 @@ mod tests {
             .expect("build");
         assert_eq!(reqs.len(), 1);
         assert_eq!(reqs[0].method, http::Method::PATCH);
-        assert_eq!(reqs[0].url, "https://cw.example/apis/3.0/service/tickets/12");
+        assert_eq!(
+            reqs[0].url,
+            "https://cw.example/apis/3.0/service/tickets/12"
+        );
         // Without the incident (the 0.1.0 entry point) there is no ticket.
         let err = block_on(host.build("connectwise", options, &payload, &target)).unwrap_err();
         assert!(err.to_string().contains("nothing to close"), "{err}");
@@ -1500,16 +1505,15 @@ mod tests {
             block_on(host.classify_in("connectwise", options, &response, &created)).expect("ok");
         assert_eq!(
             verdict,
-            (Outcome::Success, StateChange::Set(r#"{"ticket":12}"#.into()))
+            (
+                Outcome::Success,
+                StateChange::Set(r#"{"ticket":12}"#.into())
+            )
         );
         // A 0.1.0 destination never changes state.
-        let verdict = block_on(host.classify_in(
-            "splunk_hec",
-            r#"{"token":"t"}"#,
-            &response,
-            &incident,
-        ))
-        .expect("ok");
+        let verdict =
+            block_on(host.classify_in("splunk_hec", r#"{"token":"t"}"#, &response, &incident))
+                .expect("ok");
         assert_eq!(verdict, (Outcome::Success, StateChange::Keep));
     }
 
