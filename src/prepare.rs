@@ -22,6 +22,8 @@ pub enum Prepared {
     Http(Vec<OutRequest>),
     /// One syslog message for a `udp://`, `tcp://` or `tls://` URL.
     Syslog(Bytes),
+    /// One email for an `smtp://` or `smtps://` URL.
+    Email(crate::deliver::email::Outgoing),
 }
 
 /// The destination plugin a webhook uses: the one it names, or else a
@@ -125,6 +127,16 @@ pub async fn prepare_in(
     if matches!(spec.url.scheme(), "udp" | "tcp" | "tls") {
         let payload = crate::format::format(w, event, plugins, warnings).await?;
         return Ok(Prepared::Syslog(payload.body));
+    }
+    if matches!(spec.url.scheme(), "smtp" | "smtps") {
+        let Some(email) = &spec.email else {
+            return Err(DeliveryError::Config(
+                "an smtp:// or smtps:// webhook needs email: {from, to}".into(),
+            ));
+        };
+        let payload = crate::format::format(w, event, plugins, warnings).await?;
+        return crate::deliver::email::compose(email, &payload.body, delivery_id)
+            .map(Prepared::Email);
     }
     let method = spec.method.as_http();
     let mut headers = render_headers(w, event, warnings)?;
