@@ -873,3 +873,118 @@ async fn a_0_1_0_destination_file_still_loads_and_delivers_beside_stateful_ones(
         .await;
     assert_eq!(attempts_of(&h, "l-1"), [("succeeded".into(), Some(200))]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn halopsa_gets_a_token_then_creates_the_ticket_and_closes_the_same_ticket_on_resolve() {
+    // One loopback server plays Halo's authorisation server and its API.
+    let halo = Receiver::start().await;
+    halo.push(reply(
+        200,
+        json!({"access_token": "halo-access-1", "token_type": "Bearer", "expires_in": 3600}),
+    ));
+    halo.push(reply(
+        201,
+        json!({"id": 555, "summary": "x", "status_id": 1}),
+    ));
+    halo.push(reply(
+        201,
+        json!({"id": 9100, "ticket_id": 555, "note": "x"}),
+    ));
+    halo.push(reply(201, json!({"id": 555, "status_id": 9})));
+    let yaml = format!(
+        r#"incidents: {{ key: "{{{{incident_id}}}}" }}
+webhooks:
+  - name: Halo
+    url: {api}
+    retry_count: 0
+    destination: halopsa
+    destination_options: {{ tickettype_id: 21, customer_id: 12, priority_map: {{ critical: 1 }} }}
+    auth:
+      oauth2:
+        token_url: {token}
+        client_id: relay-halo
+        client_secret: "halo-s3cret"
+        scope: all
+"#,
+        api = halo.url(""),
+        token = halo.url("/auth/token")
+    );
+    let relay = Relay::start(&yaml).await;
+    let (s, _) = relay
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &event("halo-0", json!({"title": "Ransomware on FS-01", "severity": "critical", "incident_id": "INC-1"})),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let got = halo.wait_for(2, WAIT).await;
+    // First the client-credentials token request, then the ticket with it.
+    assert_eq!(
+        (got[0].method.as_str(), got[0].path.as_str()),
+        ("POST", "/auth/token")
+    );
+    let token_form = url_pairs(&got[0].body);
+    assert!(
+        token_form.contains(&("grant_type".into(), "client_credentials".into())),
+        "{token_form:?}"
+    );
+    assert_eq!(
+        (got[1].method.as_str(), got[1].path.as_str()),
+        ("POST", "/api/tickets")
+    );
+    assert_eq!(got[1].header("authorization"), Some("Bearer halo-access-1"));
+    assert_eq!(got[1].header("content-type"), Some("application/json"));
+    let create = got[1].json();
+    let tickets = create.as_array().expect("Halo takes a JSON array");
+    assert_eq!(tickets.len(), 1);
+    assert_eq!(tickets[0]["summary"], "[critical] Ransomware on FS-01");
+    assert_eq!(
+        (
+            tickets[0]["tickettype_id"].clone(),
+            tickets[0]["client_id"].clone(),
+            tickets[0]["priority_id"].clone()
+        ),
+        (json!(21), json!(12), json!(1))
+    );
+    for (i, data) in [
+        json!({"title": "Ransomware spreads", "incident_id": "INC-1"}),
+        json!({"title": "Contained", "status": "resolved", "incident_id": "INC-1"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        relay
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &event(&format!("halo-{}", i + 1), data),
+            )
+            .await;
+        halo.wait_for(i + 3, WAIT).await;
+    }
+    let got = halo.received();
+    assert_eq!(got.len(), 4, "one token request for the whole incident");
+    assert_eq!(got[2].path, "/api/actions");
+    assert_eq!(got[2].json()[0]["ticket_id"], 555);
+    assert_eq!(got[3].path, "/api/tickets");
+    assert_eq!(got[3].json(), json!([{"id": 555, "status_id": 9}]));
+    for r in &got[1..] {
+        assert_eq!(r.header("authorization"), Some("Bearer halo-access-1"));
+    }
+    let h = relay
+        .wait_history("halo", WAIT, |h| is_final(h, "halo-2"))
+        .await;
+    for id in ["halo-0", "halo-1", "halo-2"] {
+        assert_eq!(
+            attempts_of(&h, id),
+            [("succeeded".into(), Some(201))],
+            "{id}"
+        );
+    }
+    let (_, w) = relay
+        .get("/api/v1/webhooks/halo", Some(VIEWER))
+        .await
+        .unwrap();
+    assert!(!w.to_string().contains("halo-s3cret"), "{w}");
+}
