@@ -155,7 +155,7 @@ pub fn plugin_cost(plugin: &str, us: Option<f64>, slack_us: f64, factor: f64) ->
     let Some(us) = us else {
         return check(&target, false, "not measured".into());
     };
-    if !(slack_us > 0.0) {
+    if slack_us.is_nan() || slack_us <= 0.0 {
         return check(&target, false, "no slack figure to compare with".into());
     }
     check(
