@@ -9,7 +9,11 @@
 //! one process never runs two attempts of one delivery at once.
 //!
 //! An attempt: format → sign → deliver → classify → record (attempt row,
-//! delivery state, breaker state in one transaction). The delivery leaves
+//! delivery state, breaker state in one transaction). A stateful
+//! destination (DESIGN §18) also gets its incident: the key
+//! (`incident::key`) and the state the store keeps for (webhook, key), read
+//! before `build`; the state its `classify` sets or clears is written in
+//! that same transaction. The delivery leaves
 //! `inflight` only after that commit. A crash before the commit means the
 //! delivery is still due on restart and is sent again: at-least-once.
 //!

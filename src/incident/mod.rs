@@ -105,6 +105,26 @@ mod tests {
     }
 
     #[test]
+    fn relay_yaml_incidents_key_is_parsed_and_an_empty_or_unknown_field_refused() {
+        let c = crate::config::Config::parse("incidents: { key: \"{{incident_id}}\" }\n", "r.yaml")
+            .expect("valid");
+        assert_eq!(c.incidents, config("{{incident_id}}"));
+        let c = crate::config::Config::parse("listen: 127.0.0.1:1\n", "r.yaml").expect("valid");
+        assert_eq!(c.incidents, IncidentsConfig::default());
+        let e = crate::config::Config::parse("incidents: { key: \" \" }\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("r.yaml:1:") && e.contains("incidents.key must not be empty"),
+            "{e}"
+        );
+        let e = crate::config::Config::parse("incidents: { kye: x }\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kye"), "{e}");
+    }
+
+    #[test]
     fn long_keys_are_cut_at_a_char_boundary() {
         let mut w = Vec::new();
         let k = key(

@@ -650,6 +650,11 @@ impl PluginHost {
                     _ => ("format", format!("{:?} {e}", spec.format)),
                 })?;
         }
+        if spec.destination.is_none() && spec.format != "json" {
+            // The destination a format implies (`format: slack`): compiled
+            // now, at load, rather than by its first delivery.
+            let _ = self.get(Kind::Destination, &spec.format);
+        }
         if let Some(d) = &spec.destination {
             self.check_options(Kind::Destination, d, &spec.destination_options_json())
                 .await
@@ -1357,10 +1362,13 @@ pub fn load_file(host: &PluginHost, path: &Path) -> Result<(), String> {
     let result = std::fs::read(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
         .and_then(|bytes| {
-            if host
-                .get(Kind::Formatter, &name)
-                .or_else(|| host.get(Kind::Destination, &name))
-                .is_some_and(|l| {
+            // The catalogue only: `get` would compile a built-in of the
+            // same name for nothing.
+            let catalog = host.inner.catalog.load();
+            if [Kind::Formatter, Kind::Destination]
+                .iter()
+                .filter_map(|k| catalog.by_key.get(&(*k, name.clone())))
+                .any(|l| {
                     l.sha256 == hex::encode(Sha256::digest(&bytes))
                         && l.source == path.display().to_string()
                 })
