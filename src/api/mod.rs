@@ -29,7 +29,7 @@ use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
 mod webhooks;
-pub use webhooks::{looks_secret, webhook_view};
+pub use webhooks::{looks_like_credential, looks_secret, webhook_view};
 
 /// Settings the API reads on every request; swapped on config reload.
 pub struct Live {
