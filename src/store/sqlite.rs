@@ -1347,7 +1347,7 @@ mod tests {
     #[tokio::test]
     async fn destination_state_is_kept_per_webhook_and_incident_key_and_can_be_cleared() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("r.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         let get =
             |w: &'static str, k: &'static str| store.read(move |c| load_destination_state(c, w, k));
         assert_eq!(get("a", "INC-1").await.unwrap(), None);
