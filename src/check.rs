@@ -76,28 +76,23 @@ fn beyond_config(
     ctx: &ValidationContext<'_>,
 ) -> Result<(), (String, String)> {
     let err = |f: &str, m: String| Err((format!("{field}.{f}"), m));
-    if let Some(ip) = w.url.literal_ip()
-        && let Err(why) = crate::deliver::Guard::new(ctx.allow_private.to_vec()).check(ip)
-    {
-        return err(
-            "url",
-            format!(
-                "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
-                w.url.redacted()
-            ),
-        );
+    let guard = crate::deliver::Guard::new(ctx.allow_private.to_vec());
+    let mut urls = vec![("url", &w.url)];
+    if let Some(auth) = &w.auth {
+        urls.push(("auth.oauth2.token_url", &auth.oauth2.token_url));
     }
-    if let Some(auth) = &w.auth
-        && let Some(ip) = auth.oauth2.token_url.literal_ip()
-        && let Err(why) = crate::deliver::Guard::new(ctx.allow_private.to_vec()).check(ip)
-    {
-        return err(
-            "auth.oauth2.token_url",
-            format!(
-                "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
-                auth.oauth2.token_url.redacted()
-            ),
-        );
+    for (f, url) in urls {
+        if let Some(ip) = url.literal_ip()
+            && let Err(why) = guard.check(ip)
+        {
+            return err(
+                f,
+                format!(
+                    "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
+                    url.redacted()
+                ),
+            );
+        }
     }
     if let Some(e) = &w.email {
         crate::deliver::email::check_mailbox(&e.from.0)
