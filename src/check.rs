@@ -76,16 +76,33 @@ fn beyond_config(
     ctx: &ValidationContext<'_>,
 ) -> Result<(), (String, String)> {
     let err = |f: &str, m: String| Err((format!("{field}.{f}"), m));
-    if let Some(ip) = w.url.literal_ip()
-        && let Err(why) = crate::deliver::Guard::new(ctx.allow_private.to_vec()).check(ip)
-    {
-        return err(
-            "url",
-            format!(
-                "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
-                w.url.redacted()
-            ),
-        );
+    let guard = crate::deliver::Guard::new(ctx.allow_private.to_vec());
+    let mut urls = vec![("url", &w.url)];
+    if let Some(auth) = &w.auth {
+        urls.push(("auth.oauth2.token_url", &auth.oauth2.token_url));
+    }
+    for (f, url) in urls {
+        if let Some(ip) = url.literal_ip()
+            && let Err(why) = guard.check(ip)
+        {
+            return err(
+                f,
+                format!(
+                    "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
+                    url.redacted()
+                ),
+            );
+        }
+    }
+    if let Some(e) = &w.email {
+        crate::deliver::email::check_mailbox(&e.from.0)
+            .map_err(|m| (format!("{field}.email.from"), m))?;
+        for (list, name) in [(&e.to, "to"), (&e.cc, "cc")] {
+            for (i, a) in list.iter().enumerate() {
+                crate::deliver::email::check_mailbox(&a.0)
+                    .map_err(|m| (format!("{field}.email.{name}[{i}]"), m))?;
+            }
+        }
     }
     if w.signature == SignatureProfile::Standard
         && let Some(secret) = &w.secret
@@ -182,6 +199,31 @@ mod tests {
             assert!(e.contains("x.example") || e.contains("10.0.0.1"), "{e}");
             assert!(!e.contains("p4th") && !e.contains("s3cret"), "{e}");
         }
+    }
+
+    #[test]
+    fn token_urls_and_email_addresses_are_checked_at_load_naming_the_field() {
+        let check = |hook: &str| match parse(
+            &format!("network: {{}}\nwebhooks:\n  - name: w\n{hook}"),
+            "r.yaml",
+        ) {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        let e = check(
+            "    url: https://h.example/x\n    auth: {oauth2: {token_url: \"https://10.1.2.3/t\", client_id: c, client_secret: s}}\n",
+        );
+        assert!(
+            e.contains("webhooks[0].auth.oauth2.token_url") && e.contains("allow_private"),
+            "{e}"
+        );
+        let e = check(
+            "    url: smtp://m.example\n    format: email\n    email: {from: \"Relay <relay@example.com>\", to: [not an address]}\n",
+        );
+        assert!(
+            e.contains("webhooks[0].email.to[0]") && e.contains("not an email address"),
+            "{e}"
+        );
     }
 
     #[test]
