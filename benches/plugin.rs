@@ -219,7 +219,7 @@ fn main() {
 /// plugin on its most expensive call against the slack formatter's.
 fn new_plugins(rt: &tokio::runtime::Runtime, host: &PluginHost, ev: &Event, slack_us: f64) {
     use relay::plugin::Incident;
-    let payload = relay::format::Payload {
+    let payload = relay::payload::Payload {
         content_type: "application/json".into(),
         body: bytes::Bytes::from(serde_json::to_vec(ev).expect("event JSON")),
     };

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use crate::deliver::{DeliveryError, OutRequest};
 use crate::event::{Event, now_ms};
-use crate::format::Payload;
+use crate::payload::Payload;
 use crate::plugin::{Incident, Kind, PluginError, PluginHost, Target};
 use crate::webhook::Webhook;
 

@@ -731,7 +731,7 @@ impl PluginHost {
         &self,
         name: &str,
         options: &str,
-        payload: &crate::format::Payload,
+        payload: &crate::payload::Payload,
         target: &Target,
         incident: &Incident,
     ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
@@ -1550,7 +1550,7 @@ mod tests {
     fn a_stateful_destination_gets_the_incident_and_returns_state_changes() {
         let host = host(64, 5000);
         let options = r#"{"company_id":"a","public_key":"p","private_key":"k","client_id":"c","board":"SOC","company":"Acme"}"#;
-        let payload = crate::format::Payload {
+        let payload = crate::payload::Payload {
             content_type: "application/json".into(),
             body: bytes::Bytes::from_static(
                 br#"{"id":"e","type":"t","time":"2026-01-01T00:00:00Z","data":{"status":"resolved"}}"#,
