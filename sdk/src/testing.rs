@@ -16,8 +16,8 @@
 use serde_json::Value;
 
 use crate::{
-    Context, Destination, Event, Formatter, Outcome, Payload, Request, Response, Source, SourceEvent,
-    StatefulDestination, Target, Verdict,
+    Context, Destination, Event, Formatter, Outcome, Payload, Request, Response, Source,
+    SourceEvent, StatefulDestination, Target, Verdict,
 };
 
 /// Event id used by [`event`].

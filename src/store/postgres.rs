@@ -52,9 +52,10 @@ const POOL_SIZE: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema versions, applied in order, each in its own transaction.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE events (
     id          TEXT PRIMARY KEY,
     type        TEXT NOT NULL,
@@ -137,9 +138,10 @@ BEGIN
 END
 $$;
 "#,
-), (
-    2,
-    r#"
+    ),
+    (
+        2,
+        r#"
 CREATE TABLE destination_state (
     webhook_id   TEXT NOT NULL,
     incident_key TEXT NOT NULL,
@@ -148,7 +150,8 @@ CREATE TABLE destination_state (
     PRIMARY KEY (webhook_id, incident_key)
 );
 "#,
-)];
+    ),
+];
 
 fn count_trip(mine: &AtomicU64) {
     crate::metrics::store_round_trip();
