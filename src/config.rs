@@ -67,6 +67,9 @@ pub struct Config {
         deserialize_with = "range::shutdown_grace_ms"
     )]
     pub shutdown_grace_ms: u64,
+    /// Routing and noise control (DESIGN §17): dedup, the catch-all.
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 fn default_shutdown_grace_ms() -> u64 {
@@ -108,6 +111,8 @@ mod range {
     range!(memory_mb, u32, 1, 4096);
     range!(max_connections, usize, 1, 1_000_000);
     range!(header_read_timeout_ms, u64, 100, 600_000);
+    range!(window_s, u64, 1, 7 * 24 * 3600);
+    range!(max_events, u32, 1, 10_000);
 }
 
 fn default_listen() -> Listen {
@@ -500,6 +505,63 @@ pub struct WebhookSpec {
     pub timeout_ms: TimeoutMs,
     #[serde(default = "default_true")]
     pub is_active: bool,
+    /// Batch this webhook's events into digests (DESIGN §17).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
+}
+
+/// `routing:` — rules over all webhooks (DESIGN §17).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// One notification per key per window; repeats are recorded and
+    /// counted on the first event.
+    #[serde(default)]
+    pub dedup: Option<DedupConfig>,
+    /// The webhook (name or id) that gets events no webhook wanted, and
+    /// events whose every delivery ended failed or skipped or waits behind
+    /// a tripped breaker.
+    #[serde(default)]
+    pub catch_all: Option<String>,
+}
+
+/// `routing.dedup`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupConfig {
+    /// A text template (`{{type}}:{{incident_id}}`): events with the same
+    /// rendered key inside one window are one notification.
+    pub key: String,
+    /// How long a key holds from its first event, in seconds.
+    #[serde(deserialize_with = "range::window_s")]
+    pub window_s: u64,
+}
+
+/// A webhook's `digest:`: its events are batched per group into one
+/// delivery of a `digest` event per window.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSpec {
+    /// How long a window stays open from its first event, in seconds.
+    #[serde(deserialize_with = "range::window_s")]
+    pub window_s: u64,
+    /// A window closes early once it holds this many events.
+    #[serde(
+        default = "default_digest_max_events",
+        deserialize_with = "range::max_events"
+    )]
+    pub max_events: u32,
+    /// `data` paths (dotted) whose values make a group: one window per
+    /// distinct combination. Empty: one group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+    /// Events this matcher selects bypass the digest (delivered at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immediate: Option<BTreeMap<String, FilterValues>>,
+}
+
+fn default_digest_max_events() -> u32 {
+    100
 }
 
 fn default_format() -> String {
@@ -1086,6 +1148,19 @@ impl WebhookSpec {
                     .into(),
             );
         }
+        if let Some(d) = &self.digest {
+            if d.group_by.len() > 8 {
+                return err("digest.group_by", "at most 8 fields make a group".into());
+            }
+            for (i, g) in d.group_by.iter().enumerate() {
+                if g.is_empty() || g.split('.').any(str::is_empty) {
+                    return err(
+                        &format!("digest.group_by[{i}]"),
+                        format!("{g:?} is not a data path such as tenant or finding.host"),
+                    );
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -1187,6 +1262,25 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if let Some(name) = &self.routing.catch_all
+            && !self
+                .webhooks
+                .iter()
+                .any(|w| &w.name == name || w.id.as_ref() == Some(name) || &slug(&w.name) == name)
+        {
+            return Err(invalid(
+                "routing.catch_all".into(),
+                format!("{name:?} names no webhook of this file"),
+            ));
+        }
+        if let Some(d) = &self.routing.dedup
+            && d.key.trim().is_empty()
+        {
+            return Err(invalid(
+                "routing.dedup.key".into(),
+                "the key template is empty".into(),
+            ));
         }
         Ok(())
     }

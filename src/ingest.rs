@@ -14,6 +14,7 @@ use crate::config::valid_event_type;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, new_id};
 use crate::history;
+use crate::route::digest;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::Webhooks;
 
@@ -192,6 +193,10 @@ pub struct AcceptedView {
     pub deliveries: u32,
     /// True when this id was seen before: nothing new was created.
     pub duplicate: bool,
+    /// A repeat within `routing.dedup`'s window: stored, not delivered;
+    /// the id of the event it repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deduped_into: Option<String>,
 }
 
 /// Stores the events and their deliveries durably (one transaction for the
@@ -202,14 +207,18 @@ pub async fn accept(
     dispatcher: &Dispatcher,
     events: Vec<Event>,
 ) -> Result<Vec<AcceptedView>, StoreError> {
+    let mut digested = false;
     let planned = events
         .into_iter()
         .map(|e| {
-            let targets = webhooks.targets(&e);
+            let (targets, digests) = route(webhooks, &e);
+            digested |= !digests.is_empty();
             Ok(store::NewEvent {
                 body: store::event_json(&e)?,
                 held: history::held_records(&e, &targets),
+                dedup: webhooks.routing.dedup_key(&e),
                 targets,
+                digests,
                 event: e,
             })
         })
@@ -232,17 +241,51 @@ pub async fn accept(
             .count() as u64,
     );
     let mut views = Vec::with_capacity(results.len());
+    if digested {
+        dispatcher.poke_digests();
+    }
     for ((event, accepted), reserved) in events.zip(results).zip(reservations) {
-        if !accepted.duplicate {
+        // A repeat (dedup) has no delivery: its reservation is dropped.
+        if !accepted.duplicate && accepted.deduped_into.is_none() {
             dispatcher.offer_reserved(&Arc::new(event), reserved);
         }
         views.push(AcceptedView {
             id: accepted.id,
             deliveries: accepted.deliveries,
             duplicate: accepted.duplicate,
+            deduped_into: accepted.deduped_into,
         });
     }
     Ok(views)
+}
+
+/// Where one event goes: deliveries to the webhooks that want it, except
+/// those with a digest that takes it (members instead), plus the catch-all
+/// when nothing wanted it or every delivery starts held.
+fn route(webhooks: &Webhooks, e: &Event) -> (Vec<store::Target>, Vec<store::DigestMember>) {
+    let mut targets = Vec::new();
+    let mut digests = Vec::new();
+    for t in webhooks.targets(e) {
+        let spec = webhooks.get(&t.webhook_id).and_then(|w| {
+            w.spec
+                .digest
+                .as_ref()
+                .filter(|d| digest::is_digested(d, e))
+                .map(|d| digest::member(w, d, e))
+        });
+        match spec {
+            Some(m) => digests.push(m),
+            None => targets.push(t),
+        }
+    }
+    if let Some(t) =
+        webhooks
+            .routing
+            .catch_all_at_ingest(webhooks, &e.id, &targets, !digests.is_empty())
+    {
+        targets.push(t);
+    }
+    (targets, digests)
 }
 
 #[cfg(test)]

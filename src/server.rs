@@ -127,6 +127,8 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         cfg.delivery.clone(),
     );
     dispatcher.start();
+    crate::route::digest::Digester::new(store.clone(), registry.clone(), dispatcher.clone())
+        .start();
     spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(
         store,

@@ -194,6 +194,8 @@ pub struct Webhooks {
     pub list: Vec<Arc<Webhook>>,
     by_id: HashMap<String, Arc<Webhook>>,
     pub default_types: Option<Vec<String>>,
+    /// `routing:` (dedup, catch-all), swapped with the webhooks.
+    pub routing: Arc<crate::route::Settings>,
 }
 
 impl Webhooks {
@@ -238,6 +240,8 @@ pub struct Registry {
     /// value is applied when it changes (and at start), so that an
     /// unrelated rebuild never undoes an API re-enable.
     file_active: Mutex<HashMap<String, bool>>,
+    /// `routing:` as last loaded; every snapshot carries it.
+    routing: ArcSwap<crate::route::Settings>,
 }
 
 /// What a registry rebuild changed that must be stored.
@@ -262,6 +266,7 @@ impl Registry {
             breakers: Mutex::new(breakers),
             first_seen: Mutex::new(first_seen.into_iter().collect()),
             file_active: Mutex::new(HashMap::new()),
+            routing: ArcSwap::from_pointee(crate::route::Settings::default()),
         }
     }
 
@@ -328,6 +333,13 @@ impl Registry {
     ) -> Rebuilt {
         let loaded_at = crate::event::now_ms();
         let mut changes = Rebuilt::default();
+        let files = cfg.file_webhooks();
+        self.routing.store(Arc::new(crate::route::Settings::new(
+            &cfg.routing,
+            files
+                .iter()
+                .map(|w| (w.name.as_str(), w.id.as_deref().unwrap_or_default())),
+        )));
         let mut declared: Vec<Declared> = {
             let mut first_seen = lock(&self.first_seen);
             let mut file_active = lock(&self.file_active);
@@ -391,6 +403,7 @@ impl Registry {
             list,
             by_id,
             default_types,
+            routing: self.routing.load_full(),
         }));
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -218,6 +219,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/webhooks/{id}/test", Access::Admin),
     route("GET", "/api/v1/webhooks/{id}/deliveries", Access::Read),
     route("POST", "/api/v1/deliveries/{id}/resend", Access::Admin),
+    route("POST", "/api/v1/test", Access::Admin),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -243,6 +245,7 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/webhooks/{id}/test") => post(test_webhook),
         ("GET", "/api/v1/webhooks/{id}/deliveries") => get(webhook_deliveries),
         ("POST", "/api/v1/deliveries/{id}/resend") => post(resend_delivery),
+        ("POST", "/api/v1/test") => post(test_all),
         _ => return None,
     })
 }
@@ -633,6 +636,8 @@ async fn test_webhook(
     // Held until the attempt is recorded: the poller leaves this one alone.
     let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
     let new = store::NewEvent {
+        digests: vec![],
+        dedup: None,
         body: store::event_json(&event)?,
         event,
         targets: vec![target.clone()],
@@ -646,6 +651,86 @@ async fn test_webhook(
     let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
     let attempt = s.dispatcher.attempt_now(job).await?;
     Ok(axum::Json(attempt).into_response())
+}
+
+/// How long `POST /api/v1/test` waits for one webhook's attempt beyond
+/// that webhook's own `timeout_ms`.
+const TEST_ALL_SLACK: Duration = Duration::from_secs(5);
+
+/// `POST /api/v1/test`: one test event to every active webhook at once,
+/// bypassing filters, digests and dedup; answers each webhook's recorded
+/// attempt (waiting for each, bounded by its `timeout_ms` plus
+/// [`TEST_ALL_SLACK`]; a webhook whose attempt takes longer is answered
+/// `pending`, its attempt still recorded in its history).
+async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
+    let webhooks = s.registry.load();
+    let active: Vec<Arc<Webhook>> = webhooks
+        .list
+        .iter()
+        .filter(|w| w.breaker.is_active())
+        .cloned()
+        .collect();
+    let event = Event {
+        id: format!("test-{}", new_id()),
+        event_type: "relay.test".into(),
+        time: crate::event::rfc3339_ms(now_ms()),
+        data: json!({
+            "title": "Test event from relay",
+            "severity": "info",
+            "message": "This is a test delivery to every active webhook, sent from the relay admin API.",
+            "test": true
+        }),
+    };
+    let targets: Vec<store::Target> = active
+        .iter()
+        .map(|w| store::Target {
+            delivery_id: new_id(),
+            webhook_id: w.id.clone(),
+            start: store::Start::Due,
+        })
+        .collect();
+    // Held until each attempt is recorded: the poller leaves them alone.
+    let reserved = s.dispatcher.reserve(&targets);
+    let new = store::NewEvent {
+        body: store::event_json(&event)?,
+        event,
+        targets: targets.clone(),
+        held: vec![],
+        digests: vec![],
+        dedup: None,
+    };
+    let (_, mut stored) = s.store.accept(vec![new]).await?;
+    let event = Arc::new(
+        stored
+            .pop()
+            .map(|e| e.event)
+            .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?,
+    );
+    let mut running = tokio::task::JoinSet::new();
+    for (t, w) in targets.into_iter().zip(&active) {
+        let dispatcher = s.dispatcher.clone();
+        let bound = Duration::from_millis(w.spec.timeout_ms.0) + TEST_ALL_SLACK;
+        let job = Job::reserved(t.delivery_id.clone(), t.webhook_id.clone(), event.clone());
+        running.spawn(async move {
+            let result = tokio::time::timeout(bound, dispatcher.attempt_now(job)).await;
+            (t, result)
+        });
+    }
+    let mut results = Vec::with_capacity(active.len());
+    while let Some(done) = running.join_next().await {
+        let Ok((t, result)) = done else { continue };
+        results.push(match result {
+            Ok(Ok(attempt)) => json!({"webhook_id": t.webhook_id, "delivery_id": t.delivery_id, "attempt": attempt}),
+            Ok(Err(e)) => json!({"webhook_id": t.webhook_id, "delivery_id": t.delivery_id, "status": "pending", "error": e.to_string()}),
+            Err(_) => json!({"webhook_id": t.webhook_id, "delivery_id": t.delivery_id, "status": "pending", "error": "no attempt recorded in time; see the webhook's history"}),
+        });
+    }
+    drop(reserved);
+    results.sort_by(|a, b| a["webhook_id"].as_str().cmp(&b["webhook_id"].as_str()));
+    Ok(
+        axum::Json(json!({"event_id": event.id, "webhooks": results.len(), "data": results}))
+            .into_response(),
+    )
 }
 
 async fn resend_delivery(

@@ -66,6 +66,71 @@ pub struct NewEvent {
     pub body: String,
     pub targets: Vec<Target>,
     pub held: Vec<Attempt>,
+    /// Digest windows this event joins instead of a delivery (DESIGN §17).
+    pub digests: Vec<DigestMember>,
+    /// The dedup key of `routing.dedup`: when another event holds the key
+    /// in an open window, this one is stored as a repeat of it and gets no
+    /// delivery and joins no digest.
+    pub dedup: Option<DedupKey>,
+}
+
+/// An event's membership in its webhook's open digest window for a group.
+/// The window opens with its first member and closes `window_ms` later, or
+/// as soon as it holds `max_events` members.
+#[derive(Debug, Clone)]
+pub struct DigestMember {
+    pub webhook_id: String,
+    /// The group's values as JSON (`{"tenant": "acme"}`): its identity.
+    pub group: String,
+    pub window_ms: i64,
+    pub max_events: u32,
+}
+
+/// A rendered dedup key and the window it holds for.
+#[derive(Debug, Clone)]
+pub struct DedupKey {
+    pub key: String,
+    pub window_ms: i64,
+}
+
+/// A digest window that is due to close (its time has come, or it is
+/// full), with its members in arrival order.
+#[derive(Debug, Clone)]
+pub struct SealedDigest {
+    pub id: String,
+    pub webhook_id: String,
+    /// The group's values as JSON.
+    pub group: String,
+    pub opened_at_ms: i64,
+    pub members: Vec<Event>,
+}
+
+/// What [`Storage::due_digests`](super::Storage::due_digests) found.
+#[derive(Debug, Clone, Default)]
+pub struct DueDigests {
+    /// Windows to close now (full, or past their end), oldest first.
+    pub due: Vec<String>,
+    /// The earliest end of a window still open, if any.
+    pub next_close_ms: Option<i64>,
+}
+
+/// What routing stored about one event (for its explanation): the event
+/// it repeats (dedup), how many repeats it absorbed, and the digests it
+/// joined as (webhook id, digest id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingRecord {
+    pub deduped_into: Option<String>,
+    pub repeats: u64,
+    pub digests: Vec<(String, String)>,
+}
+
+/// The delivery id of an event's catch-all delivery: the same for every
+/// instance and every attempt, so the catch-all is created at most once per
+/// event (the insert is ignored when the row exists).
+pub fn catch_all_delivery_id(event_id: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(event_id.as_bytes());
+    format!("catch-all-{}", hex::encode(&hash[..16]))
 }
 
 /// The result of accepting one event.
@@ -79,6 +144,9 @@ pub struct Accepted {
     /// Deliveries stored as skipped (webhook disabled) or paused (breaker
     /// tripped).
     pub held: Vec<Held>,
+    /// The event was a repeat of this one within its dedup window: stored,
+    /// with no delivery.
+    pub deduped_into: Option<String>,
 }
 
 /// The stored form of an event (its JSON). Made by the caller before the
@@ -254,6 +322,11 @@ pub struct AttemptRecord {
     /// The delivery's next due time: `Some` for a retry, `None` once final.
     pub due_at: Option<i64>,
     pub breaker: BreakerChange,
+    /// `routing.catch_all`'s delivery of this event, created (once per
+    /// event) in the same transaction when this attempt leaves every
+    /// delivery of the event failed, skipped or paused (and the event is
+    /// in no digest). `None`: no catch-all, or this is its own delivery.
+    pub catch_all: Option<Target>,
 }
 
 /// What an attempt's outcome does to its webhook's circuit breaker. Applied
