@@ -505,6 +505,15 @@ pub struct WebhookSpec {
     pub timeout_ms: TimeoutMs,
     #[serde(default = "default_true")]
     pub is_active: bool,
+    /// How the relay authenticates its requests (OAuth2 client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<WebhookAuth>,
+    /// Sender and recipients of an `smtp://` / `smtps://` webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailSpec>,
+    /// `smtp://` without STARTTLS; only to a host in `network.allow_private`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext: bool,
     /// Batch this webhook's events into digests (DESIGN §17).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<DigestSpec>,
@@ -562,6 +571,69 @@ pub struct DigestSpec {
 
 fn default_digest_max_events() -> u32 {
     100
+}
+
+/// `auth:` of a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAuth {
+    pub oauth2: OAuth2Config,
+}
+
+/// OAuth2 client credentials (RFC 6749 §4.4): the relay fetches a token from
+/// `token_url` and sends it as `Authorization: Bearer …`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// `https://` (or `http://` with `network.allow_http`).
+    pub token_url: WebhookUrl,
+    pub client_id: EnvString,
+    pub client_secret: Secret,
+    /// Space-separated scopes; left out of the token request when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<EnvString>,
+    /// How the client authenticates to the token endpoint: `body`
+    /// (`client_id` and `client_secret` form fields, the default) or
+    /// `basic` (HTTP Basic).
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    #[default]
+    Body,
+    Basic,
+}
+
+/// `email:` of an `smtp://` / `smtps://` webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSpec {
+    /// `alerts@example.com` or `Relay <alerts@example.com>`.
+    pub from: EnvString,
+    pub to: Vec<EnvString>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<EnvString>,
+    /// SMTP login; the password is the webhook's `secret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<EnvString>,
+}
+
+/// The spec as stored JSON of an API webhook: like its `Serialize` output
+/// but with the OAuth2 client secret itself (the webhook `secret` is kept
+/// apart by the caller).
+pub fn reveal_auth_secret(spec: &WebhookSpec, m: &mut serde_json::Map<String, serde_json::Value>) {
+    if let Some(auth) = &spec.auth
+        && let Some(serde_json::Value::Object(a)) = m.get_mut("auth")
+        && let Some(serde_json::Value::Object(o)) = a.get_mut("oauth2")
+    {
+        o.insert(
+            "client_secret".into(),
+            serde_json::Value::String(auth.oauth2.client_secret.expose().to_owned()),
+        );
+    }
 }
 
 fn default_format() -> String {
@@ -691,6 +763,10 @@ impl<'de> Deserialize<'de> for Secret {
 /// into an error message, a log line or a viewer's response. Works on text
 /// that is not a valid URL too.
 pub fn redact_url(url: &str) -> String {
+    if url.starts_with("unix://") {
+        // A socket path on this host: no credential in it.
+        return url.to_owned();
+    }
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (Some(s), r),
         None => (None, url),
@@ -729,15 +805,35 @@ impl WebhookUrl {
             Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
             None => raw.to_owned(),
         };
+        if let Some(path) = url.strip_prefix("unix://") {
+            // The host's own syslog socket: an absolute path, no host.
+            if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', '\0']) {
+                return Err(format!(
+                    "url: {url:?} is not a socket path; write unix:///dev/log (unix:// and an absolute path)"
+                ));
+            }
+            return Ok(WebhookUrl {
+                url,
+                host_from_env: false,
+            });
+        }
         // Errors show scheme://host only: paths and queries carry credentials.
         let shown = redact_url(&url);
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("url: {shown:?} is not a valid URL ({e})"))?;
         let scheme = uri.scheme_str().unwrap_or("");
-        if !matches!(scheme, "https" | "http" | "udp" | "tcp" | "tls") {
+        if !matches!(
+            scheme,
+            "https" | "http" | "udp" | "tcp" | "tls" | "smtp" | "smtps"
+        ) {
             return Err(format!(
-                "url: {shown:?} has scheme {scheme:?}; use https:// (http:// with network.allow_http), or udp://, tcp://, tls:// for syslog"
+                "url: {shown:?} has scheme {scheme:?}; use https:// (http:// with network.allow_http), udp://, tcp://, tls:// or unix:// for syslog, smtp:// or smtps:// for email"
+            ));
+        }
+        if matches!(scheme, "smtp" | "smtps") && !matches!(uri.path(), "" | "/") {
+            return Err(format!(
+                "url: {shown:?}: an email URL is smtp://host[:port] or smtps://host[:port], without a path"
             ));
         }
         let host = uri.host().unwrap_or("");
@@ -1159,6 +1255,129 @@ impl WebhookSpec {
                         format!("{g:?} is not a data path such as tenant or finding.host"),
                     );
                 }
+            }
+        }
+        self.validate_channels(ctx)
+            .map_err(|(f, m)| (format!("{field}.{f}"), m))
+    }
+
+    /// The rules of `auth`, `email`, `allow_plaintext` and the `smtp`,
+    /// `smtps` and `unix` schemes (DESIGN §18). Errors name the field
+    /// relative to the webhook.
+    fn validate_channels(&self, ctx: &ValidationContext<'_>) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_owned(), m));
+        let scheme = self.url.scheme();
+        let email = matches!(scheme, "smtp" | "smtps");
+        let http = matches!(scheme, "http" | "https");
+        if let Some(auth) = &self.auth {
+            if !http {
+                return err(
+                    "auth",
+                    format!("OAuth2 authenticates HTTP requests; a {scheme}:// URL takes no auth"),
+                );
+            }
+            let t = &auth.oauth2.token_url;
+            match t.scheme() {
+                "https" => {}
+                "http" if ctx.allow_http => {}
+                "http" => {
+                    return err(
+                        "auth.oauth2.token_url",
+                        format!(
+                            "{:?} uses http://; use https:// or set network.allow_http: true",
+                            t.redacted()
+                        ),
+                    );
+                }
+                other => {
+                    return err(
+                        "auth.oauth2.token_url",
+                        format!(
+                            "{:?} has scheme {other:?}; a token endpoint is https://",
+                            t.redacted()
+                        ),
+                    );
+                }
+            }
+            if let Some(ip) = t.literal_ip()
+                && let Err(why) = crate::deliver::Guard::new(ctx.allow_private.to_vec()).check(ip)
+            {
+                return err(
+                    "auth.oauth2.token_url",
+                    format!(
+                        "{:?} points at {ip}, which is {why}; add it to network.allow_private to allow it",
+                        t.redacted()
+                    ),
+                );
+            }
+            if auth.oauth2.client_id.0.is_empty() {
+                return err("auth.oauth2.client_id", "must not be empty".into());
+            }
+        }
+        if email || scheme == "unix" {
+            if let Some(d) = &self.destination {
+                return err(
+                    "destination",
+                    format!("a {scheme}:// URL takes no destination plugin (got {d:?})"),
+                );
+            }
+        }
+        if scheme == "unix" && self.format != "syslog" {
+            return err(
+                "format",
+                format!(
+                    "a unix:// syslog socket gets RFC 5424 messages: use format: syslog (not {:?})",
+                    self.format
+                ),
+            );
+        }
+        if !email && self.email.is_some() {
+            return err(
+                "email",
+                format!("only an smtp:// or smtps:// URL takes email (this one is {scheme}://)"),
+            );
+        }
+        if self.allow_plaintext && scheme != "smtp" {
+            return err(
+                "allow_plaintext",
+                format!("only for smtp:// URLs (this one is {scheme}://)"),
+            );
+        }
+        if email {
+            let Some(e) = &self.email else {
+                return err(
+                    "email",
+                    format!("an {scheme}:// URL needs email: {{from, to: [...]}}"),
+                );
+            };
+            if self.format == "json" {
+                return err(
+                    "format",
+                    "an email URL needs a formatter that writes a subject, text and HTML (format: email)"
+                        .into(),
+                );
+            }
+            if e.to.is_empty() {
+                return err("email.to", "needs at least one recipient".into());
+            }
+            crate::deliver::email::check_mailbox(&e.from.0)
+                .map_err(|m| ("email.from".to_owned(), m))?;
+            for (list, name) in [(&e.to, "to"), (&e.cc, "cc")] {
+                for (i, a) in list.iter().enumerate() {
+                    crate::deliver::email::check_mailbox(&a.0)
+                        .map_err(|m| (format!("email.{name}[{i}]"), m))?;
+                }
+            }
+            if self.allow_plaintext
+                && let Some(ip) = self.url.literal_ip()
+                && !ctx.allow_private.iter().any(|n| n.contains(&ip))
+            {
+                return err(
+                    "allow_plaintext",
+                    format!(
+                        "plaintext SMTP is only allowed to a host in network.allow_private, and {ip} is not in it"
+                    ),
+                );
             }
         }
         Ok(())

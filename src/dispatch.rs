@@ -780,12 +780,47 @@ impl Inner {
                     body: Default::default(),
                 });
             }
+            Prepared::LocalSyslog(message) => {
+                crate::deliver::local_syslog::send(
+                    w.spec.url.as_str(),
+                    message.to_vec(),
+                    Duration::from_millis(w.spec.timeout_ms.0),
+                )
+                .await?;
+                return Ok(InResponse {
+                    status: 0,
+                    headers: vec![],
+                    body: Default::default(),
+                });
+            }
+            Prepared::Email(out) => {
+                self.deliverer
+                    .send_email(
+                        w.spec.url.as_str(),
+                        &out,
+                        w.spec.allow_plaintext,
+                        w.spec
+                            .email
+                            .as_ref()
+                            .and_then(|e| e.username.as_ref())
+                            .map(|u| u.0.as_str())
+                            .zip(w.spec.secret.as_ref().map(|s| s.expose())),
+                        Duration::from_millis(w.spec.timeout_ms.0),
+                    )
+                    .await?;
+                return Ok(InResponse {
+                    status: 0,
+                    headers: vec![],
+                    body: Default::default(),
+                });
+            }
             Prepared::Http(requests) => requests,
         };
         let destination = destination_of(w, &self.plugins);
         let mut last = None;
         for request in requests {
-            let response = self.deliverer.send_http(request).await?;
+            let auth = w.spec.auth.as_ref().map(|a| &a.oauth2);
+            let response = self.deliverer.send_http_as(&w.id, auth, request).await?;
             let host = host_of(w.spec.url.as_str());
             match &destination {
                 None if (200..300).contains(&response.status) => {}

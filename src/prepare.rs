@@ -21,6 +21,11 @@ pub enum Prepared {
     Http(Vec<OutRequest>),
     /// One syslog message for a `udp://`, `tcp://` or `tls://` URL.
     Syslog(Bytes),
+    /// One email for an `smtp://` or `smtps://` URL.
+    Email(crate::deliver::email::Outgoing),
+    /// One RFC 5424 message for the host's syslog socket (`unix://`),
+    /// made by the `syslog` crate's formatter.
+    LocalSyslog(Bytes),
 }
 
 /// The destination plugin a webhook uses: the one it names, or else a
@@ -103,6 +108,20 @@ pub async fn prepare(
     if matches!(spec.url.scheme(), "udp" | "tcp" | "tls") {
         let payload = crate::format::format(w, event, plugins, warnings).await?;
         return Ok(Prepared::Syslog(payload.body));
+    }
+    if spec.url.scheme() == "unix" {
+        return crate::deliver::local_syslog::compose(event, &w.format_options)
+            .map(|m| Prepared::LocalSyslog(m.into()));
+    }
+    if matches!(spec.url.scheme(), "smtp" | "smtps") {
+        let Some(email) = &spec.email else {
+            return Err(DeliveryError::Config(
+                "an smtp:// or smtps:// webhook needs email: {from, to}".into(),
+            ));
+        };
+        let payload = crate::format::format(w, event, plugins, warnings).await?;
+        return crate::deliver::email::compose(email, &payload.body, delivery_id)
+            .map(Prepared::Email);
     }
     let method = spec.method.as_http();
     let mut headers = render_headers(w, event, warnings)?;

@@ -44,7 +44,8 @@ impl Rendered {
     /// The bodies, exactly as sent (several requests are separated by a newline).
     pub fn bodies(&self) -> Vec<u8> {
         match &self.0 {
-            Prepared::Syslog(m) => m.to_vec(),
+            Prepared::Syslog(m) | Prepared::LocalSyslog(m) => m.to_vec(),
+            Prepared::Email(e) => e.message.to_vec(),
             Prepared::Http(reqs) => {
                 let mut out = Vec::new();
                 for (i, r) in reqs.iter().enumerate() {
@@ -61,7 +62,15 @@ impl Rendered {
     /// Method, URL and headers before each body.
     pub fn verbose(&self) -> Vec<u8> {
         match &self.0 {
-            Prepared::Syslog(m) => m.to_vec(),
+            Prepared::Syslog(m) | Prepared::LocalSyslog(m) => m.to_vec(),
+            Prepared::Email(e) => {
+                let rcpt: Vec<String> = e.envelope.to().iter().map(|a| a.to_string()).collect();
+                let from = e.envelope.from().map(|a| a.to_string()).unwrap_or_default();
+                let mut out =
+                    format!("MAIL FROM:<{from}>\nRCPT TO:<{}>\n\n", rcpt.join(">, <")).into_bytes();
+                out.extend_from_slice(&e.message);
+                out
+            }
             Prepared::Http(reqs) => {
                 let mut out = Vec::new();
                 for r in reqs {
@@ -171,7 +180,7 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
                 options_from_pairs(&pairs)?,
             )
         };
-    let spec: WebhookSpec = serde_json::from_value(json!({
+    let mut described = json!({
         "id": "render",
         "name": "render",
         "url": req.url,
@@ -179,8 +188,22 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
         "options": format_options,
         "destination": destination,
         "destination_options": destination_options,
-    }))
-    .map_err(|e| format!("cannot describe the webhook: {e}"))?;
+    });
+    let scheme = req
+        .url
+        .split("://")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if matches!(scheme.as_str(), "smtp" | "smtps") {
+        // Placeholder addresses: render shows the message, not a real send.
+        described["email"] = json!({
+            "from": "relay@example.invalid",
+            "to": ["recipient@example.invalid"],
+        });
+    }
+    let spec: WebhookSpec = serde_json::from_value(described)
+        .map_err(|e| format!("cannot describe the webhook: {e}"))?;
     let registry = Registry::single(spec);
     let webhooks = registry.load();
     let webhook: Arc<_> = webhooks

@@ -41,6 +41,90 @@ pub struct CardOptions {
     pub link_field: Option<String>,
     /// Label of the link button.
     pub button_text: Option<String>,
+    /// `auto` (default: the incident layout for events with the seed's
+    /// incident variables, see [`CardOptions::is_incident`]), `incident` or
+    /// `list` (title, text, one list of fields).
+    pub layout: Option<Layout>,
+    /// Data path of the "Steps taken" section (default `steps_taken`).
+    pub steps_taken_field: Option<String>,
+    /// Data path of the "Next steps" section (default `next_steps`).
+    pub next_steps_field: Option<String>,
+    /// Data path of the severity that gives the card its emphasis
+    /// (default `severity`).
+    pub severity_field: Option<String>,
+}
+
+/// Which layout a card formatter uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Auto,
+    Incident,
+    List,
+}
+
+/// Data keys that make an event an incident in the `auto` layout (the
+/// seed's notification variables).
+pub const INCIDENT_KEYS: &[&str] = &[
+    "incident_link",
+    "steps_taken",
+    "next_steps",
+    "incident_time_utc",
+];
+/// The incident details shown first, with their labels.
+pub const INCIDENT_DETAILS: &[(&str, &str)] = &[
+    ("tenant_name", "Tenant"),
+    ("user_name", "Affected identity"),
+    ("incident_time_utc", "Time (UTC)"),
+];
+/// Data paths tried, in order, for an incident's link.
+pub const INCIDENT_LINK_FIELDS: &[&str] = &["incident_link", "url", "link"];
+/// Data paths tried, in order, for an incident's summary (the header).
+pub const INCIDENT_TITLE_FIELDS: &[&str] = &["title", "text"];
+
+/// How loud a card is: from the event's severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// Common names (`critical`, `high`, `medium`/`moderate`/`warning`,
+    /// `low`, anything else info), case-insensitive; numbers as CVSS-like
+    /// scores (≥ 9 critical, ≥ 7 high, ≥ 4 medium, > 0 low).
+    pub fn of(text: &str) -> Severity {
+        let t = text.trim().to_ascii_lowercase();
+        if let Ok(n) = t.parse::<f64>() {
+            return match n {
+                n if n >= 9.0 => Severity::Critical,
+                n if n >= 7.0 => Severity::High,
+                n if n >= 4.0 => Severity::Medium,
+                n if n > 0.0 => Severity::Low,
+                _ => Severity::Info,
+            };
+        }
+        match t.as_str() {
+            "critical" | "crit" | "emergency" | "emerg" | "fatal" | "p1" | "sev1" => {
+                Severity::Critical
+            }
+            "high" | "error" | "err" | "major" | "p2" | "sev2" => Severity::High,
+            "medium" | "moderate" | "warning" | "warn" | "p3" | "sev3" => Severity::Medium,
+            "low" | "minor" | "notice" | "p4" | "sev4" => Severity::Low,
+            _ => Severity::Info,
+        }
+    }
+}
+
+/// One incident section ("Steps taken", "Next steps"): its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steps {
+    pub heading: &'static str,
+    /// One entry per step: a list's items, or a text's lines.
+    pub items: Vec<String>,
 }
 
 impl CardOptions {
@@ -63,7 +147,104 @@ impl CardOptions {
         {
             return Err(format!("invalid options: fields[{i}]: must not be empty"));
         }
+        for (name, value) in [
+            ("steps_taken_field", &options.steps_taken_field),
+            ("next_steps_field", &options.next_steps_field),
+            ("severity_field", &options.severity_field),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("invalid options: {name}: must not be empty"));
+            }
+        }
         Ok(options)
+    }
+
+    /// Whether `event` gets the incident layout: always with `layout:
+    /// incident`, never with `list`, and with `auto` (the default) when its
+    /// data has one of [`INCIDENT_KEYS`] (or the configured steps fields).
+    pub fn is_incident(&self, event: &Event) -> bool {
+        match self.layout.unwrap_or(Layout::Auto) {
+            Layout::Incident => true,
+            Layout::List => false,
+            Layout::Auto => {
+                INCIDENT_KEYS.iter().any(|k| event.get(k).is_some())
+                    || [&self.steps_taken_field, &self.next_steps_field]
+                        .into_iter()
+                        .flatten()
+                        .any(|p| event.get(p).is_some())
+            }
+        }
+    }
+
+    /// An incident's summary path: the configured title, else the first of
+    /// [`INCIDENT_TITLE_FIELDS`] present, else `title`.
+    pub fn incident_title_path<'a>(&'a self, event: &Event) -> &'a str {
+        first_present(event, self.title_field.as_deref(), INCIDENT_TITLE_FIELDS).unwrap_or("title")
+    }
+
+    /// An incident's link path: the configured one, else the first of
+    /// [`INCIDENT_LINK_FIELDS`] present.
+    pub fn incident_link_path<'a>(&'a self, event: &Event) -> Option<&'a str> {
+        first_present(event, self.link_field.as_deref(), INCIDENT_LINK_FIELDS)
+    }
+
+    /// The data paths of the two step sections.
+    pub fn steps_paths(&self) -> [&str; 2] {
+        [
+            self.steps_taken_field.as_deref().unwrap_or("steps_taken"),
+            self.next_steps_field.as_deref().unwrap_or("next_steps"),
+        ]
+    }
+
+    /// "Steps taken" and "Next steps", when the event has them.
+    pub fn steps(&self, event: &Event) -> Vec<Steps> {
+        let [taken, next] = self.steps_paths();
+        [(taken, "Steps taken"), (next, "Next steps")]
+            .into_iter()
+            .filter_map(|(path, heading)| {
+                let items: Vec<String> = match event.get(path)? {
+                    Value::Array(items) => items.iter().filter_map(scalar_text).collect(),
+                    other => scalar_text(other)?.lines().map(str::to_owned).collect(),
+                };
+                let items: Vec<String> = items
+                    .into_iter()
+                    .map(|i| crate::text::one_line(&i))
+                    .filter(|i| !i.is_empty())
+                    .collect();
+                (!items.is_empty()).then_some(Steps { heading, items })
+            })
+            .collect()
+    }
+
+    /// The event's severity (at `severity_field`), when it has one.
+    pub fn severity(&self, event: &Event) -> Option<(String, Severity)> {
+        let text = event.text(self.severity_field.as_deref().unwrap_or("severity"))?;
+        let text = crate::text::one_line(&text);
+        (!text.is_empty()).then(|| {
+            let level = Severity::of(&text);
+            (text, level)
+        })
+    }
+
+    /// An incident's details as `(label, value)`: the configured `fields`,
+    /// else [`INCIDENT_DETAILS`] first (with their labels), then the other
+    /// fields as [`CardOptions::fields`] picks them, leaving out `used` and
+    /// the step sections.
+    pub fn incident_details(&self, event: &Event, used: &[Option<&str>]) -> Vec<(String, String)> {
+        let [taken, next] = self.steps_paths();
+        let mut skip: Vec<Option<&str>> = used.to_vec();
+        skip.extend([Some(taken), Some(next)]);
+        if self.fields.is_some() {
+            return self.fields(event, &skip);
+        }
+        let mut out: Vec<(String, String)> = INCIDENT_DETAILS
+            .iter()
+            .filter(|(p, _)| !skip.contains(&Some(*p)))
+            .filter_map(|(p, label)| Some(((*label).to_owned(), event.text(p)?)))
+            .collect();
+        skip.extend(INCIDENT_DETAILS.iter().map(|(p, _)| Some(*p)));
+        out.extend(self.fields(event, &skip));
+        out
     }
 
     /// The data path of the title.

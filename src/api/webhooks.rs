@@ -126,6 +126,13 @@ pub fn webhook_view(w: &Webhook, role: Role) -> Value {
                 }
             }
             m.insert("url".into(), json!(w.spec.url.redacted()));
+            if let (Some(auth), Some(Value::Object(o))) = (
+                &w.spec.auth,
+                m.get_mut("auth").and_then(|a| a.get_mut("oauth2")),
+            ) {
+                // A token URL's path can name the tenant (Entra ID).
+                o.insert("token_url".into(), json!(auth.oauth2.token_url.redacted()));
+            }
         }
     }
     v
@@ -223,6 +230,15 @@ fn refuse_interpolation(value: &Value) -> Result<(), ApiError> {
             && bad(v)
         {
             return Err(invalid(field, why));
+        }
+    }
+    if let Some(Value::Object(o)) = value.pointer("/auth/oauth2") {
+        for (name, v) in o {
+            if let Value::String(v) = v
+                && bad(v)
+            {
+                return Err(invalid(&format!("auth.oauth2.{name}"), why));
+            }
         }
     }
     if let Some(Value::Object(h)) = value.get("headers") {
@@ -389,6 +405,7 @@ fn spec_with_secret(spec: &WebhookSpec) -> Map<String, Value> {
         _ => Map::new(),
     };
     m.remove("id");
+    crate::config::reveal_auth_secret(spec, &mut m);
     match &spec.secret {
         Some(secret) => {
             m.insert("secret".into(), json!(secret.expose()));

@@ -60,6 +60,14 @@ pub enum DeliveryError {
         message: String,
         retryable: bool,
     },
+    /// The mail server refused with an SMTP reply: 4xx (transient) is
+    /// retried, 5xx (permanent) fails the delivery.
+    #[error("{host} answered SMTP {code}: {message}")]
+    Smtp {
+        host: String,
+        code: u16,
+        message: String,
+    },
     /// The webhook's configuration cannot produce a request.
     #[error("configuration error: {0}")]
     Config(String),
@@ -82,6 +90,7 @@ impl DeliveryError {
             DeliveryError::Timeout { .. } => "timeout",
             DeliveryError::Status { .. } | DeliveryError::Rejected { .. } => "http_status",
             DeliveryError::Plugin { .. } => "plugin",
+            DeliveryError::Smtp { .. } => "smtp_status",
             DeliveryError::Config(_) => "config",
             DeliveryError::Blocked { .. } => "blocked",
         }
@@ -92,7 +101,8 @@ impl DeliveryError {
             DeliveryError::Network { .. }
             | DeliveryError::Timeout { .. }
             | DeliveryError::Status { .. }
-            | DeliveryError::Rejected { .. } => Origin::Upstream,
+            | DeliveryError::Rejected { .. }
+            | DeliveryError::Smtp { .. } => Origin::Upstream,
             DeliveryError::Plugin { .. } => Origin::Plugin,
             DeliveryError::Config(_) | DeliveryError::Blocked { .. } => Origin::Relay,
         }
@@ -105,6 +115,7 @@ impl DeliveryError {
         match self {
             DeliveryError::Network { .. } | DeliveryError::Timeout { .. } => true,
             DeliveryError::Status { status, .. } => status_is_retryable(*status),
+            DeliveryError::Smtp { code, .. } => (400..500).contains(code),
             DeliveryError::Rejected { retryable, .. } | DeliveryError::Plugin { retryable, .. } => {
                 *retryable
             }

@@ -33,6 +33,54 @@ impl Guard {
         }
         Err(why)
     }
+
+    /// Whether `ip` is inside one of the `network.allow_private` networks
+    /// (not merely public): where plaintext SMTP may go.
+    pub fn lists(&self, ip: IpAddr) -> bool {
+        let canonical = canonical(ip);
+        self.allow
+            .iter()
+            .any(|net| net.contains(&ip) || net.contains(&canonical))
+    }
+
+    /// Resolves `host` and keeps the addresses this guard allows, in order.
+    /// `shown` names the destination in errors (`host:port`). Refused when
+    /// every address is forbidden ([`DeliveryError::Blocked`]).
+    pub async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        shown: &str,
+    ) -> Result<Vec<std::net::SocketAddr>, super::DeliveryError> {
+        let network = |reason: String| super::DeliveryError::Network {
+            host: shown.to_owned(),
+            reason,
+        };
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| network(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        let mut refused = None;
+        let allowed: Vec<std::net::SocketAddr> = addrs
+            .into_iter()
+            .filter(|a| match self.check(a.ip()) {
+                Ok(()) => true,
+                Err(why) => {
+                    refused.get_or_insert((a.ip(), why));
+                    false
+                }
+            })
+            .collect();
+        match (allowed.is_empty(), refused) {
+            (false, _) => Ok(allowed),
+            (true, Some((addr, why))) => Err(super::DeliveryError::Blocked {
+                host: shown.to_owned(),
+                addr,
+                why,
+            }),
+            (true, None) => Err(network(format!("{host} resolved to no address"))),
+        }
+    }
 }
 
 /// An IPv4 address embedded in IPv6 (mapped, NAT64, 6to4) as itself.

@@ -2,9 +2,12 @@
 //! (body already formatted and signed) and reports a response or a
 //! [`DeliveryError`].
 
+pub mod email;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod local_syslog;
+pub mod oauth2;
 pub mod syslog;
 pub mod tls;
 
@@ -44,6 +47,8 @@ pub struct Deliverer {
     tls: Arc<ArcSwap<rustls::ClientConfig>>,
     /// The `network.ca_file` path and contents `tls` was built from.
     ca: Arc<Mutex<Option<CaSource>>>,
+    /// OAuth2 access tokens, per webhook.
+    tokens: oauth2::Tokens,
 }
 
 impl Deliverer {
@@ -62,6 +67,7 @@ impl Deliverer {
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             tls,
             ca: Arc::default(),
+            tokens: oauth2::Tokens::default(),
         }
     }
 
@@ -147,6 +153,74 @@ impl Deliverer {
             }
         }
         self.http.load_full().send(req).await
+    }
+
+    /// Like [`Deliverer::send_http`], with `Authorization: Bearer <token>`
+    /// from the webhook's OAuth2 client when it has one (`oauth2::Tokens`
+    /// caches the token per webhook). A 401 answer drops that token and the
+    /// request is sent once more with a new one.
+    pub async fn send_http_as(
+        &self,
+        webhook_id: &str,
+        auth: Option<&crate::config::OAuth2Config>,
+        req: OutRequest,
+    ) -> Result<InResponse, DeliveryError> {
+        let Some(config) = auth else {
+            return self.send_http(req).await;
+        };
+        let timeout = req.timeout;
+        let fetch = |r| self.send_http(r);
+        let token = self
+            .tokens
+            .get(webhook_id, config, None, timeout, fetch)
+            .await?;
+        let mut first = req.clone();
+        token.apply(&mut first);
+        let response = self.send_http(first).await?;
+        if response.status != 401 {
+            return Ok(response);
+        }
+        let fetch = |r| self.send_http(r);
+        let token = self
+            .tokens
+            .get(webhook_id, config, Some(&token), timeout, fetch)
+            .await?;
+        let mut again = req;
+        token.apply(&mut again);
+        self.send_http(again).await
+    }
+
+    /// Sends one email to `smtp://` / `smtps://` `url` (see [`email::send`]):
+    /// through the SSRF guard, trusting `network.ca_file` too; `login` is
+    /// `email.username` with the webhook's secret.
+    pub async fn send_email(
+        &self,
+        url: &str,
+        out: &email::Outgoing,
+        allow_plaintext: bool,
+        login: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Result<(), DeliveryError> {
+        let guard = self.guard.load_full();
+        let ca_pem = self
+            .ca
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, pem)| pem.clone());
+        let options = email::SendOptions {
+            guard: &guard,
+            ca_pem: ca_pem.as_deref(),
+            allow_plaintext,
+            login,
+            timeout,
+        };
+        email::send(url, out, &options).await
+    }
+
+    /// OAuth2 token requests sent so far.
+    pub fn token_fetches(&self) -> u64 {
+        self.tokens.fetches()
     }
 
     /// Sends one syslog message (RFC 5424, unframed) to `udp://host:port`

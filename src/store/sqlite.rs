@@ -850,7 +850,11 @@ fn save_api_webhook(conn: &Connection, w: &StoredWebhook) -> Result<(), StoreErr
         .ok_or_else(|| StoreError::Conflict("a stored webhook needs an id".into()))?;
     let mut spec = w.spec.clone();
     let secret = spec.secret.take();
-    let json = serde_json::to_string(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut value = serde_json::to_value(&spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let serde_json::Value::Object(m) = &mut value {
+        crate::config::reveal_auth_secret(&spec, m);
+    }
+    let json = value.to_string();
     conn.prepare_cached(
         "INSERT INTO api_webhooks (id, spec, secret, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET spec = ?2, secret = ?3, updated_at = ?5",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party validators the plugin tests run (DESIGN.md §15):
 #   - PyPI: slack_sdk (Block Kit), cefevent (CEF, strict mode),
-#           openapi-spec-validator, prometheus-client (tests/admin.rs) -> requirements.txt
+#           openapi-spec-validator, prometheus-client (tests/admin.rs),
+#           aiosmtpd (tests/email.rs's SMTP server) -> requirements.txt
 #   - npm:  adaptivecards 3.x (Adaptive Cards, under Node)      -> package-lock.json
 # Idempotent: pinned pip requirements already satisfied are left alone, and
 # `npm ci` reinstalls node_modules/ here from the lockfile.
@@ -18,6 +19,6 @@ PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-versi
     -r "$here/requirements.txt"
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 
-"$python" -c 'import slack_sdk, cefevent, openapi_spec_validator, prometheus_client' \
+"$python" -c 'import slack_sdk, cefevent, openapi_spec_validator, prometheus_client, aiosmtpd' \
     && (cd "$here" && node -e 'require("adaptivecards/dist/adaptivecards.js")') \
-    && echo "validators installed: slack_sdk, cefevent, openapi-spec-validator, prometheus-client (pip), adaptivecards (npm, $here/node_modules)"
+    && echo "validators installed: slack_sdk, cefevent, openapi-spec-validator, prometheus-client, aiosmtpd (pip), adaptivecards (npm, $here/node_modules)"

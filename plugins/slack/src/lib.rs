@@ -16,10 +16,22 @@
 //! | `title_field` | `title` | data path of the header text (falls back to the event type) |
 //! | `text_field` | `description`, `summary`, `message` | data path of the section text |
 //! | `fields` | well-known keys, then the other scalar fields | data paths shown as fields |
-//! | `link_field` | `url`, `link` | data path of the button link |
-//! | `button_text` | `View event` | button label |
+//! | `link_field` | `url`, `link` (incident: `incident_link` first) | data path of the button link |
+//! | `button_text` | `View event` (incident: `View incident`) | button label |
+//! | `layout` | `auto` | `incident`, `list`, or `auto`: incident when the data has `incident_link`, `steps_taken`, `next_steps` or `incident_time_utc` |
+//! | `steps_taken_field` | `steps_taken` | data path of "Steps taken" (text or list) |
+//! | `next_steps_field` | `next_steps` | data path of "Next steps" (text or list) |
+//! | `severity_field` | `severity` | data path of the severity that sets the emphasis |
+//!
+//! The incident layout (the seed's alert): a header with a severity marker
+//! (🔴 critical, 🟠 high, 🟡 medium, 🔵 low) and the incident summary
+//! (`title`, else `text`); the summary text; "Incident details" as fields
+//! (Tenant, Affected identity, Time (UTC) first, then the severity and the
+//! other fields); a divider; "Steps taken" and "Next steps" as bulleted
+//! sections; a button to the incident (`danger` style for critical and high,
+//! `primary` otherwise); the context line.
 
-use relay_sdk::card::{CardOptions, is_web_url};
+use relay_sdk::card::{CardOptions, Severity, is_web_url};
 use relay_sdk::text::{ELLIPSIS, char_len, one_line};
 use relay_sdk::{Event, Formatter, Payload};
 use serde::Serialize;
@@ -87,6 +99,7 @@ enum Block<'a> {
     Context {
         elements: [Text; 1],
     },
+    Divider {},
 }
 
 /// A text object: `plain_text` (with `emoji`) or `mrkdwn`.
@@ -124,11 +137,16 @@ struct Button<'a> {
     text: Text,
     url: &'a str,
     action_id: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    style: Option<&'static str>,
 }
 
 impl Slack {
     /// Builds the whole message (`text` + `blocks`).
     pub fn message<'a>(&self, event: &'a Event) -> Message<'a> {
+        if self.options.is_incident(event) {
+            return self.incident(event);
+        }
         let title_path = self.options.title_path();
         let title = event
             .text(title_path)
@@ -181,6 +199,7 @@ impl Slack {
                     text: Text::plain(relay_sdk::text::truncate(&one_line(label), BUTTON_TEXT_MAX)),
                     url,
                     action_id: "relay-open-link",
+                    style: None,
                 }],
             });
         }
@@ -193,6 +212,131 @@ impl Slack {
         let fallback = match event.text("severity") {
             Some(sev) if !sev.is_empty() => ["[", &one_line(&sev), "] ", &title].concat(),
             _ => title,
+        };
+        Message {
+            text: mrkdwn(&fallback, FALLBACK_MAX),
+            blocks,
+        }
+    }
+}
+
+/// The severity marker of an incident header.
+fn marker(level: Severity) -> &'static str {
+    match level {
+        Severity::Critical => "🔴",
+        Severity::High => "🟠",
+        Severity::Medium => "🟡",
+        Severity::Low => "🔵",
+        Severity::Info => "⚪",
+    }
+}
+
+/// Most items shown per steps section.
+const STEPS_MAX: usize = 20;
+
+impl Slack {
+    /// The seed's incident layout (see the module documentation).
+    fn incident<'a>(&self, event: &'a Event) -> Message<'a> {
+        let o = &self.options;
+        let title_path = o.incident_title_path(event);
+        let summary = event
+            .text(title_path)
+            .map(|t| one_line(&t))
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| event.event_type.clone());
+        let summary = if summary.trim().is_empty() {
+            "Incident".to_string()
+        } else {
+            summary
+        };
+        let severity = o.severity(event);
+        let header = match &severity {
+            Some((_, level)) => [marker(*level), " ", &summary].concat(),
+            None => summary.clone(),
+        };
+        let mut blocks = vec![Block::Header {
+            text: Text::plain(relay_sdk::text::truncate(&header, HEADER_MAX)),
+        }];
+        let text_path = o.text_path(event).filter(|p| *p != title_path);
+        if let Some(text) = text_path
+            .and_then(|p| event.text(p))
+            .filter(|t| !t.trim().is_empty())
+        {
+            blocks.push(Block::Section {
+                text: Some(Text::mrkdwn(mrkdwn(&text, SECTION_TEXT_MAX))),
+                fields: vec![],
+            });
+        }
+        let link_path = o.incident_link_path(event);
+        let severity_path = o.severity_field.as_deref().unwrap_or("severity");
+        let used = [Some(title_path), text_path, link_path, Some(severity_path)];
+        let mut details = o.incident_details(event, &used);
+        if let Some((text, _)) = &severity
+            && o.fields.is_none()
+        {
+            // After the seed's three details: tenant, identity, time.
+            let at = details.len().min(3);
+            details.insert(at, ("Severity".to_string(), text.to_uppercase()));
+        }
+        let fields: Vec<Text> = details
+            .into_iter()
+            .take(FIELDS_MAX)
+            .map(|(label, value)| Text::mrkdwn(field_text(&label, &value)))
+            .collect();
+        if !fields.is_empty() {
+            blocks.push(Block::Section {
+                text: Some(Text::mrkdwn("*Incident details*".into())),
+                fields,
+            });
+        }
+        let steps = o.steps(event);
+        if !steps.is_empty() {
+            blocks.push(Block::Divider {});
+        }
+        for s in steps {
+            let mut text = String::with_capacity(256);
+            text.push('*');
+            text.push_str(s.heading);
+            text.push('*');
+            for item in s.items.iter().take(STEPS_MAX) {
+                text.push_str("\n• ");
+                text.push_str(item);
+            }
+            if s.items.len() > STEPS_MAX {
+                text.push_str("\n• …");
+            }
+            // The heading has nothing to escape: escape the whole text once.
+            blocks.push(Block::Section {
+                text: Some(Text::mrkdwn(mrkdwn(&text, SECTION_TEXT_MAX))),
+                fields: vec![],
+            });
+        }
+        let link = link_path
+            .and_then(|p| event.str(p))
+            .filter(|l| is_web_url(l) && l.chars().count() <= URL_MAX);
+        if let Some(url) = link {
+            let label = o.button_text.as_deref().unwrap_or("View incident");
+            let style = match severity.as_ref().map(|(_, l)| *l) {
+                Some(Severity::Critical | Severity::High) => "danger",
+                _ => "primary",
+            };
+            blocks.push(Block::Actions {
+                elements: [Button {
+                    kind: "button",
+                    text: Text::plain(relay_sdk::text::truncate(&one_line(label), BUTTON_TEXT_MAX)),
+                    url,
+                    action_id: "relay-open-incident",
+                    style: Some(style),
+                }],
+            });
+        }
+        let context = [event.event_type.as_str(), &event.time, &event.id].join(" · ");
+        blocks.push(Block::Context {
+            elements: [Text::mrkdwn(mrkdwn(&context, CONTEXT_TEXT_MAX))],
+        });
+        let fallback = match &severity {
+            Some((text, _)) => ["[", text, "] ", &summary].concat(),
+            None => summary,
         };
         Message {
             text: mrkdwn(&fallback, FALLBACK_MAX),
@@ -387,6 +531,100 @@ mod tests {
         let button = &block(&msg, "actions").unwrap()["elements"][0];
         assert_eq!(button["text"]["text"], "Open in Console");
         assert_eq!(button["url"], "http://console/x");
+    }
+
+    fn seed_incident() -> Value {
+        json!({"text": "Impossible travel for j.doe", "severity": "high", "tenant_name": "Acme",
+               "user_name": "j.doe@acme.example", "incident_time_utc": "2026-11-27 22:14",
+               "incident_link": "https://soc.example/i/42",
+               "steps_taken": ["Session revoked", "MFA reset <forced>"],
+               "next_steps": "Confirm with the user\nClose the incident"})
+    }
+
+    #[test]
+    fn a_seed_incident_gets_header_details_steps_and_a_button() {
+        let msg = render("", seed_incident());
+        let kinds: Vec<&str> = msg["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "header", "section", "divider", "section", "section", "actions", "context"
+            ]
+        );
+        assert_eq!(
+            msg["blocks"][0]["text"]["text"],
+            "🟠 Impossible travel for j.doe"
+        );
+        assert_eq!(msg["text"], "[high] Impossible travel for j.doe");
+        let details = &msg["blocks"][1];
+        assert_eq!(details["text"]["text"], "*Incident details*");
+        let fields: Vec<&str> = details["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "*Tenant*\nAcme",
+                "*Affected identity*\nj.doe@acme.example",
+                "*Time (UTC)*\n2026-11-27 22:14",
+                "*Severity*\nHIGH"
+            ]
+        );
+        assert_eq!(
+            msg["blocks"][3]["text"]["text"],
+            "*Steps taken*\n• Session revoked\n• MFA reset &lt;forced&gt;"
+        );
+        assert_eq!(
+            msg["blocks"][4]["text"]["text"],
+            "*Next steps*\n• Confirm with the user\n• Close the incident"
+        );
+        let button = &msg["blocks"][5]["elements"][0];
+        assert_eq!(button["url"], "https://soc.example/i/42");
+        assert_eq!(button["text"]["text"], "View incident");
+        assert_eq!(button["style"], "danger");
+    }
+
+    #[test]
+    fn the_incident_layout_follows_its_options() {
+        let msg = render(r#"{"layout":"list"}"#, seed_incident());
+        assert!(
+            msg["blocks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|b| b["type"] != "divider")
+        );
+        let msg = render(
+            r#"{"layout":"incident","steps_taken_field":"done","button_text":"Open case"}"#,
+            json!({"title": "Low thing", "severity": "low", "done": "Scanned", "url": "https://x.example/1"}),
+        );
+        assert_eq!(msg["blocks"][0]["text"]["text"], "🔵 Low thing");
+        let steps = msg["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| {
+                b["text"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("*Steps taken*"))
+            })
+            .unwrap();
+        assert_eq!(steps["text"]["text"], "*Steps taken*\n• Scanned");
+        let button = &block(&msg, "actions").unwrap()["elements"][0];
+        assert_eq!(
+            (button["style"].as_str(), button["text"]["text"].as_str()),
+            (Some("primary"), Some("Open case"))
+        );
+        let e = Slack::create(r#"{"layout":"cards"}"#).unwrap_err();
+        assert!(e.contains("layout"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,20 @@ fn slack_sdk_accepts_ordinary_and_hostile_messages() {
     let control =
         "*bold* _it_ ~s~ `code` <!channel> <@U123> <https://evil|click> &amp; > quote\n```block```";
     let messages = vec![
+        // The seed's incident layout: header, details, steps, a button, severity emphasis.
+        message(
+            "",
+            json!({"text": "Impossible travel for j.doe", "severity": "critical", "tenant_name": "Acme",
+                   "user_name": "j.doe@acme.example", "incident_time_utc": "2026-11-27 22:14",
+                   "incident_link": "https://soc.example/i/42",
+                   "steps_taken": ["Session revoked", "MFA reset"], "next_steps": "Confirm with the user"}),
+        ),
+        message(
+            r#"{"layout":"incident","button_text":"Open"}"#,
+            json!({"text": "x".repeat(5000), "severity": "medium", "steps_taken": vec!["<&>*_~".repeat(200); 50],
+                   "next_steps": "n\n".repeat(3000), "incident_link": format!("https://x/{}", "a".repeat(5000))}),
+        ),
+        message(r#"{"layout":"incident"}"#, json!({})),
         message(
             "",
             json!({"title": "SQL injection in /login", "severity": "critical",

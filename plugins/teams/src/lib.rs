@@ -21,10 +21,23 @@
 //! | `title_field` | `title` | data path of the title (falls back to the event type) |
 //! | `text_field` | `description`, `summary`, `message` | data path of the text under the title |
 //! | `fields` | well-known keys, then the other scalar fields | data paths shown as facts |
-//! | `link_field` | `url`, `link` | data path of the `Action.OpenUrl` link |
-//! | `button_text` | `View event` | action title |
+//! | `link_field` | `url`, `link` (incident: `incident_link` first) | data path of the `Action.OpenUrl` link |
+//! | `button_text` | `View event` (incident: `View incident`) | action title |
+//! | `layout` | `auto` | `incident`, `list`, or `auto`: incident when the data has `incident_link`, `steps_taken`, `next_steps` or `incident_time_utc` |
+//! | `steps_taken_field` | `steps_taken` | data path of "Steps taken" (text or list) |
+//! | `next_steps_field` | `next_steps` | data path of "Next steps" (text or list) |
+//! | `severity_field` | `severity` | data path of the severity that sets the emphasis |
+//!
+//! The incident layout (the seed's alert): a `Container` styled by severity
+//! (`attention` for critical and high, `warning` for medium, `accent`
+//! otherwise) holding the severity in capitals (coloured) and the incident
+//! summary (`title`, else `text`) in large bold; the summary text;
+//! "Incident details" as a `FactSet` (Tenant, Affected identity, Time (UTC)
+//! first); "Steps taken" and "Next steps" as bulleted lists; an
+//! `Action.OpenUrl` to the incident (`destructive` style for critical and
+//! high, `positive` otherwise); the context line.
 
-use relay_sdk::card::{CardOptions, is_web_url};
+use relay_sdk::card::{CardOptions, Severity, Steps, is_web_url};
 use relay_sdk::text::{one_line, truncate};
 use relay_sdk::{Event, Formatter, Payload};
 use serde::Serialize;
@@ -126,10 +139,20 @@ struct Parts {
     link: Option<String>,
     button: String,
     context: String,
+    /// The incident layout's extras (`None`: the list layout).
+    incident: Option<Incident>,
+}
+
+struct Incident {
+    severity: Option<(String, Severity)>,
+    steps: Vec<Steps>,
 }
 
 impl Teams {
     fn parts(&self, event: &Event) -> Parts {
+        if self.options.is_incident(event) {
+            return self.incident_parts(event);
+        }
         let title_path = self.options.title_path();
         let title = event
             .text(title_path)
@@ -171,6 +194,52 @@ impl Teams {
                 truncate(&one_line(&event.time), META_MAX),
                 truncate(&one_line(&event.id), META_MAX)
             ),
+            incident: None,
+        }
+    }
+
+    /// The seed's incident layout (see the module documentation).
+    fn incident_parts(&self, event: &Event) -> Parts {
+        let o = &self.options;
+        let title_path = o.incident_title_path(event);
+        let title = event
+            .text(title_path)
+            .map(|t| one_line(&t))
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| one_line(&event.event_type));
+        let title = if title.trim().is_empty() {
+            "Incident".to_string()
+        } else {
+            title
+        };
+        let text_path = o.text_path(event).filter(|p| *p != title_path);
+        let link_path = o.incident_link_path(event);
+        let severity_path = o.severity_field.as_deref().unwrap_or("severity");
+        let used = [Some(title_path), text_path, link_path, Some(severity_path)];
+        Parts {
+            title,
+            text: text_path
+                .and_then(|p| event.text(p))
+                .filter(|t| !t.trim().is_empty()),
+            facts: o.incident_details(event, &used),
+            link: link_path
+                .and_then(|p| event.str(p))
+                .filter(|l| is_web_url(l) && l.len() <= URL_MAX)
+                .map(str::to_string),
+            button: o
+                .button_text
+                .as_deref()
+                .map_or_else(|| "View incident".to_string(), one_line),
+            context: format!(
+                "{} · {} · {}",
+                truncate(&one_line(&event.event_type), META_MAX),
+                truncate(&one_line(&event.time), META_MAX),
+                truncate(&one_line(&event.id), META_MAX)
+            ),
+            incident: Some(Incident {
+                severity: o.severity(event),
+                steps: o.steps(event),
+            }),
         }
     }
 }
@@ -209,7 +278,14 @@ struct Card<'a> {
 #[serde(tag = "type")]
 enum Element {
     TextBlock(TextBlock),
-    FactSet { facts: Vec<Fact> },
+    FactSet {
+        facts: Vec<Fact>,
+    },
+    Container {
+        style: &'static str,
+        bleed: bool,
+        items: Vec<Element>,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -221,6 +297,8 @@ struct TextBlock {
     size: Option<&'static str>,
     #[serde(rename = "isSubtle", skip_serializing_if = "Option::is_none")]
     is_subtle: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    color: Option<&'static str>,
     wrap: bool,
 }
 
@@ -231,7 +309,15 @@ impl TextBlock {
             weight: None,
             size: None,
             is_subtle: None,
+            color: None,
             wrap: true,
+        }
+    }
+
+    fn heading(text: &str) -> TextBlock {
+        TextBlock {
+            weight: Some("Bolder"),
+            ..TextBlock::wrapped(text.to_owned())
         }
     }
 }
@@ -248,16 +334,49 @@ struct OpenUrl<'a> {
     kind: &'static str,
     title: String,
     url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    style: Option<&'static str>,
 }
+
+/// Items shown per steps section at most.
+const STEPS_MAX: usize = 20;
 
 impl Parts {
     /// The full message, cut to `budget`.
     fn message(&self, budget: &Budget) -> Message<'_> {
-        let mut body = vec![Element::TextBlock(TextBlock {
-            weight: Some("Bolder"),
-            size: Some("Medium"),
-            ..TextBlock::wrapped(truncate(&self.title, budget.title))
-        })];
+        let mut body = match &self.incident {
+            None => vec![Element::TextBlock(TextBlock {
+                weight: Some("Bolder"),
+                size: Some("Medium"),
+                ..TextBlock::wrapped(truncate(&self.title, budget.title))
+            })],
+            Some(incident) => {
+                let level = incident.severity.as_ref().map(|(_, l)| *l);
+                let (style, color) = match level {
+                    Some(Severity::Critical | Severity::High) => ("attention", "Attention"),
+                    Some(Severity::Medium) => ("warning", "Warning"),
+                    _ => ("accent", "Accent"),
+                };
+                let mut items = Vec::with_capacity(2);
+                if let Some((text, _)) = &incident.severity {
+                    items.push(Element::TextBlock(TextBlock {
+                        weight: Some("Bolder"),
+                        color: Some(color),
+                        ..TextBlock::wrapped(truncate(&text.to_uppercase(), 50))
+                    }));
+                }
+                items.push(Element::TextBlock(TextBlock {
+                    weight: Some("Bolder"),
+                    size: Some("Large"),
+                    ..TextBlock::wrapped(truncate(&self.title, budget.title))
+                }));
+                vec![Element::Container {
+                    style,
+                    bleed: true,
+                    items,
+                }]
+            }
+        };
         if let Some(text) = self.text.as_deref().filter(|_| budget.text > 0) {
             body.push(Element::TextBlock(TextBlock::wrapped(truncate(
                 text,
@@ -274,23 +393,49 @@ impl Parts {
             })
             .collect();
         if !facts.is_empty() {
+            if self.incident.is_some() {
+                body.push(Element::TextBlock(TextBlock::heading("Incident details")));
+            }
             body.push(Element::FactSet { facts });
+        }
+        if let Some(incident) = self.incident.as_ref().filter(|_| budget.text > 0) {
+            for s in &incident.steps {
+                body.push(Element::TextBlock(TextBlock::heading(s.heading)));
+                let mut list = String::with_capacity(256);
+                for (i, item) in s.items.iter().take(STEPS_MAX).enumerate() {
+                    if i > 0 {
+                        list.push('\n');
+                    }
+                    list.push_str("- ");
+                    list.push_str(item);
+                }
+                body.push(Element::TextBlock(TextBlock::wrapped(truncate(
+                    &list,
+                    budget.text,
+                ))));
+            }
         }
         body.push(Element::TextBlock(TextBlock {
             size: Some("Small"),
             is_subtle: Some(true),
             ..TextBlock::wrapped(self.context.clone())
         }));
-        let actions = self
-            .link
-            .as_deref()
-            .map(|url| OpenUrl {
-                kind: "Action.OpenUrl",
-                title: truncate(&self.button, 100),
-                url,
-            })
-            .into_iter()
-            .collect();
+        let actions =
+            self.link
+                .as_deref()
+                .map(|url| OpenUrl {
+                    kind: "Action.OpenUrl",
+                    title: truncate(&self.button, 100),
+                    url,
+                    style: self.incident.as_ref().map(|i| {
+                        match i.severity.as_ref().map(|(_, l)| *l) {
+                            Some(Severity::Critical | Severity::High) => "destructive",
+                            _ => "positive",
+                        }
+                    }),
+                })
+                .into_iter()
+                .collect();
         Message {
             kind: "message",
             attachments: [Attachment {
@@ -325,6 +470,66 @@ mod tests {
 
     fn content(msg: &Value) -> &Value {
         &msg["attachments"][0]["content"]
+    }
+
+    #[test]
+    fn a_seed_incident_gets_a_severity_container_details_steps_and_an_action() {
+        let (_, msg) = render(
+            "",
+            json!({"text": "Impossible travel for j.doe", "severity": "critical", "tenant_name": "Acme",
+                   "user_name": "j.doe@acme.example", "incident_time_utc": "2026-11-27 22:14",
+                   "incident_link": "https://soc.example/i/42",
+                   "steps_taken": ["Session revoked", "MFA reset"], "next_steps": "Confirm with the user"}),
+        );
+        let c = content(&msg);
+        let head = &c["body"][0];
+        assert_eq!(
+            (head["type"].as_str(), head["style"].as_str()),
+            (Some("Container"), Some("attention"))
+        );
+        assert_eq!(head["items"][0]["text"], "CRITICAL");
+        assert_eq!(head["items"][0]["color"], "Attention");
+        assert_eq!(head["items"][1]["text"], "Impossible travel for j.doe");
+        assert_eq!(head["items"][1]["size"], "Large");
+        let texts: Vec<&str> = c["body"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["text"].as_str())
+            .collect();
+        assert_eq!(
+            texts[..5],
+            [
+                "Incident details",
+                "Steps taken",
+                "- Session revoked\n- MFA reset",
+                "Next steps",
+                "- Confirm with the user"
+            ]
+        );
+        let facts: Vec<(&str, &str)> = c["body"][2]["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["title"].as_str().unwrap(), f["value"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            facts,
+            [
+                ("Tenant", "Acme"),
+                ("Affected identity", "j.doe@acme.example"),
+                ("Time (UTC)", "2026-11-27 22:14")
+            ]
+        );
+        let action = &c["actions"][0];
+        assert_eq!(action["url"], "https://soc.example/i/42");
+        assert_eq!(action["title"], "View incident");
+        assert_eq!(action["style"], "destructive");
+        let (_, list) = render(
+            r#"{"layout":"list"}"#,
+            json!({"text": "t", "steps_taken": "s"}),
+        );
+        assert_eq!(content(&list)["body"][0]["type"], "TextBlock");
     }
 
     #[test]
