@@ -17,6 +17,11 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod matcher;
+pub mod routing;
+pub use matcher::Matcher;
+pub use routing::{DedupSpec, DigestSpec, MuteSpec, RoutingConfig, SuppressRule};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -60,6 +65,9 @@ pub struct Config {
     pub defaults: DefaultsConfig,
     #[serde(default)]
     pub webhooks: Vec<WebhookSpec>,
+    /// Routing and noise control (DESIGN §17).
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// On SIGTERM/SIGINT: how long attempts in flight (and requests being
     /// answered) may take to finish and be recorded before the relay exits.
     #[serde(
@@ -477,8 +485,16 @@ pub struct WebhookSpec {
     pub signature_header: Option<HeaderName>,
     #[serde(default)]
     pub event_types: Option<Vec<String>>,
-    #[serde(default)]
-    pub filter: Option<BTreeMap<String, FilterValues>>,
+    /// A matcher (DESIGN §17); the plain `{field: value | [values]}` form
+    /// of earlier versions is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Matcher>,
+    /// Mute windows: events recorded as `muted`, nothing sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute: Option<MuteSpec>,
+    /// Batch events into digest deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
     #[serde(default = "default_format")]
     pub format: String,
     #[serde(default)]
@@ -964,24 +980,6 @@ macro_rules! bounded_u64 {
 bounded_u64!(RetryCount, "retry_count", 0, 10);
 bounded_u64!(TimeoutMs, "timeout_ms", 1000, 30000);
 
-/// A filter entry: one allowed value or a list of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum FilterValues {
-    // `Many` first: an untagged `Value` would also swallow a list.
-    Many(Vec<serde_json::Value>),
-    One(serde_json::Value),
-}
-
-impl FilterValues {
-    pub fn values(&self) -> &[serde_json::Value] {
-        match self {
-            FilterValues::One(v) => std::slice::from_ref(v),
-            FilterValues::Many(v) => v,
-        }
-    }
-}
-
 fn json_text(v: Option<&serde_json::Value>) -> String {
     v.map(serde_json::Value::to_string)
         .unwrap_or_else(|| "{}".to_owned())
@@ -1171,6 +1169,7 @@ impl Config {
                 "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms".into(),
             ));
         }
+        self.routing.validate().map_err(|(f, m)| invalid(f, m))?;
         // The format and destination names are checked by `crate::check`.
         let ctx = self.validation_context(&[], &[]);
         let mut ids = std::collections::HashSet::new();

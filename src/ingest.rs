@@ -14,6 +14,7 @@ use crate::config::valid_event_type;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, new_id};
 use crate::history;
+use crate::route::NoHooks;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::Webhooks;
 
@@ -202,14 +203,18 @@ pub async fn accept(
     dispatcher: &Dispatcher,
     events: Vec<Event>,
 ) -> Result<Vec<AcceptedView>, StoreError> {
+    let now = crate::event::now_ms();
     let planned = events
         .into_iter()
         .map(|e| {
-            let targets = webhooks.targets(&e);
+            // Routing (DESIGN §17): the deliveries and every decision, all
+            // written in the accept transaction below.
+            let plan = webhooks.plan(&e, now, &mut NoHooks);
             Ok(store::NewEvent {
                 body: store::event_json(&e)?,
-                held: history::held_records(&e, &targets),
-                targets,
+                held: history::held_records(&e, &plan.targets),
+                targets: plan.targets,
+                decisions: plan.decisions,
                 event: e,
             })
         })

@@ -419,8 +419,8 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
             )
         })
         .collect();
-    let mut breakers = Vec::with_capacity(webhooks.list.len());
-    for w in &webhooks.list {
+    let mut breakers = Vec::with_capacity(webhooks.len());
+    for w in webhooks.list() {
         queue
             .entry(w.id.clone())
             .or_insert_with(|| crate::metrics::QueueDepth {
@@ -632,11 +632,21 @@ async fn test_webhook(
     };
     // Held until the attempt is recorded: the poller leaves this one alone.
     let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
+    let event_id = event.id.clone();
     let new = store::NewEvent {
         body: store::event_json(&event)?,
         event,
         targets: vec![target.clone()],
         held: vec![],
+        decisions: vec![store::DecisionRecord {
+            event_id: event_id.clone(),
+            webhook_id: Some(w.id.clone()),
+            webhook_name: Some(w.spec.name.clone()),
+            decision: crate::route::Decision::Delivered.as_str().to_owned(),
+            rule: Some("test".into()),
+            reference: Some(target.delivery_id.clone()),
+            created_at_ms: crate::event::now_ms(),
+        }],
     };
     let (_, mut stored) = s.store.accept(vec![new]).await?;
     let event = stored

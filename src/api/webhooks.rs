@@ -254,7 +254,7 @@ pub async fn list(
     let list: Vec<Value> = s
         .registry
         .load()
-        .list
+        .list()
         .iter()
         .map(|w| webhook_view(w, role))
         .collect();

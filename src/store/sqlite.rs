@@ -21,8 +21,9 @@ use crate::event::{Event, now_ms, rfc3339_ms};
 
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
-    Delivery, DueDelivery, Held, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start,
-    Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
+    DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, Delivery, DueDelivery, Held,
+    HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start, Status, Storage,
+    StoreError, StoredWebhook, Target, WebhookState,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -156,6 +157,21 @@ CREATE TABLE IF NOT EXISTS config_webhooks (
     webhook_id  TEXT PRIMARY KEY,       -- a webhook of relay.yaml
     first_seen  INTEGER NOT NULL        -- ms; its created_at
 );
+-- Routing decisions (DESIGN §17), written in the accept transaction:
+-- per event and webhook (webhook_id NULL: about the whole event).
+CREATE TABLE IF NOT EXISTS decisions (
+    seq          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT,
+    webhook_name TEXT,
+    decision     TEXT NOT NULL,
+    rule         TEXT,
+    ref          TEXT,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_event ON decisions (event_id);
+CREATE INDEX IF NOT EXISTS decisions_listing ON decisions (decision, created_at, seq);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at);
 CREATE TABLE IF NOT EXISTS api_webhooks (
     id          TEXT PRIMARY KEY,
     spec        TEXT NOT NULL,          -- the spec as JSON, secret left out
@@ -670,6 +686,7 @@ pub struct PruneCursor {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneStep {
     pub attempts: usize,
+    pub decisions: usize,
     pub deliveries: usize,
     pub events: usize,
     /// Nothing older than the cutoff is left to delete.
@@ -680,7 +697,7 @@ pub struct PruneStep {
 
 impl PruneStep {
     pub fn rows(&self) -> usize {
-        self.attempts + self.deliveries + self.events
+        self.attempts + self.decisions + self.deliveries + self.events
     }
 }
 
@@ -708,6 +725,16 @@ fn prune(
         )?
         .execute(params![cutoff_ms, limit as i64])?;
     let mut left = limit - step.attempts;
+    if left == 0 {
+        return Ok(step);
+    }
+    step.decisions = conn
+        .prepare_cached(
+            "DELETE FROM decisions WHERE seq IN
+             (SELECT seq FROM decisions WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )?
+        .execute(params![cutoff_ms, left as i64])?;
+    left -= step.decisions;
     if left == 0 {
         return Ok(step);
     }
@@ -1018,6 +1045,98 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
 }
 
 // ---------------------------------------------------------------------------
+// Routing decisions
+
+fn insert_decisions(conn: &Connection, decisions: &[DecisionRecord]) -> Result<(), StoreError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for d in decisions {
+        stmt.execute(params![
+            d.event_id,
+            d.webhook_id,
+            d.webhook_name,
+            d.decision,
+            d.rule,
+            d.reference,
+            d.created_at_ms
+        ])?;
+    }
+    Ok(())
+}
+
+fn decision_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<DecisionRecord> {
+    Ok(DecisionRecord {
+        event_id: r.get(at)?,
+        webhook_id: r.get(at + 1)?,
+        webhook_name: r.get(at + 2)?,
+        decision: r.get(at + 3)?,
+        rule: r.get(at + 4)?,
+        reference: r.get(at + 5)?,
+        created_at_ms: r.get(at + 6)?,
+    })
+}
+
+fn event_decisions(conn: &Connection, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
+         FROM decisions WHERE event_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([event_id], |r| decision_from_row(r, 0))?;
+    rows.map(|r| r.map_err(StoreError::from)).collect()
+}
+
+fn list_decisions(conn: &Connection, q: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+    let limit = q.limit.clamp(1, 1000);
+    let (before_at, before_seq) = q
+        .before
+        .map(|c| (c.at_ms, c.seq))
+        .unwrap_or((i64::MAX, i64::MAX));
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+         FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+         WHERE (?1 IS NULL OR d.decision = ?1) AND d.created_at >= ?2
+           AND (d.created_at, d.seq) < (?3, ?4)
+         ORDER BY d.created_at DESC, d.seq DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            q.decision,
+            q.since_ms.unwrap_or(i64::MIN),
+            before_at,
+            before_seq,
+            limit as i64 + 1
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ListedDecision {
+                    record: decision_from_row(r, 1)?,
+                    event_type: r.get(8)?,
+                },
+            ))
+        },
+    )?;
+    let mut data: Vec<(i64, ListedDecision)> = rows.collect::<Result<_, _>>()?;
+    let more = data.len() > limit;
+    data.truncate(limit);
+    let next = more.then(|| {
+        data.last().map(|(seq, d)| DecisionCursor {
+            at_ms: d.record.created_at_ms,
+            seq: *seq,
+        })
+    });
+    Ok(DecisionPage {
+        data: data.into_iter().map(|(_, d)| d).collect(),
+        next: next.flatten(),
+    })
+}
+
+// ---------------------------------------------------------------------------
 // The storage interface
 
 impl Storage for SqliteStore {
@@ -1034,6 +1153,7 @@ impl Storage for SqliteStore {
                     for a in &e.held {
                         insert_attempt(c, a)?;
                     }
+                    insert_decisions(c, &e.decisions)?;
                 }
                 out.push(accepted);
             }
@@ -1234,6 +1354,21 @@ impl Storage for SqliteStore {
     /// In steps of at most [`PRUNE_BATCH`] rows, each its own write job:
     /// writes queued meanwhile go in between steps instead of waiting for
     /// the whole run.
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        self.write_with(decisions, |c, d| insert_decisions(c, d))
+            .await
+            .map(|_| ())
+    }
+
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        let id = event_id.to_owned();
+        self.read(move |c| event_decisions(c, &id)).await
+    }
+
+    async fn list_decisions(&self, query: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        self.read(move |c| list_decisions(c, &query)).await
+    }
+
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let mut cursor = PruneCursor::default();
         let mut rows = 0;
@@ -1669,6 +1804,7 @@ mod tests {
                 .collect(),
             targets,
             event: e,
+            decisions: vec![],
         }
     }
 

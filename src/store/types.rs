@@ -66,6 +66,8 @@ pub struct NewEvent {
     pub body: String,
     pub targets: Vec<Target>,
     pub held: Vec<Attempt>,
+    /// The routing decisions about the event (DESIGN §17), written with it.
+    pub decisions: Vec<DecisionRecord>,
 }
 
 /// The result of accepting one event.
@@ -368,3 +370,77 @@ impl WebhookState {
 /// loaded machine) in the test
 /// `pruning_a_million_attempts_leaves_the_writer_free_between_batches`.
 pub const PRUNE_BATCH: usize = 1000;
+
+// ---------------------------------------------------------------------------
+// Routing decisions (DESIGN §17)
+
+/// One routing decision about one event: for one webhook
+/// (`webhook_id` set) or for the event as a whole (suppression). Written
+/// in the event's accept transaction, or by whoever decides later
+/// (dispatch: `paused`, `skipped`; the catch-all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionRecord {
+    pub event_id: String,
+    pub webhook_id: Option<String>,
+    /// The webhook's name when decided (viewers see names, never specs).
+    pub webhook_name: Option<String>,
+    /// `delivered`, `filtered`, `type`, `suppressed`, `deduped`,
+    /// `digested`, `muted`, `paused`, `skipped`, `catch_all`.
+    pub decision: String,
+    /// The rule behind it (`filter.severity`, a suppression rule's name,
+    /// a mute window).
+    pub rule: Option<String>,
+    /// What it points to: the delivery id (`delivered`, `paused`,
+    /// `skipped`), the event deduped into, the digest.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    #[serde(skip)]
+    pub created_at_ms: i64,
+}
+
+/// Filters for a listing of decisions, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    pub decision: Option<String>,
+    /// Only decisions at or after this time (ms).
+    pub since_ms: Option<i64>,
+    /// Page size; backends clamp it to 1..=1000.
+    pub limit: usize,
+    /// Only decisions older than this cursor (the `next` of the previous
+    /// page, opaque).
+    pub before: Option<DecisionCursor>,
+}
+
+/// Where a page of decisions ends: (time, sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionCursor {
+    pub at_ms: i64,
+    pub seq: i64,
+}
+
+impl DecisionCursor {
+    pub fn encode(&self) -> String {
+        format!("{}-{}", self.at_ms, self.seq)
+    }
+    pub fn decode(s: &str) -> Option<DecisionCursor> {
+        let (a, b) = s.split_once('-')?;
+        Some(DecisionCursor {
+            at_ms: a.parse().ok()?,
+            seq: b.parse().ok()?,
+        })
+    }
+}
+
+/// A listed decision with its event's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedDecision {
+    pub record: DecisionRecord,
+    pub event_type: Option<String>,
+}
+
+/// A page of decisions with the cursor of the next page.
+#[derive(Debug, Clone)]
+pub struct DecisionPage {
+    pub data: Vec<ListedDecision>,
+    pub next: Option<DecisionCursor>,
+}
