@@ -27,6 +27,7 @@ use crate::history;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
+mod events;
 mod webhooks;
 pub use webhooks::{looks_secret, webhook_view};
 
@@ -102,6 +103,24 @@ impl AppState {
         self.registry
             .rebuild(&self.config.load(), api, &self.store)
             .await
+    }
+
+    /// Adds or replaces one API webhook in the registry (create, update):
+    /// O(log n), the others untouched.
+    pub async fn upsert_webhook(&self, stored: crate::store::StoredWebhook) {
+        let _guard = self.rebuild.lock().await;
+        self.registry.upsert(crate::webhook::Declared {
+            spec: stored.spec,
+            source: crate::webhook::Source::Api,
+            created_at_ms: stored.created_at_ms,
+            updated_at_ms: stored.updated_at_ms,
+        });
+    }
+
+    /// Removes one API webhook from the registry (delete).
+    pub async fn remove_webhook(&self, id: &str) {
+        let _guard = self.rebuild.lock().await;
+        self.registry.remove(id);
     }
 }
 
@@ -218,6 +237,8 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/webhooks/{id}/test", Access::Admin),
     route("GET", "/api/v1/webhooks/{id}/deliveries", Access::Read),
     route("POST", "/api/v1/deliveries/{id}/resend", Access::Admin),
+    route("GET", "/api/v1/events", Access::Read),
+    route("GET", "/api/v1/events/{id}", Access::Read),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -243,6 +264,8 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/webhooks/{id}/test") => post(test_webhook),
         ("GET", "/api/v1/webhooks/{id}/deliveries") => get(webhook_deliveries),
         ("POST", "/api/v1/deliveries/{id}/resend") => post(resend_delivery),
+        ("GET", "/api/v1/events") => get(events::list),
+        ("GET", "/api/v1/events/{id}") => get(events::explain),
         _ => return None,
     })
 }
