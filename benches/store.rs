@@ -96,6 +96,7 @@ async fn round(data: &serde_json::Value) -> (f64, f64) {
                         body,
                         targets: vec![target],
                         held: vec![],
+                        decisions: vec![],
                     };
                     store.accept(vec![new]).await.expect("ingest write");
                     store

@@ -17,6 +17,11 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod matcher;
+pub mod routing;
+pub use matcher::Matcher;
+pub use routing::{DedupSpec, DigestSpec, MuteSpec, RoutingConfig, SuppressRule};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -60,6 +65,9 @@ pub struct Config {
     pub defaults: DefaultsConfig,
     #[serde(default)]
     pub webhooks: Vec<WebhookSpec>,
+    /// Routing and noise control (DESIGN §17).
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// On SIGTERM/SIGINT: how long attempts in flight (and requests being
     /// answered) may take to finish and be recorded before the relay exits.
     #[serde(
@@ -67,9 +75,6 @@ pub struct Config {
         deserialize_with = "range::shutdown_grace_ms"
     )]
     pub shutdown_grace_ms: u64,
-    /// Routing and noise control (DESIGN §17): dedup, the catch-all.
-    #[serde(default)]
-    pub routing: RoutingConfig,
 }
 
 fn default_shutdown_grace_ms() -> u64 {
@@ -111,8 +116,6 @@ mod range {
     range!(memory_mb, u32, 1, 4096);
     range!(max_connections, usize, 1, 1_000_000);
     range!(header_read_timeout_ms, u64, 100, 600_000);
-    range!(window_s, u64, 1, 7 * 24 * 3600);
-    range!(max_events, u32, 1, 10_000);
 }
 
 fn default_listen() -> Listen {
@@ -482,8 +485,16 @@ pub struct WebhookSpec {
     pub signature_header: Option<HeaderName>,
     #[serde(default)]
     pub event_types: Option<Vec<String>>,
-    #[serde(default)]
-    pub filter: Option<BTreeMap<String, FilterValues>>,
+    /// A matcher (DESIGN §17); the plain `{field: value | [values]}` form
+    /// of earlier versions is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Matcher>,
+    /// Mute windows: events recorded as `muted`, nothing sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute: Option<MuteSpec>,
+    /// Batch events into digest deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
     #[serde(default = "default_format")]
     pub format: String,
     #[serde(default)]
@@ -514,63 +525,6 @@ pub struct WebhookSpec {
     /// `smtp://` without STARTTLS; only to a host in `network.allow_private`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_plaintext: bool,
-    /// Batch this webhook's events into digests (DESIGN §17).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<DigestSpec>,
-}
-
-/// `routing:` — rules over all webhooks (DESIGN §17).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoutingConfig {
-    /// One notification per key per window; repeats are recorded and
-    /// counted on the first event.
-    #[serde(default)]
-    pub dedup: Option<DedupConfig>,
-    /// The webhook (name or id) that gets events no webhook wanted, and
-    /// events whose every delivery ended failed or skipped or waits behind
-    /// a tripped breaker.
-    #[serde(default)]
-    pub catch_all: Option<String>,
-}
-
-/// `routing.dedup`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DedupConfig {
-    /// A text template (`{{type}}:{{incident_id}}`): events with the same
-    /// rendered key inside one window are one notification.
-    pub key: String,
-    /// How long a key holds from its first event, in seconds.
-    #[serde(deserialize_with = "range::window_s")]
-    pub window_s: u64,
-}
-
-/// A webhook's `digest:`: its events are batched per group into one
-/// delivery of a `digest` event per window.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DigestSpec {
-    /// How long a window stays open from its first event, in seconds.
-    #[serde(deserialize_with = "range::window_s")]
-    pub window_s: u64,
-    /// A window closes early once it holds this many events.
-    #[serde(
-        default = "default_digest_max_events",
-        deserialize_with = "range::max_events"
-    )]
-    pub max_events: u32,
-    /// `data` paths (dotted) whose values make a group: one window per
-    /// distinct combination. Empty: one group.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub group_by: Vec<String>,
-    /// Events this matcher selects bypass the digest (delivered at once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub immediate: Option<BTreeMap<String, FilterValues>>,
-}
-
-fn default_digest_max_events() -> u32 {
-    100
 }
 
 /// `auth:` of a webhook.
@@ -1122,24 +1076,6 @@ macro_rules! bounded_u64 {
 bounded_u64!(RetryCount, "retry_count", 0, 10);
 bounded_u64!(TimeoutMs, "timeout_ms", 1000, 30000);
 
-/// A filter entry: one allowed value or a list of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum FilterValues {
-    // `Many` first: an untagged `Value` would also swallow a list.
-    Many(Vec<serde_json::Value>),
-    One(serde_json::Value),
-}
-
-impl FilterValues {
-    pub fn values(&self) -> &[serde_json::Value] {
-        match self {
-            FilterValues::One(v) => std::slice::from_ref(v),
-            FilterValues::Many(v) => v,
-        }
-    }
-}
-
 fn json_text(v: Option<&serde_json::Value>) -> String {
     v.map(serde_json::Value::to_string)
         .unwrap_or_else(|| "{}".to_owned())
@@ -1465,6 +1401,7 @@ impl Config {
                 "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms".into(),
             ));
         }
+        self.routing.validate().map_err(|(f, m)| invalid(f, m))?;
         // The format and destination names are checked by `crate::check`.
         let ctx = self.validation_context(&[], &[]);
         let mut ids = std::collections::HashSet::new();

@@ -475,7 +475,7 @@ impl Inner {
             }
             let webhooks = self.registry.load();
             let idle = self.stopping.load(Ordering::SeqCst) || self.paused_until().is_some();
-            for w in webhooks.list.iter().filter(|_| !idle) {
+            for w in webhooks.iter().filter(|_| !idle) {
                 if w.breaker.activity() == Activity::Paused {
                     // Its deliveries wait until it is re-enabled.
                     continue;
@@ -1030,6 +1030,7 @@ mod tests {
             event: e,
             targets: vec![t],
             held: vec![],
+            decisions: vec![],
         };
         store.accept(vec![new]).await.unwrap();
         delivery
@@ -1114,6 +1115,7 @@ mod tests {
                 })
                 .collect(),
             held: vec![],
+            decisions: vec![],
         };
         store.accept(vec![new]).await.unwrap();
         sqlite(&store)

@@ -14,7 +14,7 @@ use crate::config::valid_event_type;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, new_id};
 use crate::history;
-use crate::route::digest;
+use crate::route::{Decision, digest};
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::Webhooks;
 
@@ -207,18 +207,51 @@ pub async fn accept(
     dispatcher: &Dispatcher,
     events: Vec<Event>,
 ) -> Result<Vec<AcceptedView>, StoreError> {
+    let now = crate::event::now_ms();
     let mut digested = false;
     let planned = events
         .into_iter()
         .map(|e| {
-            let (targets, digests) = route(webhooks, &e);
-            digested |= !digests.is_empty();
+            // Routing (DESIGN §17): the deliveries, the digests the event
+            // joins and every decision, all written in the accept
+            // transaction below (with the dedup key, which the store takes).
+            let mut digests = digest::DigestHook::default();
+            let mut plan = webhooks.plan(&e, now, &mut digests);
+            let suppressed = plan.decisions.iter().any(|d| d.webhook_id.is_none());
+            let quiet = !digests.members.is_empty()
+                || plan
+                    .decisions
+                    .iter()
+                    .any(|d| d.decision == Decision::Muted.as_str());
+            if !suppressed
+                && let Some((t, why)) =
+                    webhooks
+                        .routing
+                        .catch_all_at_ingest(webhooks, &e.id, &plan.targets, quiet)
+            {
+                plan.decisions.push(store::DecisionRecord {
+                    event_id: e.id.clone(),
+                    webhook_id: Some(t.webhook_id.clone()),
+                    webhook_name: webhooks.get(&t.webhook_id).map(|w| w.spec.name.clone()),
+                    decision: Decision::CatchAll.as_str().to_owned(),
+                    rule: Some(why.to_owned()),
+                    reference: Some(t.delivery_id.clone()),
+                    created_at_ms: now,
+                });
+                plan.targets.push(t);
+            }
+            digested |= !digests.members.is_empty();
             Ok(store::NewEvent {
                 body: store::event_json(&e)?,
-                held: history::held_records(&e, &targets),
-                dedup: webhooks.routing.dedup_key(&e),
-                targets,
-                digests,
+                held: history::held_records(&e, &plan.targets),
+                dedup: if suppressed {
+                    None
+                } else {
+                    webhooks.routing.dedup_key(&e)
+                },
+                targets: plan.targets,
+                decisions: plan.decisions,
+                digests: digests.members,
                 event: e,
             })
         })
@@ -257,35 +290,6 @@ pub async fn accept(
         });
     }
     Ok(views)
-}
-
-/// Where one event goes: deliveries to the webhooks that want it, except
-/// those with a digest that takes it (members instead), plus the catch-all
-/// when nothing wanted it or every delivery starts held.
-fn route(webhooks: &Webhooks, e: &Event) -> (Vec<store::Target>, Vec<store::DigestMember>) {
-    let mut targets = Vec::new();
-    let mut digests = Vec::new();
-    for t in webhooks.targets(e) {
-        let spec = webhooks.get(&t.webhook_id).and_then(|w| {
-            w.spec
-                .digest
-                .as_ref()
-                .filter(|d| digest::is_digested(d, e))
-                .map(|d| digest::member(w, d, e))
-        });
-        match spec {
-            Some(m) => digests.push(m),
-            None => targets.push(t),
-        }
-    }
-    if let Some(t) =
-        webhooks
-            .routing
-            .catch_all_at_ingest(webhooks, &e.id, &targets, !digests.is_empty())
-    {
-        targets.push(t);
-    }
-    (targets, digests)
 }
 
 #[cfg(test)]

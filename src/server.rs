@@ -145,7 +145,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(
         listen = %bound,
-        webhooks = state.registry.load().list.len(),
+        webhooks = state.registry.load().len(),
         store = %match &cfg.storage.backend {
             crate::config::StorageBackend::Sqlite(p) => p.0.display().to_string(),
             // The URL may hold a password.

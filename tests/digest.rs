@@ -76,7 +76,9 @@ async fn five_events_with_one_dedup_key_are_one_delivery_counted_five_times(back
     assert_eq!(s, 200, "{first}");
     assert_eq!(first["dedup"]["count"], 5, "{first}");
     let (_, repeat) = relay.get("/api/v1/events/dd-3", Some(VIEWER)).await.expect("explain");
-    assert_eq!(repeat["dedup"]["deduped_into"], "dd-0", "{repeat}");
+    let decisions = repeat["decisions"].as_array().expect("decisions");
+    assert_eq!(decisions.len(), 1, "{repeat}");
+    assert_eq!((decisions[0]["decision"].as_str(), decisions[0]["ref"].as_str()), (Some("deduped"), Some("dd-0")), "{repeat}");
 }
 }
 
@@ -130,7 +132,14 @@ async fn fifty_events_make_three_digests_and_an_immediate_one_goes_at_once(backe
     assert!(!seen.contains_key("live-1"));
     // A member's explanation names its digest; the digest is an event of its own.
     let (_, member) = relay.get("/api/v1/events/f-07", Some(VIEWER)).await.expect("explain");
-    let digest_id = member["digests"][0]["digest_id"].as_str().expect("digest id").to_owned();
+    let digested: Vec<&Value> = member["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|d| d["decision"] == "digested")
+        .collect();
+    assert_eq!(digested.len(), 1, "{member}");
+    let digest_id = digested[0]["ref"].as_str().expect("the digest's id").to_owned();
     assert!(digests.iter().any(|d| d["id"] == digest_id.as_str()), "{member}");
 }
 }

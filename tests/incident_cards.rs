@@ -86,8 +86,14 @@ async fn a_seed_incident_reaches_slack_and_teams_in_the_incident_layout_and_both
         .iter()
         .filter_map(|b| b["text"]["text"].as_str())
         .collect();
-    assert!(sections.contains(&"*Steps taken*\n• Session revoked\n• MFA reset"), "{sections:?}");
-    assert!(sections.contains(&"*Next steps*\n• Confirm with the user"), "{sections:?}");
+    assert!(
+        sections.contains(&"*Steps taken*\n• Session revoked\n• MFA reset"),
+        "{sections:?}"
+    );
+    assert!(
+        sections.contains(&"*Next steps*\n• Confirm with the user"),
+        "{sections:?}"
+    );
     let out = validate("python3", "slack_blocks.py", &json!([slack]));
     assert!(out.contains("1 valid, 0 invalid"), "{out}");
 

@@ -67,6 +67,7 @@ fn new_event(id: &str, targets: &[Target]) -> NewEvent {
         event,
         targets: targets.to_vec(),
         held: vec![],
+        decisions: vec![],
     }
 }
 

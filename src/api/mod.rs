@@ -28,6 +28,7 @@ use crate::history;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
+mod events;
 mod webhooks;
 pub use webhooks::{looks_secret, webhook_view};
 
@@ -103,6 +104,24 @@ impl AppState {
         self.registry
             .rebuild(&self.config.load(), api, &self.store)
             .await
+    }
+
+    /// Adds or replaces one API webhook in the registry (create, update):
+    /// O(log n), the others untouched.
+    pub async fn upsert_webhook(&self, stored: crate::store::StoredWebhook) {
+        let _guard = self.rebuild.lock().await;
+        self.registry.upsert(crate::webhook::Declared {
+            spec: stored.spec,
+            source: crate::webhook::Source::Api,
+            created_at_ms: stored.created_at_ms,
+            updated_at_ms: stored.updated_at_ms,
+        });
+    }
+
+    /// Removes one API webhook from the registry (delete).
+    pub async fn remove_webhook(&self, id: &str) {
+        let _guard = self.rebuild.lock().await;
+        self.registry.remove(id);
     }
 }
 
@@ -220,6 +239,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/webhooks/{id}/deliveries", Access::Read),
     route("POST", "/api/v1/deliveries/{id}/resend", Access::Admin),
     route("POST", "/api/v1/test", Access::Admin),
+    route("GET", "/api/v1/events", Access::Read),
+    route("GET", "/api/v1/events/{id}", Access::Read),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -246,6 +267,8 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/webhooks/{id}/deliveries") => get(webhook_deliveries),
         ("POST", "/api/v1/deliveries/{id}/resend") => post(resend_delivery),
         ("POST", "/api/v1/test") => post(test_all),
+        ("GET", "/api/v1/events") => get(events::list),
+        ("GET", "/api/v1/events/{id}") => get(events::explain),
         _ => return None,
     })
 }
@@ -422,8 +445,8 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
             )
         })
         .collect();
-    let mut breakers = Vec::with_capacity(webhooks.list.len());
-    for w in &webhooks.list {
+    let mut breakers = Vec::with_capacity(webhooks.len());
+    for w in webhooks.list() {
         queue
             .entry(w.id.clone())
             .or_insert_with(|| crate::metrics::QueueDepth {
@@ -635,6 +658,7 @@ async fn test_webhook(
     };
     // Held until the attempt is recorded: the poller leaves this one alone.
     let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
+    let event_id = event.id.clone();
     let new = store::NewEvent {
         digests: vec![],
         dedup: None,
@@ -642,6 +666,15 @@ async fn test_webhook(
         event,
         targets: vec![target.clone()],
         held: vec![],
+        decisions: vec![store::DecisionRecord {
+            event_id: event_id.clone(),
+            webhook_id: Some(w.id.clone()),
+            webhook_name: Some(w.spec.name.clone()),
+            decision: crate::route::Decision::Delivered.as_str().to_owned(),
+            rule: Some("test".into()),
+            reference: Some(target.delivery_id.clone()),
+            created_at_ms: crate::event::now_ms(),
+        }],
     };
     let (_, mut stored) = s.store.accept(vec![new]).await?;
     let event = stored
@@ -665,10 +698,9 @@ const TEST_ALL_SLACK: Duration = Duration::from_secs(5);
 async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
     let webhooks = s.registry.load();
     let active: Vec<Arc<Webhook>> = webhooks
-        .list
-        .iter()
+        .list()
+        .into_iter()
         .filter(|w| w.breaker.is_active())
-        .cloned()
         .collect();
     let event = Event {
         id: format!("test-{}", new_id()),
@@ -691,11 +723,26 @@ async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
         .collect();
     // Held until each attempt is recorded: the poller leaves them alone.
     let reserved = s.dispatcher.reserve(&targets);
+    let now = now_ms();
+    let decisions = targets
+        .iter()
+        .zip(&active)
+        .map(|(t, w)| store::DecisionRecord {
+            event_id: event.id.clone(),
+            webhook_id: Some(w.id.clone()),
+            webhook_name: Some(w.spec.name.clone()),
+            decision: crate::route::Decision::Delivered.as_str().to_owned(),
+            rule: Some("test".into()),
+            reference: Some(t.delivery_id.clone()),
+            created_at_ms: now,
+        })
+        .collect();
     let new = store::NewEvent {
         body: store::event_json(&event)?,
         event,
         targets: targets.clone(),
         held: vec![],
+        decisions,
         digests: vec![],
         dedup: None,
     };

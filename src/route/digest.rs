@@ -19,11 +19,13 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 
-use crate::config::{DigestSpec, FilterValues};
+use crate::config::DigestSpec;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, now_ms, rfc3339_ms};
 use crate::store::{self, DigestMember, SealedDigest, Start, Storage, Store, StoreError};
-use crate::webhook::{Registry, Webhook};
+use crate::webhook::Registry;
+
+use super::Decision;
 
 /// The event type of a digest.
 pub const DIGEST_TYPE: &str = "digest";
@@ -35,19 +37,47 @@ const IDLE_LOOK: Duration = Duration::from_secs(1);
 /// one store read per gap.
 const MIN_GAP: Duration = Duration::from_millis(20);
 
-/// Whether `event` goes into `w`'s digest (it has one and the event is not
-/// `immediate`).
+/// Whether `event` goes into a digest of `spec` (it is not `immediate`).
 pub fn is_digested(spec: &DigestSpec, event: &Event) -> bool {
     !spec
         .immediate
         .as_ref()
-        .is_some_and(|m| matches(m, &event.data))
+        .is_some_and(|m| super::matcher::matches(m, event))
 }
 
-/// The membership of `event` in `w`'s digest: its group and window.
-pub fn member(w: &Webhook, spec: &DigestSpec, event: &Event) -> DigestMember {
+/// The router's webhook hook for digests ([`super::Hooks`]): an event a
+/// webhook's digest takes is decided `digested` and becomes a member (its
+/// window, and the decision's `ref`, are the store's: it joins the open
+/// window of its group in the accept transaction).
+#[derive(Debug, Default)]
+pub struct DigestHook {
+    pub members: Vec<DigestMember>,
+}
+
+impl super::Hooks for DigestHook {
+    fn webhook(
+        &mut self,
+        w: &dyn super::Routed,
+        event: &Event,
+        _now_ms: i64,
+    ) -> Option<super::Held> {
+        let spec = w.spec().digest.as_ref()?;
+        if !is_digested(spec, event) {
+            return None;
+        }
+        self.members.push(member(w.id(), spec, event));
+        Some(super::Held {
+            decision: super::Decision::Digested,
+            rule: Some("digest".into()),
+            reference: None,
+        })
+    }
+}
+
+/// The membership of `event` in a webhook's digest: its group and window.
+pub fn member(webhook_id: &str, spec: &DigestSpec, event: &Event) -> DigestMember {
     DigestMember {
-        webhook_id: w.id.clone(),
+        webhook_id: webhook_id.to_owned(),
         group: group_of(spec, event),
         window_ms: (spec.window_s as i64).saturating_mul(1000),
         max_events: spec.max_events,
@@ -150,22 +180,52 @@ impl Digester {
         let webhooks = self.registry.load();
         let start = webhooks
             .get(&sealed.webhook_id)
-            .map_or(Start::Due, |w| super::start_of(w));
+            .map_or(Start::Due, |w| super::noise::start_of(w));
+        let now = now_ms();
+        let record = |webhook_id: &str, decision: Decision, rule: &str, reference: &str| {
+            store::DecisionRecord {
+                event_id: event.id.clone(),
+                webhook_id: Some(webhook_id.to_owned()),
+                webhook_name: webhooks.get(webhook_id).map(|w| w.spec.name.clone()),
+                decision: decision.as_str().to_owned(),
+                rule: Some(rule.to_owned()),
+                reference: Some(reference.to_owned()),
+                created_at_ms: now,
+            }
+        };
         let mut targets = vec![store::Target {
             delivery_id: crate::event::new_id(),
             webhook_id: sealed.webhook_id.clone(),
             start,
         }];
-        if let Some(t) = webhooks
+        let decision = match start {
+            Start::Due => Decision::Delivered,
+            Start::Paused => Decision::Paused,
+            Start::Skipped => Decision::Skipped,
+        };
+        let mut decisions = vec![record(
+            &sealed.webhook_id,
+            decision,
+            "digest",
+            &targets[0].delivery_id,
+        )];
+        if let Some((t, why)) = webhooks
             .routing
             .catch_all_at_ingest(&webhooks, &event.id, &targets, false)
         {
+            decisions.push(record(
+                &t.webhook_id,
+                Decision::CatchAll,
+                why,
+                &t.delivery_id,
+            ));
             targets.push(t);
         }
         let new = store::NewEvent {
             body: store::event_json(&event)?,
             held: crate::history::held_records(&event, &targets),
             targets,
+            decisions,
             event,
             digests: vec![],
             dedup: None,
@@ -193,22 +253,6 @@ fn lookup<'v>(data: &'v Value, path: &str) -> Option<&'v Value> {
         };
     }
     Some(cur)
-}
-
-/// The equality matcher of `immediate` (every entry holds; strings compare
-/// case-insensitively; a list is any of).
-fn matches(m: &BTreeMap<String, FilterValues>, data: &Value) -> bool {
-    m.iter().all(|(path, allowed)| {
-        lookup(data, path).is_some_and(|v| allowed.values().iter().any(|a| same(v, a)))
-    })
-}
-
-fn same(v: &Value, allowed: &Value) -> bool {
-    match (v, allowed) {
-        (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
-        (Value::Array(items), _) => items.iter().any(|i| same(i, allowed)),
-        (a, b) => a == b,
-    }
 }
 
 #[cfg(test)]

@@ -253,6 +253,28 @@ pub trait Storage: Send + Sync {
         now_ms: i64,
     ) -> impl Future<Output = Result<Vec<QueueDepth>, StoreError>> + Send;
 
+    // -- routing decisions (DESIGN §17) -----------------------------------
+
+    /// Records decisions made after an event's acceptance (dispatch's
+    /// `paused`/`skipped`, the catch-all), in one transaction.
+    fn add_decisions(
+        &self,
+        decisions: Vec<DecisionRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every decision about one event, oldest first.
+    fn event_decisions(
+        &self,
+        event_id: &str,
+    ) -> impl Future<Output = Result<Vec<DecisionRecord>, StoreError>> + Send;
+
+    /// Decisions, newest first, filtered and paged (reads the
+    /// `decisions_listing` index).
+    fn list_decisions(
+        &self,
+        query: DecisionQuery,
+    ) -> impl Future<Output = Result<DecisionPage, StoreError>> + Send;
+
     /// Retention: deletes attempts, final deliveries and events without
     /// deliveries older than `cutoff_ms`; never pending work. NOT one
     /// transaction: steps of at most [`PRUNE_BATCH`] rows, each its own
@@ -446,5 +468,14 @@ impl Storage for Store {
     }
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         each!(self, s => s.prune(cutoff_ms).await)
+    }
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        each!(self, s => s.add_decisions(decisions).await)
+    }
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        each!(self, s => s.event_decisions(event_id).await)
+    }
+    async fn list_decisions(&self, query: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        each!(self, s => s.list_decisions(query).await)
     }
 }

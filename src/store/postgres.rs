@@ -37,9 +37,10 @@ use tokio::sync::Notify;
 
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
-    Delivery, DueDelivery, DueDigests, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth,
-    RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target,
-    WebhookState,
+    DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, Delivery, DueDelivery, DueDigests,
+    HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page, QueueDepth, RoutingRecord,
+    SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
+    catch_all_decision, deduped_decision, with_digest_refs,
 };
 use crate::event::{Event, now_ms};
 
@@ -142,6 +143,25 @@ $$;
     ),
     (
         2,
+        r#"
+-- Routing decisions (DESIGN §17), written in the accept transaction.
+CREATE TABLE decisions (
+    seq          BIGSERIAL PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT,
+    webhook_name TEXT,
+    decision     TEXT NOT NULL,
+    rule         TEXT,
+    ref          TEXT,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX decisions_event ON decisions (event_id);
+CREATE INDEX decisions_listing ON decisions (decision, created_at, seq);
+CREATE INDEX decisions_created ON decisions (created_at);
+"#,
+    ),
+    (
+        3,
         r#"
 -- Routing (DESIGN §17): digest windows and members, dedup windows and repeats.
 CREATE TABLE digests (
@@ -631,13 +651,16 @@ impl PgStore {
                     e.targets.clear();
                     e.held.clear();
                     e.digests.clear();
+                    // The planned decisions never happened: one for the event.
+                    e.decisions = vec![deduped_decision(&id, &into, now)];
                     deduped.insert(id, into);
                     continue;
                 }
             }
+            let mut joined: Vec<(&str, String)> = Vec::with_capacity(e.digests.len());
             for m in &e.digests {
                 count_trip(&self.trips);
-                tx.execute(
+                let row = tx.query_one(
                     "WITH d AS (
                         INSERT INTO digests AS g (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
                         VALUES ($1, $2, $3, CASE WHEN $4::int4 <= 1 THEN 'closing' ELSE 'open' END, 1, $4, $5, $6)
@@ -646,7 +669,8 @@ impl PgStore {
                             state = CASE WHEN g.count + 1 >= g.max_events THEN 'closing' ELSE 'open' END
                         RETURNING id, count
                      )
-                     INSERT INTO digest_members (digest_id, seq, event_id) SELECT id, count, $7 FROM d",
+                     INSERT INTO digest_members (digest_id, seq, event_id) SELECT id, count, $7 FROM d
+                     RETURNING digest_id",
                     &[
                         &crate::event::new_id(),
                         &m.webhook_id,
@@ -659,6 +683,10 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg_err)?;
+                joined.push((m.webhook_id.as_str(), row.get(0)));
+            }
+            if !joined.is_empty() {
+                e.decisions = with_digest_refs(&e.decisions, &joined);
             }
         }
         let (accepted, batch) = self.accept_on(&*tx, batch, &deduped).await?;
@@ -681,6 +709,7 @@ impl PgStore {
         let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
         let mut d = DeliveryColumns::default();
         let mut held = Vec::new();
+        let mut decisions = Vec::new();
         for e in &batch {
             // The same id twice in one batch: the later ones are duplicates.
             if !first.insert(e.event.id.as_str()) {
@@ -694,8 +723,10 @@ impl PgStore {
                 d.push(&e.event.id, t, now);
             }
             held.extend(e.held.iter().cloned());
+            decisions.extend(e.decisions.iter());
         }
         let held_json = attempts_json(&held, Some(&self.owner))?;
+        let decisions_json = decisions_json(&decisions)?;
         count_trip(&self.trips);
         let rows = c
             .query(
@@ -717,6 +748,12 @@ impl PgStore {
                         success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
                     SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
                     WHERE a.event_id IN (SELECT id FROM ev)
+                 ), dc AS (
+                    INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+                    SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
+                    FROM json_to_recordset($14::text::json) AS x(event_id text, webhook_id text, webhook_name text,
+                         decision text, rule text, ref text, created_at bigint)
+                    WHERE x.event_id IN (SELECT id FROM ev)
                  )
                  SELECT id, true AS fresh, 0 AS n FROM ev
                  UNION ALL
@@ -735,6 +772,7 @@ impl PgStore {
                     &&*self.owner,
                     &self.lease_ms,
                     &held_json,
+                    &decisions_json,
                 ],
             )
             .await
@@ -1405,12 +1443,89 @@ impl Storage for PgStore {
     /// attempts, then final deliveries, then events none of whose
     /// deliveries is left (read in `(received_at, id)` order from a
     /// cursor). Pending work is never deleted.
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        let refs: Vec<&DecisionRecord> = decisions.iter().collect();
+        let json = decisions_json(&refs)?;
+        self.execute(
+            "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+             SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
+             FROM json_to_recordset($1::text::json) AS x(event_id text, webhook_id text, webhook_name text,
+                  decision text, rule text, ref text, created_at bigint)",
+            &[&json],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
+                 FROM decisions WHERE event_id = $1 ORDER BY seq",
+                &[&event_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| decision_from_row(r, 0)).collect())
+    }
+
+    async fn list_decisions(&self, q: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        let limit = q.limit.clamp(1, 1000) as i64;
+        let (before_at, before_seq) = q
+            .before
+            .map(|c| (c.at_ms, c.seq))
+            .unwrap_or((i64::MAX, i64::MAX));
+        let rows = self
+            .query(
+                "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+                 FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+                 WHERE ($1::text IS NULL OR d.decision = $1) AND d.created_at >= $2
+                   AND (d.created_at, d.seq) < ($3, $4)
+                 ORDER BY d.created_at DESC, d.seq DESC LIMIT $5",
+                &[
+                    &q.decision,
+                    &q.since_ms.unwrap_or(i64::MIN),
+                    &before_at,
+                    &before_seq,
+                    &(limit + 1),
+                ],
+            )
+            .await?;
+        let mut data: Vec<(i64, ListedDecision)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    ListedDecision {
+                        record: decision_from_row(r, 1),
+                        event_type: r.get(8),
+                    },
+                )
+            })
+            .collect();
+        let more = data.len() as i64 > limit;
+        data.truncate(limit as usize);
+        let next = if more {
+            data.last().map(|(seq, d)| DecisionCursor {
+                at_ms: d.record.created_at_ms,
+                seq: *seq,
+            })
+        } else {
+            None
+        };
+        Ok(DecisionPage {
+            data: data.into_iter().map(|(_, d)| d).collect(),
+            next,
+        })
+    }
+
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let batch = PRUNE_BATCH as i64;
         let mut rows = 0usize;
         for sql in [
             "DELETE FROM attempts WHERE seq IN
              (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            "DELETE FROM decisions WHERE seq IN
+             (SELECT seq FROM decisions WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
             "DELETE FROM deliveries WHERE id IN
              (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
         ] {
@@ -1554,6 +1669,14 @@ async fn catch_all(
         .await
         .map_err(pg_err)?;
     if n > 0 {
+        let d = catch_all_decision(event_id, t, now);
+        c.execute(
+            "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&d.event_id, &d.webhook_id, &d.webhook_name, &d.decision, &d.rule, &d.reference, &d.created_at_ms],
+        )
+        .await
+        .map_err(pg_err)?;
         c.query("SELECT relay_wake()", &[]).await.map_err(pg_err)?;
     }
     Ok(n > 0)
@@ -1605,6 +1728,37 @@ fn from_row(r: &Row) -> (i64, Attempt) {
             created_at_ms,
         },
     )
+}
+
+/// Decisions as a JSON array for `json_to_recordset`.
+fn decisions_json(decisions: &[&DecisionRecord]) -> Result<String, StoreError> {
+    let rows: Vec<serde_json::Value> = decisions
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "event_id": d.event_id,
+                "webhook_id": d.webhook_id,
+                "webhook_name": d.webhook_name,
+                "decision": d.decision,
+                "rule": d.rule,
+                "ref": d.reference,
+                "created_at": d.created_at_ms,
+            })
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decision_from_row(r: &Row, at: usize) -> DecisionRecord {
+    DecisionRecord {
+        event_id: r.get(at),
+        webhook_id: r.get(at + 1),
+        webhook_name: r.get(at + 2),
+        decision: r.get(at + 3),
+        rule: r.get(at + 4),
+        reference: r.get(at + 5),
+        created_at_ms: r.get(at + 6),
+    }
 }
 
 /// Attempts as a JSON array of `attempt_row` records (one parameter,

@@ -21,9 +21,10 @@ use crate::event::{Event, now_ms, rfc3339_ms};
 
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
-    DedupKey, Delivery, DigestMember, DueDelivery, DueDigests, Held, HistoryQuery, NewEvent,
-    PRUNE_BATCH, Page, QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError,
-    StoredWebhook, Target, WebhookState,
+    DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, DedupKey, Delivery, DigestMember,
+    DueDelivery, DueDigests, Held, HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page,
+    QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook,
+    Target, WebhookState, catch_all_decision, deduped_decision, with_digest_refs,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -157,6 +158,21 @@ CREATE TABLE IF NOT EXISTS config_webhooks (
     webhook_id  TEXT PRIMARY KEY,       -- a webhook of relay.yaml
     first_seen  INTEGER NOT NULL        -- ms; its created_at
 );
+-- Routing decisions (DESIGN §17), written in the accept transaction:
+-- per event and webhook (webhook_id NULL: about the whole event).
+CREATE TABLE IF NOT EXISTS decisions (
+    seq          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT,
+    webhook_name TEXT,
+    decision     TEXT NOT NULL,
+    rule         TEXT,
+    ref          TEXT,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_event ON decisions (event_id);
+CREATE INDEX IF NOT EXISTS decisions_listing ON decisions (decision, created_at, seq);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at);
 CREATE TABLE IF NOT EXISTS api_webhooks (
     id          TEXT PRIMARY KEY,
     spec        TEXT NOT NULL,          -- the spec as JSON, secret left out
@@ -399,10 +415,11 @@ fn insert_event(
     body: &str,
     targets: &[Target],
 ) -> Result<Accepted, StoreError> {
-    insert_routed(conn, event, body, targets, None, &[])
+    insert_routed(conn, event, body, targets, None, &[], &[])
 }
 
-/// [`insert_event`] for a [`NewEvent`], with its dedup key and digests.
+/// [`insert_event`] for a [`NewEvent`], with its dedup key, digests and
+/// routing decisions.
 fn insert_new(conn: &Connection, e: &NewEvent) -> Result<Accepted, StoreError> {
     insert_routed(
         conn,
@@ -411,6 +428,7 @@ fn insert_new(conn: &Connection, e: &NewEvent) -> Result<Accepted, StoreError> {
         &e.targets,
         e.dedup.as_ref(),
         &e.digests,
+        &e.decisions,
     )
 }
 
@@ -423,6 +441,7 @@ fn insert_routed(
     targets: &[Target],
     dedup_key: Option<&DedupKey>,
     digests: &[DigestMember],
+    decisions: &[DecisionRecord],
 ) -> Result<Accepted, StoreError> {
     let now = now_ms();
     let inserted = conn
@@ -447,6 +466,8 @@ fn insert_routed(
         if into != event.id {
             conn.prepare_cached("UPDATE events SET deliveries = 0 WHERE id = ?1")?
                 .execute([&event.id])?;
+            // The planned decisions never happened: one for the event.
+            insert_decisions(conn, &[deduped_decision(&event.id, &into, now)])?;
             return Ok(Accepted {
                 id: event.id.clone(),
                 deliveries: 0,
@@ -456,9 +477,11 @@ fn insert_routed(
             });
         }
     }
+    let mut joined = Vec::with_capacity(digests.len());
     for m in digests {
-        join_digest(conn, m, &event.id, now)?;
+        joined.push((m.webhook_id.as_str(), join_digest(conn, m, &event.id, now)?));
     }
+    insert_decisions(conn, &with_digest_refs(decisions, &joined))?;
     let held = insert_deliveries(conn, &event.id, targets, now)?;
     Ok(Accepted {
         id: event.id.clone(),
@@ -497,7 +520,7 @@ fn join_digest(
     m: &DigestMember,
     event_id: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<String, StoreError> {
     let (digest_id, seq): (String, i64) = conn
         .prepare_cached(
             "INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
@@ -522,7 +545,7 @@ fn join_digest(
         "INSERT INTO digest_members (digest_id, seq, event_id) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![digest_id, seq, event_id])?;
-    Ok(())
+    Ok(digest_id)
 }
 
 /// Windows to close now and the earliest end of the others.
@@ -602,6 +625,9 @@ fn catch_all(conn: &Connection, event_id: &str, t: &Target) -> Result<bool, Stor
              AND NOT EXISTS (SELECT 1 FROM digest_members WHERE event_id = ?2)",
         )?
         .execute(params![t.delivery_id, event_id, t.webhook_id, status, due, now_ms()])?;
+    if n > 0 {
+        insert_decisions(conn, &[catch_all_decision(event_id, t, now_ms())])?;
+    }
     Ok(n > 0)
 }
 
@@ -892,6 +918,7 @@ pub struct PruneCursor {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneStep {
     pub attempts: usize,
+    pub decisions: usize,
     pub deliveries: usize,
     pub events: usize,
     /// Nothing older than the cutoff is left to delete.
@@ -902,7 +929,7 @@ pub struct PruneStep {
 
 impl PruneStep {
     pub fn rows(&self) -> usize {
-        self.attempts + self.deliveries + self.events
+        self.attempts + self.decisions + self.deliveries + self.events
     }
 }
 
@@ -930,6 +957,16 @@ fn prune(
         )?
         .execute(params![cutoff_ms, limit as i64])?;
     let mut left = limit - step.attempts;
+    if left == 0 {
+        return Ok(step);
+    }
+    step.decisions = conn
+        .prepare_cached(
+            "DELETE FROM decisions WHERE seq IN
+             (SELECT seq FROM decisions WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )?
+        .execute(params![cutoff_ms, left as i64])?;
+    left -= step.decisions;
     if left == 0 {
         return Ok(step);
     }
@@ -1240,6 +1277,98 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
 }
 
 // ---------------------------------------------------------------------------
+// Routing decisions
+
+fn insert_decisions(conn: &Connection, decisions: &[DecisionRecord]) -> Result<(), StoreError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for d in decisions {
+        stmt.execute(params![
+            d.event_id,
+            d.webhook_id,
+            d.webhook_name,
+            d.decision,
+            d.rule,
+            d.reference,
+            d.created_at_ms
+        ])?;
+    }
+    Ok(())
+}
+
+fn decision_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<DecisionRecord> {
+    Ok(DecisionRecord {
+        event_id: r.get(at)?,
+        webhook_id: r.get(at + 1)?,
+        webhook_name: r.get(at + 2)?,
+        decision: r.get(at + 3)?,
+        rule: r.get(at + 4)?,
+        reference: r.get(at + 5)?,
+        created_at_ms: r.get(at + 6)?,
+    })
+}
+
+fn event_decisions(conn: &Connection, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
+         FROM decisions WHERE event_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([event_id], |r| decision_from_row(r, 0))?;
+    rows.map(|r| r.map_err(StoreError::from)).collect()
+}
+
+fn list_decisions(conn: &Connection, q: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+    let limit = q.limit.clamp(1, 1000);
+    let (before_at, before_seq) = q
+        .before
+        .map(|c| (c.at_ms, c.seq))
+        .unwrap_or((i64::MAX, i64::MAX));
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+         FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+         WHERE (?1 IS NULL OR d.decision = ?1) AND d.created_at >= ?2
+           AND (d.created_at, d.seq) < (?3, ?4)
+         ORDER BY d.created_at DESC, d.seq DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            q.decision,
+            q.since_ms.unwrap_or(i64::MIN),
+            before_at,
+            before_seq,
+            limit as i64 + 1
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ListedDecision {
+                    record: decision_from_row(r, 1)?,
+                    event_type: r.get(8)?,
+                },
+            ))
+        },
+    )?;
+    let mut data: Vec<(i64, ListedDecision)> = rows.collect::<Result<_, _>>()?;
+    let more = data.len() > limit;
+    data.truncate(limit);
+    let next = more.then(|| {
+        data.last().map(|(seq, d)| DecisionCursor {
+            at_ms: d.record.created_at_ms,
+            seq: *seq,
+        })
+    });
+    Ok(DecisionPage {
+        data: data.into_iter().map(|(_, d)| d).collect(),
+        next: next.flatten(),
+    })
+}
+
+// ---------------------------------------------------------------------------
 // The storage interface
 
 impl Storage for SqliteStore {
@@ -1531,6 +1660,21 @@ impl Storage for SqliteStore {
     /// In steps of at most [`PRUNE_BATCH`] rows, each its own write job:
     /// writes queued meanwhile go in between steps instead of waiting for
     /// the whole run.
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        self.write_with(decisions, |c, d| insert_decisions(c, d))
+            .await
+            .map(|_| ())
+    }
+
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        let id = event_id.to_owned();
+        self.read(move |c| event_decisions(c, &id)).await
+    }
+
+    async fn list_decisions(&self, query: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        self.read(move |c| list_decisions(c, &query)).await
+    }
+
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let mut cursor = PruneCursor::default();
         let mut rows = 0;
@@ -1968,6 +2112,7 @@ mod tests {
                 .collect(),
             targets,
             event: e,
+            decisions: vec![],
         }
     }
 
