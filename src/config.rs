@@ -1250,13 +1250,13 @@ impl WebhookSpec {
                 return err("auth.oauth2.client_id", "must not be empty".into());
             }
         }
-        if email || scheme == "unix" {
-            if let Some(d) = &self.destination {
-                return err(
-                    "destination",
-                    format!("a {scheme}:// URL takes no destination plugin (got {d:?})"),
-                );
-            }
+        if (email || scheme == "unix")
+            && let Some(d) = &self.destination
+        {
+            return err(
+                "destination",
+                format!("a {scheme}:// URL takes no destination plugin (got {d:?})"),
+            );
         }
         if scheme == "unix" && self.format != "syslog" {
             return err(
