@@ -17,6 +17,11 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod matcher;
+pub mod routing;
+pub use matcher::Matcher;
+pub use routing::{DedupSpec, DigestSpec, MuteSpec, RoutingConfig, SuppressRule};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -64,6 +69,9 @@ pub struct Config {
     /// `POST /api/v1/sources/{name}`.
     #[serde(default)]
     pub sources: Vec<SourceSpec>,
+    /// Routing and noise control (DESIGN §17).
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// On SIGTERM/SIGINT: how long attempts in flight (and requests being
     /// answered) may take to finish and be recorded before the relay exits.
     #[serde(
@@ -525,8 +533,16 @@ pub struct WebhookSpec {
     pub signature_header: Option<HeaderName>,
     #[serde(default)]
     pub event_types: Option<Vec<String>>,
-    #[serde(default)]
-    pub filter: Option<BTreeMap<String, FilterValues>>,
+    /// A matcher (DESIGN §17); the plain `{field: value | [values]}` form
+    /// of earlier versions is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Matcher>,
+    /// Mute windows: events recorded as `muted`, nothing sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute: Option<MuteSpec>,
+    /// Batch events into digest deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
     #[serde(default = "default_format")]
     pub format: String,
     #[serde(default)]
@@ -1108,24 +1124,6 @@ macro_rules! bounded_u64 {
 bounded_u64!(RetryCount, "retry_count", 0, 10);
 bounded_u64!(TimeoutMs, "timeout_ms", 1000, 30000);
 
-/// A filter entry: one allowed value or a list of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum FilterValues {
-    // `Many` first: an untagged `Value` would also swallow a list.
-    Many(Vec<serde_json::Value>),
-    One(serde_json::Value),
-}
-
-impl FilterValues {
-    pub fn values(&self) -> &[serde_json::Value] {
-        match self {
-            FilterValues::One(v) => std::slice::from_ref(v),
-            FilterValues::Many(v) => v,
-        }
-    }
-}
-
 fn json_text(v: Option<&serde_json::Value>) -> String {
     v.map(serde_json::Value::to_string)
         .unwrap_or_else(|| "{}".to_owned())
@@ -1229,6 +1227,19 @@ impl WebhookSpec {
                 "a syslog URL (udp/tcp/tls) needs a line format such as syslog or cef, not json"
                     .into(),
             );
+        }
+        if let Some(d) = &self.digest {
+            if d.group_by.len() > 8 {
+                return err("digest.group_by", "at most 8 fields make a group".into());
+            }
+            for (i, g) in d.group_by.iter().enumerate() {
+                if g.is_empty() || g.split('.').any(str::is_empty) {
+                    return err(
+                        &format!("digest.group_by[{i}]"),
+                        format!("{g:?} is not a data path such as tenant or finding.host"),
+                    );
+                }
+            }
         }
         self.validate_channels(ctx)
             .map_err(|(f, m)| (format!("{field}.{f}"), m))
@@ -1421,6 +1432,7 @@ impl Config {
                 "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms".into(),
             ));
         }
+        self.routing.validate().map_err(|(f, m)| invalid(f, m))?;
         // The format and destination names are checked by `crate::check`.
         let ctx = self.validation_context(&[], &[]);
         let mut ids = std::collections::HashSet::new();
@@ -1449,6 +1461,25 @@ impl Config {
                     format!("{:?} is used by another source", src.name.as_str()),
                 ));
             }
+        }
+        if let Some(name) = &self.routing.catch_all
+            && !self
+                .webhooks
+                .iter()
+                .any(|w| &w.name == name || w.id.as_ref() == Some(name) || &slug(&w.name) == name)
+        {
+            return Err(invalid(
+                "routing.catch_all".into(),
+                format!("{name:?} names no webhook of this file"),
+            ));
+        }
+        if let Some(d) = &self.routing.dedup
+            && d.key.trim().is_empty()
+        {
+            return Err(invalid(
+                "routing.dedup.key".into(),
+                "the key template is empty".into(),
+            ));
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod plugin;
 pub mod prepare;
 pub mod reload;
 pub mod render;
+pub mod route;
 pub mod scaffold;
 pub mod server;
 pub mod sign;

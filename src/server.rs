@@ -129,6 +129,8 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     );
     dispatcher.set_incidents(cfg.incidents.clone());
     dispatcher.start();
+    crate::route::digest::Digester::new(store.clone(), registry.clone(), dispatcher.clone())
+        .start();
     spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(
         store,
@@ -145,7 +147,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(
         listen = %bound,
-        webhooks = state.registry.load().list.len(),
+        webhooks = state.registry.load().len(),
         store = %match &cfg.storage.backend {
             crate::config::StorageBackend::Sqlite(p) => p.0.display().to_string(),
             // The URL may hold a password.

@@ -61,10 +61,13 @@ async fn store(url: &str, lease_ms: u64) -> PgStore {
 fn new_event(id: &str, targets: &[Target]) -> NewEvent {
     let event = event(id);
     NewEvent {
+        digests: vec![],
+        dedup: None,
         body: serde_json::to_string(&event).unwrap(),
         event,
         targets: targets.to_vec(),
         held: vec![],
+        decisions: vec![],
     }
 }
 
@@ -97,6 +100,7 @@ async fn record(
     breaker: BreakerChange,
 ) -> Option<relay::store::WebhookState> {
     s.record_attempt(AttemptRecord {
+        catch_all: None,
         attempt: attempt(delivery, "w", 1, Status::Succeeded),
         due_at: None,
         breaker,

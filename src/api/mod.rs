@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
@@ -28,6 +29,7 @@ use crate::history;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
+mod events;
 mod webhooks;
 pub use webhooks::{looks_like_credential, looks_secret, webhook_view};
 
@@ -106,6 +108,24 @@ impl AppState {
         self.registry
             .rebuild(&self.config.load(), api, &self.store)
             .await
+    }
+
+    /// Adds or replaces one API webhook in the registry (create, update):
+    /// O(log n), the others untouched.
+    pub async fn upsert_webhook(&self, stored: crate::store::StoredWebhook) {
+        let _guard = self.rebuild.lock().await;
+        self.registry.upsert(crate::webhook::Declared {
+            spec: stored.spec,
+            source: crate::webhook::Source::Api,
+            created_at_ms: stored.created_at_ms,
+            updated_at_ms: stored.updated_at_ms,
+        });
+    }
+
+    /// Removes one API webhook from the registry (delete).
+    pub async fn remove_webhook(&self, id: &str) {
+        let _guard = self.rebuild.lock().await;
+        self.registry.remove(id);
     }
 }
 
@@ -237,6 +257,9 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/webhooks/{id}/deliveries", Access::Read),
     route("POST", "/api/v1/deliveries/{id}/resend", Access::Admin),
     route("POST", "/api/v1/sources/{name}", Access::Ingest),
+    route("POST", "/api/v1/test", Access::Admin),
+    route("GET", "/api/v1/events", Access::Read),
+    route("GET", "/api/v1/events/{id}", Access::Read),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -263,6 +286,9 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/webhooks/{id}/deliveries") => get(webhook_deliveries),
         ("POST", "/api/v1/deliveries/{id}/resend") => post(resend_delivery),
         ("POST", "/api/v1/sources/{name}") => post(post_source),
+        ("POST", "/api/v1/test") => post(test_all),
+        ("GET", "/api/v1/events") => get(events::list),
+        ("GET", "/api/v1/events/{id}") => get(events::explain),
         _ => return None,
     })
 }
@@ -439,8 +465,8 @@ async fn metrics(State(s): State<Shared>) -> Result<Response, ApiError> {
             )
         })
         .collect();
-    let mut breakers = Vec::with_capacity(webhooks.list.len());
-    for w in &webhooks.list {
+    let mut breakers = Vec::with_capacity(webhooks.len());
+    for w in webhooks.list() {
         queue
             .entry(w.id.clone())
             .or_insert_with(|| crate::metrics::QueueDepth {
@@ -706,11 +732,23 @@ async fn test_webhook(
     };
     // Held until the attempt is recorded: the poller leaves this one alone.
     let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
+    let event_id = event.id.clone();
     let new = store::NewEvent {
+        digests: vec![],
+        dedup: None,
         body: store::event_json(&event)?,
         event,
         targets: vec![target.clone()],
         held: vec![],
+        decisions: vec![store::DecisionRecord {
+            event_id: event_id.clone(),
+            webhook_id: Some(w.id.clone()),
+            webhook_name: Some(w.spec.name.clone()),
+            decision: crate::route::Decision::Delivered.as_str().to_owned(),
+            rule: Some("test".into()),
+            reference: Some(target.delivery_id.clone()),
+            created_at_ms: crate::event::now_ms(),
+        }],
     };
     let (_, mut stored) = s.store.accept(vec![new]).await?;
     let event = stored
@@ -720,6 +758,100 @@ async fn test_webhook(
     let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
     let attempt = s.dispatcher.attempt_now(job).await?;
     Ok(axum::Json(attempt).into_response())
+}
+
+/// How long `POST /api/v1/test` waits for one webhook's attempt beyond
+/// that webhook's own `timeout_ms`.
+const TEST_ALL_SLACK: Duration = Duration::from_secs(5);
+
+/// `POST /api/v1/test`: one test event to every active webhook at once,
+/// bypassing filters, digests and dedup; answers each webhook's recorded
+/// attempt (waiting for each, bounded by its `timeout_ms` plus
+/// [`TEST_ALL_SLACK`]; a webhook whose attempt takes longer is answered
+/// `pending`, its attempt still recorded in its history).
+async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
+    let webhooks = s.registry.load();
+    let active: Vec<Arc<Webhook>> = webhooks
+        .list()
+        .into_iter()
+        .filter(|w| w.breaker.is_active())
+        .collect();
+    let event = Event {
+        id: format!("test-{}", new_id()),
+        event_type: "relay.test".into(),
+        time: crate::event::rfc3339_ms(now_ms()),
+        data: json!({
+            "title": "Test event from relay",
+            "severity": "info",
+            "message": "This is a test delivery to every active webhook, sent from the relay admin API.",
+            "test": true
+        }),
+    };
+    let targets: Vec<store::Target> = active
+        .iter()
+        .map(|w| store::Target {
+            delivery_id: new_id(),
+            webhook_id: w.id.clone(),
+            start: store::Start::Due,
+        })
+        .collect();
+    // Held until each attempt is recorded: the poller leaves them alone.
+    let reserved = s.dispatcher.reserve(&targets);
+    let now = now_ms();
+    let decisions = targets
+        .iter()
+        .zip(&active)
+        .map(|(t, w)| store::DecisionRecord {
+            event_id: event.id.clone(),
+            webhook_id: Some(w.id.clone()),
+            webhook_name: Some(w.spec.name.clone()),
+            decision: crate::route::Decision::Delivered.as_str().to_owned(),
+            rule: Some("test".into()),
+            reference: Some(t.delivery_id.clone()),
+            created_at_ms: now,
+        })
+        .collect();
+    let new = store::NewEvent {
+        body: store::event_json(&event)?,
+        event,
+        targets: targets.clone(),
+        held: vec![],
+        decisions,
+        digests: vec![],
+        dedup: None,
+    };
+    let (_, mut stored) = s.store.accept(vec![new]).await?;
+    let event = Arc::new(
+        stored
+            .pop()
+            .map(|e| e.event)
+            .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?,
+    );
+    let mut running = tokio::task::JoinSet::new();
+    for (t, w) in targets.into_iter().zip(&active) {
+        let dispatcher = s.dispatcher.clone();
+        let bound = Duration::from_millis(w.spec.timeout_ms.0) + TEST_ALL_SLACK;
+        let job = Job::reserved(t.delivery_id.clone(), t.webhook_id.clone(), event.clone());
+        running.spawn(async move {
+            let result = tokio::time::timeout(bound, dispatcher.attempt_now(job)).await;
+            (t, result)
+        });
+    }
+    let mut results = Vec::with_capacity(active.len());
+    while let Some(done) = running.join_next().await {
+        let Ok((t, result)) = done else { continue };
+        results.push(match result {
+            Ok(Ok(attempt)) => json!({"webhook_id": t.webhook_id, "delivery_id": t.delivery_id, "attempt": attempt}),
+            Ok(Err(e)) => json!({"webhook_id": t.webhook_id, "delivery_id": t.delivery_id, "status": "pending", "error": e.to_string()}),
+            Err(_) => json!({"webhook_id": t.webhook_id, "delivery_id": t.delivery_id, "status": "pending", "error": "no attempt recorded in time; see the webhook's history"}),
+        });
+    }
+    drop(reserved);
+    results.sort_by(|a, b| a["webhook_id"].as_str().cmp(&b["webhook_id"].as_str()));
+    Ok(
+        axum::Json(json!({"event_id": event.id, "webhooks": results.len(), "data": results}))
+            .into_response(),
+    )
 }
 
 async fn resend_delivery(

@@ -279,7 +279,7 @@ pub async fn list(
     let list: Vec<Value> = s
         .registry
         .load()
-        .list
+        .list()
         .iter()
         .map(|w| webhook_view(w, role))
         .collect();
@@ -305,11 +305,6 @@ fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
-/// Re-reads the API webhooks and swaps the registry.
-async fn refresh(s: &super::AppState) -> Result<(), ApiError> {
-    Ok(s.refresh_registry().await?)
-}
-
 pub async fn create(
     State(s): State<Shared>,
     body: axum::body::Bytes,
@@ -328,8 +323,8 @@ pub async fn create(
         created_at_ms: now,
         updated_at_ms: now,
     };
-    s.store.save_api_webhook(stored).await?;
-    refresh(&s).await?;
+    s.store.save_api_webhook(stored.clone()).await?;
+    s.upsert_webhook(stored).await;
     let w = s.webhook(&id)?;
     Ok((
         StatusCode::CREATED,
@@ -393,7 +388,8 @@ pub async fn update(
             created_at_ms: current.created_at_ms,
             updated_at_ms: now_ms(),
         };
-        s.store.save_api_webhook(stored).await?;
+        s.store.save_api_webhook(stored.clone()).await?;
+        s.upsert_webhook(stored).await;
     }
     if let Some(a) = active {
         let state = current.breaker.set_active(a, crate::store::Operator::Api);
@@ -402,7 +398,6 @@ pub async fn update(
             s.dispatcher.wake();
         }
     }
-    refresh(&s).await?;
     let w = s.webhook(&id)?;
     Ok(axum::Json(webhook_view(&w, Role::Admin)).into_response())
 }
@@ -436,7 +431,7 @@ pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> Result<R
         ));
     }
     s.store.delete_api_webhook(&id).await?;
-    refresh(&s).await?;
+    s.remove_webhook(&id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -37,8 +37,10 @@ use tokio::sync::Notify;
 
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
-    Delivery, DueDelivery, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start, Status,
-    Storage, StoreError, StoredWebhook, Target, WebhookState,
+    DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, Delivery, DueDelivery, DueDigests,
+    HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page, QueueDepth, RoutingRecord,
+    SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
+    catch_all_decision, deduped_decision, with_digest_refs,
 };
 use crate::event::{Event, now_ms};
 
@@ -149,6 +151,60 @@ CREATE TABLE destination_state (
     updated_at   BIGINT NOT NULL,
     PRIMARY KEY (webhook_id, incident_key)
 );
+"#,
+    ),
+    (
+        3,
+        r#"
+-- Routing decisions (DESIGN §17), written in the accept transaction.
+CREATE TABLE decisions (
+    seq          BIGSERIAL PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT,
+    webhook_name TEXT,
+    decision     TEXT NOT NULL,
+    rule         TEXT,
+    ref          TEXT,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX decisions_event ON decisions (event_id);
+CREATE INDEX decisions_listing ON decisions (decision, created_at, seq);
+CREATE INDEX decisions_created ON decisions (created_at);
+"#,
+    ),
+    (
+        4,
+        r#"
+-- Routing (DESIGN §17): digest windows and members, dedup windows and repeats.
+CREATE TABLE digests (
+    id          TEXT PRIMARY KEY,
+    webhook_id  TEXT NOT NULL,
+    grp         TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    max_events  INTEGER NOT NULL,
+    opened_at   BIGINT NOT NULL,
+    closes_at   BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX digests_open ON digests (webhook_id, grp) WHERE state = 'open';
+CREATE INDEX digests_pending ON digests (state, closes_at) WHERE state <> 'closed';
+CREATE TABLE digest_members (
+    digest_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    event_id    TEXT NOT NULL,
+    PRIMARY KEY (digest_id, seq)
+);
+CREATE INDEX digest_members_event ON digest_members (event_id);
+CREATE TABLE dedup (
+    key         TEXT PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+CREATE TABLE deduped (
+    event_id    TEXT PRIMARY KEY,
+    into_id     TEXT NOT NULL
+);
+CREATE INDEX deduped_into ON deduped (into_id);
 "#,
     ),
 ];
@@ -477,21 +533,237 @@ impl DeliveryColumns {
     }
 }
 
-impl Storage for PgStore {
-    /// One statement (one round trip, one transaction) for the whole batch:
-    /// the events (`ON CONFLICT DO NOTHING`: the id is the idempotency
-    /// key), their deliveries — due ones leased to this instance for
-    /// its lease, since ingest hands them to its own lanes — and
-    /// the held attempts of new events.
-    async fn accept(
+impl PgStore {
+    /// The statement of [`Storage::record_attempt`] on `c`.
+    async fn record_attempt_on(
         &self,
+        c: &impl tokio_postgres::GenericClient,
+        record: &AttemptRecord,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        let attempt = &record.attempt;
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        let (op, threshold) = match record.breaker {
+            BreakerChange::None => ("", 0),
+            BreakerChange::Success { .. } => ("success", 0),
+            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
+            BreakerChange::Trip => ("trip", 0),
+        };
+        count_trip(&self.trips);
+        let rows = c
+            .query(
+                "WITH d AS (
+                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
+                    WHERE id = $1 AND owner = $6::text
+                    RETURNING id
+                 ), a AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
+                 ), w AS (
+                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
+                    SELECT $8::text,
+                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
+                           1, $5
+                    WHERE $9 IN ('failure', 'trip')
+                    ON CONFLICT (webhook_id) DO UPDATE SET
+                        failure_count = s.failure_count + 1,
+                        activity = CASE
+                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
+                            THEN 'paused' ELSE s.activity END,
+                        updated_at = $5
+                    RETURNING s.activity, s.failure_count
+                 ), ok AS (
+                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
+                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
+                    RETURNING activity, failure_count
+                 ), ds AS (
+                    INSERT INTO destination_state (webhook_id, incident_key, state, updated_at)
+                    SELECT $8, $11::text, $12::text, $5
+                    WHERE $11::text IS NOT NULL AND $12::text IS NOT NULL
+                    ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+                    RETURNING 1
+                 ), dc AS (
+                    DELETE FROM destination_state
+                    WHERE webhook_id = $8 AND incident_key = $11::text AND $12::text IS NULL
+                    RETURNING 1
+                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
+                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
+                &[
+                    &attempt.delivery_id,
+                    &attempt.status.as_str(),
+                    &(attempt.attempt as i32),
+                    &record.due_at,
+                    &now_ms(),
+                    &&*self.owner,
+                    &json,
+                    &attempt.webhook_id,
+                    &op,
+                    &threshold,
+                    &record.destination_state.as_ref().map(|d| d.incident_key.as_str()),
+                    &record
+                        .destination_state
+                        .as_ref()
+                        .and_then(|d| d.state.as_deref()),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
+        if row.get::<_, i64>(0) == 0 {
+            tracing::warn!(delivery = %attempt.delivery_id, "the lease on this delivery had expired and another instance took it over: the attempt is recorded in the history, the delivery's state is the new owner's");
+        }
+        Ok(
+            match (
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<i32>>(2),
+            ) {
+                (Some(a), Some(n)) => Some(WebhookState {
+                    activity: activity(&a),
+                    failure_count: n as u32,
+                }),
+                _ => None,
+            },
+        )
+    }
+
+    /// The statement of [`Storage::record_paused`] on `c`.
+    async fn record_paused_on(
+        &self,
+        c: &impl tokio_postgres::GenericClient,
+        attempt: &Attempt,
+    ) -> Result<(), StoreError> {
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        count_trip(&self.trips);
+        c.query(
+            "WITH d AS (
+                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
+                WHERE id = $1 AND due_at IS NOT NULL
+                RETURNING id
+             ), a AS (
+                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
+             )
+             SELECT count(*) FROM d",
+            &[&attempt.delivery_id, &now_ms(), &json],
+        )
+        .await
+        .map_err(pg_err)?;
+        Ok(())
+    }
+
+    /// [`Storage::accept`] for a batch with dedup keys or digests: one
+    /// transaction that takes the dedup keys (a repeat is stored with no
+    /// delivery), joins the digest windows, then runs the batch statement.
+    async fn accept_routed(
+        &self,
+        mut batch: Vec<NewEvent>,
+    ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
+        let now = now_ms();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let ids: Vec<&str> = batch.iter().map(|e| e.event.id.as_str()).collect();
+        count_trip(&self.trips);
+        let known: std::collections::HashSet<String> = tx
+            .query("SELECT id FROM events WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(pg_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut deduped = std::collections::HashMap::new();
+        for e in batch.iter_mut() {
+            let id = e.event.id.clone();
+            if known.contains(&id) || !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(k) = &e.dedup {
+                count_trip(&self.trips);
+                let into: String = tx
+                    .query_one(
+                        "INSERT INTO dedup AS d (key, event_id, expires_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (key) DO UPDATE SET
+                             event_id = CASE WHEN d.expires_at <= $4 THEN excluded.event_id ELSE d.event_id END,
+                             expires_at = CASE WHEN d.expires_at <= $4 THEN excluded.expires_at ELSE d.expires_at END
+                         RETURNING event_id",
+                        &[&k.key, &id, &(now + k.window_ms), &now],
+                    )
+                    .await
+                    .map_err(pg_err)?
+                    .get(0);
+                if into != id {
+                    count_trip(&self.trips);
+                    tx.execute(
+                        "INSERT INTO deduped (event_id, into_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&id, &into],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                    e.targets.clear();
+                    e.held.clear();
+                    e.digests.clear();
+                    // The planned decisions never happened: one for the event.
+                    e.decisions = vec![deduped_decision(&id, &into, now)];
+                    deduped.insert(id, into);
+                    continue;
+                }
+            }
+            let mut joined: Vec<(&str, String)> = Vec::with_capacity(e.digests.len());
+            for m in &e.digests {
+                count_trip(&self.trips);
+                let row = tx.query_one(
+                    "WITH d AS (
+                        INSERT INTO digests AS g (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
+                        VALUES ($1, $2, $3, CASE WHEN $4::int4 <= 1 THEN 'closing' ELSE 'open' END, 1, $4, $5, $6)
+                        ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET
+                            count = g.count + 1,
+                            state = CASE WHEN g.count + 1 >= g.max_events THEN 'closing' ELSE 'open' END
+                        RETURNING id, count
+                     )
+                     INSERT INTO digest_members (digest_id, seq, event_id) SELECT id, count, $7 FROM d
+                     RETURNING digest_id",
+                    &[
+                        &crate::event::new_id(),
+                        &m.webhook_id,
+                        &m.group,
+                        &(m.max_events as i32),
+                        &now,
+                        &(now + m.window_ms),
+                        &id,
+                    ],
+                )
+                .await
+                .map_err(pg_err)?;
+                joined.push((m.webhook_id.as_str(), row.get(0)));
+            }
+            if !joined.is_empty() {
+                e.decisions = with_digest_refs(&e.decisions, &joined);
+            }
+        }
+        let (accepted, batch) = self.accept_on(&*tx, batch, &deduped).await?;
+        count_trip(&self.trips);
+        tx.commit().await.map_err(pg_err)?;
+        Ok((accepted, batch))
+    }
+
+    /// The batch statement of [`Storage::accept`] on `c` (a pooled
+    /// connection, or a transaction). `deduped`: events stored as repeats
+    /// (id → the event they repeat).
+    async fn accept_on(
+        &self,
+        c: &impl tokio_postgres::GenericClient,
         batch: Vec<NewEvent>,
+        deduped: &std::collections::HashMap<String, String>,
     ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
         let now = now_ms();
         let mut first = std::collections::HashSet::new();
         let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
         let mut d = DeliveryColumns::default();
         let mut held = Vec::new();
+        let mut decisions = Vec::new();
         for e in &batch {
             // The same id twice in one batch: the later ones are duplicates.
             if !first.insert(e.event.id.as_str()) {
@@ -505,9 +777,12 @@ impl Storage for PgStore {
                 d.push(&e.event.id, t, now);
             }
             held.extend(e.held.iter().cloned());
+            decisions.extend(e.decisions.iter());
         }
         let held_json = attempts_json(&held, Some(&self.owner))?;
-        let rows = self
+        let decisions_json = decisions_json(&decisions)?;
+        count_trip(&self.trips);
+        let rows = c
             .query(
                 "WITH ev AS (
                     INSERT INTO events (id, type, body, deliveries, received_at)
@@ -527,6 +802,12 @@ impl Storage for PgStore {
                         success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
                     SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
                     WHERE a.event_id IN (SELECT id FROM ev)
+                 ), dc AS (
+                    INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+                    SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
+                    FROM json_to_recordset($14::text::json) AS x(event_id text, webhook_id text, webhook_name text,
+                         decision text, rule text, ref text, created_at bigint)
+                    WHERE x.event_id IN (SELECT id FROM ev)
                  )
                  SELECT id, true AS fresh, 0 AS n FROM ev
                  UNION ALL
@@ -545,9 +826,11 @@ impl Storage for PgStore {
                     &&*self.owner,
                     &self.lease_ms,
                     &held_json,
+                    &decisions_json,
                 ],
             )
-            .await?;
+            .await
+            .map_err(pg_err)?;
         let mut fresh = std::collections::HashSet::new();
         let mut known = std::collections::HashMap::new();
         for r in &rows {
@@ -567,6 +850,7 @@ impl Storage for PgStore {
                     id: id.clone(),
                     deliveries: e.targets.len() as u32,
                     duplicate: false,
+                    deduped_into: deduped.get(id).cloned(),
                     held: e
                         .targets
                         .iter()
@@ -581,9 +865,10 @@ impl Storage for PgStore {
                 None if fresh.contains(id) => counts[ids.iter().position(|x| x == id).unwrap_or(0)],
                 // Stored by a concurrent request after this statement's
                 // snapshot: read its count now.
-                None => self
+                None => c
                     .query("SELECT deliveries FROM events WHERE id = $1", &[id])
-                    .await?
+                    .await
+                    .map_err(pg_err)?
                     .first()
                     .map(|r| r.get::<_, i32>(0))
                     .unwrap_or(0),
@@ -593,9 +878,164 @@ impl Storage for PgStore {
                 deliveries: n as u32,
                 duplicate: true,
                 held: vec![],
+                deduped_into: None,
             });
         }
         Ok((out, batch))
+    }
+}
+
+impl Storage for PgStore {
+    /// One statement (one round trip, one transaction) for the whole batch:
+    /// the events (`ON CONFLICT DO NOTHING`: the id is the idempotency
+    /// key), their deliveries — due ones leased to this instance for
+    /// its lease, since ingest hands them to its own lanes — and
+    /// the held attempts of new events.
+    async fn accept(
+        &self,
+        batch: Vec<NewEvent>,
+    ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
+        if batch
+            .iter()
+            .any(|e| e.dedup.is_some() || !e.digests.is_empty())
+        {
+            return self.accept_routed(batch).await;
+        }
+        let client = self.client().await?;
+        self.accept_on(&**client, batch, &Default::default()).await
+    }
+
+    async fn record_paused(
+        &self,
+        attempt: Attempt,
+        catch_all_target: Option<Target>,
+    ) -> Result<(), StoreError> {
+        let Some(t) = catch_all_target else {
+            let client = self.client().await?;
+            return self.record_paused_on(&**client, &attempt).await;
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        lock_event(&*tx, &attempt.event_id).await?;
+        self.record_paused_on(&*tx, &attempt).await?;
+        catch_all(&*tx, &attempt.event_id, &t).await?;
+        count_trip(&self.trips);
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn due_digests(&self, now: i64) -> Result<DueDigests, StoreError> {
+        let rows = self
+            .query(
+                "(SELECT id, 0 AS k FROM digests WHERE state = 'closing' ORDER BY closes_at LIMIT 256)
+                 UNION ALL
+                 (SELECT id, 1 FROM digests WHERE state = 'open' AND closes_at <= $1 ORDER BY closes_at LIMIT 256)
+                 UNION ALL
+                 (SELECT MIN(closes_at)::text, 2 FROM digests WHERE state = 'open' AND closes_at > $1)",
+                &[&now],
+            )
+            .await?;
+        let mut out = DueDigests::default();
+        for r in rows {
+            let id: Option<String> = r.get(0);
+            match (r.get::<_, i32>(1), id) {
+                (2, Some(t)) => out.next_close_ms = t.parse().ok(),
+                (0 | 1, Some(id)) => out.due.push(id),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    async fn seal_digest(&self, id: &str) -> Result<Option<SealedDigest>, StoreError> {
+        let rows = self
+            .query(
+                "WITH s AS (
+                    UPDATE digests SET state = 'closing' WHERE id = $1 AND state IN ('open', 'closing')
+                    RETURNING webhook_id, grp, opened_at
+                 )
+                 SELECT s.webhook_id, s.grp, s.opened_at, e.body
+                 FROM s LEFT JOIN digest_members m ON m.digest_id = $1
+                 LEFT JOIN events e ON e.id = m.event_id
+                 ORDER BY m.seq",
+                &[&id],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut members = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(body) = r.get::<_, Option<String>>(3) {
+                members.push(
+                    serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("event: {e}")))?,
+                );
+            }
+        }
+        Ok(Some(SealedDigest {
+            id: id.to_owned(),
+            webhook_id: first.get(0),
+            group: first.get(1),
+            opened_at_ms: first.get(2),
+            members,
+        }))
+    }
+
+    async fn finish_digest(
+        &self,
+        id: &str,
+        digest: NewEvent,
+    ) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        count_trip(&self.trips);
+        let closed = tx
+            .execute(
+                "UPDATE digests SET state = 'closed' WHERE id = $1 AND state = 'closing'",
+                &[&id],
+            )
+            .await
+            .map_err(pg_err)?;
+        if closed == 0 {
+            return Ok((None, digest));
+        }
+        let (mut accepted, mut batch) = self
+            .accept_on(&*tx, vec![digest], &Default::default())
+            .await?;
+        count_trip(&self.trips);
+        tx.commit().await.map_err(pg_err)?;
+        let digest = batch
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the digest did not come back".into()))?;
+        Ok((accepted.pop(), digest))
+    }
+
+    async fn routing_of(&self, event_id: &str) -> Result<RoutingRecord, StoreError> {
+        let rows = self
+            .query(
+                "SELECT 0 AS k, into_id AS a, NULL::text AS b FROM deduped WHERE event_id = $1
+                 UNION ALL
+                 SELECT 1, COUNT(*)::text, NULL FROM deduped WHERE into_id = $1
+                 UNION ALL
+                 SELECT 2, d.webhook_id, d.id FROM digest_members m JOIN digests d ON d.id = m.digest_id
+                 WHERE m.event_id = $1",
+                &[&event_id],
+            )
+            .await?;
+        let mut out = RoutingRecord::default();
+        for r in rows {
+            let a: Option<String> = r.get(1);
+            match (r.get::<_, i32>(0), a) {
+                (0, into) => out.deduped_into = into,
+                (1, n) => out.repeats = n.and_then(|n| n.parse().ok()).unwrap_or(0),
+                (_, Some(w)) => out
+                    .digests
+                    .push((w, r.get::<_, Option<String>>(2).unwrap_or_default())),
+                _ => {}
+            }
+        }
+        out.digests.sort();
+        Ok(out)
     }
 
     /// Replay: the deliveries (due ones leased to this instance, which
@@ -799,109 +1239,22 @@ impl Storage for PgStore {
         &self,
         record: AttemptRecord,
     ) -> Result<Option<WebhookState>, StoreError> {
-        let attempt = &record.attempt;
-        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
-        let (op, threshold) = match record.breaker {
-            BreakerChange::None => ("", 0),
-            BreakerChange::Success { .. } => ("success", 0),
-            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
-            BreakerChange::Trip => ("trip", 0),
+        let ends_badly = matches!(record.attempt.status, Status::Failed | Status::Skipped);
+        let Some(t) = record.catch_all.as_ref().filter(|_| ends_badly) else {
+            let client = self.client().await?;
+            return self.record_attempt_on(&**client, &record).await;
         };
-        let rows = self
-            .query(
-                "WITH d AS (
-                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
-                    WHERE id = $1 AND owner = $6::text
-                    RETURNING id
-                 ), a AS (
-                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
-                 ), w AS (
-                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
-                    SELECT $8::text,
-                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
-                           1, $5
-                    WHERE $9 IN ('failure', 'trip')
-                    ON CONFLICT (webhook_id) DO UPDATE SET
-                        failure_count = s.failure_count + 1,
-                        activity = CASE
-                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
-                            THEN 'paused' ELSE s.activity END,
-                        updated_at = $5
-                    RETURNING s.activity, s.failure_count
-                 ), ok AS (
-                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
-                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
-                    RETURNING activity, failure_count
-                 ), ds AS (
-                    INSERT INTO destination_state (webhook_id, incident_key, state, updated_at)
-                    SELECT $8, $11::text, $12::text, $5
-                    WHERE $11::text IS NOT NULL AND $12::text IS NOT NULL
-                    ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
-                    RETURNING 1
-                 ), dc AS (
-                    DELETE FROM destination_state
-                    WHERE webhook_id = $8 AND incident_key = $11::text AND $12::text IS NULL
-                    RETURNING 1
-                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
-                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
-                &[
-                    &attempt.delivery_id,
-                    &attempt.status.as_str(),
-                    &(attempt.attempt as i32),
-                    &record.due_at,
-                    &now_ms(),
-                    &&*self.owner,
-                    &json,
-                    &attempt.webhook_id,
-                    &op,
-                    &threshold,
-                    &record.destination_state.as_ref().map(|d| d.incident_key.as_str()),
-                    &record
-                        .destination_state
-                        .as_ref()
-                        .and_then(|d| d.state.as_deref()),
-                ],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
-        if row.get::<_, i64>(0) == 0 {
-            tracing::warn!(delivery = %attempt.delivery_id, "the lease on this delivery had expired and another instance took it over: the attempt is recorded in the history, the delivery's state is the new owner's");
-        }
-        Ok(
-            match (
-                row.get::<_, Option<String>>(1),
-                row.get::<_, Option<i32>>(2),
-            ) {
-                (Some(a), Some(n)) => Some(WebhookState {
-                    activity: activity(&a),
-                    failure_count: n as u32,
-                }),
-                _ => None,
-            },
-        )
-    }
-
-    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
-        let json = attempts_json(std::slice::from_ref(&attempt), Some(&self.owner))?;
-        self.query(
-            "WITH d AS (
-                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
-                WHERE id = $1 AND due_at IS NOT NULL
-                RETURNING id
-             ), a AS (
-                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
-             )
-             SELECT count(*) FROM d",
-            &[&attempt.delivery_id, &now_ms(), &json],
-        )
-        .await?;
-        Ok(())
+        // The event row is locked first, so that two instances ending the
+        // last two deliveries of one event at once see each other's
+        // outcome (one of them creates the catch-all).
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        lock_event(&*tx, &record.attempt.event_id).await?;
+        let state = self.record_attempt_on(&*tx, &record).await?;
+        catch_all(&*tx, &record.attempt.event_id, t).await?;
+        count_trip(&self.trips);
+        tx.commit().await.map_err(pg_err)?;
+        Ok(state)
     }
 
     async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
@@ -1158,12 +1511,89 @@ impl Storage for PgStore {
     /// attempts, then final deliveries, then events none of whose
     /// deliveries is left (read in `(received_at, id)` order from a
     /// cursor). Pending work is never deleted.
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        let refs: Vec<&DecisionRecord> = decisions.iter().collect();
+        let json = decisions_json(&refs)?;
+        self.execute(
+            "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+             SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
+             FROM json_to_recordset($1::text::json) AS x(event_id text, webhook_id text, webhook_name text,
+                  decision text, rule text, ref text, created_at bigint)",
+            &[&json],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
+                 FROM decisions WHERE event_id = $1 ORDER BY seq",
+                &[&event_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| decision_from_row(r, 0)).collect())
+    }
+
+    async fn list_decisions(&self, q: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        let limit = q.limit.clamp(1, 1000) as i64;
+        let (before_at, before_seq) = q
+            .before
+            .map(|c| (c.at_ms, c.seq))
+            .unwrap_or((i64::MAX, i64::MAX));
+        let rows = self
+            .query(
+                "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+                 FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+                 WHERE ($1::text IS NULL OR d.decision = $1) AND d.created_at >= $2
+                   AND (d.created_at, d.seq) < ($3, $4)
+                 ORDER BY d.created_at DESC, d.seq DESC LIMIT $5",
+                &[
+                    &q.decision,
+                    &q.since_ms.unwrap_or(i64::MIN),
+                    &before_at,
+                    &before_seq,
+                    &(limit + 1),
+                ],
+            )
+            .await?;
+        let mut data: Vec<(i64, ListedDecision)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    ListedDecision {
+                        record: decision_from_row(r, 1),
+                        event_type: r.get(8),
+                    },
+                )
+            })
+            .collect();
+        let more = data.len() as i64 > limit;
+        data.truncate(limit as usize);
+        let next = if more {
+            data.last().map(|(seq, d)| DecisionCursor {
+                at_ms: d.record.created_at_ms,
+                seq: *seq,
+            })
+        } else {
+            None
+        };
+        Ok(DecisionPage {
+            data: data.into_iter().map(|(_, d)| d).collect(),
+            next,
+        })
+    }
+
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let batch = PRUNE_BATCH as i64;
         let mut rows = 0usize;
         for sql in [
             "DELETE FROM attempts WHERE seq IN
              (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            "DELETE FROM decisions WHERE seq IN
+             (SELECT seq FROM decisions WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
             "DELETE FROM deliveries WHERE id IN
              (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
         ] {
@@ -1268,6 +1698,58 @@ impl PgStore {
     }
 }
 
+/// Locks an event's row for the rest of the transaction (catch-all checks
+/// see every other instance's committed outcome).
+async fn lock_event(
+    c: &impl tokio_postgres::GenericClient,
+    event_id: &str,
+) -> Result<(), StoreError> {
+    c.query(
+        "SELECT 1 FROM events WHERE id = $1 FOR UPDATE",
+        &[&event_id],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+/// Creates `t`, the catch-all delivery of `event_id`, when no other
+/// delivery of the event is pending, retrying or succeeded and the event is
+/// in no digest; at most once per event (its id is fixed per event).
+async fn catch_all(
+    c: &impl tokio_postgres::GenericClient,
+    event_id: &str,
+    t: &Target,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let (status, due) = start_row(t.start, now);
+    let n = c
+        .execute(
+            "INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at)
+             SELECT $1, $2, $3, $4, 0, $5, $6, $6
+             WHERE EXISTS (SELECT 1 FROM events WHERE id = $2)
+             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = $2 AND webhook_id <> $3
+                             AND status NOT IN ('failed', 'skipped', 'paused'))
+             AND NOT EXISTS (SELECT 1 FROM digest_members WHERE event_id = $2)
+             ON CONFLICT (id) DO NOTHING",
+            &[&t.delivery_id, &event_id, &t.webhook_id, &status, &due, &now],
+        )
+        .await
+        .map_err(pg_err)?;
+    if n > 0 {
+        let d = catch_all_decision(event_id, t, now);
+        c.execute(
+            "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&d.event_id, &d.webhook_id, &d.webhook_name, &d.decision, &d.rule, &d.reference, &d.created_at_ms],
+        )
+        .await
+        .map_err(pg_err)?;
+        c.query("SELECT relay_wake()", &[]).await.map_err(pg_err)?;
+    }
+    Ok(n > 0)
+}
+
 /// A stored activity; unknown text reads as paused (deliveries wait).
 fn activity(s: &str) -> Activity {
     Activity::parse(s).unwrap_or(Activity::Paused)
@@ -1314,6 +1796,37 @@ fn from_row(r: &Row) -> (i64, Attempt) {
             created_at_ms,
         },
     )
+}
+
+/// Decisions as a JSON array for `json_to_recordset`.
+fn decisions_json(decisions: &[&DecisionRecord]) -> Result<String, StoreError> {
+    let rows: Vec<serde_json::Value> = decisions
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "event_id": d.event_id,
+                "webhook_id": d.webhook_id,
+                "webhook_name": d.webhook_name,
+                "decision": d.decision,
+                "rule": d.rule,
+                "ref": d.reference,
+                "created_at": d.created_at_ms,
+            })
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decision_from_row(r: &Row, at: usize) -> DecisionRecord {
+    DecisionRecord {
+        event_id: r.get(at),
+        webhook_id: r.get(at + 1),
+        webhook_name: r.get(at + 2),
+        decision: r.get(at + 3),
+        rule: r.get(at + 4),
+        reference: r.get(at + 5),
+        created_at_ms: r.get(at + 6),
+    }
 }
 
 /// Attempts as a JSON array of `attempt_row` records (one parameter,
