@@ -287,7 +287,7 @@ impl Dispatcher {
         self.inner.wake.notify_one();
     }
 
-    /// Asks the digest task (`route::digest::Digester`) to look at the
+    /// Asks the digest task (`digester::Digester`) to look at the
     /// store now: ingest stored digest members.
     pub fn poke_digests(&self) {
         self.inner.digest_wake.notify_one();
@@ -767,7 +767,7 @@ impl Inner {
         if *ca == job.webhook_id {
             return None;
         }
-        webhooks.routing.catch_all_target(&webhooks, &job.event.id)
+        webhooks.catch_all_target(&job.event.id)
     }
 
     /// Records that the delivery waits behind its webhook's tripped breaker

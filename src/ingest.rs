@@ -239,10 +239,7 @@ pub async fn accept(
                     .iter()
                     .any(|d| d.decision == Decision::Muted.as_str());
             if !suppressed
-                && let Some((t, why)) =
-                    webhooks
-                        .routing
-                        .catch_all_at_ingest(webhooks, &e.id, &plan.targets, quiet)
+                && let Some((t, why)) = webhooks.catch_all_at_ingest(&e.id, &plan.targets, quiet)
             {
                 plan.decisions.push(store::DecisionRecord {
                     event_id: e.id.clone(),

@@ -6,6 +6,7 @@ pub mod check;
 pub mod client;
 pub mod config;
 pub mod deliver;
+pub mod digester;
 pub mod dispatch;
 pub mod event;
 pub mod format;

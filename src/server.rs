@@ -129,8 +129,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     );
     dispatcher.set_incidents(cfg.incidents.clone());
     dispatcher.start();
-    crate::route::digest::Digester::new(store.clone(), registry.clone(), dispatcher.clone())
-        .start();
+    crate::digester::Digester::new(store.clone(), registry.clone(), dispatcher.clone()).start();
     spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(
         store,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::{RoutingConfig, WebhookSpec};
 use crate::event::Event;
 use crate::route::{Hooks, Plan, Routed, Table};
-use crate::store::{Activity, Operator, Target, WebhookState};
+use crate::store::{Activity, Operator, Start, Target, WebhookState};
 use crate::template::Template;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -155,6 +155,15 @@ impl Webhook {
                 .as_ref()
                 .is_none_or(|f| crate::route::matcher::matches(f, event))
     }
+
+    /// How a new delivery of this webhook starts, from its breaker.
+    pub fn start(&self) -> Start {
+        match self.breaker.activity() {
+            Activity::Active => Start::Due,
+            Activity::Paused => Start::Paused,
+            Activity::Disabled(_) => Start::Skipped,
+        }
+    }
 }
 
 impl Routed for Webhook {
@@ -202,6 +211,46 @@ impl std::fmt::Debug for Webhooks {
 impl Webhooks {
     pub fn get(&self, id: &str) -> Option<&Arc<Webhook>> {
         self.table.get(id)
+    }
+
+    /// The `routing.catch_all` delivery of `event_id`, starting as its
+    /// webhook's state allows; `None` without a catch-all (or when it is
+    /// gone).
+    pub fn catch_all_target(&self, event_id: &str) -> Option<Target> {
+        let id = self.routing.catch_all.as_ref()?;
+        let w = self.get(id)?;
+        Some(Target {
+            delivery_id: crate::store::catch_all_delivery_id(event_id),
+            webhook_id: w.id.clone(),
+            start: w.start(),
+        })
+    }
+
+    /// At ingest: the catch-all target, and why, when no webhook wanted
+    /// the event (no target, and `quiet` is false: no digest took it and no
+    /// mute window held it) or every target starts held (its webhook
+    /// paused or disabled). `None` when the catch-all is among the targets.
+    pub fn catch_all_at_ingest(
+        &self,
+        event_id: &str,
+        targets: &[Target],
+        quiet: bool,
+    ) -> Option<(Target, &'static str)> {
+        let id = self.routing.catch_all.as_ref()?;
+        if targets.iter().any(|t| &t.webhook_id == id) {
+            return None;
+        }
+        let why = if targets.is_empty() {
+            if quiet {
+                return None;
+            }
+            "no webhook wanted the event"
+        } else if targets.iter().all(|t| t.start != Start::Due) {
+            "every delivery is held (paused or disabled)"
+        } else {
+            return None;
+        };
+        Some((self.catch_all_target(event_id)?, why))
     }
 
     /// Every webhook, newest first (ties by id).

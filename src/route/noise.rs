@@ -1,5 +1,5 @@
 //! Noise control beyond the router's pipeline (DESIGN §17): the dedup key
-//! and the catch-all. Dedup itself is decided by the store in the accept
+//! and the catch-all's settings (`webhook::Webhooks` finds its target). Dedup itself is decided by the store in the accept
 //! transaction (shared by every instance on one database); the catch-all
 //! at ingest (no webhook wanted the event, or every delivery starts held)
 //! and by the store when dispatch records an attempt that leaves every
@@ -10,8 +10,7 @@
 
 use crate::config::RoutingConfig;
 use crate::event::Event;
-use crate::store::{DedupKey, Start, Target};
-use crate::webhook::Webhooks;
+use crate::store::DedupKey;
 
 /// `routing:` compiled: what ingest and dispatch read on every event.
 #[derive(Debug, Clone, Default)]
@@ -61,55 +60,6 @@ impl Settings {
             key,
             window_ms: d.window_ms,
         })
-    }
-
-    /// The catch-all delivery of `event_id`, starting as its webhook's
-    /// state allows; `None` without a catch-all (or when it is gone).
-    pub fn catch_all_target(&self, webhooks: &Webhooks, event_id: &str) -> Option<Target> {
-        let id = self.catch_all.as_ref()?;
-        let w = webhooks.get(id)?;
-        Some(Target {
-            delivery_id: crate::store::catch_all_delivery_id(event_id),
-            webhook_id: w.id.clone(),
-            start: start_of(w),
-        })
-    }
-
-    /// At ingest: the catch-all target, and why, when no webhook wanted
-    /// the event (no target, and `quiet` is false: no digest took it and no
-    /// mute window held it) or every target starts held (its webhook
-    /// paused or disabled). `None` when the catch-all is among the targets.
-    pub fn catch_all_at_ingest(
-        &self,
-        webhooks: &Webhooks,
-        event_id: &str,
-        targets: &[Target],
-        quiet: bool,
-    ) -> Option<(Target, &'static str)> {
-        let id = self.catch_all.as_ref()?;
-        if targets.iter().any(|t| &t.webhook_id == id) {
-            return None;
-        }
-        let why = if targets.is_empty() {
-            if quiet {
-                return None;
-            }
-            "no webhook wanted the event"
-        } else if targets.iter().all(|t| t.start != Start::Due) {
-            "every delivery is held (paused or disabled)"
-        } else {
-            return None;
-        };
-        Some((self.catch_all_target(webhooks, event_id)?, why))
-    }
-}
-
-/// How a new delivery of `w` starts, from its breaker.
-pub fn start_of(w: &crate::webhook::Webhook) -> Start {
-    match w.breaker.activity() {
-        crate::store::Activity::Active => Start::Due,
-        crate::store::Activity::Paused => Start::Paused,
-        crate::store::Activity::Disabled(_) => Start::Skipped,
     }
 }
 
