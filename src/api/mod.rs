@@ -30,6 +30,7 @@ use crate::webhook::{Registry, Webhook};
 
 mod webhooks;
 pub use webhooks::{looks_secret, webhook_view};
+pub(crate) use webhooks::set_active;
 
 /// Settings the API reads on every request; swapped on config reload.
 pub struct Live {
@@ -56,6 +57,28 @@ impl Live {
             event_types: c.event_types.clone(),
             sources: Arc::new(crate::source::Sources::from_config(&c.sources)),
         }
+    }
+
+    /// The role of a token, compared in constant time against every
+    /// configured token, with the token's digest (what a console session
+    /// keeps instead of the token).
+    pub(crate) fn role_of(&self, token: &str) -> Option<(Role, [u8; 32])> {
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        let mut role = None;
+        for (r, hash) in &self.tokens {
+            if bool::from(hash.ct_eq(&digest)) {
+                role = Some(*r);
+            }
+        }
+        role.map(|r| (r, digest))
+    }
+
+    /// Whether a token with this digest still has this role (a reload may
+    /// have removed it: its console sessions end).
+    pub(crate) fn still_valid(&self, digest: &[u8; 32], role: Role) -> bool {
+        self.tokens
+            .iter()
+            .any(|(r, hash)| *r == role && bool::from(hash.ct_eq(digest)))
     }
 }
 
@@ -134,6 +157,12 @@ impl ApiError {
     pub fn retry_after(mut self, seconds: u32) -> ApiError {
         self.retry_after_s = Some(seconds);
         self
+    }
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
     pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
         ApiError::new(
@@ -295,15 +324,7 @@ impl AppState {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or_else(unauthorized)?;
-        let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-        let live = self.live.load();
-        let mut role = None;
-        for (r, hash) in &live.tokens {
-            if bool::from(hash.ct_eq(&digest)) {
-                role = Some(*r);
-            }
-        }
-        let role = role.ok_or_else(unauthorized)?;
+        let (role, _) = self.live.load().role_of(given).ok_or_else(unauthorized)?;
         if !need.roles().contains(&role) {
             let what = match need {
                 Access::Public => "",
@@ -607,14 +628,16 @@ async fn event_types(State(s): State<Shared>) -> Result<Response, ApiError> {
     Ok(axum::Json(list).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The filters of a webhook's history, as the API's query string (and the
+/// console's filter form) give them.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeliveriesQuery {
-    status: Option<String>,
-    success: Option<bool>,
-    since: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
+pub(crate) struct DeliveriesQuery {
+    pub status: Option<String>,
+    pub success: Option<bool>,
+    pub since: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
 }
 
 fn bad_query(message: String) -> ApiError {
@@ -628,6 +651,12 @@ async fn webhook_deliveries(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
     s.webhook(&id)?;
+    let page = s.store.list_attempts(&id, history_query(&q)?).await?;
+    Ok(axum::Json(json!({"data": page.data, "next": page.next})).into_response())
+}
+
+/// Checks a history query: a 400 naming the parameter and its value.
+pub(crate) fn history_query(q: &DeliveriesQuery) -> Result<history::Query, ApiError> {
     let status = match q.status.as_deref() {
         None => None,
         Some("succeeded") => Some(history::Status::Succeeded),
@@ -659,15 +688,13 @@ async fn webhook_deliveries(
     if !(1..=1000).contains(&limit) {
         return Err(bad_query(format!("limit {limit} is out of range (1–1000)")));
     }
-    let query = history::Query {
+    Ok(history::Query {
         status,
         success: q.success,
         since_ms,
         limit,
         before,
-    };
-    let page = s.store.list_attempts(&id, query).await?;
-    Ok(axum::Json(json!({"data": page.data, "next": page.next})).into_response())
+    })
 }
 
 /// Sample data for `POST /webhooks/{id}/test`.
@@ -697,7 +724,14 @@ async fn test_webhook(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let w = s.webhook(&id)?;
+    let attempt = send_test(&s, &id).await?;
+    Ok(axum::Json(attempt).into_response())
+}
+
+/// Sends sample data to a webhook now and returns the recorded attempt
+/// (`POST /webhooks/{id}/test`, the console's test button).
+pub(crate) async fn send_test(s: &Shared, id: &str) -> Result<store::Attempt, ApiError> {
+    let w = s.webhook(id)?;
     let event = test_event(&w);
     let target = store::Target {
         delivery_id: new_id(),
@@ -718,14 +752,25 @@ async fn test_webhook(
         .map(|e| e.event)
         .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?;
     let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
-    let attempt = s.dispatcher.attempt_now(job).await?;
-    Ok(axum::Json(attempt).into_response())
+    Ok(s.dispatcher.attempt_now(job).await?)
 }
 
 async fn resend_delivery(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let d = resend(&s, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"delivery_id": d.id, "webhook_id": d.webhook_id, "status": "pending"})),
+    )
+        .into_response())
+}
+
+/// Sends a delivery again (`POST /deliveries/{id}/resend`, the console's
+/// resend button): 409 while an attempt of it is queued or in flight.
+pub(crate) async fn resend(s: &Shared, id: &str) -> Result<store::Delivery, ApiError> {
+    let id = id.to_owned();
     let d = s
         .store
         .get_delivery(&id)
@@ -754,17 +799,22 @@ async fn resend_delivery(
             Arc::new(event),
         ),
     );
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"delivery_id": d.id, "webhook_id": d.webhook_id, "status": "pending"})),
-    )
-        .into_response())
+    Ok(d)
 }
 
 async fn replay_event(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let replayed = replay(&s, &id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(replayed)).into_response())
+}
+
+/// Sends a stored event again to every webhook that wants it now
+/// (`POST /events/{id}/replay`, the console's replay button): the answer's
+/// JSON, `{"event_id", "deliveries": [...]}`.
+pub(crate) async fn replay(s: &Shared, id: &str) -> Result<Value, ApiError> {
+    let id = id.to_owned();
     let event = s
         .store
         .get_event(&id)
@@ -811,11 +861,7 @@ async fn replay_event(
         }))
         .collect();
     s.dispatcher.offer_reserved(&event, reserved);
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"event_id": id, "deliveries": ids})),
-    )
-        .into_response())
+    Ok(json!({"event_id": id, "deliveries": ids}))
 }
 
 /// Loaded plugins (name, kind, sha256, loaded_at, source) and the last load
