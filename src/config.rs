@@ -1840,6 +1840,48 @@ mod tests {
     }
 
     #[test]
+    fn console_settings_default_and_out_of_range_values_are_refused_naming_the_field() {
+        let c = Config::parse("", "r.yaml").unwrap();
+        assert_eq!(c.console, ConsoleConfig::default());
+        assert_eq!(c.console.session_ttl_s, 8 * 3600);
+        let c = Config::parse(
+            "console: { session_ttl_s: 60, login_max_failures: 2, login_window_s: 30, secure_cookie: true }\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.console.session_ttl_s,
+                c.console.login_max_failures,
+                c.console.login_window_s
+            ),
+            (60, 2, 30)
+        );
+        assert!(c.console.secure_cookie);
+        for (yaml, field) in [
+            ("console: { session_ttl_s: 0 }\n", "session_ttl_s: 0"),
+            (
+                "console: { login_max_failures: 0 }\n",
+                "login_max_failures: 0",
+            ),
+            (
+                "console: { login_window_s: 86401 }\n",
+                "login_window_s: 86401",
+            ),
+        ] {
+            let e = Config::parse(yaml, "r.yaml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{field} is out of range")),
+                "{yaml}: {e}"
+            );
+        }
+        let e = Config::parse("console: { session_ttl: 5 }\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session_ttl"), "{e}");
+    }
+
+    #[test]
     fn url_schemes_are_case_insensitive_and_stored_lower_case() {
         let c = Config::parse(
             "network: {allow_http: true}\nwebhooks:\n  - name: a\n    url: HTTP://x.example/Path\n  - name: b\n    url: TCP://x.example:514\n    format: syslog\n",

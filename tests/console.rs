@@ -33,8 +33,11 @@ async fn sign_in(b: &Browser, relay: &Relay, token: &str) {
         .await;
     b.fill("#token", token).await;
     b.click_and_wait("#sign-in").await;
-    b.wait_for("document.querySelector('#webhooks, main h1')", Duration::from_secs(10))
-        .await;
+    b.wait_for(
+        "document.querySelector('#webhooks, main h1')",
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(b.eval("location.pathname").await == json!("/ui/webhooks"));
 }
 
@@ -57,10 +60,18 @@ async fn session(relay: &Relay, token: &str) -> String {
 
 /// The CSRF token the session's forms carry.
 async fn csrf(relay: &Relay, cookie: &str) -> String {
-    let (status, _, body) =
-        raw_request("GET", &relay.url("/ui/webhooks"), &[("cookie", cookie)], None).await;
+    let (status, _, body) = raw_request(
+        "GET",
+        &relay.url("/ui/webhooks"),
+        &[("cookie", cookie)],
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let at = body.find("name=\"csrf\" value=\"").expect("a form with csrf") + 19;
+    let at = body
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with csrf")
+        + 19;
     body[at..].split('"').next().unwrap().to_owned()
 }
 
@@ -116,17 +127,24 @@ async fn admin_sees_the_failed_attempt_with_its_body_resends_it_once_the_receive
 
     let b = Browser::start().await;
     sign_in(&b, &relay, ADMIN).await;
-    assert_eq!(b.eval("document.querySelector('#role').textContent").await, json!("admin"));
+    assert_eq!(
+        b.eval("document.querySelector('#role').textContent").await,
+        json!("admin")
+    );
     assert_eq!(
         b.eval("document.cookie").await,
         json!(""),
         "the session cookie is HttpOnly: no script reads it"
     );
     let text = b.text().await;
-    assert!(text.contains("Ops hook") && text.contains("failed"), "{text}");
+    assert!(
+        text.contains("Ops hook") && text.contains("failed"),
+        "{text}"
+    );
     b.screenshot(&screenshot_path("webhooks")).await;
 
-    b.click_and_wait(&format!("a[href='/ui/webhooks/{id}']")).await;
+    b.click_and_wait(&format!("a[href='/ui/webhooks/{id}']"))
+        .await;
     assert_eq!(b.count("#rows tr[data-status='failed']").await, 1);
     assert_eq!(b.count("#rows tr[data-status='succeeded']").await, 0);
     b.screenshot(&screenshot_path("deliveries")).await;
@@ -137,15 +155,23 @@ async fn admin_sees_the_failed_attempt_with_its_body_resends_it_once_the_receive
         .await;
     assert_eq!(body, json!("receiver says: disk full on node-7"));
     assert_eq!(
-        b.eval("document.querySelector('#attempt-1 .status-code').textContent").await,
+        b.eval("document.querySelector('#attempt-1 .status-code').textContent")
+            .await,
         json!("500")
     );
-    assert_eq!(b.eval("document.querySelector('#event-title').textContent").await, json!("Open S3 bucket"));
+    assert_eq!(
+        b.eval("document.querySelector('#event-title').textContent")
+            .await,
+        json!("Open S3 bucket")
+    );
     b.screenshot(&screenshot_path("attempt")).await;
 
     // The receiver has recovered (its script is empty: it answers 200).
     b.click_and_wait("button[data-action='resend']").await;
-    assert_eq!(b.eval("location.pathname").await, json!(format!("/ui/webhooks/{id}")));
+    assert_eq!(
+        b.eval("location.pathname").await,
+        json!(format!("/ui/webhooks/{id}"))
+    );
     assert!(b.text().await.contains("Resent"));
     // The new attempt shows up without a reload (the page polls its rows).
     b.wait_for(
@@ -165,14 +191,25 @@ async fn admin_sees_the_failed_attempt_with_its_body_resends_it_once_the_receive
             &json!({"type": "finding", "id": "ev-live-2", "data": {"title": "Second"}}),
         )
         .await;
-    b.wait_for("document.querySelectorAll('#rows tr').length === 3", Duration::from_secs(20))
+    b.wait_for(
+        "document.querySelectorAll('#rows tr').length === 3",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(
+        b.eval("window.__same_page").await,
+        json!(1),
+        "no reload happened"
+    );
+    b.screenshot(&screenshot_path("deliveries-after-resend"))
         .await;
-    assert_eq!(b.eval("window.__same_page").await, json!(1), "no reload happened");
-    b.screenshot(&screenshot_path("deliveries-after-resend")).await;
 
     b.goto(&relay.url("/ui/plugins")).await;
     let text = b.text().await;
-    assert!(text.contains("slack") && text.contains("formatter"), "{text}");
+    assert!(
+        text.contains("slack") && text.contains("formatter"),
+        "{text}"
+    );
     b.screenshot(&screenshot_path("plugins")).await;
     assert!(b.dialogs().is_empty());
 }
@@ -235,12 +272,21 @@ async fn a_viewer_sees_no_admin_control_and_no_secret_in_any_page_source() {
             assert!(!text.contains("data-action"), "{page} has an admin control");
         }
         assert_eq!(b.count("button.admin").await, 0, "{page}");
-        assert_eq!(b.count("form[method='post']").await, 1, "{page}: only sign-out");
+        assert_eq!(
+            b.count("form[method='post']").await,
+            1,
+            "{page}: only sign-out"
+        );
         if n == 2 {
             // The delivery page shows the headers with the secret redacted.
-            let headers = b.eval("document.querySelector('#request-headers').innerText").await;
+            let headers = b
+                .eval("document.querySelector('#request-headers').innerText")
+                .await;
             let headers = headers.as_str().unwrap();
-            assert!(headers.contains("Authorization") && headers.contains("[redacted]"), "{headers}");
+            assert!(
+                headers.contains("Authorization") && headers.contains("[redacted]"),
+                "{headers}"
+            );
             assert!(headers.contains("plain-value"), "{headers}");
         }
         b.screenshot(&screenshot_path(&format!("viewer-{n}"))).await;
@@ -271,16 +317,22 @@ async fn event_markup_in_a_title_is_shown_as_text_and_runs_nothing() {
 
     let b = Browser::start().await;
     sign_in(&b, &relay, ADMIN).await;
-    b.goto(&relay.url(&format!("/ui/deliveries/{delivery}"))).await;
+    b.goto(&relay.url(&format!("/ui/deliveries/{delivery}")))
+        .await;
     assert_eq!(
-        b.eval("document.querySelector('#event-title').textContent").await,
+        b.eval("document.querySelector('#event-title').textContent")
+            .await,
         json!(title),
         "the title is shown as it was sent"
     );
     assert!(b.text().await.contains("<b>bold</b>"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(b.eval("typeof window.__xss").await, json!("undefined"));
-    assert_eq!(b.count("#event-title *").await, 0, "no element made from the title");
+    assert_eq!(
+        b.count("#event-title *").await,
+        0,
+        "no element made from the title"
+    );
     assert_eq!(b.count("img").await, 0);
     assert_eq!(b.count("#event-data *").await, 0, "the data is text too");
     assert_eq!(b.count("script:not([src])").await, 0, "no inline script");
@@ -315,7 +367,10 @@ async fn failed_sign_ins_are_limited_per_address_with_a_clear_message() {
     )
     .await;
     assert_eq!(status, 429, "{body}");
-    assert!(body.contains("Too many failed sign-ins from your address"), "{body}");
+    assert!(
+        body.contains("Too many failed sign-ins from your address"),
+        "{body}"
+    );
     assert!(headers.get("set-cookie").is_none());
     let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
@@ -359,7 +414,10 @@ async fn the_session_cookie_is_httponly_samesite_strict_and_secure_behind_https(
     };
     let plain = login(None).await;
     let attrs: Vec<&str> = plain.split("; ").collect();
-    assert!(attrs[0].starts_with("relay_session=") && attrs[0].len() > 40, "{plain}");
+    assert!(
+        attrs[0].starts_with("relay_session=") && attrs[0].len() > 40,
+        "{plain}"
+    );
     for a in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Max-Age=600"] {
         assert!(attrs.contains(&a), "{plain} lacks {a}");
     }
@@ -370,11 +428,19 @@ async fn the_session_cookie_is_httponly_samesite_strict_and_secure_behind_https(
 
     // Every console answer carries the CSP without inline script.
     let cookie = plain.split(';').next().unwrap();
-    let (status, h, body) =
-        raw_request("GET", &relay.url("/ui/webhooks"), &[("cookie", cookie)], None).await;
+    let (status, h, body) = raw_request(
+        "GET",
+        &relay.url("/ui/webhooks"),
+        &[("cookie", cookie)],
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let csp = h["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert!(!body.contains("<script>"), "no inline script");
 }
@@ -425,7 +491,8 @@ async fn a_session_expires_after_session_ttl_s_and_sign_out_ends_it_at_once() {
     // Sign-out ends a live session before its time.
     let cookie = session(&relay, VIEWER).await;
     let token = csrf(&relay, &cookie).await;
-    let (status, location) = post_form(&relay, "/ui/logout", &cookie, &format!("csrf={token}")).await;
+    let (status, location) =
+        post_form(&relay, "/ui/logout", &cookie, &format!("csrf={token}")).await;
     assert_eq!((status, location.as_str()), (303, "/ui/login"));
     assert_eq!(get("/ui/webhooks", cookie.clone()).await.0, 303);
     let (status, _, _) = raw_request(
@@ -450,7 +517,11 @@ async fn a_viewer_session_is_refused_on_every_admin_post_and_tokens_without_a_re
     .await;
     let id = webhook_id(&relay, "Kept").await;
     relay
-        .post("/api/v1/events", Some(INGEST), &json!({"type": "t", "id": "ev-role-1"}))
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &json!({"type": "t", "id": "ev-role-1"}),
+        )
         .await;
     let history = relay
         .wait_history(&id, Duration::from_secs(20), |d| !d.is_empty())

@@ -29,8 +29,8 @@ use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
 mod webhooks;
-pub use webhooks::{looks_secret, webhook_view};
 pub(crate) use webhooks::set_active;
+pub use webhooks::{looks_secret, webhook_view};
 
 /// Settings the API reads on every request; swapped on config reload.
 pub struct Live {

@@ -110,8 +110,12 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Console>> {
         ("GET", "/ui/login") => get(login_page),
         ("POST", "/ui/login") => post(login),
         ("POST", "/ui/logout") => post(logout),
-        ("GET", "/ui/assets/console.css") => get(|| async { asset("text/css; charset=utf-8", CSS) }),
-        ("GET", "/ui/assets/console.js") => get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        ("GET", "/ui/assets/console.css") => {
+            get(|| async { asset("text/css; charset=utf-8", CSS) })
+        }
+        ("GET", "/ui/assets/console.js") => {
+            get(|| async { asset("text/javascript; charset=utf-8", JS) })
+        }
         ("GET", "/ui/webhooks") => get(webhooks),
         ("GET", "/ui/webhooks/{id}") => get(deliveries),
         ("GET", "/ui/webhooks/{id}/rows") => get(rows),
@@ -200,11 +204,7 @@ struct CsrfForm {
 /// session of a role the route accepts (a page without one redirects to
 /// sign-in), and on a POST the session's CSRF token in the form — before
 /// the handler runs. The [`Session`] goes into the request's extensions.
-async fn guard(
-    State((c, access)): State<(Console, Access)>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn guard(State((c, access)): State<(Console, Access)>, req: Request, next: Next) -> Response {
     if access == Access::Public {
         return next.run(req).await;
     }
@@ -244,8 +244,9 @@ async fn guard(
             Ok(b) => b,
             Err(r) => return r,
         };
-        let form: CsrfForm =
-            serde_urlencoded::from_bytes(&bytes).unwrap_or(CsrfForm { csrf: String::new() });
+        let form: CsrfForm = serde_urlencoded::from_bytes(&bytes).unwrap_or(CsrfForm {
+            csrf: String::new(),
+        });
         if !session.csrf_ok(&form.csrf) {
             return plain(
                 StatusCode::FORBIDDEN,
@@ -305,7 +306,10 @@ fn html(status: StatusCode, page: &impl Template) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "console page failed to render");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "The page failed to render.")
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page failed to render.",
+            )
         }
     }
 }
@@ -366,7 +370,10 @@ async fn home() -> Response {
 }
 
 async fn login_page(State(c): State<Console>, headers: HeaderMap) -> Response {
-    if session_cookie(&headers).and_then(|id| c.sessions.get(id)).is_some() {
+    if session_cookie(&headers)
+        .and_then(|id| c.sessions.get(id))
+        .is_some()
+    {
         return Redirect::to("/ui/webhooks").into_response();
     }
     html(
@@ -437,10 +444,7 @@ async fn login(
     .unwrap_or_default();
     let Some((role, digest)) = c.s.live.load().role_of(&token) else {
         c.logins.failed(peer, window);
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "That token is not valid.".into(),
-        );
+        return refuse(StatusCode::UNAUTHORIZED, "That token is not valid.".into());
     };
     if !matches!(role, Role::Admin | Role::Viewer) {
         return refuse(
@@ -462,7 +466,11 @@ async fn login(
         cfg.session_ttl_s
     );
     let mut response = if json {
-        let role = if role == Role::Admin { "admin" } else { "viewer" };
+        let role = if role == Role::Admin {
+            "admin"
+        } else {
+            "viewer"
+        };
         Json(serde_json::json!({"role": role, "expires_in_s": cfg.session_ttl_s})).into_response()
     } else {
         Redirect::to("/ui/webhooks").into_response()
@@ -480,9 +488,7 @@ async fn logout(State(c): State<Console>, headers: HeaderMap) -> Response {
     let mut response = Redirect::to("/ui/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static(
-            "relay_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0",
-        ),
+        HeaderValue::from_static("relay_session=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     response
 }
@@ -504,17 +510,16 @@ async fn webhooks(
     let list = c.s.registry.load().list.clone();
     let mut rows = Vec::with_capacity(list.len());
     for w in &list {
-        let last = c
-            .s
-            .store
-            .list_attempts(
-                &w.id,
-                crate::history::Query {
-                    limit: 1,
-                    ..Default::default()
-                },
-            )
-            .await;
+        let last =
+            c.s.store
+                .list_attempts(
+                    &w.id,
+                    crate::history::Query {
+                        limit: 1,
+                        ..Default::default()
+                    },
+                )
+                .await;
         let last = match last {
             Ok(page) => page.data.into_iter().next(),
             Err(e) => return failure(&session, &e.into(), "/ui/webhooks"),
@@ -638,7 +643,10 @@ async fn deliveries(
         Ok(h) => h,
         Err(e) => {
             tracing::error!(error = %e, "console rows failed to render");
-            return plain(StatusCode::INTERNAL_SERVER_ERROR, "The page failed to render.");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page failed to render.",
+            );
         }
     };
     let base = format!("/ui/webhooks/{}", view::path_segment(&id));
@@ -656,7 +664,10 @@ async fn deliveries(
             ],
             &f.status,
         ),
-        success_options: view::choices(&[("", "any"), ("true", "yes"), ("false", "no")], &f.success),
+        success_options: view::choices(
+            &[("", "any"), ("true", "yes"), ("false", "no")],
+            &f.success,
+        ),
         since: f.since.clone(),
         poll: if f.cursor.is_empty() && query_error.is_empty() {
             format!("{base}/rows{}", f.link(""))
@@ -704,12 +715,11 @@ async fn delivery(
     Query(q): Query<NoticeQuery>,
 ) -> Response {
     let found = async {
-        let d = c
-            .s
-            .store
-            .get_delivery(&id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+        let d =
+            c.s.store
+                .get_delivery(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("delivery", &id))?;
         let attempts = c.s.store.delivery_attempts(&id).await?;
         let event = c.s.store.get_event(&d.event_id).await?;
         Ok::<_, ApiError>((d, attempts, event))
@@ -724,15 +734,20 @@ async fn delivery(
     let page = view::DeliveryPage {
         chrome: chrome(&session, "webhooks", Some(&q.notice)),
         d: view::DeliveryFacts::new(&d),
-        w: w
-            .as_ref()
+        w: w.as_ref()
             .map(|w| view::WebhookLink {
                 path_id: view::path_segment(&w.id),
                 name: w.spec.name.clone(),
             })
             .unwrap_or_default(),
-        event: event.as_ref().map(view::EventFacts::new).unwrap_or_default(),
-        headers: w.as_deref().map(view::WebhookRow::headers).unwrap_or_default(),
+        event: event
+            .as_ref()
+            .map(view::EventFacts::new)
+            .unwrap_or_default(),
+        headers: w
+            .as_deref()
+            .map(view::WebhookRow::headers)
+            .unwrap_or_default(),
         attempts: attempts.iter().map(view::AttemptDetail::new).collect(),
     };
     html(StatusCode::OK, &page)
@@ -776,15 +791,14 @@ async fn test(
 
 /// Sends a test event to every active webhook at once.
 async fn test_all(State(c): State<Console>, Extension(session): Extension<Session>) -> Response {
-    let active: Vec<String> = c
-        .s
-        .registry
-        .load()
-        .list
-        .iter()
-        .filter(|w| w.breaker.snapshot().is_active())
-        .map(|w| w.id.clone())
-        .collect();
+    let active: Vec<String> =
+        c.s.registry
+            .load()
+            .list
+            .iter()
+            .filter(|w| w.breaker.snapshot().is_active())
+            .map(|w| w.id.clone())
+            .collect();
     let tasks: Vec<_> = active
         .into_iter()
         .map(|id| {
@@ -857,8 +871,18 @@ mod tests {
     fn every_console_route_has_a_handler_and_is_listed_once() {
         let mut seen = std::collections::HashSet::new();
         for r in ROUTES {
-            assert!(endpoint(r.method, r.path).is_some(), "{} {}", r.method, r.path);
-            assert!(seen.insert((r.method, r.path)), "{} {} twice", r.method, r.path);
+            assert!(
+                endpoint(r.method, r.path).is_some(),
+                "{} {}",
+                r.method,
+                r.path
+            );
+            assert!(
+                seen.insert((r.method, r.path)),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
             assert!(r.path == "/ui" || r.path.starts_with("/ui/"), "{}", r.path);
             if r.method == "POST" && r.path != "/ui/login" && r.path != "/ui/logout" {
                 assert_eq!(r.access, Access::Admin, "{} changes something", r.path);
@@ -874,7 +898,10 @@ mod tests {
             HeaderValue::from_static("a=1; relay_session=abc; b=2"),
         );
         assert_eq!(session_cookie(&h), Some("abc"));
-        h.insert(header::COOKIE, HeaderValue::from_static("relay_sessionx=abc"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("relay_sessionx=abc"),
+        );
         assert_eq!(session_cookie(&h), None);
         h.insert(header::COOKIE, HeaderValue::from_static("relay_session="));
         assert_eq!(session_cookie(&h), None);

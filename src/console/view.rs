@@ -97,7 +97,9 @@ impl WebhookRow {
             events,
             filter: text("filter"),
             url: text("url"),
-            last_status: last.map(|a| a.status.as_str().to_owned()).unwrap_or_default(),
+            last_status: last
+                .map(|a| a.status.as_str().to_owned())
+                .unwrap_or_default(),
             last_code: last
                 .and_then(|a| a.status_code)
                 .map(|c| c.to_string())
@@ -438,7 +440,10 @@ mod tests {
         .expect("renders");
         assert!(!page.contains("<script>alert"), "{page}");
         assert!(!page.contains("<img"), "{page}");
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(
+            page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+            "{page}"
+        );
         let rows = Rows {
             rows: vec![AttemptRow {
                 delivery_id: evil.into(),
@@ -457,7 +462,10 @@ mod tests {
         }
         .render()
         .expect("renders");
-        assert!(!rows.contains("<script>alert") && !rows.contains("<img"), "{rows}");
+        assert!(
+            !rows.contains("<script>alert") && !rows.contains("<img"),
+            "{rows}"
+        );
     }
 
     #[test]

@@ -205,8 +205,11 @@ impl Browser {
     /// Waits until the document (a new one after a navigation) is complete.
     pub async fn wait_loaded(&self) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        self.wait_for("document.readyState === 'complete'", Duration::from_secs(20))
-            .await;
+        self.wait_for(
+            "document.readyState === 'complete'",
+            Duration::from_secs(20),
+        )
+        .await;
     }
 
     /// Waits until `condition` (a JS expression) is true.
@@ -285,10 +288,13 @@ impl Browser {
     }
 
     pub async fn count(&self, selector: &str) -> u64 {
-        self.eval(&format!("document.querySelectorAll({}).length", json!(selector)))
-            .await
-            .as_u64()
-            .unwrap_or(0)
+        self.eval(&format!(
+            "document.querySelectorAll({}).length",
+            json!(selector)
+        ))
+        .await
+        .as_u64()
+        .unwrap_or(0)
     }
 
     pub fn dialogs(&self) -> Vec<String> {
