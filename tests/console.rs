@@ -26,6 +26,29 @@ async fn webhook_id(relay: &Relay, name: &str) -> String {
         .to_owned()
 }
 
+/// A relay with one webhook named `name` at `url` (more YAML fields in
+/// `fields`, each line indented by four spaces): the relay and the
+/// webhook's id.
+async fn relay_with(name: &str, url: &str, fields: &str) -> (Relay, String) {
+    let relay = Relay::start(&format!(
+        "webhooks:\n  - name: {name}\n    url: {url}\n{fields}"
+    ))
+    .await;
+    let id = webhook_id(&relay, name).await;
+    (relay, id)
+}
+
+/// Posts `event` and waits for the first attempt at webhook `id`: its
+/// delivery id.
+async fn deliver(relay: &Relay, id: &str, event: Value) -> String {
+    let (s, body) = relay.post("/api/v1/events", Some(INGEST), &event).await;
+    assert_eq!(s, 202, "{body}");
+    let history = relay
+        .wait_history(id, Duration::from_secs(20), |d| !d.is_empty())
+        .await;
+    history[0]["delivery_id"].as_str().unwrap().to_owned()
+}
+
 /// Signs in in the browser with `token`; lands on the webhooks page.
 async fn sign_in(b: &Browser, relay: &Relay, token: &str) {
     b.goto(&relay.url("/ui/")).await;
@@ -105,25 +128,13 @@ async fn admin_sees_the_failed_attempt_with_its_body_resends_it_once_the_receive
         body: "receiver says: disk full on node-7".into(),
         ..Reply::status(500)
     });
-    let relay = Relay::start(&format!(
-        "webhooks:\n  - name: Ops hook\n    url: {}\n    retry_count: 0\n",
-        rx.url("/hook")
-    ))
+    let (relay, id) = relay_with("Ops hook", &rx.url("/hook"), "    retry_count: 0\n").await;
+    deliver(
+        &relay,
+        &id,
+        json!({"type": "finding", "id": "ev-fail-1", "data": {"title": "Open S3 bucket", "severity": "high"}}),
+    )
     .await;
-    let id = webhook_id(&relay, "Ops hook").await;
-    let (s, _) = relay
-        .post(
-            "/api/v1/events",
-            Some(INGEST),
-            &json!({"type": "finding", "id": "ev-fail-1", "data": {"title": "Open S3 bucket", "severity": "high"}}),
-        )
-        .await;
-    assert_eq!(s, 202);
-    relay
-        .wait_history(&id, Duration::from_secs(20), |d| {
-            d.iter().any(|a| a["status"] == "failed")
-        })
-        .await;
 
     let b = Browser::start().await;
     sign_in(&b, &relay, ADMIN).await;
@@ -220,23 +231,18 @@ async fn a_viewer_sees_no_admin_control_and_no_secret_in_any_page_source() {
     rx.push(Reply::status(503));
     let secret = "whsec_c2VjcmV0LWZvci12aWV3ZXItdGVzdHM5OTk=";
     let bearer = "Bearer sk_live_4242viewerHiddenKey0000";
-    let relay = Relay::start(&format!(
-        "webhooks:\n  - name: Signed hook\n    url: {}\n    retry_count: 0\n    secret: \"{secret}\"\n    signature: standard\n    headers:\n      Authorization: \"{bearer}\"\n      X-Source: plain-value\n",
-        rx.url("/path-token-abc123/hook?token=qs-secret-777")
-    ))
+    let (relay, id) = relay_with(
+        "Signed hook",
+        &rx.url("/path-token-abc123/hook?token=qs-secret-777"),
+        &format!("    retry_count: 0\n    secret: \"{secret}\"\n    signature: standard\n    headers:\n      Authorization: \"{bearer}\"\n      X-Source: plain-value\n"),
+    )
     .await;
-    let id = webhook_id(&relay, "Signed hook").await;
-    relay
-        .post(
-            "/api/v1/events",
-            Some(INGEST),
-            &json!({"type": "finding", "id": "ev-view-1", "data": {"title": "Seen by a viewer"}}),
-        )
-        .await;
-    let history = relay
-        .wait_history(&id, Duration::from_secs(20), |d| !d.is_empty())
-        .await;
-    let delivery = history[0]["delivery_id"].as_str().unwrap().to_owned();
+    let delivery = deliver(
+        &relay,
+        &id,
+        json!({"type": "finding", "id": "ev-view-1", "data": {"title": "Seen by a viewer"}}),
+    )
+    .await;
 
     let b = Browser::start().await;
     sign_in(&b, &relay, VIEWER).await;
@@ -296,24 +302,14 @@ async fn a_viewer_sees_no_admin_control_and_no_secret_in_any_page_source() {
 #[tokio::test(flavor = "multi_thread")]
 async fn event_markup_in_a_title_is_shown_as_text_and_runs_nothing() {
     let rx = Receiver::start().await;
-    let relay = Relay::start(&format!(
-        "webhooks:\n  - name: Markup\n    url: {}\n",
-        rx.url("/m")
-    ))
-    .await;
-    let id = webhook_id(&relay, "Markup").await;
+    let (relay, id) = relay_with("Markup", &rx.url("/m"), "").await;
     let title = r#"<script>window.__xss=1;alert(1)</script>"><img src=x onerror="window.__xss=2;alert(2)">"#;
-    relay
-        .post(
-            "/api/v1/events",
-            Some(INGEST),
-            &json!({"type": "finding", "id": "ev-xss-1", "data": {"title": title, "host": "<b>bold</b>"}}),
-        )
-        .await;
-    let history = relay
-        .wait_history(&id, Duration::from_secs(20), |d| !d.is_empty())
-        .await;
-    let delivery = history[0]["delivery_id"].as_str().unwrap().to_owned();
+    let delivery = deliver(
+        &relay,
+        &id,
+        json!({"type": "finding", "id": "ev-xss-1", "data": {"title": title, "host": "<b>bold</b>"}}),
+    )
+    .await;
 
     let b = Browser::start().await;
     sign_in(&b, &relay, ADMIN).await;
@@ -448,12 +444,7 @@ async fn the_session_cookie_is_httponly_samesite_strict_and_secure_behind_https(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_admin_post_without_the_sessions_csrf_token_is_refused_and_changes_nothing() {
     let rx = Receiver::start().await;
-    let relay = Relay::start(&format!(
-        "webhooks:\n  - name: Guarded\n    url: {}\n",
-        rx.url("/g")
-    ))
-    .await;
-    let id = webhook_id(&relay, "Guarded").await;
+    let (relay, id) = relay_with("Guarded", &rx.url("/g"), "").await;
     let cookie = session(&relay, ADMIN).await;
     let path = format!("/ui/webhooks/{id}/test");
     for form in ["", "csrf=", "csrf=forged-token", "other=1"] {
@@ -510,23 +501,8 @@ async fn a_viewer_session_is_refused_on_every_admin_post_and_tokens_without_a_re
  {
     let rx = Receiver::start().await;
     rx.push(Reply::status(500));
-    let relay = Relay::start(&format!(
-        "webhooks:\n  - name: Kept\n    url: {}\n    retry_count: 0\n",
-        rx.url("/k")
-    ))
-    .await;
-    let id = webhook_id(&relay, "Kept").await;
-    relay
-        .post(
-            "/api/v1/events",
-            Some(INGEST),
-            &json!({"type": "t", "id": "ev-role-1"}),
-        )
-        .await;
-    let history = relay
-        .wait_history(&id, Duration::from_secs(20), |d| !d.is_empty())
-        .await;
-    let delivery = history[0]["delivery_id"].as_str().unwrap();
+    let (relay, id) = relay_with("Kept", &rx.url("/k"), "    retry_count: 0\n").await;
+    let delivery = deliver(&relay, &id, json!({"type": "t", "id": "ev-role-1"})).await;
     let cookie = session(&relay, VIEWER).await;
     let token = csrf(&relay, &cookie).await;
     let mut admin_routes = 0;

@@ -363,21 +363,29 @@ async fn guard(
     next.run(req).await
 }
 
-/// The API, built from [`ROUTES`].
-pub fn router(state: Shared) -> Router {
-    let mut by_path: BTreeMap<&'static str, MethodRouter<Shared>> = BTreeMap::new();
-    for r in ROUTES {
-        let Some(endpoint) = endpoint(r.method, r.path) else {
-            // A programming error, caught by `every_route_has_a_handler`.
+/// A router from a list of routes (the API's [`ROUTES`], the console's):
+/// each route's handler from `endpoint`, behind its access check
+/// (`guarded`), the methods of one path merged. `list` names the list in
+/// the panic of a route without a handler — a programming error that each
+/// list's `every_route_has_a_handler` test catches.
+pub(crate) fn assemble<S: Clone + Send + Sync + 'static>(
+    list: &str,
+    routes: &[Route],
+    endpoint: impl Fn(&str, &str) -> Option<MethodRouter<S>>,
+    guarded: impl Fn(MethodRouter<S>, Access) -> MethodRouter<S>,
+) -> Router<S> {
+    let mut by_path: BTreeMap<&'static str, MethodRouter<S>> = BTreeMap::new();
+    for r in routes {
+        let Some(handler) = endpoint(r.method, r.path) else {
             panic!(
-                "api::ROUTES lists {} {} but no handler serves it",
+                "{list} lists {} {} but no handler serves it",
                 r.method, r.path
             );
         };
-        let endpoint = endpoint.route_layer(from_fn_with_state((state.clone(), r.access), guard));
+        let handler = guarded(handler, r.access);
         let merged = match by_path.remove(r.path) {
-            Some(other) => other.merge(endpoint),
-            None => endpoint,
+            Some(other) => other.merge(handler),
+            None => handler,
         };
         by_path.insert(r.path, merged);
     }
@@ -386,15 +394,22 @@ pub fn router(state: Shared) -> Router {
         router = router.route(path, methods);
     }
     router
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method (see /api/v1/openapi.json)",
-            )
-        })
-        .with_state(state)
+}
+
+/// The API, built from [`ROUTES`].
+pub fn router(state: Shared) -> Router {
+    assemble("api::ROUTES", ROUTES, endpoint, |handler, access| {
+        handler.route_layer(from_fn_with_state((state.clone(), access), guard))
+    })
+    .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method (see /api/v1/openapi.json)",
+        )
+    })
+    .with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -17,7 +17,6 @@
 mod session;
 mod view;
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,27 +136,11 @@ pub fn router(s: Shared) -> Router {
         sessions: Arc::default(),
         logins: Arc::default(),
     };
-    let mut by_path: BTreeMap<&'static str, MethodRouter<Console>> = BTreeMap::new();
-    for r in ROUTES {
-        let Some(endpoint) = endpoint(r.method, r.path) else {
-            // A programming error, caught by `every_route_has_a_handler`.
-            panic!(
-                "console::ROUTES lists {} {} but no handler serves it",
-                r.method, r.path
-            );
-        };
-        let endpoint = endpoint.route_layer(from_fn_with_state((console.clone(), r.access), guard));
-        let merged = match by_path.remove(r.path) {
-            Some(other) => other.merge(endpoint),
-            None => endpoint,
-        };
-        by_path.insert(r.path, merged);
-    }
-    let mut router = Router::new();
-    for (path, methods) in by_path {
-        router = router.route(path, methods);
-    }
-    router.layer(from_fn(security_headers)).with_state(console)
+    crate::api::assemble("console::ROUTES", ROUTES, endpoint, |handler, access| {
+        handler.route_layer(from_fn_with_state((console.clone(), access), guard))
+    })
+    .layer(from_fn(security_headers))
+    .with_state(console)
 }
 
 /// Headers on every console answer: the CSP, no sniffing, no referrer, no
