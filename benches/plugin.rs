@@ -5,10 +5,11 @@
 //! in a warm component instance (the relay's default), and in a fresh
 //! instance per call (`plugins.isolation: fresh`). Then what a `format:
 //! slack` delivery pays in plugin calls: the format, and the Slack
-//! destination's `build` and `classify` (warm). Then the newer built-in
-//! formatters (issue 16: `email`, …) warm on the same event, against the
-//! slack formatter's 2x budget. Each figure is the median of several timed
-//! rounds; iteration counts are bounded.
+//! destination's `build` and `classify` (warm). Then issue 16's plugins
+//! (warm: the newer formatters such as `email`, then the new formatters and
+//! destinations), each judged against the slack formatter's call (<= 2x).
+//! Each figure is the median of several timed rounds; iteration counts are
+//! bounded.
 
 mod support;
 
@@ -208,5 +209,100 @@ fn main() {
             us / warm_us,
             if us <= 2.0 * warm_us { "met" } else { "MISSED" }
         );
+    }
+    new_plugins(&rt, &warm_host, &ev, warm_us);
+}
+
+/// Issue 16's plugins, warm: each formatter's `format` of the same event,
+/// each destination's `build` (of the core's `json` payload, the event
+/// itself) and `classify` of its API's success answer, and a verdict per
+/// plugin on its most expensive call against the slack formatter's.
+fn new_plugins(rt: &tokio::runtime::Runtime, host: &PluginHost, ev: &Event, slack_us: f64) {
+    use relay::plugin::Incident;
+    let payload = relay::payload::Payload {
+        content_type: "application/json".into(),
+        body: bytes::Bytes::from(serde_json::to_vec(ev).expect("event JSON")),
+    };
+    let incident = Incident {
+        key: "INC-1".into(),
+        state: None,
+    };
+    let twilio = r#"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token":"t0ken","from":"+14155550100","to":"+14155550111"}"#;
+    let destinations: [(&str, &str, u16, &str); 6] = [
+        (
+            "pagerduty",
+            r#"{"routing_key":"R0UTINGKEY0123456789abcdef012345"}"#,
+            202,
+            r#"{"status":"success","message":"Event processed","dedup_key":"INC-1"}"#,
+        ),
+        (
+            "twilio_sms",
+            twilio,
+            201,
+            r#"{"sid":"SM1","status":"queued"}"#,
+        ),
+        (
+            "twilio_voice",
+            twilio,
+            201,
+            r#"{"sid":"CA1","status":"queued"}"#,
+        ),
+        (
+            "connectwise",
+            r#"{"company_id":"acme","public_key":"p","private_key":"k","client_id":"c","board":"SOC","company":"Acme"}"#,
+            201,
+            r#"{"id":4321}"#,
+        ),
+        (
+            "autotask",
+            r#"{"integration_code":"I","username":"u","secret":"s","company_id":1,"queue_id":2}"#,
+            200,
+            r#"{"itemId":9001}"#,
+        ),
+        ("halopsa", "{}", 201, r#"{"id":55}"#),
+    ];
+    println!("issue 16 plugins, warm µs per call (median of {ROUNDS} rounds)");
+    let mut verdicts = Vec::new();
+    for name in ["discord", "mattermost", "google_chat"] {
+        let us = measure(20_000, || {
+            std::hint::black_box(rt.block_on(host.format(name, "{}", ev)).expect(name));
+        });
+        println!("  {name:<13} format   {us:8.2}");
+        verdicts.push(support::verdict::plugin_cost(name, Some(us), slack_us, 2.0));
+    }
+    for (name, options, status, body) in destinations {
+        let target = Target {
+            url: "https://api.example.com/base".into(),
+            method: "POST".into(),
+            headers: vec![],
+            timeout: Duration::from_secs(5),
+        };
+        let build_us = measure(20_000, || {
+            std::hint::black_box(
+                rt.block_on(host.build_in(name, options, &payload, &target, &incident))
+                    .expect(name),
+            );
+        });
+        let response = InResponse {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: bytes::Bytes::from(body.to_owned()),
+        };
+        let classify_us = measure(20_000, || {
+            std::hint::black_box(
+                rt.block_on(host.classify_in(name, options, &response, &incident))
+                    .expect(name),
+            );
+        });
+        println!("  {name:<13} build    {build_us:8.2}   classify {classify_us:8.2}");
+        verdicts.push(support::verdict::plugin_cost(
+            name,
+            Some(build_us.max(classify_us)),
+            slack_us,
+            2.0,
+        ));
+    }
+    for v in verdicts {
+        println!("{v}");
     }
 }

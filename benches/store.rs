@@ -101,6 +101,7 @@ async fn round(data: &serde_json::Value) -> (f64, f64) {
                             attempt: a,
                             due_at: None,
                             breaker: BreakerChange::None,
+                            destination_state: None,
                         })
                         .await
                         .expect("outcome write");

@@ -74,6 +74,9 @@ pub struct Config {
         deserialize_with = "range::shutdown_grace_ms"
     )]
     pub shutdown_grace_ms: u64,
+    /// Which events belong to one incident (DESIGN §19).
+    #[serde(default)]
+    pub incidents: IncidentsConfig,
 }
 
 fn default_shutdown_grace_ms() -> u64 {
@@ -525,6 +528,34 @@ impl Default for DeliveryConfig {
 pub struct DefaultsConfig {
     #[serde(default)]
     pub event_types: Option<Vec<String>>,
+}
+
+/// `incidents:` (DESIGN §19). Only `key` so far; the incidents and
+/// escalation fields join this type.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentsConfig {
+    /// Template of the incident key (`"{{incident_id}}"`): events with the
+    /// same key belong to one incident. Without it, an event's incident key
+    /// is its id; a key that renders empty also falls back to the event id.
+    #[serde(default)]
+    pub key: Option<IncidentKey>,
+}
+
+/// An incident key template: not empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentKey(pub String);
+
+impl<'de> Deserialize<'de> for IncidentKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            return Err(serde::de::Error::custom(
+                "incidents.key must not be empty (leave it out to use each event's id)",
+            ));
+        }
+        Ok(IncidentKey(s))
+    }
 }
 
 /// One webhook, as written in relay.yaml or posted to the admin API.

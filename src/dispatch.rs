@@ -9,7 +9,11 @@
 //! one process never runs two attempts of one delivery at once.
 //!
 //! An attempt: format → sign → deliver → classify → record (attempt row,
-//! delivery state, breaker state in one transaction). The delivery leaves
+//! delivery state, breaker state in one transaction). A stateful
+//! destination (DESIGN §18) also gets its incident: the key
+//! (`incident::key`) and the state the store keeps for (webhook, key), read
+//! before `build`; the state its `classify` sets or clears is written in
+//! that same transaction. The delivery leaves
 //! `inflight` only after that commit. A crash before the commit means the
 //! delivery is still due on restart and is sent again: at-least-once.
 //!
@@ -35,14 +39,15 @@ use arc_swap::ArcSwap;
 use rand::Rng;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::config::DeliveryConfig;
+use crate::config::{DeliveryConfig, IncidentsConfig};
 use crate::deliver::{Deliverer, DeliveryError, InResponse, Origin};
 use crate::event::{Event, new_id, now_ms};
 use crate::history::{self, Attempt, AttemptError, Status};
-use crate::plugin::{Outcome as PluginOutcome, PluginHost};
-use crate::prepare::{Prepared, destination_of, prepare};
+use crate::plugin::{Incident, Outcome as PluginOutcome, PluginHost, StateChange};
+use crate::prepare::{Prepared, destination_of, prepare_in};
 use crate::store::{
-    self, Activity, AttemptRecord, BreakerChange, Busy, Storage, Store, StoreError,
+    self, Activity, AttemptRecord, BreakerChange, Busy, DestinationState, Storage, Store,
+    StoreError,
 };
 use crate::webhook::{Registry, Webhook};
 
@@ -156,6 +161,8 @@ struct Inner {
     deliverer: Deliverer,
     plugins: PluginHost,
     config: ArcSwap<DeliveryConfig>,
+    /// `incidents:` of relay.yaml: how an event's incident key is made.
+    incidents: ArcSwap<IncidentsConfig>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Arc<Notify>,
     /// Set by [`Dispatcher::drain`]: no new attempt starts.
@@ -196,6 +203,7 @@ impl Dispatcher {
                 deliverer,
                 plugins,
                 config: ArcSwap::from_pointee(config),
+                incidents: ArcSwap::from_pointee(IncidentsConfig::default()),
                 lanes: Mutex::new(HashMap::new()),
                 wake,
                 stopping: AtomicBool::new(false),
@@ -217,6 +225,11 @@ impl Dispatcher {
 
     pub fn reconfigure(&self, config: DeliveryConfig) {
         self.inner.config.store(Arc::new(config));
+    }
+
+    /// Sets how incident keys are made (at start and on a reload).
+    pub fn set_incidents(&self, incidents: IncidentsConfig) {
+        self.inner.incidents.store(Arc::new(incidents));
     }
 
     /// Offers a fresh delivery; if its lane is full the poller finds it later.
@@ -595,6 +608,8 @@ impl Inner {
             return Ok(None);
         }
         let mut warnings = Vec::new();
+        // A stateful destination's state after this attempt, when it changed.
+        let mut state_change: Option<Incident> = None;
         let (outcome, webhook) = match webhook {
             None => (
                 Outcome::Final(Err(DeliveryError::Config(format!(
@@ -609,7 +624,11 @@ impl Inner {
             }
             Some(w) if !w.breaker.is_active() => (Outcome::Skipped, Some(w)),
             Some(w) => {
-                let result = self.execute(&w, &job, &mut warnings).await;
+                let mut incident = self.incident_of(&w, &job.event, &mut warnings).await?;
+                let result = self
+                    .execute(&w, &job, incident.as_mut(), &mut warnings)
+                    .await;
+                state_change = incident.filter(|i| i.changed).map(|i| i.incident);
                 (self.decide(&w, number, result), Some(w))
             }
         };
@@ -678,6 +697,12 @@ impl Inner {
                 attempt: record.clone(),
                 due_at,
                 breaker: change,
+                // In the same transaction as the attempt: a created ticket's
+                // id is never lost once the attempt is recorded.
+                destination_state: state_change.map(|i| DestinationState {
+                    incident_key: i.key,
+                    state: i.state,
+                }),
             })
             .await?;
         if let Some(w) = &webhook {
@@ -718,13 +743,46 @@ impl Inner {
         Ok(record)
     }
 
+    /// The incident of `event` for `w`'s destination when that destination
+    /// is stateful: its key and what the store keeps for it. `None` for
+    /// every other webhook (no key rendered, no read).
+    async fn incident_of(
+        &self,
+        w: &Webhook,
+        event: &Event,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<IncidentRun>, StoreError> {
+        let Some(d) = destination_of(w, &self.plugins) else {
+            return Ok(None);
+        };
+        if !self.plugins.is_stateful(&d) {
+            return Ok(None);
+        }
+        let key = crate::incident::key(&self.incidents.load(), event, warnings);
+        let state = self.store.load_destination_state(&w.id, &key).await?;
+        Ok(Some(IncidentRun {
+            incident: Incident { key, state },
+            changed: false,
+        }))
+    }
+
     async fn execute(
         &self,
         w: &Arc<Webhook>,
         job: &Job,
+        mut incident: Option<&mut IncidentRun>,
         warnings: &mut Vec<String>,
     ) -> Result<InResponse, DeliveryError> {
-        let prepared = prepare(w, &job.event, &job.delivery_id, &self.plugins, warnings).await?;
+        let none = Incident::default();
+        let prepared = prepare_in(
+            w,
+            &job.event,
+            &job.delivery_id,
+            &self.plugins,
+            incident.as_deref().map_or(&none, |i| &i.incident),
+            warnings,
+        )
+        .await?;
         let requests = match prepared {
             Prepared::Syslog(message) => {
                 self.deliverer
@@ -793,11 +851,25 @@ impl Inner {
                     });
                 }
                 Some(d) => {
-                    let outcome = self
+                    let (outcome, change) = self
                         .plugins
-                        .classify(d, &w.destination_options, &response)
+                        .classify_in(
+                            d,
+                            &w.destination_options,
+                            &response,
+                            incident.as_deref().map_or(&none, |i| &i.incident),
+                        )
                         .await
                         .map_err(|e| e.into_delivery(d))?;
+                    // Kept whatever the outcome: a ticket created by an
+                    // earlier request of this attempt must not be created
+                    // again by its retry.
+                    if let Some(i) = incident.as_deref_mut()
+                        && change != StateChange::Keep
+                    {
+                        i.incident.apply(&change);
+                        i.changed = true;
+                    }
                     let rejected = |reason: String, retryable: bool, retry_after, disable| {
                         DeliveryError::Rejected {
                             host: host.clone(),
@@ -852,6 +924,13 @@ impl Inner {
             Err(e) => Outcome::Final(Err(e)),
         }
     }
+}
+
+/// A stateful destination's incident during one attempt, and whether a
+/// response changed its state (then it is recorded with the attempt).
+struct IncidentRun {
+    incident: Incident,
+    changed: bool,
 }
 
 /// Counts one attempt as started and not yet recorded, for

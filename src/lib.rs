@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod event;
 pub mod format;
 pub mod history;
+pub mod incident;
 pub mod ingest;
 pub mod metrics;
 pub mod payload;

@@ -1,7 +1,8 @@
 //! What one attempt sends: rendered headers, the formatted body (core
 //! template or formatter plugin), the destination plugin's requests (only
 //! to the webhook URL's host or its `destination_hosts`), and the signature
-//! headers. Pure apart from plugin calls (async: wasm on a
+//! headers; a stateful destination also gets the incident's key and state.
+//! Pure apart from plugin calls (async: wasm on a
 //! fiber, see `plugin`).
 
 use std::time::Duration;
@@ -10,8 +11,8 @@ use bytes::Bytes;
 
 use crate::deliver::{DeliveryError, OutRequest};
 use crate::event::{Event, now_ms};
-use crate::format::Payload;
-use crate::plugin::{Kind, PluginError, PluginHost, Target};
+use crate::payload::Payload;
+use crate::plugin::{Incident, Kind, PluginError, PluginHost, Target};
 use crate::webhook::Webhook;
 
 /// The wire form of one attempt.
@@ -96,12 +97,33 @@ fn render_headers(
     Ok(headers)
 }
 
-/// Builds what one attempt of `delivery_id` sends.
+/// Builds what one attempt of `delivery_id` sends, outside any incident.
 pub async fn prepare(
     w: &Webhook,
     event: &Event,
     delivery_id: &str,
     plugins: &PluginHost,
+    warnings: &mut Vec<String>,
+) -> Result<Prepared, DeliveryError> {
+    prepare_in(
+        w,
+        event,
+        delivery_id,
+        plugins,
+        &Incident::default(),
+        warnings,
+    )
+    .await
+}
+
+/// Builds what one attempt of `delivery_id` sends; a stateful destination
+/// gets `incident` (its key and stored state) in `build`.
+pub async fn prepare_in(
+    w: &Webhook,
+    event: &Event,
+    delivery_id: &str,
+    plugins: &PluginHost,
+    incident: &Incident,
     warnings: &mut Vec<String>,
 ) -> Result<Prepared, DeliveryError> {
     let spec = &w.spec;
@@ -144,11 +166,12 @@ pub async fn prepare(
                 body: Bytes::new(),
             };
             plugins
-                .build(
+                .build_in(
                     &d,
                     &w.destination_options,
                     payload.as_ref().unwrap_or(&empty),
                     &target,
+                    incident,
                 )
                 .await
                 .and_then(|requests| check_hosts(spec, requests))

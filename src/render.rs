@@ -9,8 +9,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::config::WebhookSpec;
+use crate::plugin::Incident;
 use crate::plugin::{Kind, Limits, PluginHost};
-use crate::prepare::{Prepared, prepare};
+use crate::prepare::{Prepared, prepare_in};
 use crate::webhook::Registry;
 
 /// The arguments of `relay render` (also its command-line definition).
@@ -46,6 +47,11 @@ pub struct RenderRequest {
     /// The webhook URL the request would go to.
     #[arg(long, default_value = "https://example.invalid/hook")]
     pub url: String,
+    /// The state a stateful destination kept for this event's incident (as
+    /// its `classify` stored it), e.g. `{"ticket":123}` to render the request
+    /// that closes that ticket. The incident key is the event id.
+    #[arg(long, value_name = "TEXT")]
+    pub incident_state: Option<String>,
     /// Time limit per plugin call, in ms.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
@@ -73,7 +79,10 @@ impl Rendered {
         }
     }
 
-    /// Method, URL and headers before each body.
+    /// Method, URL and headers before each body. Header values that are
+    /// or look like secrets (`Authorization`, `ApiIntegrationCode`, `Secret`,
+    /// a `Basic …` value, …) show as `[redacted]`: a terminal or a pasted
+    /// bug report is no place for them.
     pub fn verbose(&self) -> Vec<u8> {
         match &self.0 {
             Prepared::Syslog(m) | Prepared::LocalSyslog(m) => m.to_vec(),
@@ -90,6 +99,13 @@ impl Rendered {
                 for r in reqs {
                     out.extend_from_slice(format!("{} {}\n", r.method, r.url).as_bytes());
                     for (k, v) in &r.headers {
+                        let v = if crate::api::looks_secret(k)
+                            || crate::api::looks_like_credential(v)
+                        {
+                            "[redacted]"
+                        } else {
+                            v.as_str()
+                        };
                         out.extend_from_slice(format!("{k}: {v}\n").as_bytes());
                     }
                     out.push(b'\n');
@@ -290,9 +306,19 @@ pub fn render(req: &RenderRequest) -> Result<Rendered, String> {
         .cloned()
         .ok_or("internal: webhook missing")?;
     let mut warnings = Vec::new();
-    let prepared =
-        crate::plugin::block_on(prepare(&webhook, &event, "render", &host, &mut warnings))
-            .map_err(|e| e.to_string())?;
+    let incident = Incident {
+        key: event.id.clone(),
+        state: req.incident_state.clone(),
+    };
+    let prepared = crate::plugin::block_on(prepare_in(
+        &webhook,
+        &event,
+        "render",
+        &host,
+        &incident,
+        &mut warnings,
+    ))
+    .map_err(|e| e.to_string())?;
     for w in warnings {
         eprintln!("relay: warning: {w}");
     }

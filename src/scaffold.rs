@@ -24,6 +24,7 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ("src/source.rs", include_str!("../sdk/src/source.rs")),
     ("src/testing.rs", include_str!("../sdk/src/testing.rs")),
     ("src/text.rs", include_str!("../sdk/src/text.rs")),
+    ("src/ticket.rs", include_str!("../sdk/src/ticket.rs")),
     ("src/time.rs", include_str!("../sdk/src/time.rs")),
     ("src/types.rs", include_str!("../sdk/src/types.rs")),
     (

@@ -127,6 +127,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         plugins.clone(),
         cfg.delivery.clone(),
     );
+    dispatcher.set_incidents(cfg.incidents.clone());
     dispatcher.start();
     spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(

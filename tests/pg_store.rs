@@ -100,6 +100,7 @@ async fn record(
         attempt: attempt(delivery, "w", 1, Status::Succeeded),
         due_at: None,
         breaker,
+        destination_state: None,
     })
     .await
     .expect("record")

@@ -388,7 +388,9 @@ fn render_prints_exactly_what_the_relay_would_send() {
         text.starts_with("POST https://splunk.example:8088/services/collector/event\n"),
         "{text}"
     );
-    assert!(text.contains("Authorization: Splunk t0k"), "{text}");
+    // Secret headers are redacted in --verbose (issue 16).
+    assert!(text.contains("Authorization: [redacted]\n"), "{text}");
+    assert!(!text.contains("t0k"), "{text}");
 
     // Errors: unknown plugin, bad options, a plugin that loops.
     let out = relay_cmd(&["render", "--plugin", "nosuch", "--event", ev]);

@@ -188,6 +188,25 @@ pub fn backlog_rss(target: &str, run: Option<&BacklogRun>, limit_mib: f64) -> Ch
     check(target, mib <= limit_mib, format!("{mib:.1} MiB"))
 }
 
+/// Issue 16's target for a new plugin: its warm call costs at most
+/// `factor` times the slack formatter's warm call, measured in the same
+/// run. `us` is the plugin's most expensive call (a formatter's `format`,
+/// a destination's `build` or `classify`); `None` when it was not measured.
+pub fn plugin_cost(plugin: &str, us: Option<f64>, slack_us: f64, factor: f64) -> Check {
+    let target = format!("{plugin} warm call <= {factor}x slack format");
+    let Some(us) = us else {
+        return check(&target, false, "not measured".into());
+    };
+    if slack_us.is_nan() || slack_us <= 0.0 {
+        return check(&target, false, "no slack figure to compare with".into());
+    }
+    check(
+        &target,
+        us <= factor * slack_us,
+        format!("{us:.2} vs {slack_us:.2} µs ({:.2}x)", us / slack_us),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +376,20 @@ mod tests {
             ..drained(100_000, 0)
         };
         assert!(!backlog_rss("rss", Some(&unread), 150.0).met);
+    }
+
+    #[test]
+    fn a_plugin_within_twice_the_slack_call_is_met_and_over_it_missed() {
+        let c = plugin_cost("discord", Some(30.0), 15.0, 2.0);
+        assert!(c.met, "{c}");
+        assert_eq!(
+            c.to_string(),
+            "discord warm call <= 2x slack format: 30.00 vs 15.00 µs (2.00x) (met)"
+        );
+        let c = plugin_cost("discord", Some(30.1), 15.0, 2.0);
+        assert!(!c.met, "{c}");
+        assert!(c.to_string().contains("MISSED — 30.10 vs 15.00 µs"), "{c}");
+        assert!(!plugin_cost("x", None, 15.0, 2.0).met);
+        assert!(!plugin_cost("x", Some(1.0), 0.0, 2.0).met);
     }
 }

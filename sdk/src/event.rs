@@ -74,6 +74,82 @@ impl Event {
     pub fn timestamp(&self) -> Result<Timestamp, String> {
         Timestamp::parse_rfc3339(&self.time)
     }
+
+    /// The event a destination gets as its payload. The core's `json`
+    /// format without a body template sends the event itself
+    /// (`{"id", "type", "time", "data"}`): that is read back whole. Any other
+    /// JSON object is taken as the data of an event with no id, type or
+    /// time; any other payload as `{"text": <body text>}`.
+    pub fn from_payload(payload: &crate::Payload) -> Event {
+        let essence = payload
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let parsed = if essence == "application/json" || essence.ends_with("+json") {
+            serde_json::from_slice::<Value>(&payload.body).ok()
+        } else {
+            None
+        };
+        match parsed {
+            Some(Value::Object(mut map))
+                if map.get("type").is_some_and(Value::is_string)
+                    && map.get("data").is_some_and(Value::is_object) =>
+            {
+                let mut take = |k: &str| match map.remove(k) {
+                    Some(Value::String(s)) => s,
+                    _ => String::new(),
+                };
+                let (id, event_type, time) = (take("id"), take("type"), take("time"));
+                Event {
+                    id,
+                    event_type,
+                    time,
+                    data: map.remove("data").unwrap_or(Value::Null),
+                }
+            }
+            Some(data @ Value::Object(_)) => Event {
+                id: String::new(),
+                event_type: String::new(),
+                time: String::new(),
+                data,
+            },
+            _ => Event {
+                id: String::new(),
+                event_type: String::new(),
+                time: String::new(),
+                data: serde_json::json!({ "text": String::from_utf8_lossy(&payload.body) }),
+            },
+        }
+    }
+
+    /// Renders `{{name}}` placeholders: `id`, `type`, `time`, `data.path` or
+    /// a bare data path (`incident_id`, `finding.host`), like relay.yaml's
+    /// templates. Missing values render empty; text outside placeholders is
+    /// kept as is.
+    pub fn render(&self, template: &str) -> String {
+        let mut out = String::with_capacity(template.len() + 16);
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            let Some(len) = rest[start + 2..].find("}}") else {
+                break;
+            };
+            out.push_str(&rest[..start]);
+            let name = rest[start + 2..start + 2 + len].trim();
+            let value = match name {
+                "id" => Some(self.id.clone()),
+                "type" => Some(self.event_type.clone()),
+                "time" => Some(self.time.clone()),
+                _ => self.text(name.strip_prefix("data.").unwrap_or(name)),
+            };
+            out.push_str(&value.unwrap_or_default());
+            rest = &rest[start + 2 + len + 2..];
+        }
+        out.push_str(rest);
+        out
+    }
 }
 
 /// Renders a JSON scalar as text: strings as-is, numbers and booleans in JSON
@@ -114,6 +190,31 @@ mod tests {
             time: "2026-11-22T10:00:00Z".into(),
             data,
         }
+    }
+
+    #[test]
+    fn render_fills_placeholders_and_leaves_missing_ones_empty() {
+        let e = ev(json!({"incident_id": "INC-7", "finding": {"host": "h1"}, "n": 3}));
+        assert_eq!(e.render("{{type}}:{{ incident_id }}"), "t:INC-7");
+        assert_eq!(e.render("{{data.finding.host}}/{{n}}/{{id}}"), "h1/3/e1");
+        assert_eq!(e.render("x{{missing}}y"), "xy");
+        assert_eq!(e.render("open {{ never closed"), "open {{ never closed");
+        assert_eq!(e.render("é{{time}}é"), "é2026-11-22T10:00:00Zé");
+    }
+
+    #[test]
+    fn from_payload_reads_the_core_event_json_or_takes_data() {
+        let whole = crate::Payload::json(
+            &json!({"id": "e9", "type": "x", "time": "2026-01-01T00:00:00Z", "data": {"a": 1}}),
+        )
+        .unwrap();
+        let e = Event::from_payload(&whole);
+        assert_eq!((e.id.as_str(), e.event_type.as_str()), ("e9", "x"));
+        assert_eq!(e.data, json!({"a": 1}));
+        let templated = crate::Payload::json(&json!({"title": "T"})).unwrap();
+        assert_eq!(Event::from_payload(&templated).data, json!({"title": "T"}));
+        let text = crate::Payload::text("CEF:0|x");
+        assert_eq!(Event::from_payload(&text).data, json!({"text": "CEF:0|x"}));
     }
 
     #[test]

@@ -53,13 +53,14 @@ mod options;
 mod source;
 pub mod testing;
 pub mod text;
+pub mod ticket;
 pub mod time;
 mod types;
 
 pub use event::{Event, scalar_text};
 pub use options::parse_options;
 pub use source::{Source, SourceEvent, header};
-pub use types::{Outcome, Payload, Request, Response, Target};
+pub use types::{Context, Outcome, Payload, Request, Response, StateChange, Target, Verdict};
 
 /// A formatter plugin: turns an event into a payload.
 ///
@@ -90,6 +91,35 @@ pub trait Destination {
 
     /// Decides what a response means: success, retry, fail or disable.
     fn classify(&self, response: &Response) -> Outcome;
+}
+
+/// A destination that remembers something between events of one incident
+/// (the `stateful-destination` world): the ticket a create returned, to
+/// close the same ticket when the incident resolves.
+///
+/// The host keeps one state string per (webhook, incident key) and hands it
+/// to [`StatefulDestination::build`] in the [`Context`];
+/// [`StatefulDestination::classify`] returns a [`Verdict`] that may set or
+/// clear it. The plugin stays pure: the host stores the state.
+pub trait StatefulDestination {
+    /// Parses the options once. An error refuses the plugin for that webhook.
+    fn create(options: &str) -> Result<Self, String>
+    where
+        Self: Sized;
+
+    /// Builds the request(s) to send for one payload, knowing the incident's
+    /// key and stored state.
+    fn build(
+        &self,
+        payload: &Payload,
+        target: &Target,
+        context: &Context,
+    ) -> Result<Vec<Request>, String>;
+
+    /// Decides what a response means and what becomes of the state.
+    /// `context.state` includes the changes made by earlier responses of the
+    /// same attempt.
+    fn classify(&self, response: &Response, context: &Context) -> Verdict;
 }
 
 /// Exports a [`Formatter`] type as the component's `relay:plugin/format`
@@ -176,6 +206,33 @@ macro_rules! export_source {
     };
 }
 
+/// Exports a [`StatefulDestination`] type as the component's
+/// `relay:plugin/deliver-stateful` interface (world `stateful-destination`).
+///
+/// Use it once per crate, at the top level. On any other target than wasm it
+/// only asserts that the type implements [`StatefulDestination`].
+#[macro_export]
+macro_rules! export_stateful_destination {
+    ($ty:ty) => {
+        const _: () = {
+            fn __relay_assert_stateful<T: $crate::StatefulDestination + 'static>() {}
+            let _ = __relay_assert_stateful::<$ty>;
+        };
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __RelayStatefulExport;
+            impl $crate::__private::stateful::exports::relay::plugin::deliver_stateful::Guest
+                for __RelayStatefulExport
+            {
+                type Destination = $crate::__private::StatefulResource<$ty>;
+            }
+            $crate::__private::stateful::export!(
+                __RelayStatefulExport with_types_in $crate::__private::stateful
+            );
+        };
+    };
+}
+
 /// Generated bindings and the glue between them and the SDK traits. Not part
 /// of the public API: use [`export_formatter!`] / [`export_destination!`] /
 /// [`export_source!`].
@@ -183,7 +240,8 @@ macro_rules! export_source {
 #[doc(hidden)]
 pub mod __private {
     use crate::{
-        Destination, Event, Formatter, Outcome, Payload, Request, Response, Source, Target,
+        Context, Destination, Event, Formatter, Outcome, Payload, Request, Response, Source,
+        StateChange, StatefulDestination, Target,
     };
 
     /// Bindings for `world formatter`.
@@ -219,6 +277,18 @@ pub mod __private {
             pub_export_macro: true,
             export_macro_name: "export",
             default_bindings_module: "relay_sdk::__private::source",
+        });
+    }
+
+    /// Bindings for `world stateful-destination`.
+    #[allow(missing_docs, clippy::all)]
+    pub mod stateful {
+        wit_bindgen::generate!({
+            path: "wit",
+            world: "stateful-destination",
+            pub_export_macro: true,
+            export_macro_name: "export",
+            default_bindings_module: "relay_sdk::__private::stateful",
         });
     }
 
@@ -321,6 +391,78 @@ pub mod __private {
                     })
                 })
                 .collect()
+        }
+    }
+
+    use stateful::exports::relay::plugin::deliver_stateful as wit_stateful;
+    use stateful::relay::plugin::types as stypes;
+
+    /// The component resource wrapping a user's [`StatefulDestination`].
+    pub struct StatefulResource<T>(T);
+
+    fn context_of(c: wit_stateful::Context) -> Context {
+        Context {
+            incident_key: c.incident_key,
+            state: c.state,
+        }
+    }
+
+    impl<T: StatefulDestination + 'static> wit_stateful::GuestDestination for StatefulResource<T> {
+        fn create(options: String) -> Result<wit_stateful::Destination, String> {
+            T::create(&options).map(|inner| wit_stateful::Destination::new(StatefulResource(inner)))
+        }
+
+        fn build(
+            &self,
+            payload: stypes::Payload,
+            target: stypes::Target,
+            context: wit_stateful::Context,
+        ) -> Result<Vec<stypes::Request>, String> {
+            let payload = Payload {
+                content_type: payload.content_type,
+                body: payload.body,
+            };
+            let target = Target {
+                url: target.url,
+                method: target.method,
+                headers: target.headers,
+            };
+            let requests = self.0.build(&payload, &target, &context_of(context))?;
+            Ok(requests
+                .into_iter()
+                .map(|r: Request| stypes::Request {
+                    method: r.method,
+                    url: r.url,
+                    headers: r.headers,
+                    body: r.body,
+                })
+                .collect())
+        }
+
+        fn classify(
+            &self,
+            response: stypes::Response,
+            context: wit_stateful::Context,
+        ) -> wit_stateful::Verdict {
+            let response = Response {
+                status: response.status,
+                headers: response.headers,
+                body: response.body,
+            };
+            let verdict = self.0.classify(&response, &context_of(context));
+            wit_stateful::Verdict {
+                outcome: match verdict.outcome {
+                    Outcome::Success => stypes::Outcome::Success,
+                    Outcome::Retry(after_ms) => stypes::Outcome::Retry(after_ms),
+                    Outcome::Fail(reason) => stypes::Outcome::Fail(reason),
+                    Outcome::Disable(reason) => stypes::Outcome::Disable(reason),
+                },
+                state: match verdict.state {
+                    StateChange::Keep => wit_stateful::StateChange::Keep,
+                    StateChange::Set(s) => wit_stateful::StateChange::Set(s),
+                    StateChange::Clear => wit_stateful::StateChange::Clear,
+                },
+            }
         }
     }
 }

@@ -16,7 +16,8 @@
 use serde_json::Value;
 
 use crate::{
-    Destination, Event, Formatter, Outcome, Payload, Request, Response, Source, SourceEvent, Target,
+    Context, Destination, Event, Formatter, Outcome, Payload, Request, Response, Source,
+    SourceEvent, StatefulDestination, Target, Verdict,
 };
 
 /// Event id used by [`event`].
@@ -103,4 +104,43 @@ pub fn parse<S: Source>(
         e.data_text()?;
     }
     Ok(events)
+}
+
+/// A context with this incident key and stored state.
+pub fn context(incident_key: &str, state: Option<&str>) -> Context {
+    Context {
+        incident_key: incident_key.to_string(),
+        state: state.map(str::to_string),
+    }
+}
+
+/// Runs a stateful destination's `create(options)` then `build`.
+pub fn build_stateful<D: StatefulDestination>(
+    options: &str,
+    payload: &Payload,
+    target: &Target,
+    context: &Context,
+) -> Result<Vec<Request>, String> {
+    D::create(options)?.build(payload, target, context)
+}
+
+/// Runs a stateful destination's `create(options)` then `classify`.
+pub fn classify_stateful<D: StatefulDestination>(
+    options: &str,
+    response: &Response,
+    context: &Context,
+) -> Result<Verdict, String> {
+    Ok(D::create(options)?.classify(response, context))
+}
+
+/// The payload the core's `json` format sends for `event` (no body
+/// template): `{"id", "type", "time", "data"}`.
+pub fn event_payload(event: &Event) -> Payload {
+    let value = serde_json::json!({
+        "id": event.id,
+        "type": event.event_type,
+        "time": event.time,
+        "data": event.data,
+    });
+    Payload::new("application/json", value.to_string().into_bytes())
 }

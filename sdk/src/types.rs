@@ -149,6 +149,63 @@ pub enum Outcome {
     Disable(String),
 }
 
+/// What the host knows about the incident an event belongs to (for a
+/// [`crate::StatefulDestination`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Context {
+    /// The incident key: relay.yaml's `incidents.key` rendered for the event,
+    /// or the event id when there is none.
+    pub incident_key: String,
+    /// What the last [`Verdict`] for this webhook and key stored.
+    pub state: Option<String>,
+}
+
+/// What to do with a stateful destination's stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    /// Leave it as it is.
+    Keep,
+    /// Replace it (the host refuses more than 4096 bytes).
+    Set(String),
+    /// Forget it.
+    Clear,
+}
+
+/// A stateful destination's answer to a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// What the core should do.
+    pub outcome: Outcome,
+    /// What becomes of the stored state.
+    pub state: StateChange,
+}
+
+impl Verdict {
+    /// `outcome`, state unchanged.
+    pub fn keep(outcome: Outcome) -> Verdict {
+        Verdict {
+            outcome,
+            state: StateChange::Keep,
+        }
+    }
+
+    /// `outcome`, and store `state`.
+    pub fn set(outcome: Outcome, state: impl Into<String>) -> Verdict {
+        Verdict {
+            outcome,
+            state: StateChange::Set(state.into()),
+        }
+    }
+
+    /// `outcome`, and forget the state.
+    pub fn clear(outcome: Outcome) -> Verdict {
+        Verdict {
+            outcome,
+            state: StateChange::Clear,
+        }
+    }
+}
+
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()

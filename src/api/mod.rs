@@ -30,7 +30,7 @@ use crate::webhook::{Registry, Webhook};
 
 mod webhooks;
 pub(crate) use webhooks::set_active;
-pub use webhooks::{looks_secret, webhook_view};
+pub use webhooks::{looks_like_credential, looks_secret, webhook_view};
 
 /// Settings the API reads on every request; swapped on config reload.
 pub struct Live {

@@ -17,7 +17,7 @@ use crate::webhook::{Source, Webhook};
 /// Names (of headers, body template keys, option keys) whose values are
 /// treated as secrets in viewer responses: `Authorization`, `X-Api-Key`,
 /// `X-Auth-Token`, `X-Honeycomb-Team`, `DD-API-KEY`, `routing_key`,
-/// `integration_key`, `password`, … Wide on purpose: a value wrongly hidden
+/// `integration_key`, Autotask's `integration_code`, `password`, … Wide on purpose: a value wrongly hidden
 /// from a viewer costs little, one wrongly shown is a leak.
 pub fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -37,6 +37,7 @@ pub fn looks_secret(name: &str) -> bool {
         "license",
         "private",
         "dsn",
+        "integration",
     ]
     .iter()
     .any(|s| n.contains(s))

@@ -3,8 +3,10 @@
 //!
 //! Owns: the `Engine` (pooling allocator, epoch interruption), compiling and
 //! caching components, the catalogue of loaded plugins (built-ins embedded
-//! in the binary, overridden by `*.wasm` files in `plugins.dir`), the warm
-//! instance pools, and every call into a plugin.
+//! in the binary and compiled on first use, overridden by `*.wasm` files in
+//! `plugins.dir`), the warm instance pools, and every call into a plugin —
+//! formatters, 0.1.0 destinations and stateful destinations (which get an
+//! [`Incident`] and return a [`StateChange`]; the host never stores it).
 //!
 //! Sandbox: WASI is linked with an empty context (no files, env, network
 //! or stdio; clocks frozen at fixed values, so they reveal nothing), memory
@@ -62,10 +64,19 @@ mod bindings {
             exports: { default: async },
         });
     }
+    pub mod stateful {
+        wasmtime::component::bindgen!({
+            path: "sdk/wit",
+            world: "stateful-destination",
+            exports: { default: async },
+        });
+    }
 }
 
 use bindings::destination::relay::plugin::types as dt;
 use bindings::formatter::relay::plugin::types as ft;
+use bindings::stateful::exports::relay::plugin::deliver_stateful as sd;
+use bindings::stateful::relay::plugin::types as st;
 use ticker::{Running, Ticker};
 
 pub use relay_builtins::BUILTINS;
@@ -85,6 +96,8 @@ const POOL_SLOTS: u32 = 256;
 const MAX_MEMORIES_PER_INSTANCE: u32 = 2;
 /// Requests one `build` may return for one delivery.
 pub const MAX_REQUESTS_PER_DELIVERY: usize = 16;
+/// Largest state a stateful destination may keep per (webhook, incident key).
+pub const MAX_STATE_BYTES: usize = 4096;
 /// A call gets `plugins.timeout_ms` of its own time (running guest code or
 /// waiting in WASI); time spent waiting for a busy executor does not count,
 /// up to this many times `timeout_ms` of wall-clock time.
@@ -245,12 +258,15 @@ enum Code {
     Formatter(bindings::formatter::FormatterPre<State>),
     Destination(bindings::destination::DestinationPre<State>),
     Source(bindings::source::SourcePre<State>),
+    /// A destination of the `stateful-destination` world (also `Kind::Destination`).
+    Stateful(bindings::stateful::StatefulDestinationPre<State>),
 }
 
 enum Exports {
     Formatter(bindings::formatter::Formatter),
     Destination(bindings::destination::Destination),
     Source(bindings::source::Source),
+    Stateful(bindings::stateful::StatefulDestination),
 }
 
 /// A warm instance with the resources it has built, keyed by options text.
@@ -302,6 +318,9 @@ struct HostInner {
     limits: Limits,
     catalog: ArcSwap<Catalog>,
     errors: Mutex<BTreeMap<String, String>>,
+    /// Held while a built-in is compiled on its first use, so two callers
+    /// do not compile the same one twice.
+    compiling: Mutex<()>,
     cache_dir: Option<PathBuf>,
     ticker: Arc<Ticker>,
 }
@@ -349,33 +368,62 @@ impl PluginHost {
                 limits,
                 catalog: ArcSwap::from_pointee(Catalog::default()),
                 errors: Mutex::new(BTreeMap::new()),
+                compiling: Mutex::new(()),
                 cache_dir,
                 ticker,
             }),
         };
-        for (name, kind, bytes) in BUILTINS {
-            let loaded =
-                host.compile(name, bytes, "builtin")
-                    .map_err(|message| HostError::Builtin {
-                        name: name.to_string(),
-                        message,
-                    })?;
-            if loaded.kind.as_str() != *kind {
-                return Err(HostError::Builtin {
-                    name: name.to_string(),
-                    message: format!("declared as {kind} but implements {}", loaded.kind.as_str()),
-                });
-            }
-            host.install(loaded);
-        }
+        // Built-ins are compiled on first use (`get`), not here: a relay
+        // compiles only the ones its webhooks name (at load, when their
+        // options are checked), and starts in the same time however many
+        // built-ins the binary carries.
         Ok(host)
+    }
+
+    /// Compiles the built-in `(kind, name)` and puts it in the catalogue,
+    /// unless a file plugin of that kind and name is there already.
+    fn builtin(&self, kind: Kind, name: &str) -> Result<Option<Arc<Loaded>>, HostError> {
+        let Some((_, _, bytes)) = BUILTINS
+            .iter()
+            .find(|(n, k, _)| *n == name && *k == kind.as_str())
+        else {
+            return Ok(None);
+        };
+        let _one_at_a_time = lock(&self.inner.compiling);
+        let key = (kind, name.to_owned());
+        if let Some(l) = self.inner.catalog.load().by_key.get(&key) {
+            return Ok(Some(Arc::clone(l)));
+        }
+        let loaded =
+            self.compile(name, bytes, "builtin")
+                .map_err(|message| HostError::Builtin {
+                    name: name.to_owned(),
+                    message,
+                })?;
+        if loaded.kind != kind {
+            return Err(HostError::Builtin {
+                name: name.to_owned(),
+                message: format!(
+                    "declared as {} but implements {}",
+                    kind.as_str(),
+                    loaded.kind.as_str()
+                ),
+            });
+        }
+        let loaded = Arc::new(loaded);
+        let shared = Arc::clone(&loaded);
+        self.swap(|by_key| {
+            by_key.insert(key, shared);
+        });
+        Ok(Some(loaded))
     }
 
     pub fn limits(&self) -> Limits {
         self.inner.limits
     }
 
-    /// Names of loaded plugins of one kind.
+    /// Names of loaded plugins of one kind (built-ins included, compiled
+    /// or not yet).
     pub fn names(&self, kind: Kind) -> Vec<String> {
         let mut v: Vec<String> = self
             .inner
@@ -385,18 +433,37 @@ impl PluginHost {
             .keys()
             .filter(|(k, _)| *k == kind)
             .map(|(_, n)| n.clone())
+            .chain(
+                BUILTINS
+                    .iter()
+                    .filter(|(_, k, _)| *k == kind.as_str())
+                    .map(|(n, _, _)| n.to_string()),
+            )
             .collect();
         v.sort();
+        v.dedup();
         v
     }
 
+    /// The plugin new calls of `kind` and `name` use: a file plugin, else
+    /// the built-in (compiled now if this is its first use; slow once).
     pub fn get(&self, kind: Kind, name: &str) -> Option<Arc<Loaded>> {
-        self.inner
+        if let Some(l) = self
+            .inner
             .catalog
             .load()
             .by_key
             .get(&(kind, name.to_owned()))
-            .cloned()
+        {
+            return Some(Arc::clone(l));
+        }
+        match self.builtin(kind, name) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(plugin = name, error = %e, "a built-in plugin failed to compile");
+                None
+            }
+        }
     }
 
     fn loaded(&self, kind: Kind, name: &str) -> Result<Arc<Loaded>, PluginError> {
@@ -422,6 +489,23 @@ impl PluginHost {
                 last_error: errors.get(&l.name).cloned(),
             })
             .collect();
+        // Built-ins not compiled yet (and not replaced by a file).
+        for (name, kind, bytes) in BUILTINS {
+            let kind = match *kind {
+                "formatter" => Kind::Formatter,
+                _ => Kind::Destination,
+            };
+            if !catalog.by_key.contains_key(&(kind, name.to_string())) {
+                out.push(Status {
+                    name: name.to_string(),
+                    kind: Some(kind),
+                    sha256: Some(hex::encode(Sha256::digest(bytes))),
+                    loaded_at: None,
+                    source: Some("builtin".to_owned()),
+                    last_error: errors.get(*name).cloned(),
+                });
+            }
+        }
         for (name, error) in errors {
             if !out.iter().any(|s| s.name == name) {
                 out.push(Status {
@@ -452,17 +536,19 @@ impl PluginHost {
             Code::Formatter(p)
         } else if let Ok(p) = bindings::destination::DestinationPre::new(pre.clone()) {
             Code::Destination(p)
+        } else if let Ok(p) = bindings::stateful::StatefulDestinationPre::new(pre.clone()) {
+            Code::Stateful(p)
         } else if let Ok(p) = bindings::source::SourcePre::new(pre) {
             Code::Source(p)
         } else {
             return Err(
-                "does not implement the relay:plugin/formatter, destination or source world (see sdk/wit)"
+                "does not implement the relay:plugin/formatter, destination, stateful-destination or source world (see sdk/wit)"
                     .to_string(),
             );
         };
         let kind = match code {
             Code::Formatter(_) => Kind::Formatter,
-            Code::Destination(_) => Kind::Destination,
+            Code::Destination(_) | Code::Stateful(_) => Kind::Destination,
             Code::Source(_) => Kind::Source,
         };
         Ok(Loaded {
@@ -532,17 +618,10 @@ impl PluginHost {
         lock(&self.inner.errors).insert(name.to_owned(), error);
     }
 
-    /// Forgets a file plugin: the built-in of that name (if any) serves again.
+    /// Forgets a file plugin: the built-in of that name (if any) serves
+    /// again (compiled on its next use).
     pub fn unload_file(&self, name: &str) {
-        let builtins: Vec<Loaded> = BUILTINS
-            .iter()
-            .filter(|(n, _, _)| *n == name)
-            .filter_map(|(n, _, bytes)| self.compile(n, bytes, "builtin").ok())
-            .collect();
         self.swap(|by_key| by_key.retain(|(_, n), _| n != name));
-        for b in builtins {
-            self.install(b);
-        }
         lock(&self.inner.errors).remove(name);
     }
 
@@ -571,6 +650,11 @@ impl PluginHost {
                     PluginError::Options(_) => ("options", format!("{:?} {e}", spec.format)),
                     _ => ("format", format!("{:?} {e}", spec.format)),
                 })?;
+        }
+        if spec.destination.is_none() && spec.format != "json" {
+            // The destination a format implies (`format: slack`): compiled
+            // now, at load, rather than by its first delivery.
+            let _ = self.get(Kind::Destination, &spec.format);
         }
         if let Some(d) = &spec.destination {
             self.check_options(Kind::Destination, d, &spec.destination_options_json())
@@ -621,13 +705,35 @@ impl PluginHost {
         })
     }
 
-    /// Asks a destination for the requests that deliver `payload`.
+    /// Asks a destination for the requests that deliver `payload`, outside
+    /// any incident (a stateful destination gets an empty key and no state).
     pub async fn build(
         &self,
         name: &str,
         options: &str,
         payload: &crate::payload::Payload,
         target: &Target,
+    ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
+        self.build_in(name, options, payload, target, &Incident::default())
+            .await
+    }
+
+    /// Whether the destination `name` keeps state per incident (the
+    /// `stateful-destination` world).
+    pub fn is_stateful(&self, name: &str) -> bool {
+        self.get(Kind::Destination, name)
+            .is_some_and(|l| matches!(l.code, Code::Stateful(_)))
+    }
+
+    /// Asks a destination for the requests that deliver `payload`; a
+    /// stateful one also gets the incident's key and stored state.
+    pub async fn build_in(
+        &self,
+        name: &str,
+        options: &str,
+        payload: &crate::payload::Payload,
+        target: &Target,
+        incident: &Incident,
     ) -> Result<Vec<crate::deliver::OutRequest>, PluginError> {
         let plugin = self.loaded(Kind::Destination, name)?;
         let wit_payload = dt::Payload {
@@ -650,6 +756,33 @@ impl PluginHost {
                         .call_build(store, resource, &wit_payload, &wit_target)
                         .await
                         .map(|r| r.map_err(PluginError::Returned)),
+                    Exports::Stateful(d) => {
+                        let payload = st::Payload {
+                            content_type: wit_payload.content_type.clone(),
+                            body: wit_payload.body.clone(),
+                        };
+                        let target = st::Target {
+                            url: wit_target.url.clone(),
+                            method: wit_target.method.clone(),
+                            headers: wit_target.headers.clone(),
+                        };
+                        d.relay_plugin_deliver_stateful()
+                            .destination()
+                            .call_build(store, resource, &payload, &target, &incident.wit())
+                            .await
+                            .map(|r| {
+                                r.map_err(PluginError::Returned).map(|reqs| {
+                                    reqs.into_iter()
+                                        .map(|r| dt::Request {
+                                            method: r.method,
+                                            url: r.url,
+                                            headers: r.headers,
+                                            body: r.body,
+                                        })
+                                        .collect()
+                                })
+                            })
+                    }
                     _ => Ok(Err(PluginError::Output("not a destination".into()))),
                 },
             )
@@ -695,13 +828,27 @@ impl PluginHost {
             .collect()
     }
 
-    /// Asks a destination what a response means.
+    /// Asks a destination what a response means (outside any incident).
     pub async fn classify(
         &self,
         name: &str,
         options: &str,
         response: &crate::deliver::InResponse,
     ) -> Result<Outcome, PluginError> {
+        self.classify_in(name, options, response, &Incident::default())
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Asks a destination what a response means and, for a stateful one,
+    /// what becomes of the incident's state (always `Keep` for the others).
+    pub async fn classify_in(
+        &self,
+        name: &str,
+        options: &str,
+        response: &crate::deliver::InResponse,
+        incident: &Incident,
+    ) -> Result<(Outcome, StateChange), PluginError> {
         let plugin = self.loaded(Kind::Destination, name)?;
         let wit_response = dt::Response {
             status: response.status,
@@ -718,15 +865,50 @@ impl PluginHost {
                     .call_classify(store, resource, &wit_response)
                     .await
                     .map(|o| {
-                        Ok(match o {
-                            dt::Outcome::Success => Outcome::Success,
-                            dt::Outcome::Retry(ms) => {
-                                Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
-                            }
-                            dt::Outcome::Fail(r) => Outcome::Fail(r),
-                            dt::Outcome::Disable(r) => Outcome::Disable(r),
-                        })
+                        Ok((
+                            match o {
+                                dt::Outcome::Success => Outcome::Success,
+                                dt::Outcome::Retry(ms) => {
+                                    Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
+                                }
+                                dt::Outcome::Fail(r) => Outcome::Fail(r),
+                                dt::Outcome::Disable(r) => Outcome::Disable(r),
+                            },
+                            StateChange::Keep,
+                        ))
                     }),
+                Exports::Stateful(d) => {
+                    let response = st::Response {
+                        status: wit_response.status,
+                        headers: wit_response.headers.clone(),
+                        body: wit_response.body.clone(),
+                    };
+                    d.relay_plugin_deliver_stateful()
+                        .destination()
+                        .call_classify(store, resource, &response, &incident.wit())
+                        .await
+                        .map(|v| {
+                            let outcome = match v.outcome {
+                                st::Outcome::Success => Outcome::Success,
+                                st::Outcome::Retry(ms) => {
+                                    Outcome::Retry(ms.map(|m| Duration::from_millis(u64::from(m))))
+                                }
+                                st::Outcome::Fail(r) => Outcome::Fail(r),
+                                st::Outcome::Disable(r) => Outcome::Disable(r),
+                            };
+                            match v.state {
+                                sd::StateChange::Keep => Ok((outcome, StateChange::Keep)),
+                                sd::StateChange::Clear => Ok((outcome, StateChange::Clear)),
+                                sd::StateChange::Set(s) if s.len() > MAX_STATE_BYTES => {
+                                    Err(PluginError::Output(format!(
+                                        "asked to keep a state of {} bytes; the limit is {MAX_STATE_BYTES}",
+                                        s.len()
+                                    )))
+                                }
+                                sd::StateChange::Set(s) => Ok((outcome, StateChange::Set(s))),
+                            }
+                        })
+                }
                 _ => Ok(Err(PluginError::Output("not a destination".into()))),
             },
         )
@@ -898,6 +1080,12 @@ impl PluginHost {
                             .call_create(&mut warm.store, options)
                             .await
                     }
+                    Exports::Stateful(d) => {
+                        d.relay_plugin_deliver_stateful()
+                            .destination()
+                            .call_create(&mut warm.store, options)
+                            .await
+                    }
                 };
                 let created = match created {
                     Ok(Ok(r)) => r,
@@ -936,6 +1124,10 @@ impl PluginHost {
                 .await
                 .map(Exports::Destination),
             Code::Source(pre) => pre.instantiate_async(&mut store).await.map(Exports::Source),
+            Code::Stateful(pre) => pre
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Stateful),
         }
         .map_err(|e| classify_trap(e, &store, limits))?;
         Ok(Warm {
@@ -1142,6 +1334,42 @@ pub struct SourceEvent {
     pub data: String,
 }
 
+/// The incident an event belongs to, as a stateful destination sees it
+/// (DESIGN §18, §19): its key, and what the destination's last `classify`
+/// for this webhook and key kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Incident {
+    pub key: String,
+    pub state: Option<String>,
+}
+
+impl Incident {
+    fn wit(&self) -> sd::Context {
+        sd::Context {
+            incident_key: self.key.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Applies a state change (the state later responses of the same
+    /// attempt are classified with).
+    pub fn apply(&mut self, change: &StateChange) {
+        match change {
+            StateChange::Keep => {}
+            StateChange::Set(s) => self.state = Some(s.clone()),
+            StateChange::Clear => self.state = None,
+        }
+    }
+}
+
+/// What a stateful destination's `classify` does to the stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    Keep,
+    Set(String),
+    Clear,
+}
+
 /// A destination's verdict on a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -1214,11 +1442,13 @@ pub fn load_file(host: &PluginHost, path: &Path) -> Result<(), String> {
     let result = std::fs::read(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
         .and_then(|bytes| {
-            if host
-                .get(Kind::Formatter, &name)
-                .or_else(|| host.get(Kind::Destination, &name))
-                .or_else(|| host.get(Kind::Source, &name))
-                .is_some_and(|l| {
+            // The catalogue only: `get` would compile a built-in of the
+            // same name for nothing.
+            let catalog = host.inner.catalog.load();
+            if [Kind::Formatter, Kind::Destination, Kind::Source]
+                .iter()
+                .filter_map(|k| catalog.by_key.get(&(*k, name.clone())))
+                .any(|l| {
                     l.sha256 == hex::encode(Sha256::digest(&bytes))
                         && l.source == path.display().to_string()
                 })
@@ -1281,6 +1511,98 @@ mod tests {
             );
         }
         wat + ")"
+    }
+
+    #[test]
+    fn builtins_compile_on_first_use_as_the_kind_they_declare() {
+        let host = host(64, 5000);
+        assert_eq!(host.inner.catalog.load().by_key.len(), 0);
+        assert_eq!(
+            host.statuses()
+                .iter()
+                .filter(|s| s.source.as_deref() == Some("builtin") && s.loaded_at.is_none())
+                .count(),
+            BUILTINS.len()
+        );
+        for (name, kind, _) in BUILTINS {
+            let k = if *kind == "formatter" {
+                Kind::Formatter
+            } else {
+                Kind::Destination
+            };
+            let loaded = host.get(k, name).expect("compiles");
+            assert_eq!(loaded.kind, k, "{name}");
+        }
+        assert_eq!(host.inner.catalog.load().by_key.len(), BUILTINS.len());
+        assert!(host.statuses().iter().all(|s| s.loaded_at.is_some()));
+        // The ticket destinations use the stateful world; the 0.1.0 ones
+        // load beside them unchanged.
+        for name in ["connectwise", "autotask", "halopsa", "pagerduty"] {
+            assert!(host.is_stateful(name), "{name}");
+        }
+        for name in ["splunk_hec", "slack", "twilio_sms", "twilio_voice"] {
+            assert!(host.get(Kind::Destination, name).is_some(), "{name}");
+            assert!(!host.is_stateful(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_stateful_destination_gets_the_incident_and_returns_state_changes() {
+        let host = host(64, 5000);
+        let options = r#"{"company_id":"a","public_key":"p","private_key":"k","client_id":"c","board":"SOC","company":"Acme"}"#;
+        let payload = crate::payload::Payload {
+            content_type: "application/json".into(),
+            body: bytes::Bytes::from_static(
+                br#"{"id":"e","type":"t","time":"2026-01-01T00:00:00Z","data":{"status":"resolved"}}"#,
+            ),
+        };
+        let target = Target {
+            url: "https://cw.example/apis/3.0".into(),
+            method: "POST".into(),
+            headers: vec![],
+            timeout: Duration::from_secs(5),
+        };
+        let incident = Incident {
+            key: "INC-1".into(),
+            state: Some(r#"{"ticket":12}"#.into()),
+        };
+        let reqs = block_on(host.build_in("connectwise", options, &payload, &target, &incident))
+            .expect("build");
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].method, http::Method::PATCH);
+        assert_eq!(
+            reqs[0].url,
+            "https://cw.example/apis/3.0/service/tickets/12"
+        );
+        // Without the incident (the 0.1.0 entry point) there is no ticket.
+        let err = block_on(host.build("connectwise", options, &payload, &target)).unwrap_err();
+        assert!(err.to_string().contains("nothing to close"), "{err}");
+        let response = crate::deliver::InResponse {
+            status: 200,
+            headers: vec![],
+            body: bytes::Bytes::from_static(br#"{"id":12}"#),
+        };
+        let verdict =
+            block_on(host.classify_in("connectwise", options, &response, &incident)).expect("ok");
+        assert_eq!(verdict, (Outcome::Success, StateChange::Clear));
+        let created = Incident {
+            key: "INC-2".into(),
+            state: None,
+        };
+        let verdict =
+            block_on(host.classify_in("connectwise", options, &response, &created)).expect("ok");
+        assert_eq!(
+            verdict,
+            (
+                Outcome::Success,
+                StateChange::Set(r#"{"ticket":12}"#.into())
+            )
+        );
+        // A 0.1.0 destination never changes state.
+        let verdict =
+            block_on(host.classify_in("splunk_hec", r#"{"token":"t"}"#, &response, &incident))
+                .expect("ok");
+        assert_eq!(verdict, (Outcome::Success, StateChange::Keep));
     }
 
     #[test]

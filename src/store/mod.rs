@@ -193,6 +193,14 @@ pub trait Storage: Send + Sync {
     fn get_event(&self, id: &str)
     -> impl Future<Output = Result<Option<Event>, StoreError>> + Send;
 
+    /// What a stateful destination kept for (webhook, incident key), if
+    /// anything (written by [`Storage::record_attempt`]).
+    fn load_destination_state(
+        &self,
+        webhook_id: &str,
+        incident_key: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     fn get_delivery(
         &self,
         id: &str,
@@ -373,6 +381,13 @@ impl Storage for Store {
     }
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
         each!(self, s => s.get_event(id).await)
+    }
+    async fn load_destination_state(
+        &self,
+        webhook_id: &str,
+        incident_key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.load_destination_state(webhook_id, incident_key).await)
     }
     async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
         each!(self, s => s.get_delivery(id).await)

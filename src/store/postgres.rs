@@ -52,9 +52,10 @@ const POOL_SIZE: usize = 16;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema versions, applied in order, each in its own transaction.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE events (
     id          TEXT PRIMARY KEY,
     type        TEXT NOT NULL,
@@ -137,7 +138,20 @@ BEGIN
 END
 $$;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE destination_state (
+    webhook_id   TEXT NOT NULL,
+    incident_key TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    PRIMARY KEY (webhook_id, incident_key)
+);
+"#,
+    ),
+];
 
 fn count_trip(mine: &AtomicU64) {
     crate::metrics::store_round_trip();
@@ -820,6 +834,16 @@ impl Storage for PgStore {
                     UPDATE webhook_state SET failure_count = 0, updated_at = $5
                     WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
                     RETURNING activity, failure_count
+                 ), ds AS (
+                    INSERT INTO destination_state (webhook_id, incident_key, state, updated_at)
+                    SELECT $8, $11::text, $12::text, $5
+                    WHERE $11::text IS NOT NULL AND $12::text IS NOT NULL
+                    ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+                    RETURNING 1
+                 ), dc AS (
+                    DELETE FROM destination_state
+                    WHERE webhook_id = $8 AND incident_key = $11::text AND $12::text IS NULL
+                    RETURNING 1
                  ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
                  SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
                 &[
@@ -833,6 +857,11 @@ impl Storage for PgStore {
                     &attempt.webhook_id,
                     &op,
                     &threshold,
+                    &record.destination_state.as_ref().map(|d| d.incident_key.as_str()),
+                    &record
+                        .destination_state
+                        .as_ref()
+                        .and_then(|d| d.state.as_deref()),
                 ],
             )
             .await?;
@@ -1013,6 +1042,20 @@ impl Storage for PgStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn load_destination_state(
+        &self,
+        webhook_id: &str,
+        incident_key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT state FROM destination_state WHERE webhook_id = $1 AND incident_key = $2",
+                &[&webhook_id, &incident_key],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get::<_, String>(0)))
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {

@@ -159,6 +159,13 @@ CREATE TABLE IF NOT EXISTS config_webhooks (
     webhook_id  TEXT PRIMARY KEY,       -- a webhook of relay.yaml
     first_seen  INTEGER NOT NULL        -- ms; its created_at
 );
+CREATE TABLE IF NOT EXISTS destination_state (
+    webhook_id    TEXT NOT NULL,
+    incident_key  TEXT NOT NULL,        -- DESIGN §19
+    state         TEXT NOT NULL,        -- what a stateful destination kept (≤ 4 KiB)
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (webhook_id, incident_key)
+);
 CREATE TABLE IF NOT EXISTS api_webhooks (
     id          TEXT PRIMARY KEY,
     spec        TEXT NOT NULL,          -- the spec as JSON, secret left out
@@ -803,6 +810,43 @@ fn save_webhook_state(
     Ok(())
 }
 
+/// What a stateful destination kept for (webhook, incident key), if anything.
+fn load_destination_state(
+    conn: &Connection,
+    webhook_id: &str,
+    incident_key: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT state FROM destination_state WHERE webhook_id = ?1 AND incident_key = ?2",
+        )?
+        .query_row(params![webhook_id, incident_key], |r| r.get(0))
+        .optional()?)
+}
+
+/// Keeps `state` for (webhook, incident key), or forgets it (`None`).
+fn save_destination_state(
+    conn: &Connection,
+    webhook_id: &str,
+    incident_key: &str,
+    state: Option<&str>,
+) -> Result<(), StoreError> {
+    match state {
+        Some(state) => conn
+            .prepare_cached(
+                "INSERT INTO destination_state (webhook_id, incident_key, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = ?3, updated_at = ?4",
+            )?
+            .execute(params![webhook_id, incident_key, state, now_ms()])?,
+        None => conn
+            .prepare_cached(
+                "DELETE FROM destination_state WHERE webhook_id = ?1 AND incident_key = ?2",
+            )?
+            .execute(params![webhook_id, incident_key])?,
+    };
+    Ok(())
+}
+
 /// First-load times of relay.yaml's webhooks (their `created_at`).
 fn load_first_seen(conn: &Connection) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT webhook_id, first_seen FROM config_webhooks")?;
@@ -1152,6 +1196,9 @@ impl Storage for SqliteStore {
                 let a = &r.attempt;
                 insert_attempt(c, a)?;
                 update_delivery(c, &a.delivery_id, a.status.as_str(), a.attempt, r.due_at)?;
+                if let Some(d) = &r.destination_state {
+                    save_destination_state(c, &a.webhook_id, &d.incident_key, d.state.as_deref())?;
+                }
                 apply_breaker(c, &a.webhook_id, r.breaker)
             })
             .await?;
@@ -1208,6 +1255,15 @@ impl Storage for SqliteStore {
         })
         .await?;
         Ok(())
+    }
+
+    async fn load_destination_state(
+        &self,
+        webhook_id: &str,
+        incident_key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (w, k) = (webhook_id.to_owned(), incident_key.to_owned());
+        self.read(move |c| load_destination_state(c, &w, &k)).await
     }
 
     async fn get_event(&self, id: &str) -> Result<Option<Event>, StoreError> {
@@ -1286,6 +1342,41 @@ mod tests {
             .read(move |c| due_ids(c, webhook, now_ms() + 1, 10))
             .await
             .unwrap()
+    }
+
+    #[tokio::test]
+    async fn destination_state_is_kept_per_webhook_and_incident_key_and_can_be_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
+        let get =
+            |w: &'static str, k: &'static str| store.read(move |c| load_destination_state(c, w, k));
+        assert_eq!(get("a", "INC-1").await.unwrap(), None);
+        store
+            .write(|c| {
+                save_destination_state(c, "a", "INC-1", Some(r#"{"ticket":1}"#))?;
+                save_destination_state(c, "b", "INC-1", Some(r#"{"ticket":2}"#))?;
+                save_destination_state(c, "a", "INC-1", Some(r#"{"ticket":3}"#))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            get("a", "INC-1").await.unwrap().as_deref(),
+            Some(r#"{"ticket":3}"#)
+        );
+        assert_eq!(
+            get("b", "INC-1").await.unwrap().as_deref(),
+            Some(r#"{"ticket":2}"#)
+        );
+        assert_eq!(get("a", "INC-2").await.unwrap(), None);
+        store
+            .write(|c| save_destination_state(c, "a", "INC-1", None))
+            .await
+            .unwrap();
+        assert_eq!(get("a", "INC-1").await.unwrap(), None);
+        assert_eq!(
+            get("b", "INC-1").await.unwrap().as_deref(),
+            Some(r#"{"ticket":2}"#)
+        );
     }
 
     #[tokio::test]
@@ -1803,6 +1894,7 @@ mod tests {
                 attempt: attempt_of(&d1, "a", "e1", Status::Retrying),
                 due_at: Some(now_ms() + 60_000),
                 breaker: BreakerChange::None,
+                destination_state: None,
             })
             .await
             .unwrap();
@@ -1845,6 +1937,7 @@ mod tests {
                             attempt: attempt_of(&id, "a", "e1", Status::Failed),
                             due_at: None,
                             breaker: BreakerChange::Failure { threshold: 10 },
+                            destination_state: None,
                         })
                         .await
                         .unwrap()
@@ -1892,6 +1985,7 @@ mod tests {
             attempt: attempt_of("d", webhook, "e", Status::Failed),
             due_at: None,
             breaker,
+            destination_state: None,
         };
         let disabled = WebhookState {
             activity: Activity::Disabled(crate::store::Operator::Api),

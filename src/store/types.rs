@@ -254,6 +254,19 @@ pub struct AttemptRecord {
     /// The delivery's next due time: `Some` for a retry, `None` once final.
     pub due_at: Option<i64>,
     pub breaker: BreakerChange,
+    /// What a stateful destination keeps for (webhook, incident key) after
+    /// this attempt, when its `classify` changed it (DESIGN §18): written
+    /// in the attempt's transaction, so a created ticket's id is never lost
+    /// once the attempt is recorded. `None`: unchanged.
+    pub destination_state: Option<DestinationState>,
+}
+
+/// A stateful destination's kept state for one incident key; `state: None`
+/// forgets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationState {
+    pub incident_key: String,
+    pub state: Option<String>,
 }
 
 /// What an attempt's outcome does to its webhook's circuit breaker. Applied
