@@ -95,6 +95,7 @@ async fn fill(store: &Store) {
                                 attempt: a,
                                 due_at: None,
                                 breaker: BreakerChange::None,
+                                destination_state: None,
                             })
                             .await
                             .expect("record");
