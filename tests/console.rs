@@ -535,3 +535,80 @@ async fn a_viewer_session_is_refused_on_every_admin_post_and_tokens_without_a_re
     assert!(body.contains("needs the viewer or admin role"));
     assert!(headers.get("set-cookie").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn re_enable_sends_what_waited_behind_a_tripped_breaker_and_test_all_reaches_every_active_webhook()
+ {
+    let rx = Receiver::start().await;
+    rx.push(Reply::status(500));
+    let other = Receiver::start().await;
+    let relay = Relay::start(&format!(
+        "delivery:\n  breaker_threshold: 1\nwebhooks:\n  - name: Tripped\n    url: {}\n    retry_count: 0\n    event_types: [first, second]\n  - name: Other\n    url: {}\n    event_types: [never]\n",
+        rx.url("/t"),
+        other.url("/o")
+    ))
+    .await;
+    let id = webhook_id(&relay, "Tripped").await;
+    deliver(&relay, &id, json!({"type": "first", "id": "ev-trip-1"})).await;
+    // The breaker tripped: the next event waits.
+    relay
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &json!({"type": "second", "id": "ev-trip-2"}),
+        )
+        .await;
+    let (_, w) = relay
+        .get(&format!("/api/v1/webhooks/{id}"), Some(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(w["state"], "paused", "{w}");
+    let cookie = session(&relay, ADMIN).await;
+    let (_, _, page) = raw_request(
+        "GET",
+        &relay.url("/ui/webhooks"),
+        &[("cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        page.matches("data-action=\"enable\"").count(),
+        1,
+        "only the tripped one"
+    );
+    let token = csrf(&relay, &cookie).await;
+    let (status, location) = post_form(
+        &relay,
+        &format!("/ui/webhooks/{id}/enable"),
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(
+        (status, location),
+        (303, format!("/ui/webhooks/{id}?notice=enabled"))
+    );
+    let got = rx.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 2, "the waiting delivery went out once");
+    let (_, w) = relay
+        .get(&format!("/api/v1/webhooks/{id}"), Some(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(w["state"], "active", "{w}");
+
+    let (status, location) = post_form(
+        &relay,
+        "/ui/webhooks/test-all",
+        &cookie,
+        &format!("csrf={token}"),
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/webhooks?notice=tested-all")
+    );
+    assert_eq!(rx.wait_for(3, Duration::from_secs(10)).await.len(), 3);
+    assert_eq!(other.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    let test = other.received()[0].json();
+    assert_eq!(test["data"]["test"], true, "{test}");
+}
