@@ -251,6 +251,8 @@ async fn a_viewer_sees_no_admin_control_and_no_secret_in_any_page_source() {
         format!("/ui/webhooks/{id}"),
         format!("/ui/deliveries/{delivery}"),
         "/ui/plugins".to_owned(),
+        "/ui/events".to_owned(),
+        "/ui/events/ev-view-1".to_owned(),
     ];
     for (n, page) in pages.iter().enumerate() {
         b.goto(&relay.url(page)).await;
@@ -611,4 +613,105 @@ async fn re_enable_sends_what_waited_behind_a_tripped_breaker_and_test_all_reach
     assert_eq!(other.wait_for(1, Duration::from_secs(10)).await.len(), 1);
     let test = other.received()[0].json();
     assert_eq!(test["data"]["test"], true, "{test}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_events_pages_show_each_routing_decision_with_its_rule_and_filter_by_decision() {
+    let rx = Receiver::start().await;
+    let relay = Relay::start(&format!(
+        "routing:\n  suppress:\n    - name: leftover persistence\n      match: {{ category: leftover }}\nwebhooks:\n  - name: SOC\n    url: {}\n    filter: {{ severity: {{ at_least: high }} }}\n",
+        rx.url("/soc")
+    ))
+    .await;
+    for (id, data) in [
+        (
+            "ev-sent",
+            json!({"title": "Live <b>attack</b>", "severity": "critical"}),
+        ),
+        ("ev-low", json!({"title": "Noise", "severity": "low"})),
+        (
+            "ev-left",
+            json!({"title": "Old", "severity": "critical", "category": "leftover"}),
+        ),
+    ] {
+        let (s, body) = relay
+            .post(
+                "/api/v1/events",
+                Some(INGEST),
+                &json!({"type": "finding", "id": id, "data": data}),
+            )
+            .await;
+        assert_eq!(s, 202, "{body}");
+    }
+    assert_eq!(rx.wait_for(1, Duration::from_secs(20)).await.len(), 1);
+
+    let viewer = session(&relay, VIEWER).await;
+    let get = |path: String| {
+        let relay = &relay;
+        let cookie = viewer.clone();
+        async move {
+            let (status, _, body) =
+                raw_request("GET", &relay.url(&path), &[("cookie", &cookie)], None).await;
+            (status, body)
+        }
+    };
+    // The listing: one row per decision, newest first.
+    let (status, page) = get("/ui/events".into()).await;
+    assert_eq!(status, 200, "{page}");
+    for (id, decision) in [
+        ("ev-sent", "delivered"),
+        ("ev-low", "filtered"),
+        ("ev-left", "suppressed"),
+    ] {
+        let row = page
+            .split("<tr data-decision=")
+            .find(|r| r.contains(&format!(">{id}</a>")))
+            .unwrap_or_else(|| panic!("no row of {id}: {page}"));
+        assert!(row.starts_with(&format!("\"{decision}\"")), "{id}: {row}");
+    }
+    assert!(
+        page.contains("leftover persistence"),
+        "the suppression rule is named"
+    );
+    // Filtered by decision: only the suppressed event.
+    let (status, page) = get("/ui/events?decision=suppressed".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("<tr data-decision=").count(), 1, "{page}");
+    assert!(page.contains(">ev-left</a>") && !page.contains(">ev-sent</a>"));
+    // A bad filter is a 400 naming the value, not an empty page.
+    let (status, page) = get("/ui/events?decision=lost".into()).await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("decision &#34;lost&#34; is not one of"),
+        "{page}"
+    );
+    // One event: each webhook's decision, the rule, the data as text.
+    let (status, page) = get("/ui/events/ev-sent".into()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("data-decision=\"delivered\""), "{page}");
+    assert!(
+        page.contains("Live &#60;b&#62;attack&#60;/b&#62;") && !page.contains("<b>attack"),
+        "the title is text"
+    );
+    assert!(
+        !page.contains("data-action"),
+        "a viewer gets no replay button"
+    );
+    let (_, page) = get("/ui/events/ev-low".into()).await;
+    assert!(
+        page.contains("data-decision=\"filtered\"") && page.contains("severity"),
+        "{page}"
+    );
+    let (status, _) = get("/ui/events/no-such-event".into()).await;
+    assert_eq!(status, 404);
+    // An admin gets the replay button on the event page.
+    let admin = session(&relay, ADMIN).await;
+    let (_, _, page) = raw_request(
+        "GET",
+        &relay.url("/ui/events/ev-left"),
+        &[("cookie", &admin)],
+        None,
+    )
+    .await;
+    assert!(page.contains("data-action=\"replay\""), "{page}");
 }

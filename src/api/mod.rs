@@ -29,7 +29,7 @@ use crate::history;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
-mod events;
+pub(crate) mod events;
 mod webhooks;
 pub(crate) use webhooks::set_active;
 pub use webhooks::{looks_like_credential, looks_secret, webhook_view};

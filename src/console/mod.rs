@@ -77,6 +77,8 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/ui/webhooks/{id}/rows", Access::Read),
     route("GET", "/ui/deliveries/{id}", Access::Read),
     route("GET", "/ui/plugins", Access::Read),
+    route("GET", "/ui/events", Access::Read),
+    route("GET", "/ui/events/{id}", Access::Read),
     route("POST", "/ui/webhooks/test-all", Access::Admin),
     route("POST", "/ui/webhooks/{id}/test", Access::Admin),
     route("POST", "/ui/webhooks/{id}/enable", Access::Admin),
@@ -88,6 +90,7 @@ pub const ROUTES: &[Route] = &[
 /// is one entry here and one handler.
 const NAV: &[(&str, &str, &str)] = &[
     ("webhooks", "Webhooks", "/ui/webhooks"),
+    ("events", "Events", "/ui/events"),
     ("plugins", "Plugins", "/ui/plugins"),
 ];
 
@@ -120,6 +123,8 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Console>> {
         ("GET", "/ui/webhooks/{id}/rows") => get(rows),
         ("GET", "/ui/deliveries/{id}") => get(delivery),
         ("GET", "/ui/plugins") => get(plugins),
+        ("GET", "/ui/events") => get(events),
+        ("GET", "/ui/events/{id}") => get(event),
         ("POST", "/ui/webhooks/test-all") => post(test_all),
         ("POST", "/ui/webhooks/{id}/test") => post(test),
         ("POST", "/ui/webhooks/{id}/enable") => post(enable),
@@ -746,6 +751,114 @@ async fn plugins(State(c): State<Console>, Extension(session): Extension<Session
             .iter()
             .map(view::PluginRow::new)
             .collect(),
+    };
+    html(StatusCode::OK, &page)
+}
+
+/// The events page's filter form (empty means "any").
+#[derive(Deserialize, Default)]
+struct EventFilters {
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    cursor: String,
+}
+
+impl EventFilters {
+    /// The query string of these filters and a cursor.
+    fn link(&self, cursor: &str) -> String {
+        let q: Vec<String> = [
+            ("decision", self.decision.as_str()),
+            ("since", self.since.as_str()),
+            ("cursor", cursor),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", view::query_value(v)))
+        .collect();
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        }
+    }
+}
+
+/// Recent routing decisions, newest first (`GET /api/v1/events`'s
+/// listing): what was delivered, suppressed, deduped, digested, muted…
+async fn events(
+    State(c): State<Console>,
+    Extension(session): Extension<Session>,
+    Query(f): Query<EventFilters>,
+) -> Response {
+    let some = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+    let (decision, since, cursor) = (some(&f.decision), some(&f.since), some(&f.cursor));
+    let query = crate::api::events::decision_query(
+        decision.as_deref(),
+        since.as_deref(),
+        PAGE_SIZE,
+        cursor.as_deref(),
+    );
+    let (page, query_error) = match query {
+        Ok(q) => match c.s.store.list_decisions(q).await {
+            Ok(page) => (Some(page), String::new()),
+            Err(e) => return failure(&session, &ApiError::from(e), "/ui/events"),
+        },
+        Err(e) => (None, e.message().to_owned()),
+    };
+    let mut options: Vec<(&'static str, &'static str)> = vec![("", "any")];
+    options.extend(
+        crate::route::Decision::ALL
+            .iter()
+            .map(|d| (d.as_str(), d.as_str())),
+    );
+    let page_view = view::Events {
+        chrome: chrome(&session, "events", None),
+        decision_options: view::choices(&options, &f.decision),
+        since: f.since.clone(),
+        rows: page
+            .as_ref()
+            .map(|p| p.data.iter().map(view::DecisionRow::listed).collect())
+            .unwrap_or_default(),
+        older: page
+            .as_ref()
+            .and_then(|p| p.next)
+            .map(|n| format!("/ui/events{}", f.link(&n.encode())))
+            .unwrap_or_default(),
+        newest: format!("/ui/events{}", f.link("")),
+        query_error,
+    };
+    let status = if page_view.query_error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    html(status, &page_view)
+}
+
+/// One event and, per webhook, what routing decided and why
+/// (`GET /api/v1/events/{id}`).
+async fn event(
+    State(c): State<Console>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> Response {
+    let e = match crate::api::events::explained(&c.s, &id).await {
+        Ok(e) => e,
+        Err(e) => return failure(&session, &e, "/ui/events"),
+    };
+    let webhooks = c.s.registry.load();
+    let page = view::EventPage {
+        chrome: chrome(&session, "events", None),
+        event: view::EventFacts::new(&e.event),
+        decisions: e
+            .decisions
+            .iter()
+            .map(|(d, recorded)| view::DecisionRow::of(d, *recorded, |w| webhooks.get(w).is_some()))
+            .collect(),
+        dedup_count: e.dedup_count.map(|n| n.to_string()).unwrap_or_default(),
     };
     html(StatusCode::OK, &page)
 }

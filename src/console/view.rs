@@ -380,6 +380,84 @@ pub struct Plugins {
     pub plugins: Vec<PluginRow>,
 }
 
+/// One routing decision, as text.
+pub struct DecisionRow {
+    pub at: String,
+    pub event_id: String,
+    pub event_path: String,
+    pub event_type: String,
+    pub webhook: String,
+    /// The webhook's page, when it is still configured.
+    pub webhook_path: String,
+    pub decision: String,
+    pub rule: String,
+    pub reference: String,
+    /// Worked out on request (the index left the webhook out), not stored.
+    pub worked_out: bool,
+}
+
+impl DecisionRow {
+    /// A decision of `GET /api/v1/events`'s listing.
+    pub fn listed(d: &crate::store::ListedDecision) -> DecisionRow {
+        let mut row = DecisionRow::of(&d.record, true, |_| false);
+        row.event_type = d.event_type.clone().unwrap_or_default();
+        row
+    }
+
+    /// A decision about one event; `configured` says whether a webhook id
+    /// is still configured (its name then links to its page).
+    pub fn of(
+        d: &crate::store::DecisionRecord,
+        recorded: bool,
+        configured: impl Fn(&str) -> bool,
+    ) -> DecisionRow {
+        let webhook_id = d.webhook_id.clone().unwrap_or_default();
+        DecisionRow {
+            at: crate::event::rfc3339_ms(d.created_at_ms),
+            event_id: d.event_id.clone(),
+            event_path: path_segment(&d.event_id),
+            event_type: String::new(),
+            webhook: d
+                .webhook_name
+                .clone()
+                .or_else(|| d.webhook_id.clone())
+                .unwrap_or_else(|| "(the event)".into()),
+            webhook_path: if !webhook_id.is_empty() && configured(&webhook_id) {
+                path_segment(&webhook_id)
+            } else {
+                String::new()
+            },
+            decision: d.decision.clone(),
+            rule: d.rule.clone().unwrap_or_default(),
+            reference: d.reference.clone().unwrap_or_default(),
+            worked_out: !recorded,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "events.html")]
+pub struct Events {
+    pub chrome: Chrome,
+    pub decision_options: Vec<Choice>,
+    pub since: String,
+    pub rows: Vec<DecisionRow>,
+    pub older: String,
+    pub newest: String,
+    pub query_error: String,
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+pub struct EventPage {
+    pub chrome: Chrome,
+    pub event: EventFacts,
+    pub decisions: Vec<DecisionRow>,
+    /// The repeats a dedup window absorbed, counting this event; empty
+    /// without any.
+    pub dedup_count: String,
+}
+
 /// Percent-encodes one URL path segment (ids from relay.yaml may hold any
 /// character).
 pub fn path_segment(s: &str) -> String {
