@@ -564,24 +564,12 @@ impl Filters {
 
     /// The query string of these filters and a cursor.
     fn link(&self, cursor: &str) -> String {
-        let mut q = Vec::new();
-        for (k, v) in [
+        view::query_string(&[
             ("status", &self.status),
             ("success", &self.success),
             ("since", &self.since),
-        ] {
-            if !v.is_empty() {
-                q.push(format!("{k}={}", view::query_value(v)));
-            }
-        }
-        if !cursor.is_empty() {
-            q.push(format!("cursor={}", view::query_value(cursor)));
-        }
-        if q.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", q.join("&"))
-        }
+            ("cursor", cursor),
+        ])
     }
 }
 
@@ -769,20 +757,11 @@ struct EventFilters {
 impl EventFilters {
     /// The query string of these filters and a cursor.
     fn link(&self, cursor: &str) -> String {
-        let q: Vec<String> = [
-            ("decision", self.decision.as_str()),
-            ("since", self.since.as_str()),
+        view::query_string(&[
+            ("decision", &self.decision),
+            ("since", &self.since),
             ("cursor", cursor),
-        ]
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", view::query_value(v)))
-        .collect();
-        if q.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", q.join("&"))
-        }
+        ])
     }
 }
 

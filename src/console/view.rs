@@ -477,6 +477,21 @@ pub fn query_value(s: &str) -> String {
     path_segment(s)
 }
 
+/// `?k=v&…` of the pairs whose value is not empty (values encoded), or
+/// nothing when all are: the links of a filtered, paged listing.
+pub fn query_string(pairs: &[(&str, &str)]) -> String {
+    let q: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", query_value(v)))
+        .collect();
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
