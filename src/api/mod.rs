@@ -773,39 +773,63 @@ async fn test_webhook(
 /// (`POST /webhooks/{id}/test`, the console's test button).
 pub(crate) async fn send_test(s: &Shared, id: &str) -> Result<store::Attempt, ApiError> {
     let w = s.webhook(id)?;
-    let event = test_event(&w);
-    let target = store::Target {
-        delivery_id: new_id(),
-        webhook_id: w.id.clone(),
-        start: store::Start::Due,
-    };
-    // Held until the attempt is recorded: the poller leaves this one alone.
-    let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
-    let event_id = event.id.clone();
-    let new = store::NewEvent {
-        digests: vec![],
-        dedup: None,
-        body: store::event_json(&event)?,
-        event,
-        targets: vec![target.clone()],
-        held: vec![],
-        decisions: vec![store::DecisionRecord {
-            event_id: event_id.clone(),
+    let (event, targets, _reserved) = store_test(s, test_event(&w), &[w]).await?;
+    let t = targets
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Database("the test delivery did not come back".into()))?;
+    let job = Job::reserved(t.delivery_id, t.webhook_id, event);
+    Ok(s.dispatcher.attempt_now(job).await?)
+}
+
+/// Stores a test event with one due delivery to each of `webhooks`
+/// (decision `delivered`, rule `test`: filters, mute, digests and dedup
+/// bypassed), reserved in dispatch so the poller leaves them to the
+/// caller: the event as stored, the targets in `webhooks` order, and the
+/// reservation to hold until each attempt is recorded.
+async fn store_test(
+    s: &Shared,
+    event: Event,
+    webhooks: &[Arc<Webhook>],
+) -> Result<(Arc<Event>, Vec<store::Target>, crate::dispatch::Reservation), ApiError> {
+    let targets: Vec<store::Target> = webhooks
+        .iter()
+        .map(|w| store::Target {
+            delivery_id: new_id(),
+            webhook_id: w.id.clone(),
+            start: store::Start::Due,
+        })
+        .collect();
+    let reserved = s.dispatcher.reserve(&targets);
+    let now = now_ms();
+    let decisions = targets
+        .iter()
+        .zip(webhooks)
+        .map(|(t, w)| store::DecisionRecord {
+            event_id: event.id.clone(),
             webhook_id: Some(w.id.clone()),
             webhook_name: Some(w.spec.name.clone()),
             decision: crate::route::Decision::Delivered.as_str().to_owned(),
             rule: Some("test".into()),
-            reference: Some(target.delivery_id.clone()),
-            created_at_ms: crate::event::now_ms(),
-        }],
+            reference: Some(t.delivery_id.clone()),
+            created_at_ms: now,
+        })
+        .collect();
+    let new = store::NewEvent {
+        body: store::event_json(&event)?,
+        event,
+        targets: targets.clone(),
+        held: vec![],
+        decisions,
+        digests: vec![],
+        dedup: None,
     };
     let (_, mut stored) = s.store.accept(vec![new]).await?;
     let event = stored
         .pop()
-        .map(|e| e.event)
+        .map(|e| Arc::new(e.event))
         .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?;
-    let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
-    Ok(s.dispatcher.attempt_now(job).await?)
+    Ok((event, targets, reserved))
 }
 
 /// How long `POST /api/v1/test` waits for one webhook's attempt beyond
@@ -846,46 +870,7 @@ pub(crate) async fn send_test_all(s: &Shared) -> Result<(String, Vec<Value>), Ap
             "test": true
         }),
     };
-    let targets: Vec<store::Target> = active
-        .iter()
-        .map(|w| store::Target {
-            delivery_id: new_id(),
-            webhook_id: w.id.clone(),
-            start: store::Start::Due,
-        })
-        .collect();
-    // Held until each attempt is recorded: the poller leaves them alone.
-    let reserved = s.dispatcher.reserve(&targets);
-    let now = now_ms();
-    let decisions = targets
-        .iter()
-        .zip(&active)
-        .map(|(t, w)| store::DecisionRecord {
-            event_id: event.id.clone(),
-            webhook_id: Some(w.id.clone()),
-            webhook_name: Some(w.spec.name.clone()),
-            decision: crate::route::Decision::Delivered.as_str().to_owned(),
-            rule: Some("test".into()),
-            reference: Some(t.delivery_id.clone()),
-            created_at_ms: now,
-        })
-        .collect();
-    let new = store::NewEvent {
-        body: store::event_json(&event)?,
-        event,
-        targets: targets.clone(),
-        held: vec![],
-        decisions,
-        digests: vec![],
-        dedup: None,
-    };
-    let (_, mut stored) = s.store.accept(vec![new]).await?;
-    let event = Arc::new(
-        stored
-            .pop()
-            .map(|e| e.event)
-            .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?,
-    );
+    let (event, targets, reserved) = store_test(s, event, &active).await?;
     let mut running = tokio::task::JoinSet::new();
     for (t, w) in targets.into_iter().zip(&active) {
         let dispatcher = s.dispatcher.clone();
