@@ -37,9 +37,10 @@
 //! round trips per delivery (`relay_store_round_trips_total` over the
 //! deliveries, polls included).
 //!
-//! `routing_20` (issue 15) is `json_signed` behind routing: 20 webhooks,
-//! each with a filter, half with a digest (see `routing_webhooks`); its
-//! events/s is judged against `json_signed`'s (routing may cost ≤ 10 %).
+//! `routing_20` (issue 15) is `json_signed` behind routing as an MSP has it:
+//! 20 webhooks, each with a filter, half with a digest of one tenant's
+//! events (see `routing_webhooks`); its events/s is judged against
+//! `json_signed`'s (routing may cost ≤ 10 %).
 //!
 //! Prints a table with each scenario's ratio to the ceiling and writes
 //! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 3),
@@ -604,20 +605,28 @@ fn json_webhook(i: usize, url: &str, retry_count: Option<u32>) -> String {
 }
 
 /// The `routing_20` scenario's webhooks (issue 15): 20, each with a filter,
-/// half with a digest. Every event is delivered once, to `hook` (bench-0,
-/// `severity: critical` matches); bench-1..9 filter on a tenant no event has
-/// (`filtered`); bench-10..19 match and batch the events into digests per
-/// tenant (members in the accept transaction), delivered to `digest_url`
-/// (another receiver: a digest carries no bench id).
+/// half with a digest, as an MSP would have them. Every event is delivered
+/// once at once, to `hook` (bench-0, `severity: critical` matches);
+/// bench-1..9 filter on tenants no event has (`filtered`); bench-10..19 each
+/// take one tenant's events (the events are spread over [`TENANTS`]) into
+/// digests (members in the accept transaction), delivered to `digest_url`
+/// (another receiver: a digest carries no bench id). So each event is sent
+/// twice, once alone and once inside a digest, and meets 20 filters.
 fn routing_webhooks(hook: &str, digest_url: &str) -> String {
     let mut s = String::new();
     for i in 0..20 {
         let (url, extra) = match i {
             0 => (hook, "    filter: { severity: critical }\n".to_string()),
-            1..=9 => (hook, format!("    filter: {{ tenant_name: \"Tenant {i}\" }}\n")),
+            1..=9 => (
+                hook,
+                format!("    filter: {{ tenant_name: \"Globex {i}\" }}\n"),
+            ),
             _ => (
                 digest_url,
-                "    filter: { severity: { at_least: high } }\n    digest: { window_s: 2, max_events: 1000, group_by: [tenant_name] }\n".to_string(),
+                format!(
+                    "    filter: {{ severity: {{ at_least: high }}, tenant_name: \"Acme Corporation {t}\" }}\n    digest: {{ window_s: 2, max_events: 1000, group_by: [tenant_name] }}\n",
+                    t = i - 10
+                ),
             ),
         };
         let w = json_webhook(i, url, None);
@@ -746,10 +755,16 @@ async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<(u16, 
     exchange(&mut s, addr, "GET", path, token, None, Bytes::new()).await
 }
 
-/// A ~1 KiB event (the `data` of a typical scanner finding).
-fn event_json(id: &str) -> String {
+/// Tenants the events are spread over (`tenant_name` is
+/// "Acme Corporation <seq % TENANTS>"); `routing_20`'s digests group by it.
+const TENANTS: usize = 10;
+
+/// A ~1 KiB event (the `data` of a typical scanner finding), the `seq`th
+/// of its phase.
+fn event_json(id: &str, seq: usize) -> String {
+    let tenant = seq % TENANTS;
     format!(
-        r#"{{"type":"critical_finding","id":"{id}","time":"2026-11-22T10:00:00Z","data":{{"title":"SQL injection in /login allows authentication bypass","severity":"critical","tenant_name":"Acme Corporation","description":"The login form concatenates the username into a SQL query. An attacker can log in as any user by sending a crafted username. Parameterise the query and review the other endpoints that build SQL by hand; the scanner found the same pattern in the password reset form and in the admin search page, both reachable without authentication.","asset":"https://app.acme.example/login","category":"Injection","rule":"sqli-login-001","host":"web-01.acme.internal","user":"scanner@acme.example","cvss":9.8,"cwe":"CWE-89","url":"https://findings.acme.example/f/12345","status":"open","source":"dast","first_seen":"2026-11-22T10:00:00Z","engagement":"2026-Q4 external perimeter","tags":["owasp-a03","pci","internet-facing"],"evidence":"POST /login username=admin'--&password=x -> 302 /dashboard (session issued)"}}}}"#
+        r#"{{"type":"critical_finding","id":"{id}","time":"2026-11-22T10:00:00Z","data":{{"title":"SQL injection in /login allows authentication bypass","severity":"critical","tenant_name":"Acme Corporation {tenant}","description":"The login form concatenates the username into a SQL query. An attacker can log in as any user by sending a crafted username. Parameterise the query and review the other endpoints that build SQL by hand; the scanner found the same pattern in the password reset form and in the admin search page, both reachable without authentication.","asset":"https://app.acme.example/login","category":"Injection","rule":"sqli-login-001","host":"web-01.acme.internal","user":"scanner@acme.example","cvss":9.8,"cwe":"CWE-89","url":"https://findings.acme.example/f/12345","status":"open","source":"dast","first_seen":"2026-11-22T10:00:00Z","engagement":"2026-Q4 external perimeter","tags":["owasp-a03","pci","internet-facing"],"evidence":"POST /login username=admin'--&password=x -> 302 /dashboard (session issued)"}}}}"#
     )
 }
 
@@ -814,7 +829,7 @@ async fn load(target: &Target, phase: &Arc<Phase>, mode: Mode, conns: usize) {
                     }
                 };
                 let id = phase.event_id(seq);
-                let body = Bytes::from(event_json(&id));
+                let body = Bytes::from(event_json(&id, seq));
                 phase.sent[seq].store(sched, Relaxed);
                 phase.state[seq].store(SENT, Relaxed);
                 if sender.is_none() {
@@ -1468,7 +1483,7 @@ async fn backlog_scenario(s: &Settings, rx: &Arc<Receiver>) -> Row {
                     if seq > range.start {
                         body.push(',');
                     }
-                    body.push_str(&event_json(&phase.event_id(seq)));
+                    body.push_str(&event_json(&phase.event_id(seq), seq));
                     phase.sent[seq].store(now_ns(), Relaxed);
                     phase.state[seq].store(SENT, Relaxed);
                 }
@@ -1600,7 +1615,7 @@ fn main() {
 async fn run() {
     let s = Settings::from_env();
     let began = Instant::now();
-    let size = event_json("p1-000000").len();
+    let size = event_json("p1-000000", 0).len();
     println!(
         "e2e: {} keep-alive HTTP/1 connections, one {size}-byte event per request; {} s closed loop (throughput), then {} s open loop at half the ceiling's events/s (latency); {} CPUs",
         s.conns,
@@ -1696,7 +1711,7 @@ async fn run() {
         let mut row = finish(sub, &s, &rx, rate).await;
         if row.scenario == "routing_20" {
             row.note = format!(
-                "20 webhooks with filters (1 delivers, 9 filter the event out, 10 digest it per tenant); {} digest deliveries by the end",
+                "20 webhooks with filters (1 delivers every event, 9 filter it out, 10 digest one tenant each); {} digest deliveries by the end",
                 digests.stray.load(Relaxed)
             );
         }

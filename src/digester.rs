@@ -89,11 +89,10 @@ impl Digester {
         let Some(sealed) = self.store.seal_digest(id).await? else {
             return Ok(());
         };
-        let event = digest_event(&sealed, now_ms());
+        let (webhook_id, count) = (sealed.webhook_id.clone(), sealed.members.len());
+        let event = digest_event(sealed, now_ms());
         let webhooks = self.registry.load();
-        let start = webhooks
-            .get(&sealed.webhook_id)
-            .map_or(Start::Due, |w| w.start());
+        let start = webhooks.get(&webhook_id).map_or(Start::Due, |w| w.start());
         let now = now_ms();
         let record = |webhook_id: &str, decision: Decision, rule: &str, reference: &str| {
             store::DecisionRecord {
@@ -108,7 +107,7 @@ impl Digester {
         };
         let mut targets = vec![store::Target {
             delivery_id: crate::event::new_id(),
-            webhook_id: sealed.webhook_id.clone(),
+            webhook_id: webhook_id.clone(),
             start,
         }];
         let decision = match start {
@@ -117,7 +116,7 @@ impl Digester {
             Start::Skipped => Decision::Skipped,
         };
         let mut decisions = vec![record(
-            &sealed.webhook_id,
+            &webhook_id,
             decision,
             "digest",
             &targets[0].delivery_id,
@@ -145,7 +144,7 @@ impl Digester {
         if let Some(a) = accepted
             && !a.duplicate
         {
-            tracing::debug!(digest = %id, webhook = %sealed.webhook_id, count = sealed.members.len(), "digest closed");
+            tracing::debug!(digest = %id, webhook = %webhook_id, count, "digest closed");
             self.dispatcher
                 .offer_reserved(&Arc::new(new.event), reserved);
         }

@@ -85,18 +85,27 @@ pub fn group_of(spec: &DigestSpec, event: &Event) -> String {
 /// `{"group": {...}, "count": N, "alerts": [{id, type, time, data}, ...]}`
 /// (members in arrival order). Its id is the window's id, so closing a
 /// window twice (two instances, a retry) makes one event.
-pub fn digest_event(sealed: &SealedDigest, now: i64) -> Event {
+pub fn digest_event(sealed: SealedDigest, now: i64) -> Event {
     let group: Value = serde_json::from_str(&sealed.group).unwrap_or(Value::Object(Map::new()));
+    let count = sealed.members.len();
+    // The members move into the digest (no copy of their data).
     let alerts: Vec<Value> = sealed
         .members
-        .iter()
-        .map(|e| json!({"id": e.id, "type": e.event_type, "time": e.time, "data": e.data}))
+        .into_iter()
+        .map(|e| {
+            let mut m = Map::new();
+            m.insert("id".into(), Value::String(e.id));
+            m.insert("type".into(), Value::String(e.event_type));
+            m.insert("time".into(), Value::String(e.time));
+            m.insert("data".into(), e.data);
+            Value::Object(m)
+        })
         .collect();
     Event {
-        id: sealed.id.clone(),
+        id: sealed.id,
         event_type: DIGEST_TYPE.into(),
         time: rfc3339_ms(now),
-        data: json!({"group": group, "count": alerts.len(), "alerts": alerts}),
+        data: json!({"group": group, "count": count, "alerts": alerts}),
     }
 }
 
@@ -162,7 +171,7 @@ mod tests {
             opened_at_ms: 0,
             members: vec![event("a", json!({"n": 1})), event("b", json!({"n": 2}))],
         };
-        let e = digest_event(&sealed, 1_700_000_000_000);
+        let e = digest_event(sealed, 1_700_000_000_000);
         assert_eq!((e.id.as_str(), e.event_type.as_str()), ("d1", "digest"));
         assert_eq!(e.data["group"], json!({"tenant": "acme"}));
         assert_eq!(e.data["count"], 2);

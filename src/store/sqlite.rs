@@ -581,38 +581,38 @@ fn due_digests(conn: &Connection, now: i64) -> Result<DueDigests, StoreError> {
     Ok(DueDigests { due, next_close_ms })
 }
 
-/// Stops a window taking members (`closing`) and reads it with its members.
-/// `None` when it is closed already or unknown.
-fn seal_digest(conn: &Connection, id: &str) -> Result<Option<SealedDigest>, StoreError> {
+/// Stops a window taking members (`closing`) and answers its webhook, group
+/// and opening time. `None` when it is closed already or unknown. The
+/// members are read after the commit ([`digest_members`], on a reader): a
+/// closing window takes no member, so that read sees all of them, and the
+/// writer does not spend its time reading and parsing up to `max_events`
+/// bodies.
+fn seal_digest(conn: &Connection, id: &str) -> Result<Option<(String, String, i64)>, StoreError> {
     conn.prepare_cached("UPDATE digests SET state = 'closing' WHERE id = ?1 AND state = 'open'")?
         .execute([id])?;
-    let head: Option<(String, String, i64)> = conn
+    Ok(conn
         .prepare_cached(
             "SELECT webhook_id, grp, opened_at FROM digests WHERE id = ?1 AND state = 'closing'",
         )?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    let Some((webhook_id, group, opened_at_ms)) = head else {
-        return Ok(None);
-    };
-    let bodies: Vec<String> = conn
-        .prepare_cached(
-            "SELECT e.body FROM digest_members m JOIN events e ON e.id = m.event_id
-             WHERE m.digest_id = ?1 ORDER BY m.seq",
-        )?
-        .query_map([id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let members = bodies
-        .iter()
-        .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("event: {e}"))))
-        .collect::<Result<_, _>>()?;
-    Ok(Some(SealedDigest {
-        id: id.to_owned(),
-        webhook_id,
-        group,
-        opened_at_ms,
-        members,
-    }))
+        .optional()?)
+}
+
+/// The members of a window in arrival order.
+fn digest_members(conn: &Connection, id: &str) -> Result<Vec<Event>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.body FROM digest_members m JOIN events e ON e.id = m.event_id
+         WHERE m.digest_id = ?1 ORDER BY m.seq",
+    )?;
+    let mut rows = stmt.query([id])?;
+    let mut members = Vec::new();
+    while let Some(r) = rows.next()? {
+        let body = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        members.push(
+            serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("event: {e}")))?,
+        );
+    }
+    Ok(members)
 }
 
 /// Catch-all: when no delivery of `event_id` other than the catch-all's is
@@ -1608,7 +1608,24 @@ impl Storage for SqliteStore {
 
     async fn seal_digest(&self, id: &str) -> Result<Option<SealedDigest>, StoreError> {
         let id = id.to_owned();
-        self.write(move |c| seal_digest(c, &id)).await
+        let head = {
+            let id = id.clone();
+            self.write(move |c| seal_digest(c, &id)).await?
+        };
+        let Some((webhook_id, group, opened_at_ms)) = head else {
+            return Ok(None);
+        };
+        let members = {
+            let id = id.clone();
+            self.read(move |c| digest_members(c, &id)).await?
+        };
+        Ok(Some(SealedDigest {
+            id,
+            webhook_id,
+            group,
+            opened_at_ms,
+            members,
+        }))
     }
 
     async fn finish_digest(
