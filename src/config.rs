@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod escalation;
 pub mod matcher;
 pub mod routing;
 pub use matcher::Matcher;
@@ -82,6 +83,9 @@ pub struct Config {
     /// Which events belong to one incident (DESIGN §19).
     #[serde(default)]
     pub incidents: IncidentsConfig,
+    /// On-call escalation policies (DESIGN §19).
+    #[serde(default)]
+    pub escalations: Vec<escalation::EscalationSpec>,
 }
 
 fn default_shutdown_grace_ms() -> u64 {
@@ -492,6 +496,10 @@ pub struct IncidentsConfig {
     /// is its id; a key that renders empty also falls back to the event id.
     #[serde(default)]
     pub key: Option<IncidentKey>,
+    /// An event this matcher selects resolves its open incident (and stops
+    /// its escalation chain).
+    #[serde(default)]
+    pub resolved_when: Option<Matcher>,
 }
 
 /// An incident key template: not empty.
@@ -1473,6 +1481,12 @@ impl Config {
                 format!("{name:?} names no webhook of this file"),
             ));
         }
+        let is_webhook = |n: &str| {
+            self.webhooks
+                .iter()
+                .any(|w| w.name == n || w.id.as_deref() == Some(n) || slug(&w.name) == n)
+        };
+        escalation::validate_all(&self.escalations, &is_webhook).map_err(|(f, m)| invalid(f, m))?;
         if let Some(d) = &self.routing.dedup
             && d.key.trim().is_empty()
         {

@@ -163,6 +163,10 @@ struct Inner {
     config: ArcSwap<DeliveryConfig>,
     /// `incidents:` of relay.yaml: how an event's incident key is made.
     incidents: ArcSwap<IncidentsConfig>,
+    /// `escalations:` of relay.yaml (DESIGN §19) and the wake-up of the
+    /// task that runs them (`escalator::Escalator`).
+    escalations: ArcSwap<Vec<crate::config::escalation::EscalationSpec>>,
+    escalation_wake: Arc<Notify>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Arc<Notify>,
     /// Wakes the digest task (see [`Dispatcher::poke_digests`]).
@@ -206,6 +210,8 @@ impl Dispatcher {
                 plugins,
                 config: ArcSwap::from_pointee(config),
                 incidents: ArcSwap::from_pointee(IncidentsConfig::default()),
+                escalations: ArcSwap::from_pointee(Vec::new()),
+                escalation_wake: Arc::new(Notify::new()),
                 lanes: Mutex::new(HashMap::new()),
                 wake,
                 digest_wake: Arc::new(Notify::new()),
@@ -233,6 +239,36 @@ impl Dispatcher {
     /// Sets how incident keys are made (at start and on a reload).
     pub fn set_incidents(&self, incidents: IncidentsConfig) {
         self.inner.incidents.store(Arc::new(incidents));
+    }
+
+    /// Sets the escalation policies (at start and on a reload).
+    pub fn set_escalations(&self, policies: Vec<crate::config::escalation::EscalationSpec>) {
+        self.inner.escalations.store(Arc::new(policies));
+        self.inner.escalation_wake.notify_one();
+    }
+
+    /// The current `incidents:` and `escalations:` of relay.yaml.
+    pub fn incident_settings(
+        &self,
+    ) -> (
+        Arc<IncidentsConfig>,
+        Arc<Vec<crate::config::escalation::EscalationSpec>>,
+    ) {
+        (
+            self.inner.incidents.load_full(),
+            self.inner.escalations.load_full(),
+        )
+    }
+
+    /// Asks the escalation task to look at the store now (an incident
+    /// opened, or the policies changed).
+    pub fn poke_escalations(&self) {
+        self.inner.escalation_wake.notify_one();
+    }
+
+    /// What [`Dispatcher::poke_escalations`] notifies.
+    pub fn escalation_wake(&self) -> Arc<Notify> {
+        self.inner.escalation_wake.clone()
     }
 
     /// Offers a fresh delivery; if its lane is full the poller finds it later.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod deliver;
 pub mod digester;
 pub mod dispatch;
+pub mod escalator;
 pub mod event;
 pub mod format;
 pub mod history;

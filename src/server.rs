@@ -128,8 +128,10 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         cfg.delivery.clone(),
     );
     dispatcher.set_incidents(cfg.incidents.clone());
+    dispatcher.set_escalations(cfg.escalations.clone());
     dispatcher.start();
     crate::digester::Digester::new(store.clone(), registry.clone(), dispatcher.clone()).start();
+    crate::escalator::Escalator::new(store.clone(), registry.clone(), dispatcher.clone()).start();
     spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(
         store,

@@ -30,6 +30,7 @@ use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
 mod events;
+mod incidents;
 mod webhooks;
 pub use webhooks::{looks_like_credential, looks_secret, webhook_view};
 
@@ -260,6 +261,8 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/test", Access::Admin),
     route("GET", "/api/v1/events", Access::Read),
     route("GET", "/api/v1/events/{id}", Access::Read),
+    route("GET", "/api/v1/incidents", Access::Read),
+    route("GET", "/api/v1/incidents/{id}", Access::Read),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -289,6 +292,8 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/test") => post(test_all),
         ("GET", "/api/v1/events") => get(events::list),
         ("GET", "/api/v1/events/{id}") => get(events::explain),
+        ("GET", "/api/v1/incidents") => get(incidents::list),
+        ("GET", "/api/v1/incidents/{id}") => get(incidents::get_one),
         _ => return None,
     })
 }

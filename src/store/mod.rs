@@ -291,6 +291,47 @@ pub trait Storage: Send + Sync {
     /// transaction: steps of at most [`PRUNE_BATCH`] rows, each its own
     /// transaction, so other writes go in between. Returns rows deleted.
     fn prune(&self, cutoff_ms: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    // -- incidents and escalation (DESIGN §19) --------------------------------
+
+    /// Records an event's part in its incident, in one transaction: joins
+    /// the key's open (or acknowledged) incident, opens one (`open`, when
+    /// the event does not resolve), or resolves it (its chain stops; when
+    /// steps ran, its resolved notice is due at once).
+    /// Idempotent on the event id (a retried ingest changes nothing).
+    fn incident_event(
+        &self,
+        change: IncidentEvent,
+    ) -> impl Future<Output = Result<IncidentChange, StoreError>> + Send;
+
+    /// Incidents whose next step is due at `now_ms` (open ones, and
+    /// resolved ones whose resolved notice is due), with their latest
+    /// event, and the earliest due time of the others. A read.
+    fn due_steps(&self, now_ms: i64) -> impl Future<Output = Result<DueSteps, StoreError>> + Send;
+
+    /// Stores one step (its event and deliveries, the step's record and the
+    /// chain's next due time) in ONE transaction, only while the incident
+    /// is due at position `seq` (open, or resolved with its notice due); `None` (nothing written) otherwise, so
+    /// a step runs once however often it is tried. The event comes back for
+    /// dispatch.
+    fn run_step(
+        &self,
+        step: StepRun,
+    ) -> impl Future<Output = Result<(Option<Accepted>, NewEvent), StoreError>> + Send;
+
+    /// Incidents, newest first, optionally of one state. A read.
+    fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Incident>, StoreError>> + Send;
+
+    /// One incident with its event ids and steps (with their deliveries'
+    /// states). A read.
+    fn get_incident(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<IncidentDetail>, StoreError>> + Send;
 }
 
 /// The lease of a store without `storage.lease_ms`.
@@ -495,5 +536,24 @@ impl Storage for Store {
     }
     async fn list_decisions(&self, query: DecisionQuery) -> Result<DecisionPage, StoreError> {
         each!(self, s => s.list_decisions(query).await)
+    }
+    async fn incident_event(&self, change: IncidentEvent) -> Result<IncidentChange, StoreError> {
+        each!(self, s => s.incident_event(change).await)
+    }
+    async fn due_steps(&self, now_ms: i64) -> Result<DueSteps, StoreError> {
+        each!(self, s => s.due_steps(now_ms).await)
+    }
+    async fn run_step(&self, step: StepRun) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        each!(self, s => s.run_step(step).await)
+    }
+    async fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        each!(self, s => s.list_incidents(state, limit).await)
+    }
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
+        each!(self, s => s.get_incident(id).await)
     }
 }

@@ -25,6 +25,8 @@
 //! Owns: the Postgres schema, its migrations, all SQL run on Postgres, the
 //! listener connection. Never logs or returns the database password.
 
+mod incidents;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,6 +44,7 @@ use super::{
     SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
     catch_all_decision, deduped_decision, with_digest_refs,
 };
+use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, StepRun};
 use crate::event::{Event, now_ms};
 
 /// The channel idle instances listen on.
@@ -207,6 +210,7 @@ CREATE TABLE deduped (
 CREATE INDEX deduped_into ON deduped (into_id);
 "#,
     ),
+    (5, incidents::MIGRATION),
 ];
 
 fn count_trip(mine: &AtomicU64) {
@@ -1635,6 +1639,26 @@ impl Storage for PgStore {
             }
         }
         Ok(rows)
+    }
+
+    async fn incident_event(&self, change: IncidentEvent) -> Result<IncidentChange, StoreError> {
+        self.incident_event_impl(change).await
+    }
+    async fn due_steps(&self, now_ms: i64) -> Result<DueSteps, StoreError> {
+        self.due_steps_impl(now_ms).await
+    }
+    async fn run_step(&self, step: StepRun) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        self.run_step_impl(step).await
+    }
+    async fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.list_incidents_impl(state, limit).await
+    }
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
+        self.get_incident_impl(id).await
     }
 }
 

@@ -17,6 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod incidents;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +31,7 @@ use super::{
     QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook,
     Target, WebhookState, catch_all_decision, deduped_decision, with_digest_refs,
 };
+use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, StepRun};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -262,6 +265,7 @@ impl SqliteStore {
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(ROUTING_SCHEMA)?;
+        conn.execute_batch(incidents::SCHEMA)?;
         migrate(&conn)?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>(8192);
         std::thread::Builder::new()
@@ -1747,6 +1751,26 @@ impl Storage for SqliteStore {
             }
             cursor = step.cursor;
         }
+    }
+
+    async fn incident_event(&self, change: IncidentEvent) -> Result<IncidentChange, StoreError> {
+        self.incident_event_impl(change).await
+    }
+    async fn due_steps(&self, now_ms: i64) -> Result<DueSteps, StoreError> {
+        self.due_steps_impl(now_ms).await
+    }
+    async fn run_step(&self, step: StepRun) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        self.run_step_impl(step).await
+    }
+    async fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.list_incidents_impl(state, limit).await
+    }
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
+        self.get_incident_impl(id).await
     }
 }
 

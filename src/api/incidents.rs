@@ -1,0 +1,93 @@
+//! Incidents (DESIGN §19): `GET /api/v1/incidents` (newest first,
+//! optionally `?state=open|acknowledged|resolved`) and
+//! `GET /api/v1/incidents/{id}`: state, events, the escalation steps run
+//! with their deliveries, who acknowledged and when.
+//!
+//! Owns: the incident views. Viewers see webhook ids and delivery states
+//! only — never a spec, URL, header or secret.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, Shared, bad_query};
+use crate::event::rfc3339_ms;
+use crate::store::{INCIDENT_STATES, Incident, IncidentStep, Storage};
+
+fn view(i: &Incident) -> Value {
+    json!({
+        "id": i.id,
+        "key": i.key,
+        "state": i.state,
+        "policy": i.policy,
+        "opened_at": rfc3339_ms(i.opened_at_ms),
+        "events": i.events,
+        "last_event_id": i.last_event_id,
+        "steps_run": i.next_step,
+        "next_step_at": i.next_due_ms.filter(|_| i.state == "open").map(rfc3339_ms),
+        "acknowledged_by": i.acked_by,
+        "acknowledged_at": i.acked_at_ms.map(rfc3339_ms),
+        "resolved_at": i.resolved_at_ms.map(rfc3339_ms),
+    })
+}
+
+fn step_view(s: &IncidentStep) -> Value {
+    json!({
+        "kind": s.kind,
+        "seq": s.seq,
+        "step": s.step_index + 1,
+        "round": s.round,
+        "event_id": s.event_id,
+        "due_at": rfc3339_ms(s.due_ms),
+        "ran_at": rfc3339_ms(s.ran_at_ms),
+        "skipped": s.skipped,
+        "deliveries": s.deliveries,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /api/v1/incidents?state=…&limit=…`.
+pub async fn list(
+    State(s): State<Shared>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
+    if let Some(state) = &q.state
+        && !INCIDENT_STATES.contains(&state.as_str())
+    {
+        return Err(bad_query(format!(
+            "state {state:?} is not one of {}",
+            INCIDENT_STATES.join(", ")
+        )));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad_query(format!("limit {limit} is out of range (1–1000)")));
+    }
+    let rows = s.store.list_incidents(q.state, limit).await?;
+    let data: Vec<Value> = rows.iter().map(view).collect();
+    Ok(axum::Json(json!({ "data": data })).into_response())
+}
+
+/// `GET /api/v1/incidents/{id}`.
+pub async fn get_one(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let detail = s
+        .store
+        .get_incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("incident", &id))?;
+    let mut v = view(&detail.incident);
+    v["event_ids"] = json!(detail.event_ids);
+    v["steps"] = Value::Array(detail.steps.iter().map(step_view).collect());
+    Ok(axum::Json(v).into_response())
+}

@@ -1,0 +1,339 @@
+//! Incidents and on-call escalation end to end (DESIGN §19, issue 17): the
+//! real binary, real receivers on loopback, short `wait_s`; the arrival
+//! times measured at the receivers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A webhook only escalation chains use: ordinary events lack the
+/// `escalation` field every step's event carries, so its filter keeps them out.
+fn chain_webhook(name: &str, rx: &Receiver) -> String {
+    format!(
+        "  - name: {name}\n    url: {}\n    filter: {{ escalation: {{ exists: true }} }}\n",
+        rx.url("/")
+    )
+}
+
+/// relay.yaml for the seed's sequence: sms-alice + voice-alice, then
+/// sms-bob, then soc, `wait_s` between them, `repeat` times more, no phone
+/// call for a resolved incident.
+fn chain(rx: [&Receiver; 4], wait_s: u64, repeat: u32) -> String {
+    format!(
+        r#"incidents:
+  key: "{{{{incident_id}}}}"
+  resolved_when: {{ status: resolved }}
+escalations:
+  - name: on-call
+    match: {{ severity: {{ at_least: high }} }}
+    steps:
+      - {{ notify: [sms-alice, voice-alice], wait_s: {wait_s} }}
+      - {{ notify: [sms-bob], wait_s: {wait_s} }}
+      - {{ notify: [soc], wait_s: {wait_s} }}
+    repeat: {repeat}
+    skip: {{ voice-alice: {{ status: resolved }} }}
+webhooks:
+{}{}{}{}"#,
+        chain_webhook("sms-alice", rx[0]),
+        chain_webhook("voice-alice", rx[1]),
+        chain_webhook("sms-bob", rx[2]),
+        chain_webhook("soc", rx[3]),
+    )
+}
+
+async fn post_event(relay: &Relay, id: &str, data: Value) {
+    let (s, b) = relay
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &json!({"type": "finding_added", "id": id, "data": data}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+}
+
+/// The one incident the relay lists, waiting until there is one.
+async fn only_incident(relay: &Relay) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, b) = relay
+            .get("/api/v1/incidents", Some(VIEWER))
+            .await
+            .expect("incidents");
+        assert_eq!(s, 200, "{b}");
+        let data = b["data"].as_array().cloned().unwrap_or_default();
+        if !data.is_empty() {
+            assert_eq!(data.len(), 1, "{data:#?}");
+            return data[0].clone();
+        }
+        assert!(Instant::now() < deadline, "no incident was opened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn incident(relay: &Relay, id: &str) -> Value {
+    let (s, b) = relay
+        .get(&format!("/api/v1/incidents/{id}"), Some(VIEWER))
+        .await
+        .expect("incident");
+    assert_eq!(s, 200, "{b}");
+    b
+}
+
+/// Seconds between two arrivals.
+fn gap(a: &Received, b: &Received) -> f64 {
+    b.at.duration_since(a.at).as_secs_f64()
+}
+
+fn assert_gap(what: &str, a: &Received, b: &Received, want_s: f64) {
+    let g = gap(a, b);
+    assert!(
+        (g - want_s).abs() <= 1.0,
+        "{what}: {g:.2} s apart, want {want_s} s ± 1 s"
+    );
+}
+
+/// The escalation block of a step's body.
+fn step_of(r: &Received) -> (u64, u64) {
+    let b = r.json();
+    let e = &b["data"]["escalation"];
+    (
+        e["step"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no escalation step in {b}")),
+        e["round"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no escalation round in {b}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_three_step_chain_nobody_acks_reaches_the_receivers_in_order_with_the_waits_then_repeats_once()
+ {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let relay = Relay::start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 2, 1)).await;
+    post_event(
+        &relay,
+        "ev-1",
+        json!({"incident_id": "INC-1", "severity": "critical"}),
+    )
+    .await;
+    let t = Duration::from_secs(20);
+    let alice = rx[0].wait_for(2, t).await;
+    let voice = rx[1].wait_for(2, t).await;
+    let bob = rx[2].wait_for(2, t).await;
+    let soc = rx[3].wait_for(2, t).await;
+    // Order and waits: alice+voice, 2 s, bob, 2 s, soc, 2 s, then again.
+    assert_gap("voice with alice", &alice[0], &voice[0], 0.0);
+    assert_gap("bob after alice", &alice[0], &bob[0], 2.0);
+    assert_gap("soc after bob", &bob[0], &soc[0], 2.0);
+    assert_gap("the repeat after soc", &soc[0], &alice[1], 2.0);
+    assert_gap("bob's repeat", &alice[1], &bob[1], 2.0);
+    assert_gap("soc's repeat", &bob[1], &soc[1], 2.0);
+    assert_eq!(step_of(&alice[0]), (1, 0));
+    assert_eq!(step_of(&bob[0]), (2, 0));
+    assert_eq!(step_of(&soc[0]), (3, 0));
+    assert_eq!(step_of(&alice[1]), (1, 1));
+    assert_eq!(step_of(&soc[1]), (3, 1));
+    // The chain ends after one repeat: nothing more comes.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    for (i, r) in rx.iter().enumerate() {
+        assert_eq!(
+            r.received().len(),
+            2,
+            "receiver {i} got more than two steps"
+        );
+    }
+    let listed = only_incident(&relay).await;
+    assert_eq!(listed["state"], "open");
+    assert_eq!(listed["steps_run"], 6);
+    assert_eq!(listed["next_step_at"], Value::Null);
+    let detail = incident(&relay, listed["id"].as_str().unwrap_or_default()).await;
+    let steps = detail["steps"].as_array().cloned().unwrap_or_default();
+    let shape: Vec<(u64, u64, usize)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_u64().unwrap_or(0),
+                s["round"].as_u64().unwrap_or(9),
+                s["deliveries"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, 0, 2),
+            (2, 0, 1),
+            (3, 0, 1),
+            (1, 1, 2),
+            (2, 1, 1),
+            (3, 1, 1)
+        ]
+    );
+    assert_eq!(relay.metric("relay_escalation_steps_total").await, Some(6));
+    assert_eq!(relay.metric("relay_incidents_open").await, Some(1));
+}
+
+on_both_stores! {
+/// Ten events with one incident key are one incident: the first opens it
+/// and starts the chain, the nine others join it and start nothing.
+async fn ten_events_of_one_incident_start_one_chain(backend) {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let relay = backend.start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 60, 0)).await;
+    for i in 0..10 {
+        post_event(&relay, &format!("ev-{i}"), json!({"incident_id": "INC-10", "severity": "high"})).await;
+    }
+    rx[0].wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rx[0].received().len(), 1, "one chain, one first step");
+    assert_eq!(rx[1].received().len(), 1);
+    assert_eq!(rx[2].received().len(), 0, "step 2 waits 60 s");
+    let listed = only_incident(&relay).await;
+    assert_eq!(listed["events"], 10);
+    assert_eq!(listed["key"], "INC-10");
+    assert_eq!(listed["steps_run"], 1);
+    let detail = incident(&relay, listed["id"].as_str().unwrap_or_default()).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("ev-{i}")).collect();
+    assert_eq!(detail["event_ids"], json!(ids));
+    assert_eq!(detail["steps"].as_array().map(Vec::len), Some(1));
+    // An event below the policy's match opens no incident of its own.
+    post_event(&relay, "low-1", json!({"incident_id": "INC-11", "severity": "low"})).await;
+    let (_, all) = relay.get("/api/v1/incidents", Some(VIEWER)).await.expect("list");
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(1), "{all}");
+}
+}
+
+on_both_stores! {
+/// A resolving event mid-chain stops it: step 2 and 3 are never sent; the
+/// webhooks notified so far hear of the resolution, except the voice call
+/// that `skip` keeps out for resolved incidents.
+async fn a_resolving_event_mid_chain_stops_it_and_skip_keeps_the_voice_call_out(backend) {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let relay = backend.start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 3, 0)).await;
+    post_event(&relay, "open-1", json!({"incident_id": "INC-R", "severity": "critical", "status": "live"})).await;
+    rx[0].wait_for(1, Duration::from_secs(10)).await;
+    rx[1].wait_for(1, Duration::from_secs(10)).await;
+    post_event(&relay, "close-1", json!({"incident_id": "INC-R", "status": "resolved"})).await;
+    let alice = rx[0].wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(alice[1].json()["data"]["status"], "resolved");
+    assert_eq!(alice[1].json()["data"]["escalation"]["kind"], "resolved");
+    // Past step 2's due time: nothing more anywhere.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    assert_eq!(rx[0].received().len(), 2);
+    assert_eq!(rx[1].received().len(), 1, "no phone call for the resolved incident");
+    assert_eq!(rx[2].received().len(), 0, "step 2 never sent");
+    assert_eq!(rx[3].received().len(), 0, "step 3 never sent");
+    let listed = only_incident(&relay).await;
+    assert_eq!(listed["state"], "resolved");
+    assert!(listed["resolved_at"].is_string(), "{listed}");
+    let detail = incident(&relay, listed["id"].as_str().unwrap_or_default()).await;
+    let steps = detail["steps"].as_array().cloned().unwrap_or_default();
+    assert_eq!(steps.len(), 2, "{steps:#?}");
+    assert_eq!(steps[1]["kind"], "resolved");
+    assert_eq!(steps[1]["skipped"], json!(["voice-alice"]));
+    // A later event of the key opens a new incident (the old one is closed).
+    post_event(&relay, "open-2", json!({"incident_id": "INC-R", "severity": "critical"})).await;
+    let (_, all) = relay.get("/api/v1/incidents", Some(VIEWER)).await.expect("list");
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(2), "{all}");
+}
+}
+
+/// kill -9 while a step waits: after the restart the next step fires once,
+/// at its original due time.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_during_a_wait_the_next_step_fires_once_on_its_original_time() {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let mut relay = Relay::start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 4, 0)).await;
+    post_event(
+        &relay,
+        "ev-k",
+        json!({"incident_id": "INC-K", "severity": "critical"}),
+    )
+    .await;
+    let alice = rx[0].wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.kill9();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    relay.spawn().await;
+    let bob = rx[2].wait_for(1, Duration::from_secs(10)).await;
+    assert_gap(
+        "bob after alice across the restart",
+        &alice[0],
+        &bob[0],
+        4.0,
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rx[2].received().len(), 1, "step 2 fired once");
+    assert_eq!(rx[0].received().len(), 1, "step 1 was not repeated");
+}
+
+/// kill -9 right after a step's deliveries were committed (the receiver
+/// already has step 1): after the restart step 1 is not run again — at most
+/// its in-flight attempt is resent, with the same event id — and step 2
+/// runs once.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_right_after_a_step_was_committed_does_not_run_it_twice() {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let mut relay = Relay::start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 2, 0)).await;
+    post_event(
+        &relay,
+        "ev-c",
+        json!({"incident_id": "INC-C", "severity": "critical"}),
+    )
+    .await;
+    rx[0].wait_for(1, Duration::from_secs(10)).await;
+    relay.kill9();
+    relay.spawn().await;
+    rx[2].wait_for(1, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let alice = rx[0].received();
+    let resent = alice.len() - 1;
+    assert!(resent <= 1, "step 1 reached alice {} times", alice.len());
+    let ids: std::collections::HashSet<String> = alice
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "a resend carries the same step event: {ids:?}"
+    );
+    assert_eq!(rx[2].received().len(), 1, "step 2 once");
+    let listed = only_incident(&relay).await;
+    let detail = incident(&relay, listed["id"].as_str().unwrap_or_default()).await;
+    let seqs: Vec<u64> = detail["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(seqs, [0, 1, 2], "each step recorded once");
+    eprintln!("in-flight resends of step 1 after kill -9: {resent}");
+}
