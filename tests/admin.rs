@@ -410,6 +410,8 @@ async fn the_openapi_document_passes_openapi_spec_validator_and_every_route_answ
     assert_eq!(s, 400);
     let (s, _) = hit!("GET", "/api/v1/incidents/nope", Some(VIEWER), None);
     assert_eq!(s, 404);
+    let (s, _) = hit!("POST", "/api/v1/incidents/nope/ack", Some(ADMIN), None);
+    assert_eq!(s, 404);
     let (s, all) = hit!("POST", "/api/v1/test", Some(ADMIN), None);
     assert_eq!(s, 200, "{all}");
     let (s, _) = hit!("POST", "/api/v1/test", Some(VIEWER), None);

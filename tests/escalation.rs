@@ -337,3 +337,44 @@ async fn kill9_right_after_a_step_was_committed_does_not_run_it_twice() {
     assert_eq!(seqs, [0, 1, 2], "each step recorded once");
     eprintln!("in-flight resends of step 1 after kill -9: {resent}");
 }
+
+on_both_stores! {
+/// An acknowledgement after step 1 stops the chain: steps 2 and 3 are never
+/// sent, the incident shows who acknowledged and when, a second ack is a
+/// 409 and a viewer may not ack.
+async fn an_ack_after_step_1_stops_the_chain(backend) {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let relay = backend.start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 2, 1)).await;
+    post_event(&relay, "ev-a", json!({"incident_id": "INC-A", "severity": "critical"})).await;
+    rx[0].wait_for(1, Duration::from_secs(10)).await;
+    let id = only_incident(&relay).await["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/api/v1/incidents/{id}/ack");
+    let (s, _) = relay.post(&path, Some(VIEWER), &json!({})).await;
+    assert_eq!(s, 403);
+    let (s, b) = relay.post(&path, Some(ADMIN), &json!({"by": "alice"})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["state"], "acknowledged");
+    assert_eq!(b["acknowledged_by"], "alice");
+    assert!(b["acknowledged_at"].is_string(), "{b}");
+    let (s, b) = relay.post(&path, Some(ADMIN), &json!({})).await;
+    assert_eq!(s, 409, "{b}");
+    // Past steps 2's and 3's due times: nothing more.
+    tokio::time::sleep(Duration::from_millis(5000)).await;
+    assert_eq!(rx[0].received().len(), 1);
+    assert_eq!(rx[2].received().len(), 0, "step 2 never sent");
+    assert_eq!(rx[3].received().len(), 0, "step 3 never sent");
+    let detail = incident(&relay, &id).await;
+    assert_eq!(detail["steps"].as_array().map(Vec::len), Some(1));
+    assert_eq!(detail["next_step_at"], Value::Null);
+    // A later event of the key joins the acknowledged incident, starts nothing.
+    post_event(&relay, "ev-a2", json!({"incident_id": "INC-A", "severity": "critical"})).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(rx[0].received().len(), 1);
+    assert_eq!(incident(&relay, &id).await["events"], 2);
+}
+}

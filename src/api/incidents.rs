@@ -76,6 +76,42 @@ pub async fn list(
     Ok(axum::Json(json!({ "data": data })).into_response())
 }
 
+/// The body of `POST /api/v1/incidents/{id}/ack` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    /// Who acknowledges (shown in the incident); default `admin`.
+    by: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/ack` (admin): stops the chain. 200 with the
+/// incident; 409 when it is not open (acknowledged or resolved already).
+pub async fn ack(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    body: Option<axum::Json<AckBody>>,
+) -> Result<Response, ApiError> {
+    let by = body
+        .and_then(|b| b.0.by)
+        .map(|b| b.trim().chars().take(200).collect::<String>())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "admin".into());
+    let (changed, incident) = s
+        .store
+        .ack_incident(&id, &by, crate::event::now_ms())
+        .await?
+        .ok_or_else(|| ApiError::not_found("incident", &id))?;
+    if !changed {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "conflict",
+            format!("incident {id} is {}, not open", incident.state),
+        ));
+    }
+    tracing::info!(incident = %id, by = %by, "incident acknowledged");
+    Ok(axum::Json(view(&incident)).into_response())
+}
+
 /// `GET /api/v1/incidents/{id}`.
 pub async fn get_one(
     State(s): State<Shared>,

@@ -263,6 +263,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/events/{id}", Access::Read),
     route("GET", "/api/v1/incidents", Access::Read),
     route("GET", "/api/v1/incidents/{id}", Access::Read),
+    route("POST", "/api/v1/incidents/{id}/ack", Access::Admin),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -294,6 +295,7 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/events/{id}") => get(events::explain),
         ("GET", "/api/v1/incidents") => get(incidents::list),
         ("GET", "/api/v1/incidents/{id}") => get(incidents::get_one),
+        ("POST", "/api/v1/incidents/{id}/ack") => post(incidents::ack),
         _ => return None,
     })
 }

@@ -326,6 +326,16 @@ pub trait Storage: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Incident>, StoreError>> + Send;
 
+    /// Acknowledges an open incident (its chain stops: no later step is
+    /// stored), recording who and when, in one transaction; `None` when no
+    /// incident has the id, the incident unchanged when it was not open.
+    fn ack_incident(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<Option<(bool, Incident)>, StoreError>> + Send;
+
     /// One incident with its event ids and steps (with their deliveries'
     /// states). A read.
     fn get_incident(
@@ -555,5 +565,13 @@ impl Storage for Store {
     }
     async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
         each!(self, s => s.get_incident(id).await)
+    }
+    async fn ack_incident(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<(bool, Incident)>, StoreError> {
+        each!(self, s => s.ack_incident(id, by, at_ms).await)
     }
 }

@@ -1772,6 +1772,14 @@ impl Storage for SqliteStore {
     async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
         self.get_incident_impl(id).await
     }
+    async fn ack_incident(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<(bool, Incident)>, StoreError> {
+        self.ack_incident_impl(id, by, at_ms).await
+    }
 }
 
 #[cfg(test)]

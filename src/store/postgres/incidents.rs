@@ -75,6 +75,27 @@ fn incident_row(r: &Row) -> Incident {
 }
 
 impl PgStore {
+    pub(super) async fn ack_incident_impl(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<Option<(bool, Incident)>, StoreError> {
+        let sql = format!(
+            "WITH a AS (
+                UPDATE incidents SET state = 'acknowledged', acked_by = $2, acked_at = $3, next_due_at = NULL
+                WHERE id = $1 AND state = 'open' RETURNING {INCIDENT_COLUMNS}
+             )
+             SELECT {INCIDENT_COLUMNS}, true FROM a
+             UNION ALL
+             SELECT {INCIDENT_COLUMNS}, false FROM incidents WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM a)"
+        );
+        let rows = self.query(&sql, &[&id, &by, &at]).await?;
+        Ok(rows
+            .first()
+            .map(|r| (r.get::<_, bool>(12), incident_row(r))))
+    }
+
     pub(super) async fn incident_event_impl(
         &self,
         e: IncidentEvent,

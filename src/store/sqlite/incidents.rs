@@ -253,7 +253,36 @@ fn get(c: &Connection, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
     }))
 }
 
+fn ack(
+    c: &Connection,
+    id: &str,
+    by: &str,
+    at: i64,
+) -> Result<Option<(bool, Incident)>, StoreError> {
+    let changed = c
+        .prepare_cached(
+            "UPDATE incidents SET state = 'acknowledged', acked_by = ?2, acked_at = ?3, next_due_at = NULL
+             WHERE id = ?1 AND state = 'open'",
+        )?
+        .execute(params![id, by, at])?;
+    let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1");
+    Ok(c.prepare_cached(&sql)?
+        .query_row([id], incident_row)
+        .optional()?
+        .map(|i| (changed > 0, i)))
+}
+
 impl SqliteStore {
+    pub(super) async fn ack_incident_impl(
+        &self,
+        id: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<Option<(bool, Incident)>, StoreError> {
+        let (id, by) = (id.to_owned(), by.to_owned());
+        self.write(move |c| ack(c, &id, &by, at)).await
+    }
+
     pub(super) async fn incident_event_impl(
         &self,
         change: IncidentEvent,
