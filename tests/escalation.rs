@@ -90,6 +90,7 @@ fn gap(a: &Received, b: &Received) -> f64 {
 
 fn assert_gap(what: &str, a: &Received, b: &Received, want_s: f64) {
     let g = gap(a, b);
+    eprintln!("{what}: {g:.3} s (want {want_s} s)");
     assert!(
         (g - want_s).abs() <= 1.0,
         "{what}: {g:.2} s apart, want {want_s} s ± 1 s"
