@@ -902,6 +902,38 @@ impl Inner {
         }
     }
 
+    /// `event` with `data.ack_url` (a fresh signed acknowledgement link,
+    /// DESIGN §19) when `incidents.ack` is set, `w` asks for it and the
+    /// event belongs to an incident (an escalation step's event, or an
+    /// event recorded in one); `None` otherwise. Templates read it as
+    /// `{{ack_url}}`, plugins as the event's `data.ack_url`. The link is
+    /// made for this attempt only: it is never stored.
+    async fn with_ack_url(&self, w: &Webhook, event: &Event) -> Option<Event> {
+        let incidents = self.incidents.load();
+        let ack = incidents.ack.as_ref()?;
+        if !event.data.is_object() || !crate::incident::ack::wanted(&w.spec) {
+            return None;
+        }
+        let id = match crate::incident::ack::step_incident(&event.data) {
+            Some(id) => id.to_owned(),
+            None => match self.store.incident_of_event(&event.id).await {
+                Ok(id) => id?,
+                Err(e) => {
+                    tracing::warn!(event = %event.id, error = %e, "cannot find the event's incident; no ack_url");
+                    return None;
+                }
+            },
+        };
+        let mut linked = event.clone();
+        if let Some(data) = linked.data.as_object_mut() {
+            data.insert(
+                "ack_url".into(),
+                crate::incident::ack::url(ack, &id, now_ms() / 1000).into(),
+            );
+        }
+        Some(linked)
+    }
+
     async fn execute(
         &self,
         w: &Arc<Webhook>,
@@ -910,9 +942,10 @@ impl Inner {
         warnings: &mut Vec<String>,
     ) -> Result<InResponse, DeliveryError> {
         let none = Incident::default();
+        let linked = self.with_ack_url(w, &job.event).await;
         let prepared = prepare_in(
             w,
-            &job.event,
+            linked.as_ref().unwrap_or(&job.event),
             &job.delivery_id,
             &self.plugins,
             incident.as_deref().map_or(&none, |i| &i.incident),

@@ -379,3 +379,290 @@ async fn an_ack_after_step_1_stops_the_chain(backend) {
     assert_eq!(incident(&relay, &id).await["events"], 2);
 }
 }
+
+/// relay.yaml of the ack-link tests: the seed's chain whose SMS carries
+/// `{{ack_url}}`, plus a chat webhook that gets every event of the
+/// incident with its link, links lasting `ttl_s`.
+fn chain_with_links(rx: [&Receiver; 5], wait_s: u64, ttl_s: u64) -> String {
+    let base = chain([rx[0], rx[1], rx[2], rx[3]], wait_s, 0);
+    let base = base.replacen(
+        "  - name: sms-alice\n",
+        "  - name: sms-alice\n    body: { text: \"Incident: ack at {{ack_url}}\", escalation: \"{{escalation}}\" }\n",
+        1,
+    );
+    format!(
+        "{}  - name: chat\n    url: {}\n    body: {{ text: \"{{{{id}}}}: {{{{ack_url}}}}\" }}\n",
+        base.replacen(
+            "incidents:\n",
+            &format!(
+                "incidents:\n  ack: {{ base_url: \"https://relay.example.com/\", secret: \"ack-s3cret-0123\", ttl_s: {ttl_s} }}\n"
+            ),
+            1,
+        ),
+        rx[4].url("/")
+    )
+}
+
+/// The relay path of the ack link in a received body's `text` (after the
+/// base URL), checking the link is the configured base URL's.
+fn link_path(r: &Received) -> String {
+    let text = r.json()["text"].as_str().unwrap_or_default().to_owned();
+    let at = text
+        .find("https://relay.example.com/ui/ack/")
+        .unwrap_or_else(|| panic!("no ack link in {text:?}"));
+    let path = text[at + "https://relay.example.com".len()..].to_owned();
+    assert!(
+        !text.contains("ack-s3cret"),
+        "the secret is in a link: {text}"
+    );
+    path
+}
+
+async fn page(relay: &Relay, method: &str, path: &str) -> (u16, String) {
+    let (s, h, body) = raw_request(method, &relay.url(path), &[], None).await;
+    if s < 500 {
+        assert_eq!(
+            h.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("text/html; charset=utf-8"),
+            "{method} {path}: {body}"
+        );
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+    }
+    assert!(!body.contains("<script>"), "inline script on {path}");
+    (s, body)
+}
+
+on_both_stores! {
+/// The ack link (issue 17 "Must show"): every delivery of the incident
+/// carries a signed link; GET shows a confirmation page and acknowledges
+/// nothing; POST acknowledges once (who: `link`) and stops the chain; a
+/// second POST of the same link is refused with a clear page.
+async fn an_ack_link_get_does_not_ack_post_acks_once_and_stops_the_chain(backend) {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let relay = backend
+        .start(&chain_with_links([&rx[0], &rx[1], &rx[2], &rx[3], &rx[4]], 3, 600))
+        .await;
+    post_event(&relay, "ev-l", json!({"incident_id": "INC-L", "severity": "critical"})).await;
+    let sms = rx[0].wait_for(1, Duration::from_secs(10)).await;
+    let link = link_path(&sms[0]);
+    // The chat webhook got the ordinary event, with a link of its own.
+    let chat = rx[4].wait_for(1, Duration::from_secs(10)).await;
+    let chat_link = link_path(&chat[0]);
+    assert!(chat[0].json()["text"].as_str().unwrap_or_default().starts_with("ev-l: "));
+    assert_ne!(chat_link, link, "each delivery gets its own link");
+    // The voice webhook names no ack_url: its body has none.
+    let voice = rx[1].wait_for(1, Duration::from_secs(10)).await;
+    assert!(voice[0].json()["data"].get("ack_url").is_none(), "{}", voice[0].json());
+    let id = only_incident(&relay).await["id"].as_str().unwrap_or_default().to_owned();
+    assert!(link.starts_with(&format!("/ui/ack/{id}.")), "{link}");
+
+    // GET (a link preview, a mail scanner): a page with a form, no ack.
+    for _ in 0..2 {
+        let (s, body) = page(&relay, "GET", &link).await;
+        assert_eq!(s, 200, "{body}");
+        assert!(body.contains("Acknowledge this incident?"), "{body}");
+        assert!(body.contains("<form method=\"post\""), "{body}");
+    }
+    assert_eq!(incident(&relay, &id).await["state"], "open");
+
+    let (s, body) = page(&relay, "POST", &link).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Acknowledged: the escalation stopped."), "{body}");
+    let detail = incident(&relay, &id).await;
+    assert_eq!(detail["state"], "acknowledged");
+    assert_eq!(detail["acknowledged_by"], "link");
+
+    // The same link again: refused, and says why.
+    let (s, body) = page(&relay, "POST", &link).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("This link was used already"), "{body}");
+    // Another link of the incident finds it acknowledged already.
+    let (s, body) = page(&relay, "POST", &chat_link).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("already acknowledged (by link)"), "{body}");
+
+    // Past step 2's due time (3 s after step 1): nothing more was sent.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    assert_eq!(rx[0].received().len(), 1);
+    assert_eq!(rx[2].received().len(), 0, "step 2 never sent");
+    assert_eq!(rx[3].received().len(), 0, "step 3 never sent");
+    assert_eq!(incident(&relay, &id).await["steps"].as_array().map(Vec::len), Some(1));
+}
+}
+
+/// A link with a changed signature, id or expiry is refused (403) and an
+/// expired one (410), each with a page saying why; neither acknowledges.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_or_expired_ack_link_is_refused_with_a_clear_page() {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let relay = Relay::start(&chain_with_links(
+        [&rx[0], &rx[1], &rx[2], &rx[3], &rx[4]],
+        60,
+        2,
+    ))
+    .await;
+    post_event(
+        &relay,
+        "ev-x",
+        json!({"incident_id": "INC-X", "severity": "critical"}),
+    )
+    .await;
+    let sms = rx[0].wait_for(1, Duration::from_secs(10)).await;
+    let link = link_path(&sms[0]);
+    let id = only_incident(&relay).await["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    let mut flipped = link.clone();
+    let last = flipped.pop().unwrap_or('0');
+    flipped.push(if last == '0' { '1' } else { '0' });
+    let parts: Vec<&str> = link.trim_start_matches("/ui/ack/").split('.').collect();
+    assert_eq!(parts.len(), 4, "{link}");
+    let longer = format!(
+        "/ui/ack/{}.{}.{}.{}",
+        parts[0],
+        parts[1].parse::<i64>().unwrap_or(0) + 3600,
+        parts[2],
+        parts[3]
+    );
+    let other = link.replacen(&id, "00000000-0000-7000-8000-000000000000", 1);
+    for forged in [&flipped, &longer, &other] {
+        for method in ["GET", "POST"] {
+            let (s, body) = page(&relay, method, forged).await;
+            assert_eq!(s, 403, "{method} {forged}: {body}");
+            assert!(body.contains("signature is not valid"), "{body}");
+        }
+    }
+    let (s, body) = page(&relay, "POST", "/ui/ack/not-a-token").await;
+    assert_eq!(s, 404, "{body}");
+    assert_eq!(incident(&relay, &id).await["state"], "open");
+
+    // ttl_s 2: past it, the genuine link is refused as expired.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (s, body) = page(&relay, "POST", &link).await;
+    assert_eq!(s, 410, "{body}");
+    assert!(body.contains("the link expired"), "{body}");
+    let detail = incident(&relay, &id).await;
+    assert_eq!(detail["state"], "open");
+    assert_eq!(detail["acknowledged_by"], Value::Null);
+    assert!(
+        !relay.logs().contains("ack-s3cret"),
+        "the secret is in the log"
+    );
+    assert!(
+        !relay.logs().contains(&parts[3][..16]),
+        "a signature is in the log"
+    );
+}
+
+/// PagerDuty's v3 webhook as PagerDuty sends it, signed with `secret`.
+fn pd_webhook(event_type: &str, incident_key: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"event": {
+        "id": "01DEN3Z8YJ5DC5K8Q2M0Z5MJXV",
+        "event_type": event_type,
+        "resource_type": "incident",
+        "occurred_at": "2026-11-28T12:00:00.000Z",
+        "agent": {"id": "PLH1HKV", "summary": "Alice Oncall", "type": "user_reference"},
+        "data": {"id": "Q1ABC", "type": "incident", "number": 7, "status": "acknowledged",
+                 "incident_key": incident_key, "title": "finding"}
+    }}))
+    .unwrap_or_default()
+}
+
+fn pd_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("any key size"));
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post_pd(relay: &Relay, signature: &str, body: Vec<u8>) -> (u16, Value) {
+    let (s, _, text) = raw_request(
+        "POST",
+        &relay.url("/api/v1/incidents/pagerduty"),
+        &[
+            ("content-type", "application/json"),
+            ("x-pagerduty-signature", signature),
+        ],
+        Some(body.into()),
+    )
+    .await;
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+on_both_stores! {
+/// Inbound PagerDuty acknowledgement: a correctly signed
+/// `incident.acknowledged` acknowledges the relay incident whose key is the
+/// PagerDuty incident's `incident_key` and stops the chain; a bad signature
+/// is refused 401 and acks nothing; another event type is ignored (2xx).
+async fn a_signed_pagerduty_acknowledgement_acks_the_incident_and_a_bad_signature_nothing(backend) {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    let yaml = chain([&rx[0], &rx[1], &rx[2], &rx[3]], 3, 0).replacen(
+        "incidents:\n",
+        "incidents:\n  pagerduty: { secrets: [\"pd-old-secret\", \"pd-s3cret\"] }\n",
+        1,
+    );
+    let relay = backend.start(&yaml).await;
+    post_event(&relay, "ev-p", json!({"incident_id": "INC-PD", "severity": "critical"})).await;
+    rx[0].wait_for(1, Duration::from_secs(10)).await;
+    let id = only_incident(&relay).await["id"].as_str().unwrap_or_default().to_owned();
+
+    let ack = pd_webhook("incident.acknowledged", "INC-PD");
+    for bad in [
+        String::new(),
+        pd_signature("wrong-secret", &ack),
+        pd_signature("pd-s3cret", &pd_webhook("incident.acknowledged", "INC-OTHER")),
+    ] {
+        let (s, b) = post_pd(&relay, &bad, ack.clone()).await;
+        assert_eq!(s, 401, "{b}");
+    }
+    assert_eq!(incident(&relay, &id).await["state"], "open");
+
+    let other = pd_webhook("incident.resolved", "INC-PD");
+    let (s, b) = post_pd(&relay, &pd_signature("pd-s3cret", &other), other).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["acknowledged"], false);
+    assert_eq!(incident(&relay, &id).await["state"], "open");
+
+    // Signed (PagerDuty lists one signature per active secret).
+    let sig = format!("v1=00, {}", pd_signature("pd-s3cret", &ack));
+    let (s, b) = post_pd(&relay, &sig, ack.clone()).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["acknowledged"], true, "{b}");
+    let detail = incident(&relay, &id).await;
+    assert_eq!(detail["state"], "acknowledged");
+    assert_eq!(detail["acknowledged_by"], "pagerduty: Alice Oncall");
+    // PagerDuty's retry of the same webhook changes nothing.
+    let (s, b) = post_pd(&relay, &sig, ack).await;
+    assert_eq!((s, &b["acknowledged"]), (200, &json!(false)), "{b}");
+
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    assert_eq!(rx[2].received().len(), 0, "step 2 never sent");
+}
+}

@@ -1,7 +1,10 @@
 //! Incidents (DESIGN §19): `GET /api/v1/incidents` (newest first,
 //! optionally `?state=open|acknowledged|resolved`) and
 //! `GET /api/v1/incidents/{id}`: state, events, the escalation steps run
-//! with their deliveries, who acknowledged and when.
+//! with their deliveries, who acknowledged and when;
+//! `POST /api/v1/incidents/{id}/ack` (admin) and
+//! `POST /api/v1/incidents/pagerduty` (PagerDuty's signed v3 webhook, no
+//! token: the signature is its authority).
 //!
 //! Owns: the incident views. Viewers see webhook ids and delivery states
 //! only — never a spec, URL, header or secret.
@@ -126,4 +129,78 @@ pub async fn get_one(
     v["event_ids"] = json!(detail.event_ids);
     v["steps"] = Value::Array(detail.steps.iter().map(step_view).collect());
     Ok(axum::Json(v).into_response())
+}
+
+/// `POST /api/v1/incidents/pagerduty`: PagerDuty's v3 webhook. Signed with
+/// one of `incidents.pagerduty.secrets` (else 401, nothing changes);
+/// `incident.acknowledged` acknowledges the unresolved relay incident whose
+/// key is the PagerDuty incident's `incident_key` (the `dedup_key` relay
+/// sent); other event types, unknown keys and incidents no longer open are
+/// answered 200 with what was done, so PagerDuty does not retry them.
+pub async fn pagerduty(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    use crate::incident::pagerduty::{Inbound, read, signed};
+    let config = s.config.load();
+    let Some(inbound) = &config.incidents.pagerduty else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "inbound PagerDuty webhooks are not enabled (incidents.pagerduty.secrets)",
+        ));
+    };
+    let secrets: Vec<&[u8]> = inbound
+        .secrets
+        .iter()
+        .map(|k| k.expose().as_bytes())
+        .collect();
+    let header = headers
+        .get("x-pagerduty-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !signed(&secrets, header, &body) {
+        tracing::info!("PagerDuty webhook refused: missing or wrong X-PagerDuty-Signature");
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "X-PagerDuty-Signature is missing or does not sign this body with a configured secret",
+        ));
+    }
+    let (key, agent) = match read(&body)
+        .map_err(|m| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "invalid_body", m))?
+    {
+        Inbound::Ignored(why) => {
+            return Ok(axum::Json(json!({"acknowledged": false, "ignored": why})).into_response());
+        }
+        Inbound::Acknowledged {
+            incident_key,
+            agent,
+        } => (incident_key, agent),
+    };
+    let Some(id) = s.store.unresolved_incident(&key).await? else {
+        return Ok(axum::Json(
+            json!({"acknowledged": false, "ignored": "no unresolved incident has this key"}),
+        )
+        .into_response());
+    };
+    let by = match agent {
+        Some(a) => format!("pagerduty: {a}"),
+        None => "pagerduty".into(),
+    };
+    let Some((changed, incident)) = s
+        .store
+        .ack_incident(&id, &by, crate::event::now_ms())
+        .await?
+    else {
+        return Ok(
+            axum::Json(json!({"acknowledged": false, "ignored": "the incident is gone"}))
+                .into_response(),
+        );
+    };
+    if changed {
+        tracing::info!(incident = %id, by = %by, "incident acknowledged");
+    }
+    Ok(axum::Json(json!({"acknowledged": changed, "incident": view(&incident)})).into_response())
 }

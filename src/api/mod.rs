@@ -293,6 +293,7 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/incidents", Access::Read),
     route("GET", "/api/v1/incidents/{id}", Access::Read),
     route("POST", "/api/v1/incidents/{id}/ack", Access::Admin),
+    route("POST", "/api/v1/incidents/pagerduty", Access::Public),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -325,6 +326,7 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/incidents") => get(incidents::list),
         ("GET", "/api/v1/incidents/{id}") => get(incidents::get_one),
         ("POST", "/api/v1/incidents/{id}/ack") => post(incidents::ack),
+        ("POST", "/api/v1/incidents/pagerduty") => post(incidents::pagerduty),
         _ => return None,
     })
 }

@@ -14,6 +14,7 @@
 //! redaction); the token is never kept, only its digest in the session.
 //! `api` knows nothing of `console`.
 
+mod ack;
 mod session;
 mod view;
 
@@ -84,6 +85,8 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/ui/webhooks/{id}/enable", Access::Admin),
     route("POST", "/ui/deliveries/{id}/resend", Access::Admin),
     route("POST", "/ui/events/{id}/replay", Access::Admin),
+    route("GET", "/ui/ack/{token}", Access::Public),
+    route("POST", "/ui/ack/{token}", Access::Public),
 ];
 
 /// The navigation bar: (key, label, link). A new page (events, incidents)
@@ -130,6 +133,8 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Console>> {
         ("POST", "/ui/webhooks/{id}/enable") => post(enable),
         ("POST", "/ui/deliveries/{id}/resend") => post(resend),
         ("POST", "/ui/events/{id}/replay") => post(replay),
+        ("GET", "/ui/ack/{token}") => get(ack::confirm),
+        ("POST", "/ui/ack/{token}") => post(ack::acknowledge),
         _ => return None,
     })
 }
@@ -938,7 +943,13 @@ mod tests {
                 r.path
             );
             assert!(r.path == "/ui" || r.path.starts_with("/ui/"), "{}", r.path);
-            if r.method == "POST" && r.path != "/ui/login" && r.path != "/ui/logout" {
+            // The ack link's POST is the exception: its signed, single-use
+            // token is its authority (console::ack).
+            if r.method == "POST"
+                && r.path != "/ui/login"
+                && r.path != "/ui/logout"
+                && !r.path.starts_with("/ui/ack/")
+            {
                 assert_eq!(r.access, Access::Admin, "{} changes something", r.path);
             }
         }

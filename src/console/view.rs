@@ -44,6 +44,22 @@ pub struct Message {
     pub back: String,
 }
 
+/// The acknowledgement link's page (`console::ack`): no chrome, no
+/// session.
+#[derive(Template, Default)]
+#[template(path = "ack.html")]
+pub struct AckPage {
+    pub title: String,
+    pub message: String,
+    pub error: bool,
+    pub incident: String,
+    pub key: String,
+    pub state: String,
+    /// Show the form that acknowledges (`POST` to `action`).
+    pub confirm: bool,
+    pub action: String,
+}
+
 /// A webhook as the console shows it (viewer redaction).
 pub struct WebhookRow {
     pub id: String,

@@ -6,7 +6,9 @@
 //! **Architecture Invariant:** no I/O here; the store keeps per-key state
 //! (`store::load_destination_state`), dispatch reads and writes it.
 
+pub mod ack;
 pub mod escalation;
+pub mod pagerduty;
 
 use crate::config::IncidentsConfig;
 use crate::config::escalation::EscalationSpec;
@@ -105,7 +107,7 @@ mod tests {
     fn config(key: &str) -> IncidentsConfig {
         IncidentsConfig {
             key: Some(IncidentKey(key.into())),
-            resolved_when: None,
+            ..Default::default()
         }
     }
 

@@ -351,6 +351,31 @@ pub trait Storage: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<IncidentDetail>, StoreError>> + Send;
+
+    /// Acknowledges through a signed link: records the link's `nonce` as
+    /// used and acknowledges the incident like [`Storage::ack_incident`], in
+    /// ONE transaction; [`LinkAck::Used`] (nothing changes) when the nonce
+    /// was used before, so a link acknowledges at most once.
+    fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<LinkAck, StoreError>> + Send;
+
+    /// The id of the incident an event belongs to, if any. A read.
+    fn incident_of_event(
+        &self,
+        event_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The id of the unresolved (open or acknowledged) incident of `key`,
+    /// if any. A read.
+    fn unresolved_incident(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 }
 
 /// The lease of a store without `storage.lease_ms`.
@@ -585,5 +610,20 @@ impl Storage for Store {
         at_ms: i64,
     ) -> Result<Option<(bool, Incident)>, StoreError> {
         each!(self, s => s.ack_incident(id, by, at_ms).await)
+    }
+    async fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<LinkAck, StoreError> {
+        each!(self, s => s.ack_incident_by_link(id, nonce, by, at_ms).await)
+    }
+    async fn incident_of_event(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.incident_of_event(event_id).await)
+    }
+    async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.unresolved_incident(key).await)
     }
 }

@@ -44,7 +44,7 @@ use super::{
     SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
     catch_all_decision, deduped_decision, with_digest_refs,
 };
-use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, StepRun};
+use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};
 use crate::event::{Event, now_ms};
 
 /// The channel idle instances listen on.
@@ -211,6 +211,7 @@ CREATE INDEX deduped_into ON deduped (into_id);
 "#,
     ),
     (5, incidents::MIGRATION),
+    (6, incidents::MIGRATION_ACK_LINKS),
 ];
 
 fn count_trip(mine: &AtomicU64) {
@@ -1677,6 +1678,21 @@ impl Storage for PgStore {
         at_ms: i64,
     ) -> Result<Option<(bool, Incident)>, StoreError> {
         self.ack_incident_impl(id, by, at_ms).await
+    }
+    async fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<LinkAck, StoreError> {
+        self.ack_incident_by_link_impl(id, nonce, by, at_ms).await
+    }
+    async fn incident_of_event(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        self.incident_of_event_impl(event_id).await
+    }
+    async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.unresolved_incident_impl(key).await
     }
 }
 

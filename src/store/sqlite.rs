@@ -31,7 +31,7 @@ use super::{
     QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook,
     Target, WebhookState, catch_all_decision, deduped_decision, with_digest_refs,
 };
-use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, StepRun};
+use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -1806,6 +1806,21 @@ impl Storage for SqliteStore {
         at_ms: i64,
     ) -> Result<Option<(bool, Incident)>, StoreError> {
         self.ack_incident_impl(id, by, at_ms).await
+    }
+    async fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<LinkAck, StoreError> {
+        self.ack_incident_by_link_impl(id, nonce, by, at_ms).await
+    }
+    async fn incident_of_event(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        self.incident_of_event_impl(event_id).await
+    }
+    async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.unresolved_incident_impl(key).await
     }
 }
 

@@ -639,6 +639,19 @@ pub struct Incident {
     pub resolved_at_ms: Option<i64>,
 }
 
+/// What acknowledging through a signed link did
+/// (`Storage::ack_incident_by_link`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkAck {
+    /// The link's nonce was used before: nothing changed.
+    Used,
+    /// No incident has the link's id.
+    Unknown,
+    /// The nonce is now used; `changed` is false when the incident was not
+    /// open (acknowledged or resolved already).
+    Done { changed: bool, incident: Incident },
+}
+
 /// One step of an incident's chain that ran, with its deliveries.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IncidentStep {

@@ -1,6 +1,7 @@
 //! Incidents and escalation steps on PostgreSQL (DESIGN §19): the SQL
 //! behind `Storage::{incident_event, due_steps, run_step, list_incidents,
-//! get_incident}`; the tables are migration 5 of `MIGRATIONS`.
+//! get_incident, ack_incident_by_link, …}`; the tables are migrations 5
+//! and 6 (`ack_links`) of `MIGRATIONS`.
 //!
 //! Owns: the incident statements. An incident's key is serialized by a
 //! transaction-scoped advisory lock, so two instances taking the first two
@@ -12,7 +13,7 @@ use super::{PgStore, count_trip, pg_err};
 
 use crate::store::{
     Accepted, DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, IncidentStep,
-    NewEvent, StepDelivery, StepRun, StoreError, latest_event,
+    LinkAck, NewEvent, StepDelivery, StepRun, StoreError, latest_event,
 };
 
 pub(super) const MIGRATION: &str = r#"
@@ -74,7 +75,83 @@ fn incident_row(r: &Row) -> Incident {
     }
 }
 
+/// Migration 6: the nonces of the acknowledgement links used.
+pub(super) const MIGRATION_ACK_LINKS: &str = r#"
+CREATE TABLE ack_links (
+    nonce         TEXT PRIMARY KEY,
+    incident_id   TEXT NOT NULL,
+    used_at       BIGINT NOT NULL
+);
+"#;
+
 impl PgStore {
+    pub(super) async fn ack_incident_by_link_impl(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<LinkAck, StoreError> {
+        // One statement: the nonce's insert and the ack commit together;
+        // the ack only runs when the insert took the nonce.
+        let sql = format!(
+            "WITH n AS (
+                INSERT INTO ack_links (nonce, incident_id, used_at) VALUES ($4, $1, $3)
+                ON CONFLICT (nonce) DO NOTHING RETURNING nonce
+             ), a AS (
+                UPDATE incidents SET state = 'acknowledged', acked_by = $2, acked_at = $3, next_due_at = NULL
+                WHERE id = $1 AND state = 'open' AND EXISTS (SELECT 1 FROM n) RETURNING {INCIDENT_COLUMNS}
+             )
+             SELECT {INCIDENT_COLUMNS}, true, EXISTS (SELECT 1 FROM n) FROM a
+             UNION ALL
+             SELECT {INCIDENT_COLUMNS}, false, EXISTS (SELECT 1 FROM n) FROM incidents
+             WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM a)
+             UNION ALL
+             SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, EXISTS (SELECT 1 FROM n)
+             WHERE NOT EXISTS (SELECT 1 FROM incidents WHERE id = $1)"
+        );
+        let rows = self.query(&sql, &[&id, &by, &at, &nonce]).await?;
+        let Some(r) = rows.first() else {
+            return Err(StoreError::Corrupt("the link's ack returned no row".into()));
+        };
+        if !r.get::<_, bool>(13) {
+            return Ok(LinkAck::Used);
+        }
+        if r.get::<_, Option<String>>(0).is_none() {
+            return Ok(LinkAck::Unknown);
+        }
+        Ok(LinkAck::Done {
+            changed: r.get(12),
+            incident: incident_row(r),
+        })
+    }
+
+    pub(super) async fn incident_of_event_impl(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT incident_id FROM incident_events WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    pub(super) async fn unresolved_incident_impl(
+        &self,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id FROM incidents WHERE key = $1 AND state <> 'resolved'",
+                &[&key],
+            )
+            .await?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
     pub(super) async fn ack_incident_impl(
         &self,
         id: &str,

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{SqliteStore, insert_attempt, insert_new};
 use crate::store::{
     Accepted, DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, IncidentStep,
-    NewEvent, StepDelivery, StepRun, StoreError, latest_event,
+    LinkAck, NewEvent, StepDelivery, StepRun, StoreError, latest_event,
 };
 
 pub(super) const SCHEMA: &str = r#"
@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS escalation_steps (
     skipped       TEXT NOT NULL,          -- JSON list of webhook names
     kind          TEXT NOT NULL,          -- step | resolved
     PRIMARY KEY (incident_id, seq)
+) WITHOUT ROWID;
+-- The nonces of the acknowledgement links used (a link acks at most once).
+CREATE TABLE IF NOT EXISTS ack_links (
+    nonce         TEXT PRIMARY KEY,
+    incident_id   TEXT NOT NULL,
+    used_at       INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#;
 
@@ -272,7 +278,73 @@ fn ack(
         .map(|i| (changed > 0, i)))
 }
 
+fn ack_by_link(
+    c: &Connection,
+    id: &str,
+    nonce: &str,
+    by: &str,
+    at: i64,
+) -> Result<LinkAck, StoreError> {
+    let fresh = c
+        .prepare_cached(
+            "INSERT INTO ack_links (nonce, incident_id, used_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (nonce) DO NOTHING",
+        )?
+        .execute(params![nonce, id, at])?;
+    if fresh == 0 {
+        return Ok(LinkAck::Used);
+    }
+    Ok(match ack(c, id, by, at)? {
+        None => LinkAck::Unknown,
+        Some((changed, incident)) => LinkAck::Done { changed, incident },
+    })
+}
+
 impl SqliteStore {
+    pub(super) async fn ack_incident_by_link_impl(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<LinkAck, StoreError> {
+        let (id, nonce, by) = (id.to_owned(), nonce.to_owned(), by.to_owned());
+        self.write(move |c| ack_by_link(c, &id, &nonce, &by, at))
+            .await
+    }
+
+    pub(super) async fn incident_of_event_impl(
+        &self,
+        event_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let event_id = event_id.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT incident_id FROM incident_events WHERE event_id = ?1")?
+                    .query_row([&event_id], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn unresolved_incident_impl(
+        &self,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached(
+                    "SELECT id FROM incidents WHERE key = ?1 AND state != 'resolved'",
+                )?
+                .query_row([&key], |r| r.get(0))
+                .optional()?,
+            )
+        })
+        .await
+    }
+
     pub(super) async fn ack_incident_impl(
         &self,
         id: &str,
