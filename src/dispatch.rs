@@ -155,6 +155,13 @@ pub struct Dispatcher {
     inner: Arc<Inner>,
 }
 
+/// Escalation policies by source (see [`Dispatcher::set_api_escalations`]).
+#[derive(Default)]
+struct EscalationParts {
+    file: Vec<crate::config::escalation::EscalationSpec>,
+    api: Vec<crate::config::escalation::EscalationSpec>,
+}
+
 struct Inner {
     store: Store,
     registry: Arc<Registry>,
@@ -166,6 +173,8 @@ struct Inner {
     /// `escalations:` of relay.yaml (DESIGN §19) and the wake-up of the
     /// task that runs them (`escalator::Escalator`).
     escalations: ArcSwap<Vec<crate::config::escalation::EscalationSpec>>,
+    /// The two sources of `escalations`: relay.yaml's, then the API's.
+    escalation_parts: Mutex<EscalationParts>,
     escalation_wake: Arc<Notify>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Arc<Notify>,
@@ -211,6 +220,7 @@ impl Dispatcher {
                 config: ArcSwap::from_pointee(config),
                 incidents: ArcSwap::from_pointee(IncidentsConfig::default()),
                 escalations: ArcSwap::from_pointee(Vec::new()),
+                escalation_parts: Mutex::default(),
                 escalation_wake: Arc::new(Notify::new()),
                 lanes: Mutex::new(HashMap::new()),
                 wake,
@@ -241,10 +251,44 @@ impl Dispatcher {
         self.inner.incidents.store(Arc::new(incidents));
     }
 
-    /// Sets the escalation policies (at start and on a reload).
+    /// Sets relay.yaml's escalation policies (at start and on a reload).
     pub fn set_escalations(&self, policies: Vec<crate::config::escalation::EscalationSpec>) {
-        self.inner.escalations.store(Arc::new(policies));
+        self.set_escalation_part(|p| p.file = policies);
+    }
+
+    /// Sets the escalation policies created through the API (at start and
+    /// after each change); they follow relay.yaml's (the first policy that
+    /// matches an incident wins).
+    pub fn set_api_escalations(&self, policies: Vec<crate::config::escalation::EscalationSpec>) {
+        self.set_escalation_part(|p| p.api = policies);
+    }
+
+    fn set_escalation_part(&self, change: impl FnOnce(&mut EscalationParts)) {
+        let mut parts = self
+            .inner
+            .escalation_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        change(&mut parts);
+        let all: Vec<_> = parts.file.iter().chain(&parts.api).cloned().collect();
+        self.inner.escalations.store(Arc::new(all));
+        drop(parts);
         self.inner.escalation_wake.notify_one();
+    }
+
+    /// relay.yaml's escalation policies and the API's, apart.
+    pub fn escalation_parts(
+        &self,
+    ) -> (
+        Vec<crate::config::escalation::EscalationSpec>,
+        Vec<crate::config::escalation::EscalationSpec>,
+    ) {
+        let parts = self
+            .inner
+            .escalation_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (parts.file.clone(), parts.api.clone())
     }
 
     /// The current `incidents:` and `escalations:` of relay.yaml.

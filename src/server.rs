@@ -129,6 +129,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     );
     dispatcher.set_incidents(cfg.incidents.clone());
     dispatcher.set_escalations(cfg.escalations.clone());
+    crate::api::escalations::load(&store, &dispatcher).await?;
     dispatcher.start();
     crate::digester::Digester::new(store.clone(), registry.clone(), dispatcher.clone()).start();
     crate::escalator::Escalator::new(store.clone(), registry.clone(), dispatcher.clone()).start();

@@ -415,6 +415,35 @@ async fn the_openapi_document_passes_openapi_spec_validator_and_every_route_answ
     let unsigned = json!({"event": {"event_type": "incident.acknowledged"}});
     let (s, _) = hit!("POST", "/api/v1/incidents/pagerduty", None, Some(&unsigned));
     assert_eq!(s, 401);
+    let policy = json!({"name": "doc-policy", "match": {"severity": "high"},
+        "steps": [{"notify": ["doc-hook"], "wait_s": 60}], "repeat": 1});
+    let (s, b) = hit!("POST", "/api/v1/escalations", Some(ADMIN), Some(&policy));
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = hit!("POST", "/api/v1/escalations", Some(ADMIN), Some(&policy));
+    assert_eq!(s, 409);
+    let (s, _) = hit!(
+        "POST",
+        "/api/v1/escalations",
+        Some(ADMIN),
+        Some(&json!({"name": "bad", "steps": []}))
+    );
+    assert_eq!(s, 422);
+    let (s, b) = hit!("GET", "/api/v1/escalations", Some(VIEWER), None);
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = hit!(
+        "DELETE",
+        "/api/v1/escalations/doc-policy",
+        Some(ADMIN),
+        None
+    );
+    assert_eq!(s, 204);
+    let (s, _) = hit!(
+        "DELETE",
+        "/api/v1/escalations/doc-policy",
+        Some(ADMIN),
+        None
+    );
+    assert_eq!(s, 404);
     let (s, all) = hit!("POST", "/api/v1/test", Some(ADMIN), None);
     assert_eq!(s, 200, "{all}");
     let (s, _) = hit!("POST", "/api/v1/test", Some(VIEWER), None);

@@ -666,3 +666,88 @@ async fn a_signed_pagerduty_acknowledgement_acks_the_incident_and_a_bad_signatur
     assert_eq!(rx[2].received().len(), 0, "step 2 never sent");
 }
 }
+
+async fn delete(relay: &Relay, path: &str, token: &str) -> u16 {
+    request("DELETE", &relay.url(path), Some(token), None)
+        .await
+        .map(|(s, _)| s)
+        .unwrap_or(0)
+}
+
+on_both_stores! {
+/// Escalation policies through the API: a viewer reads, only an admin
+/// writes; a policy is checked like relay.yaml's (422 naming the field); a
+/// created one runs (an incident of its match starts its chain), survives a
+/// restart (stored) and is gone once deleted.
+async fn escalation_policies_through_the_api_are_checked_stored_and_run(backend) {
+    let rx = [
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+        Receiver::start().await,
+    ];
+    // The seed's webhooks and incidents, but no policy in relay.yaml.
+    let yaml = chain([&rx[0], &rx[1], &rx[2], &rx[3]], 60, 0);
+    let cut = yaml.find("escalations:").unwrap_or(0);
+    let hooks = yaml.find("webhooks:").unwrap_or(yaml.len());
+    let yaml = format!("{}{}", &yaml[..cut], &yaml[hooks..]);
+    let mut relay = backend.start(&yaml).await;
+    let policy = json!({
+        "name": "api-on-call",
+        "match": {"severity": {"at_least": "high"}},
+        "steps": [{"notify": ["sms-alice"], "wait_s": 60}, {"notify": ["soc"]}],
+        "skip": {"sms-alice": {"status": "resolved"}}
+    });
+    let (s, b) = relay.post("/api/v1/escalations", Some(VIEWER), &policy).await;
+    assert_eq!(s, 403, "{b}");
+    for (bad, field) in [
+        (json!({"name": "x"}), "steps"),
+        (json!({"name": "x", "steps": [{"notify": ["nobody"]}]}), "steps[0].notify[0]"),
+        (json!({"name": "x", "steps": [{"notify": ["soc"], "wait_s": 9_999_999}]}), "steps[0].wait_s"),
+        (json!({"name": "x", "steps": [{"notify": ["soc"]}], "colour": "red"}), "colour"),
+        (json!({"name": "x", "steps": [{"notify": ["soc"]}], "skip": {"ghost": {"a": 1}}}), "skip.ghost"),
+    ] {
+        let (s, b) = relay.post("/api/v1/escalations", Some(ADMIN), &bad).await;
+        assert_eq!(s, 422, "{bad}: {b}");
+        let message = b["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{bad}: {message:?} names no {field}");
+    }
+    let (s, b) = relay.post("/api/v1/escalations", Some(ADMIN), &policy).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["source"], "api");
+    let (s, b) = relay.post("/api/v1/escalations", Some(ADMIN), &policy).await;
+    assert_eq!(s, 409, "{b}");
+    let (s, listed) = relay.get("/api/v1/escalations", Some(VIEWER)).await.expect("list");
+    assert_eq!(s, 200, "{listed}");
+    let data = listed["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(data.len(), 1, "{listed}");
+    assert_eq!(data[0]["name"], "api-on-call");
+    assert_eq!(data[0]["steps"][0]["notify"], json!(["sms-alice"]));
+
+    // It runs: a high event opens an incident and its first step.
+    post_event(&relay, "ev-api", json!({"incident_id": "INC-API", "severity": "high"})).await;
+    let got = rx[0].wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].json()["data"]["escalation"]["policy"], "api-on-call");
+    assert_eq!(only_incident(&relay).await["policy"], "api-on-call");
+
+    // Stored: still there after a restart.
+    relay.restart().await;
+    let (_, listed) = relay.get("/api/v1/escalations", Some(VIEWER)).await.expect("list");
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+
+    assert_eq!(delete(&relay, "/api/v1/escalations/api-on-call", VIEWER).await, 403);
+    assert_eq!(delete(&relay, "/api/v1/escalations/api-on-call", ADMIN).await, 204);
+    assert_eq!(delete(&relay, "/api/v1/escalations/api-on-call", ADMIN).await, 404);
+    let (_, listed) = relay.get("/api/v1/escalations", Some(VIEWER)).await.expect("list");
+    assert_eq!(listed["data"], json!([]), "{listed}");
+    // Without a policy, a new incident starts no chain.
+    post_event(&relay, "ev-api-2", json!({"incident_id": "INC-API-2", "severity": "high"})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // (The kill may resend step 1's in-flight attempt: at-least-once.)
+    for r in rx[0].received() {
+        assert_eq!(r.json()["data"]["incident_id"], "INC-API", "{}", r.json());
+    }
+    let (_, all) = relay.get("/api/v1/incidents", Some(VIEWER)).await.expect("list");
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(1), "{all}");
+}
+}

@@ -29,6 +29,7 @@ use crate::history;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
+pub(crate) mod escalations;
 pub(crate) mod events;
 mod incidents;
 mod webhooks;
@@ -294,6 +295,9 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/api/v1/incidents/{id}", Access::Read),
     route("POST", "/api/v1/incidents/{id}/ack", Access::Admin),
     route("POST", "/api/v1/incidents/pagerduty", Access::Public),
+    route("GET", "/api/v1/escalations", Access::Read),
+    route("POST", "/api/v1/escalations", Access::Admin),
+    route("DELETE", "/api/v1/escalations/{name}", Access::Admin),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -327,6 +331,9 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("GET", "/api/v1/incidents/{id}") => get(incidents::get_one),
         ("POST", "/api/v1/incidents/{id}/ack") => post(incidents::ack),
         ("POST", "/api/v1/incidents/pagerduty") => post(incidents::pagerduty),
+        ("GET", "/api/v1/escalations") => get(escalations::list),
+        ("POST", "/api/v1/escalations") => post(escalations::create),
+        ("DELETE", "/api/v1/escalations/{name}") => delete(escalations::delete),
         _ => return None,
     })
 }

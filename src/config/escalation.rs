@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::matcher::Matcher;
 
@@ -19,15 +19,16 @@ pub const MAX_WAIT_S: u64 = 7 * 24 * 3600;
 /// The most repeats of a chain.
 pub const MAX_REPEAT: u32 = 100;
 
-/// One entry of `escalations:`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// One entry of `escalations:` (or one policy posted to
+/// `POST /api/v1/escalations`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationSpec {
     /// Unique among the policies; incidents remember the policy by name.
     pub name: String,
     /// Incidents whose opening event this matcher selects follow this
     /// policy (the first policy that matches wins). Absent: every incident.
-    #[serde(default, rename = "match")]
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matcher: Option<Matcher>,
     /// Run in order until the incident is acknowledged or resolved.
     pub steps: Vec<StepSpec>,
@@ -42,7 +43,7 @@ pub struct EscalationSpec {
 }
 
 /// One step of a chain.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
     /// Webhooks (names or ids) notified by this step, all at once.

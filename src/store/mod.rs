@@ -376,6 +376,24 @@ pub trait Storage: Send + Sync {
         &self,
         key: &str,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The escalation policies created through the API, oldest first.
+    fn list_escalations(
+        &self,
+    ) -> impl Future<Output = Result<Vec<StoredEscalation>, StoreError>> + Send;
+
+    /// Stores a policy created through the API; false (nothing written)
+    /// when one of that name is stored already.
+    fn insert_escalation(
+        &self,
+        policy: StoredEscalation,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes an API policy; false when none has the name.
+    fn delete_escalation(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// The lease of a store without `storage.lease_ms`.
@@ -625,5 +643,14 @@ impl Storage for Store {
     }
     async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
         each!(self, s => s.unresolved_incident(key).await)
+    }
+    async fn list_escalations(&self) -> Result<Vec<StoredEscalation>, StoreError> {
+        each!(self, s => s.list_escalations().await)
+    }
+    async fn insert_escalation(&self, policy: StoredEscalation) -> Result<bool, StoreError> {
+        each!(self, s => s.insert_escalation(policy).await)
+    }
+    async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_escalation(name).await)
     }
 }

@@ -212,6 +212,7 @@ CREATE INDEX deduped_into ON deduped (into_id);
     ),
     (5, incidents::MIGRATION),
     (6, incidents::MIGRATION_ACK_LINKS),
+    (7, incidents::MIGRATION_API_ESCALATIONS),
 ];
 
 fn count_trip(mine: &AtomicU64) {
@@ -1693,6 +1694,15 @@ impl Storage for PgStore {
     }
     async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.unresolved_incident_impl(key).await
+    }
+    async fn list_escalations(&self) -> Result<Vec<super::StoredEscalation>, StoreError> {
+        self.list_escalations_impl().await
+    }
+    async fn insert_escalation(&self, policy: super::StoredEscalation) -> Result<bool, StoreError> {
+        self.insert_escalation_impl(policy).await
+    }
+    async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete_escalation_impl(name).await
     }
 }
 

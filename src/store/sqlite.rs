@@ -1822,6 +1822,15 @@ impl Storage for SqliteStore {
     async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.unresolved_incident_impl(key).await
     }
+    async fn list_escalations(&self) -> Result<Vec<super::StoredEscalation>, StoreError> {
+        self.list_escalations_impl().await
+    }
+    async fn insert_escalation(&self, policy: super::StoredEscalation) -> Result<bool, StoreError> {
+        self.insert_escalation_impl(policy).await
+    }
+    async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete_escalation_impl(name).await
+    }
 }
 
 #[cfg(test)]

@@ -639,6 +639,15 @@ pub struct Incident {
     pub resolved_at_ms: Option<i64>,
 }
 
+/// An escalation policy created through the API, as stored: its name and
+/// its spec as JSON (`config::escalation::EscalationSpec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEscalation {
+    pub name: String,
+    pub spec: String,
+    pub created_at_ms: i64,
+}
+
 /// What acknowledging through a signed link did
 /// (`Storage::ack_incident_by_link`).
 #[derive(Debug, Clone, PartialEq, Eq)]

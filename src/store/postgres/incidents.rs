@@ -1,7 +1,7 @@
 //! Incidents and escalation steps on PostgreSQL (DESIGN §19): the SQL
 //! behind `Storage::{incident_event, due_steps, run_step, list_incidents,
 //! get_incident, ack_incident_by_link, …}`; the tables are migrations 5
-//! and 6 (`ack_links`) of `MIGRATIONS`.
+//! 6 (`ack_links`) and 7 (`api_escalations`) of `MIGRATIONS`.
 //!
 //! Owns: the incident statements. An incident's key is serialized by a
 //! transaction-scoped advisory lock, so two instances taking the first two
@@ -11,6 +11,7 @@ use tokio_postgres::Row;
 
 use super::{PgStore, count_trip, pg_err};
 
+use crate::store::StoredEscalation;
 use crate::store::{
     Accepted, DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, IncidentStep,
     LinkAck, NewEvent, StepDelivery, StepRun, StoreError, latest_event,
@@ -84,7 +85,57 @@ CREATE TABLE ack_links (
 );
 "#;
 
+/// Migration 7: the escalation policies created through the API.
+pub(super) const MIGRATION_API_ESCALATIONS: &str = r#"
+CREATE TABLE api_escalations (
+    name          TEXT PRIMARY KEY,
+    spec          TEXT NOT NULL,
+    created_at    BIGINT NOT NULL
+);
+"#;
+
 impl PgStore {
+    pub(super) async fn list_escalations_impl(&self) -> Result<Vec<StoredEscalation>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT name, spec, created_at FROM api_escalations ORDER BY created_at, name",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEscalation {
+                name: r.get(0),
+                spec: r.get(1),
+                created_at_ms: r.get(2),
+            })
+            .collect())
+    }
+
+    pub(super) async fn insert_escalation_impl(
+        &self,
+        p: StoredEscalation,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "INSERT INTO api_escalations (name, spec, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO NOTHING RETURNING name",
+                &[&p.name, &p.spec, &p.created_at_ms],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub(super) async fn delete_escalation_impl(&self, name: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "DELETE FROM api_escalations WHERE name = $1 RETURNING name",
+                &[&name],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     pub(super) async fn ack_incident_by_link_impl(
         &self,
         id: &str,

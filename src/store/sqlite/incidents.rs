@@ -9,6 +9,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteStore, insert_attempt, insert_new};
+use crate::store::StoredEscalation;
 use crate::store::{
     Accepted, DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, IncidentStep,
     LinkAck, NewEvent, StepDelivery, StepRun, StoreError, latest_event,
@@ -57,6 +58,12 @@ CREATE TABLE IF NOT EXISTS ack_links (
     incident_id   TEXT NOT NULL,
     used_at       INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Escalation policies created through the API (spec: JSON).
+CREATE TABLE IF NOT EXISTS api_escalations (
+    name          TEXT PRIMARY KEY,
+    spec          TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
 "#;
 
 const INCIDENT_COLUMNS: &str = "id, key, state, policy, opened_at, events, last_event_id, next_step, next_due_at, acked_by, acked_at, resolved_at";
@@ -301,6 +308,50 @@ fn ack_by_link(
 }
 
 impl SqliteStore {
+    pub(super) async fn list_escalations_impl(&self) -> Result<Vec<StoredEscalation>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, spec, created_at FROM api_escalations ORDER BY created_at, name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(StoredEscalation {
+                    name: r.get(0)?,
+                    spec: r.get(1)?,
+                    created_at_ms: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn insert_escalation_impl(
+        &self,
+        p: StoredEscalation,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            Ok(c.prepare_cached(
+                "INSERT INTO api_escalations (name, spec, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![p.name, p.spec, p.created_at_ms])?
+                > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn delete_escalation_impl(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("DELETE FROM api_escalations WHERE name = ?1")?
+                    .execute([&name])?
+                    > 0,
+            )
+        })
+        .await
+    }
+
     pub(super) async fn ack_incident_by_link_impl(
         &self,
         id: &str,
