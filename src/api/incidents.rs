@@ -99,11 +99,18 @@ pub async fn ack(
         .map(|b| b.trim().chars().take(200).collect::<String>())
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| "admin".into());
+    let incident = acknowledge(&s, &id, &by).await?;
+    Ok(axum::Json(view(&incident)).into_response())
+}
+
+/// Acknowledges an open incident as `by` (the API's ack and the console's):
+/// 404 when no incident has the id, 409 when it is not open.
+pub async fn acknowledge(s: &super::AppState, id: &str, by: &str) -> Result<Incident, ApiError> {
     let (changed, incident) = s
         .store
-        .ack_incident(&id, &by, crate::event::now_ms())
+        .ack_incident(id, by, crate::event::now_ms())
         .await?
-        .ok_or_else(|| ApiError::not_found("incident", &id))?;
+        .ok_or_else(|| ApiError::not_found("incident", id))?;
     if !changed {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
@@ -112,7 +119,7 @@ pub async fn ack(
         ));
     }
     tracing::info!(incident = %id, by = %by, "incident acknowledged");
-    Ok(axum::Json(view(&incident)).into_response())
+    Ok(incident)
 }
 
 /// `GET /api/v1/incidents/{id}`.

@@ -33,6 +33,7 @@ pub(crate) mod escalations;
 pub(crate) mod events;
 mod incidents;
 mod webhooks;
+pub(crate) use incidents::acknowledge;
 pub(crate) use webhooks::set_active;
 pub use webhooks::{looks_like_credential, looks_secret, webhook_view};
 

@@ -15,6 +15,7 @@
 //! `api` knows nothing of `console`.
 
 mod ack;
+mod incidents;
 mod session;
 mod view;
 
@@ -85,6 +86,9 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/ui/webhooks/{id}/enable", Access::Admin),
     route("POST", "/ui/deliveries/{id}/resend", Access::Admin),
     route("POST", "/ui/events/{id}/replay", Access::Admin),
+    route("GET", "/ui/incidents", Access::Read),
+    route("GET", "/ui/incidents/{id}", Access::Read),
+    route("POST", "/ui/incidents/{id}/ack", Access::Admin),
     route("GET", "/ui/ack/{token}", Access::Public),
     route("POST", "/ui/ack/{token}", Access::Public),
 ];
@@ -94,6 +98,7 @@ pub const ROUTES: &[Route] = &[
 const NAV: &[(&str, &str, &str)] = &[
     ("webhooks", "Webhooks", "/ui/webhooks"),
     ("events", "Events", "/ui/events"),
+    ("incidents", "Incidents", "/ui/incidents"),
     ("plugins", "Plugins", "/ui/plugins"),
 ];
 
@@ -133,6 +138,9 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Console>> {
         ("POST", "/ui/webhooks/{id}/enable") => post(enable),
         ("POST", "/ui/deliveries/{id}/resend") => post(resend),
         ("POST", "/ui/events/{id}/replay") => post(replay),
+        ("GET", "/ui/incidents") => get(incidents::list),
+        ("GET", "/ui/incidents/{id}") => get(incidents::detail),
+        ("POST", "/ui/incidents/{id}/ack") => post(incidents::ack),
         ("GET", "/ui/ack/{token}") => get(ack::confirm),
         ("POST", "/ui/ack/{token}") => post(ack::acknowledge),
         _ => return None,
@@ -336,6 +344,7 @@ fn notice_text(code: &str) -> &'static str {
         "tested-all" => "Test events sent to every active webhook.",
         "enabled" => "Webhook re-enabled: what waited is being sent, oldest first.",
         "replayed" => "Event replayed to every webhook that wants it.",
+        "acked" => "Incident acknowledged: its escalation stopped.",
         _ => "",
     }
 }
