@@ -751,3 +751,58 @@ async fn escalation_policies_through_the_api_are_checked_stored_and_run(backend)
     assert_eq!(all["data"].as_array().map(Vec::len), Some(1), "{all}");
 }
 }
+
+on_both_stores! {
+/// Incident retention: incidents resolved before the cutoff go with their
+/// event links and used ack-link nonces; open ones and recent ones stay.
+async fn resolved_incidents_older_than_the_retention_are_pruned_with_their_rows(backend) {
+    use relay::store::{IncidentEvent, IncidentOpen, LinkAck, Storage, Store};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let storage = backend
+        .storage()
+        .unwrap_or_else(|| sqlite_storage(&dir.path().join("prune.db")));
+    let cfg = relay::config::Config::parse(&storage, "t.yaml").expect("storage config");
+    let store = Store::open(&cfg.storage).await.expect("store");
+    let now = relay::event::now_ms();
+    let old = now - 40 * 86_400_000;
+    let part = |key: &str, event: &str, at_ms: i64, open: bool, resolves: bool| IncidentEvent {
+        key: key.into(),
+        event_id: event.into(),
+        at_ms,
+        open: open.then(|| IncidentOpen {
+            id: format!("inc-{key}"),
+            policy: None,
+            first_due_ms: None,
+        }),
+        resolves,
+    };
+    for p in [
+        part("a", "a1", old, true, false),
+        part("a", "a2", old + 1_000, false, true),
+        part("b", "b1", old, true, false),
+        part("c", "c1", now, true, false),
+        part("c", "c2", now, false, true),
+    ] {
+        store.incident_event(p).await.expect("incident event");
+    }
+    let used = store.ack_incident_by_link("inc-a", "nonce-a", "link", now).await.expect("ack");
+    assert!(matches!(used, LinkAck::Done { changed: false, .. }), "{used:?}");
+    assert_eq!(store.incident_of_event("a1").await.expect("read"), Some("inc-a".into()));
+
+    let cutoff = now - 30 * 86_400_000;
+    assert_eq!(store.prune_incidents(cutoff).await.expect("prune"), 1);
+    assert_eq!(store.get_incident("inc-a").await.expect("read"), None);
+    assert_eq!(store.incident_of_event("a1").await.expect("read"), None);
+    assert_eq!(store.incident_of_event("a2").await.expect("read"), None);
+    // Its used nonce went too: the link now finds no incident.
+    assert_eq!(
+        store.ack_incident_by_link("inc-a", "nonce-a", "link", now).await.expect("ack"),
+        LinkAck::Unknown
+    );
+    let b = store.get_incident("inc-b").await.expect("read").expect("open one stays");
+    assert_eq!(b.incident.state, "open");
+    let c = store.get_incident("inc-c").await.expect("read").expect("recent one stays");
+    assert_eq!(c.event_ids, ["c1", "c2"]);
+    assert_eq!(store.prune_incidents(cutoff).await.expect("prune"), 0);
+}
+}

@@ -394,6 +394,15 @@ pub trait Storage: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes incidents resolved before `cutoff_ms` with their event
+    /// links, steps and used ack-link nonces, [`PRUNE_BATCH`] incidents per
+    /// transaction. Open and acknowledged incidents stay. Returns the
+    /// incidents deleted.
+    fn prune_incidents(
+        &self,
+        cutoff_ms: i64,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
 }
 
 /// The lease of a store without `storage.lease_ms`.
@@ -652,5 +661,8 @@ impl Storage for Store {
     }
     async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
         each!(self, s => s.delete_escalation(name).await)
+    }
+    async fn prune_incidents(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
+        each!(self, s => s.prune_incidents(cutoff_ms).await)
     }
 }

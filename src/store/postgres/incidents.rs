@@ -95,6 +95,34 @@ CREATE TABLE api_escalations (
 "#;
 
 impl PgStore {
+    /// Deletes up to `limit` incidents resolved before `cutoff` and what
+    /// hangs off them, in one statement; returns how many.
+    pub(super) async fn prune_incidents_step(
+        &self,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let limit = limit as i64;
+        let rows = self
+            .query(
+                "WITH gone AS (
+                    DELETE FROM incidents WHERE id IN (
+                        SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < $1 LIMIT $2
+                    ) RETURNING id
+                 ), e AS (
+                    DELETE FROM incident_events WHERE incident_id IN (SELECT id FROM gone)
+                 ), s AS (
+                    DELETE FROM escalation_steps WHERE incident_id IN (SELECT id FROM gone)
+                 ), l AS (
+                    DELETE FROM ack_links WHERE incident_id IN (SELECT id FROM gone)
+                 )
+                 SELECT count(*) FROM gone",
+                &[&cutoff, &limit],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as usize)
+    }
+
     pub(super) async fn list_escalations_impl(&self) -> Result<Vec<StoredEscalation>, StoreError> {
         let rows = self
             .query(

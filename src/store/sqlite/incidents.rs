@@ -307,7 +307,40 @@ fn ack_by_link(
     })
 }
 
+/// Deletes up to `limit` incidents resolved before `cutoff` and what hangs
+/// off them; returns how many.
+fn prune_incidents(c: &Connection, cutoff: i64, limit: usize) -> Result<usize, StoreError> {
+    c.execute_batch("CREATE TEMP TABLE IF NOT EXISTS pruned_incidents (id TEXT PRIMARY KEY); DELETE FROM pruned_incidents;")?;
+    let n = c
+        .prepare_cached(
+            "INSERT INTO pruned_incidents (id) SELECT id FROM incidents
+             WHERE state = 'resolved' AND resolved_at < ?1 LIMIT ?2",
+        )?
+        .execute(params![cutoff, limit as i64])?;
+    if n == 0 {
+        return Ok(0);
+    }
+    for table in ["incident_events", "escalation_steps", "ack_links"] {
+        c.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE incident_id IN (SELECT id FROM pruned_incidents)"
+        ))?
+        .execute([])?;
+    }
+    c.prepare_cached("DELETE FROM incidents WHERE id IN (SELECT id FROM pruned_incidents)")?
+        .execute([])?;
+    c.execute_batch("DELETE FROM pruned_incidents;")?;
+    Ok(n)
+}
+
 impl SqliteStore {
+    pub(super) async fn prune_incidents_step(
+        &self,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.write(move |c| prune_incidents(c, cutoff, limit)).await
+    }
+
     pub(super) async fn list_escalations_impl(&self) -> Result<Vec<StoredEscalation>, StoreError> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
