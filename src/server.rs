@@ -82,7 +82,7 @@ fn spawn_retention(store: Store, retention_days: u32) {
                 Ok(n) => tracing::info!(rows = n, retention_days, "pruned old history"),
                 Err(e) => tracing::error!(error = %e, "pruning old history failed"),
             }
-            match store.prune_incidents(cutoff).await {
+            match store::prune_incidents(&store, cutoff).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(incidents = n, retention_days, "pruned resolved incidents"),
                 Err(e) => tracing::error!(error = %e, "pruning resolved incidents failed"),

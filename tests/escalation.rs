@@ -44,6 +44,16 @@ webhooks:
     )
 }
 
+/// `N` receivers on loopback.
+async fn receivers<const N: usize>() -> [Receiver; N] {
+    let mut all = Vec::with_capacity(N);
+    for _ in 0..N {
+        all.push(Receiver::start().await);
+    }
+    all.try_into()
+        .unwrap_or_else(|_| unreachable!("exactly N receivers"))
+}
+
 async fn post_event(relay: &Relay, id: &str, data: Value) {
     let (s, b) = relay
         .post(
@@ -114,12 +124,7 @@ fn step_of(r: &Received) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_three_step_chain_nobody_acks_reaches_the_receivers_in_order_with_the_waits_then_repeats_once()
  {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     let relay = Relay::start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 2, 1)).await;
     post_event(
         &relay,
@@ -188,12 +193,7 @@ on_both_stores! {
 /// Ten events with one incident key are one incident: the first opens it
 /// and starts the chain, the nine others join it and start nothing.
 async fn ten_events_of_one_incident_start_one_chain(backend) {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     let relay = backend.start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 60, 0)).await;
     for i in 0..10 {
         post_event(&relay, &format!("ev-{i}"), json!({"incident_id": "INC-10", "severity": "high"})).await;
@@ -223,12 +223,7 @@ on_both_stores! {
 /// webhooks notified so far hear of the resolution, except the voice call
 /// that `skip` keeps out for resolved incidents.
 async fn a_resolving_event_mid_chain_stops_it_and_skip_keeps_the_voice_call_out(backend) {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     let relay = backend.start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 3, 0)).await;
     post_event(&relay, "open-1", json!({"incident_id": "INC-R", "severity": "critical", "status": "live"})).await;
     rx[0].wait_for(1, Duration::from_secs(10)).await;
@@ -262,12 +257,7 @@ async fn a_resolving_event_mid_chain_stops_it_and_skip_keeps_the_voice_call_out(
 /// at its original due time.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_during_a_wait_the_next_step_fires_once_on_its_original_time() {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     let mut relay = Relay::start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 4, 0)).await;
     post_event(
         &relay,
@@ -298,12 +288,7 @@ async fn kill9_during_a_wait_the_next_step_fires_once_on_its_original_time() {
 /// runs once.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_right_after_a_step_was_committed_does_not_run_it_twice() {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     let mut relay = Relay::start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 2, 0)).await;
     post_event(
         &relay,
@@ -344,12 +329,7 @@ on_both_stores! {
 /// sent, the incident shows who acknowledged and when, a second ack is a
 /// 409 and a viewer may not ack.
 async fn an_ack_after_step_1_stops_the_chain(backend) {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     let relay = backend.start(&chain([&rx[0], &rx[1], &rx[2], &rx[3]], 2, 1)).await;
     post_event(&relay, "ev-a", json!({"incident_id": "INC-A", "severity": "critical"})).await;
     rx[0].wait_for(1, Duration::from_secs(10)).await;
@@ -442,13 +422,7 @@ on_both_stores! {
 /// nothing; POST acknowledges once (who: `link`) and stops the chain; a
 /// second POST of the same link is refused with a clear page.
 async fn an_ack_link_get_does_not_ack_post_acks_once_and_stops_the_chain(backend) {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 5] = receivers().await;
     let relay = backend
         .start(&chain_with_links([&rx[0], &rx[1], &rx[2], &rx[3], &rx[4]], 3, 600))
         .await;
@@ -504,13 +478,7 @@ async fn an_ack_link_get_does_not_ack_post_acks_once_and_stops_the_chain(backend
 /// expired one (410), each with a page saying why; neither acknowledges.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forged_or_expired_ack_link_is_refused_with_a_clear_page() {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 5] = receivers().await;
     let relay = Relay::start(&chain_with_links(
         [&rx[0], &rx[1], &rx[2], &rx[3], &rx[4]],
         60,
@@ -617,12 +585,7 @@ on_both_stores! {
 /// PagerDuty incident's `incident_key` and stops the chain; a bad signature
 /// is refused 401 and acks nothing; another event type is ignored (2xx).
 async fn a_signed_pagerduty_acknowledgement_acks_the_incident_and_a_bad_signature_nothing(backend) {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     let yaml = chain([&rx[0], &rx[1], &rx[2], &rx[3]], 3, 0).replacen(
         "incidents:\n",
         "incidents:\n  pagerduty: { secrets: [\"pd-old-secret\", \"pd-s3cret\"] }\n",
@@ -680,12 +643,7 @@ on_both_stores! {
 /// created one runs (an incident of its match starts its chain), survives a
 /// restart (stored) and is gone once deleted.
 async fn escalation_policies_through_the_api_are_checked_stored_and_run(backend) {
-    let rx = [
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-        Receiver::start().await,
-    ];
+    let rx: [Receiver; 4] = receivers().await;
     // The seed's webhooks and incidents, but no policy in relay.yaml.
     let yaml = chain([&rx[0], &rx[1], &rx[2], &rx[3]], 60, 0);
     let cut = yaml.find("escalations:").unwrap_or(0);
@@ -790,7 +748,7 @@ async fn resolved_incidents_older_than_the_retention_are_pruned_with_their_rows(
     assert_eq!(store.incident_of_event("a1").await.expect("read"), Some("inc-a".into()));
 
     let cutoff = now - 30 * 86_400_000;
-    assert_eq!(store.prune_incidents(cutoff).await.expect("prune"), 1);
+    assert_eq!(relay::store::prune_incidents(&store, cutoff).await.expect("prune"), 1);
     assert_eq!(store.get_incident("inc-a").await.expect("read"), None);
     assert_eq!(store.incident_of_event("a1").await.expect("read"), None);
     assert_eq!(store.incident_of_event("a2").await.expect("read"), None);
@@ -803,6 +761,6 @@ async fn resolved_incidents_older_than_the_retention_are_pruned_with_their_rows(
     assert_eq!(b.incident.state, "open");
     let c = store.get_incident("inc-c").await.expect("read").expect("recent one stays");
     assert_eq!(c.event_ids, ["c1", "c2"]);
-    assert_eq!(store.prune_incidents(cutoff).await.expect("prune"), 0);
+    assert_eq!(relay::store::prune_incidents(&store, cutoff).await.expect("prune"), 0);
 }
 }

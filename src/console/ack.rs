@@ -20,27 +20,25 @@ use crate::store::{Incident, LinkAck, Storage};
 pub const LINK_ACKER: &str = "link";
 
 fn page(status: StatusCode, title: &str, message: String) -> Response {
-    html(
-        status,
-        &AckPage {
-            title: title.into(),
-            message,
-            error: !status.is_success(),
-            ..AckPage::default()
-        },
-    )
+    about(status, title, message, None)
 }
 
 fn with_incident(status: StatusCode, title: &str, message: String, i: &Incident) -> Response {
+    about(status, title, message, Some(i))
+}
+
+/// A page without the form: a result or a refusal, with the incident it
+/// is about when known.
+fn about(status: StatusCode, title: &str, message: String, i: Option<&Incident>) -> Response {
     html(
         status,
         &AckPage {
             title: title.into(),
             message,
             error: !status.is_success(),
-            incident: i.id.clone(),
-            key: i.key.clone(),
-            state: i.state.clone(),
+            incident: i.map(|i| i.id.clone()).unwrap_or_default(),
+            key: i.map(|i| i.key.clone()).unwrap_or_default(),
+            state: i.map(|i| i.state.clone()).unwrap_or_default(),
             ..AckPage::default()
         },
     )
@@ -54,13 +52,13 @@ fn not_open(i: &Incident) -> String {
     }
 }
 
-/// The token checked against the config in force, or the page refusing it.
-fn check(c: &Console, token: &str) -> Result<Link, Response> {
+/// The token checked against the config in force, or the status and text
+/// of the page refusing it.
+fn check(c: &Console, token: &str) -> Result<Link, (StatusCode, String)> {
     let config = c.s.config.load();
     let Some(settings) = &config.incidents.ack else {
-        return Err(page(
+        return Err((
             StatusCode::NOT_FOUND,
-            "Link not valid",
             "Acknowledgement links are not enabled on this relay.".into(),
         ));
     };
@@ -72,8 +70,12 @@ fn check(c: &Console, token: &str) -> Result<Link, Response> {
             LinkError::Expired => StatusCode::GONE,
         };
         tracing::info!(refused = %e, "acknowledgement link refused");
-        page(status, "Link not valid", format!("Not acknowledged: {e}."))
+        (status, format!("Not acknowledged: {e}."))
     })
+}
+
+fn refused((status, message): (StatusCode, String)) -> Response {
+    page(status, "Link not valid", message)
 }
 
 fn store_failed(e: &crate::store::StoreError) -> Response {
@@ -89,7 +91,7 @@ fn store_failed(e: &crate::store::StoreError) -> Response {
 pub(super) async fn confirm(State(c): State<Console>, Path(token): Path<String>) -> Response {
     let link = match check(&c, &token) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let detail = match c.s.store.get_incident(&link.incident_id).await {
         Ok(Some(d)) => d,
@@ -125,7 +127,7 @@ pub(super) async fn confirm(State(c): State<Console>, Path(token): Path<String>)
 pub(super) async fn acknowledge(State(c): State<Console>, Path(token): Path<String>) -> Response {
     let link = match check(&c, &token) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(r) => return refused(r),
     };
     let at = crate::event::now_ms();
     match c

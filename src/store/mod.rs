@@ -395,14 +395,29 @@ pub trait Storage: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Deletes incidents resolved before `cutoff_ms` with their event
-    /// links, steps and used ack-link nonces, [`PRUNE_BATCH`] incidents per
+    /// Deletes at most `limit` incidents resolved before `cutoff_ms` with
+    /// their event links, steps and used ack-link nonces, in one
     /// transaction. Open and acknowledged incidents stay. Returns the
-    /// incidents deleted.
+    /// incidents deleted ([`prune_incidents`] repeats it).
     fn prune_incidents(
         &self,
         cutoff_ms: i64,
+        limit: usize,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// Deletes every incident resolved before `cutoff_ms` (with what hangs off
+/// it), [`PRUNE_BATCH`] incidents per transaction so other writes go in
+/// between. Returns the incidents deleted.
+pub async fn prune_incidents(store: &impl Storage, cutoff_ms: i64) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.prune_incidents(cutoff_ms, PRUNE_BATCH).await?;
+        total += n;
+        if n < PRUNE_BATCH {
+            return Ok(total);
+        }
+    }
 }
 
 /// The lease of a store without `storage.lease_ms`.
@@ -662,7 +677,7 @@ impl Storage for Store {
     async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
         each!(self, s => s.delete_escalation(name).await)
     }
-    async fn prune_incidents(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        each!(self, s => s.prune_incidents(cutoff_ms).await)
+    async fn prune_incidents(&self, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        each!(self, s => s.prune_incidents(cutoff_ms, limit).await)
     }
 }

@@ -1831,15 +1831,8 @@ impl Storage for SqliteStore {
     async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
         self.delete_escalation_impl(name).await
     }
-    async fn prune_incidents(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = self.prune_incidents_step(cutoff_ms, PRUNE_BATCH).await?;
-            total += n;
-            if n < PRUNE_BATCH {
-                return Ok(total);
-            }
-        }
+    async fn prune_incidents(&self, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        self.prune_incidents_step(cutoff_ms, limit).await
     }
 }
 

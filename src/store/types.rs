@@ -658,7 +658,10 @@ pub enum LinkAck {
     Unknown,
     /// The nonce is now used; `changed` is false when the incident was not
     /// open (acknowledged or resolved already).
-    Done { changed: bool, incident: Incident },
+    Done {
+        changed: bool,
+        incident: Box<Incident>,
+    },
 }
 
 /// One step of an incident's chain that ran, with its deliveries.

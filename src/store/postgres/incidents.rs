@@ -201,7 +201,7 @@ impl PgStore {
         }
         Ok(LinkAck::Done {
             changed: r.get(12),
-            incident: incident_row(r),
+            incident: Box::new(incident_row(r)),
         })
     }
 

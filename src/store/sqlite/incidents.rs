@@ -303,7 +303,10 @@ fn ack_by_link(
     }
     Ok(match ack(c, id, by, at)? {
         None => LinkAck::Unknown,
-        Some((changed, incident)) => LinkAck::Done { changed, incident },
+        Some((changed, incident)) => LinkAck::Done {
+            changed,
+            incident: Box::new(incident),
+        },
     })
 }
 
