@@ -69,6 +69,17 @@ fn ack_links(cfg: &Config) -> Result<(), (String, String)> {
             "0 would make every link expired; give at least 1 (seconds)".into(),
         ));
     }
+    if cfg
+        .incidents
+        .pagerduty
+        .as_ref()
+        .is_some_and(|p| p.secrets.iter().all(|k| k.expose().is_empty()))
+    {
+        return Err((
+            "incidents.pagerduty.secrets".into(),
+            "list at least one signing secret of the PagerDuty webhook subscription".into(),
+        ));
+    }
     if cfg.incidents.ack.is_some() {
         return Ok(());
     }
@@ -185,7 +196,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ack_url_without_incidents_ack_is_refused_naming_the_webhook() {
+    fn ack_url_without_incidents_ack_ttl_0_and_no_pagerduty_secret_are_refused_naming_the_field() {
         let hook = "webhooks:\n  - name: sms\n    url: https://x.example\n    body: {text: \"ack: {{ack_url}}\"}\n";
         let e = parse(hook, "r.yaml").unwrap_err().to_string();
         assert!(
@@ -207,6 +218,11 @@ mod tests {
             e.contains("incidents.ack.ttl_s") && !e.contains("k3y"),
             "{e}"
         );
+        let e = parse("incidents: {pagerduty: {secrets: []}}\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents.pagerduty.secrets"), "{e}");
+        parse("incidents: {pagerduty: {secrets: [pd-k3y]}}\n", "r.yaml").expect("one secret");
     }
 
     #[test]

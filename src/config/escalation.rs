@@ -94,7 +94,7 @@ impl EscalationSpec {
                 if !is_webhook(n) {
                     return Err((
                         format!("{f}.notify[{j}]"),
-                        format!("{n:?} names no webhook of this file"),
+                        format!("{n:?} names no webhook"),
                     ));
                 }
             }
@@ -103,7 +103,7 @@ impl EscalationSpec {
             if !is_webhook(n) {
                 return Err((
                     format!("{field}.skip.{n}"),
-                    format!("{n:?} names no webhook of this file"),
+                    format!("{n:?} names no webhook"),
                 ));
             }
         }

@@ -5,7 +5,9 @@
 //! sign-in and sessions (`session.rs`), the pages (`view.rs` and
 //! `templates/`), the embedded assets (`assets/`: one stylesheet, one
 //! script) and the security headers of every console answer. Actions
-//! (resend, replay, test, re-enable) call the same functions as the API.
+//! (resend, replay, test, re-enable, acknowledge) call the same functions
+//! as the API. The incidents pages are `incidents.rs`; the ack link's
+//! public pages `ack.rs`.
 //!
 //! **Architecture Invariant:** only `console` renders HTML. Every value on
 //! a page goes through an escaping template; no page holds inline script

@@ -1,8 +1,9 @@
 //! Incidents and escalation steps on SQLite (DESIGN §19): the schema and
 //! the SQL behind `Storage::{incident_event, due_steps, run_step,
-//! list_incidents, get_incident}`.
+//! list_incidents, get_incident, ack_incident_by_link, prune_incidents, …}`.
 //!
-//! Owns: the `incidents`, `incident_events` and `escalation_steps` tables.
+//! Owns: the `incidents`, `incident_events`, `escalation_steps`,
+//! `ack_links` (used link nonces) and `api_escalations` tables.
 //! A chain's next step is its incident row's `next_due_at`: no timer lives
 //! only in memory.
 
