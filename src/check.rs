@@ -54,6 +54,46 @@ pub fn config(cfg: &Config, path: &str) -> Result<(), ConfigError> {
     for (i, w) in cfg.webhooks.iter().enumerate() {
         beyond_config(w, &format!("webhooks[{i}]"), &ctx).map_err(|(f, m)| invalid(f, m))?;
     }
+    ack_links(cfg).map_err(|(f, m)| invalid(f, m))?;
+    Ok(())
+}
+
+/// `{{ack_url}}` needs `incidents.ack` (its base_url and secret), and a
+/// link must live at least a second.
+fn ack_links(cfg: &Config) -> Result<(), (String, String)> {
+    if let Some(ack) = &cfg.incidents.ack
+        && ack.ttl_s == 0
+    {
+        return Err((
+            "incidents.ack.ttl_s".into(),
+            "0 would make every link expired; give at least 1 (seconds)".into(),
+        ));
+    }
+    if cfg
+        .incidents
+        .pagerduty
+        .as_ref()
+        .is_some_and(|p| p.secrets.iter().all(|k| k.expose().is_empty()))
+    {
+        return Err((
+            "incidents.pagerduty.secrets".into(),
+            "list at least one signing secret of the PagerDuty webhook subscription".into(),
+        ));
+    }
+    if cfg.incidents.ack.is_some() {
+        return Ok(());
+    }
+    for (i, w) in cfg.webhooks.iter().enumerate() {
+        if crate::incident::ack::wanted(w) {
+            return Err((
+                format!("webhooks[{i}]"),
+                format!(
+                    "webhook {:?} uses {{{{ack_url}}}}, but incidents.ack (base_url, secret) is not set",
+                    w.name
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -154,6 +194,36 @@ pub fn dev_tokens(cfg: &Config) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_url_without_incidents_ack_ttl_0_and_no_pagerduty_secret_are_refused_naming_the_field() {
+        let hook = "webhooks:\n  - name: sms\n    url: https://x.example\n    body: {text: \"ack: {{ack_url}}\"}\n";
+        let e = parse(hook, "r.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("webhooks[0]") && e.contains("\"sms\"") && e.contains("incidents.ack"),
+            "{e}"
+        );
+        let with = format!(
+            "incidents: {{ack: {{base_url: 'https://relay.example', secret: k3y}}}}\n{hook}"
+        );
+        let c = parse(&with, "r.yaml").expect("ack configured");
+        assert_eq!(c.incidents.ack.map(|a| a.ttl_s), Some(86_400));
+        let e = parse(
+            "incidents: {ack: {base_url: 'https://relay.example', secret: k3y, ttl_s: 0}}\n",
+            "r.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("incidents.ack.ttl_s") && !e.contains("k3y"),
+            "{e}"
+        );
+        let e = parse("incidents: {pagerduty: {secrets: []}}\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incidents.pagerduty.secrets"), "{e}");
+        parse("incidents: {pagerduty: {secrets: [pd-k3y]}}\n", "r.yaml").expect("one secret");
+    }
 
     #[test]
     fn get_with_body_and_http_without_allow_http_are_refused() {

@@ -17,6 +17,7 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod escalation;
 pub mod matcher;
 pub mod routing;
 pub use matcher::Matcher;
@@ -85,6 +86,9 @@ pub struct Config {
     /// Which events belong to one incident (DESIGN §19).
     #[serde(default)]
     pub incidents: IncidentsConfig,
+    /// On-call escalation policies (DESIGN §19).
+    #[serde(default)]
+    pub escalations: Vec<escalation::EscalationSpec>,
 }
 
 fn default_shutdown_grace_ms() -> u64 {
@@ -548,6 +552,68 @@ pub struct IncidentsConfig {
     /// is its id; a key that renders empty also falls back to the event id.
     #[serde(default)]
     pub key: Option<IncidentKey>,
+    /// An event this matcher selects resolves its open incident (and stops
+    /// its escalation chain).
+    #[serde(default)]
+    pub resolved_when: Option<Matcher>,
+    /// Signed, single-use, expiring acknowledgement links (`{{ack_url}}`).
+    #[serde(default)]
+    pub ack: Option<AckLinkConfig>,
+    /// Inbound acknowledgements from PagerDuty's v3 webhooks
+    /// (`POST /api/v1/incidents/pagerduty`).
+    #[serde(default)]
+    pub pagerduty: Option<PagerDutyInbound>,
+}
+
+/// `incidents.ack`: how `{{ack_url}}` links are made and checked.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckLinkConfig {
+    /// The relay's address as its users reach it (`https://relay.example.com`);
+    /// a link is `{base_url}/ui/ack/{token}`.
+    pub base_url: AckBaseUrl,
+    /// The key links are signed with (HMAC-SHA256); `${ENV}` allowed.
+    pub secret: Secret,
+    /// How long a link is honoured after it was made (default one day).
+    #[serde(default = "default_ack_ttl_s")]
+    pub ttl_s: u64,
+}
+
+/// `incidents.ack.base_url`: an absolute http(s) URL with a host and no
+/// query or fragment; kept without a trailing `/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AckBaseUrl(pub String);
+
+impl<'de> Deserialize<'de> for AckBaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = EnvString::deserialize(d)?.0;
+        let bad = || {
+            serde::de::Error::custom(format!(
+                "incidents.ack.base_url {raw:?} is not an absolute http(s) URL without query (e.g. https://relay.example.com)"
+            ))
+        };
+        let uri: http::Uri = raw.parse().map_err(|_| bad())?;
+        if !matches!(uri.scheme_str(), Some("http" | "https"))
+            || uri.host().is_none_or(str::is_empty)
+            || uri.query().is_some()
+            || raw.contains('#')
+        {
+            return Err(bad());
+        }
+        Ok(AckBaseUrl(raw.trim_end_matches('/').to_owned()))
+    }
+}
+
+fn default_ack_ttl_s() -> u64 {
+    86_400
+}
+
+/// `incidents.pagerduty`: the signing secrets of the PagerDuty v3 webhook
+/// subscriptions that may acknowledge incidents (several while rotating).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyInbound {
+    pub secrets: Vec<Secret>,
 }
 
 /// An incident key template: not empty.
@@ -1529,6 +1595,12 @@ impl Config {
                 format!("{name:?} names no webhook of this file"),
             ));
         }
+        let is_webhook = |n: &str| {
+            self.webhooks
+                .iter()
+                .any(|w| w.name == n || w.id.as_deref() == Some(n) || slug(&w.name) == n)
+        };
+        escalation::validate_all(&self.escalations, &is_webhook).map_err(|(f, m)| invalid(f, m))?;
         if let Some(d) = &self.routing.dedup
             && d.key.trim().is_empty()
         {

@@ -56,19 +56,8 @@ impl Digester {
     }
 
     async fn run(self) {
-        loop {
-            let wait = match self.close_due().await {
-                Ok(next) => next
-                    .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
-                    .map_or(IDLE_LOOK, |d| d.min(IDLE_LOOK)),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot close digest windows; trying again shortly");
-                    IDLE_LOOK
-                }
-            };
-            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
-            tokio::time::sleep(MIN_GAP).await;
-        }
+        let wake = self.wake.clone();
+        timer_loop(&wake, "cannot close digest windows", || self.close_due()).await
     }
 
     /// Closes every due window; answers the earliest end of the others.
@@ -149,5 +138,30 @@ impl Digester {
                 .offer_reserved(&Arc::new(new.event), reserved);
         }
         Ok(())
+    }
+}
+
+/// The loop of a task whose timers are store rows (this one, and
+/// `escalator::Escalator`): `look` does what is due and answers the next
+/// due time; the task sleeps until then, at most [`IDLE_LOOK`], or until
+/// `wake`, and at least [`MIN_GAP`] between looks. A store error is logged
+/// (`what`) and the look tried again after [`IDLE_LOOK`].
+pub async fn timer_loop<F, Fut>(wake: &Notify, what: &str, mut look: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<i64>, StoreError>>,
+{
+    loop {
+        let wait = match look().await {
+            Ok(next) => next
+                .map(|at| Duration::from_millis((at - now_ms()).max(0) as u64))
+                .map_or(IDLE_LOOK, |d| d.min(IDLE_LOOK)),
+            Err(e) => {
+                tracing::error!(error = %e, "{what}; trying again shortly");
+                IDLE_LOOK
+            }
+        };
+        let _ = tokio::time::timeout(wait, wake.notified()).await;
+        tokio::time::sleep(MIN_GAP).await;
     }
 }

@@ -155,6 +155,13 @@ pub struct Dispatcher {
     inner: Arc<Inner>,
 }
 
+/// Escalation policies by source (see [`Dispatcher::set_api_escalations`]).
+#[derive(Default)]
+struct EscalationParts {
+    file: Vec<crate::config::escalation::EscalationSpec>,
+    api: Vec<crate::config::escalation::EscalationSpec>,
+}
+
 struct Inner {
     store: Store,
     registry: Arc<Registry>,
@@ -163,6 +170,12 @@ struct Inner {
     config: ArcSwap<DeliveryConfig>,
     /// `incidents:` of relay.yaml: how an event's incident key is made.
     incidents: ArcSwap<IncidentsConfig>,
+    /// `escalations:` of relay.yaml (DESIGN §19) and the wake-up of the
+    /// task that runs them (`escalator::Escalator`).
+    escalations: ArcSwap<Vec<crate::config::escalation::EscalationSpec>>,
+    /// The two sources of `escalations`: relay.yaml's, then the API's.
+    escalation_parts: Mutex<EscalationParts>,
+    escalation_wake: Arc<Notify>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Arc<Notify>,
     /// Wakes the digest task (see [`Dispatcher::poke_digests`]).
@@ -206,6 +219,9 @@ impl Dispatcher {
                 plugins,
                 config: ArcSwap::from_pointee(config),
                 incidents: ArcSwap::from_pointee(IncidentsConfig::default()),
+                escalations: ArcSwap::from_pointee(Vec::new()),
+                escalation_parts: Mutex::default(),
+                escalation_wake: Arc::new(Notify::new()),
                 lanes: Mutex::new(HashMap::new()),
                 wake,
                 digest_wake: Arc::new(Notify::new()),
@@ -233,6 +249,70 @@ impl Dispatcher {
     /// Sets how incident keys are made (at start and on a reload).
     pub fn set_incidents(&self, incidents: IncidentsConfig) {
         self.inner.incidents.store(Arc::new(incidents));
+    }
+
+    /// Sets relay.yaml's escalation policies (at start and on a reload).
+    pub fn set_escalations(&self, policies: Vec<crate::config::escalation::EscalationSpec>) {
+        self.set_escalation_part(|p| p.file = policies);
+    }
+
+    /// Sets the escalation policies created through the API (at start and
+    /// after each change); they follow relay.yaml's (the first policy that
+    /// matches an incident wins).
+    pub fn set_api_escalations(&self, policies: Vec<crate::config::escalation::EscalationSpec>) {
+        self.set_escalation_part(|p| p.api = policies);
+    }
+
+    fn set_escalation_part(&self, change: impl FnOnce(&mut EscalationParts)) {
+        let mut parts = self
+            .inner
+            .escalation_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        change(&mut parts);
+        let all: Vec<_> = parts.file.iter().chain(&parts.api).cloned().collect();
+        self.inner.escalations.store(Arc::new(all));
+        drop(parts);
+        self.inner.escalation_wake.notify_one();
+    }
+
+    /// relay.yaml's escalation policies and the API's, apart.
+    pub fn escalation_parts(
+        &self,
+    ) -> (
+        Vec<crate::config::escalation::EscalationSpec>,
+        Vec<crate::config::escalation::EscalationSpec>,
+    ) {
+        let parts = self
+            .inner
+            .escalation_parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (parts.file.clone(), parts.api.clone())
+    }
+
+    /// The current `incidents:` and `escalations:` of relay.yaml.
+    pub fn incident_settings(
+        &self,
+    ) -> (
+        Arc<IncidentsConfig>,
+        Arc<Vec<crate::config::escalation::EscalationSpec>>,
+    ) {
+        (
+            self.inner.incidents.load_full(),
+            self.inner.escalations.load_full(),
+        )
+    }
+
+    /// Asks the escalation task to look at the store now (an incident
+    /// opened, or the policies changed).
+    pub fn poke_escalations(&self) {
+        self.inner.escalation_wake.notify_one();
+    }
+
+    /// What [`Dispatcher::poke_escalations`] notifies.
+    pub fn escalation_wake(&self) -> Arc<Notify> {
+        self.inner.escalation_wake.clone()
     }
 
     /// Offers a fresh delivery; if its lane is full the poller finds it later.
@@ -866,6 +946,38 @@ impl Inner {
         }
     }
 
+    /// `event` with `data.ack_url` (a fresh signed acknowledgement link,
+    /// DESIGN §19) when `incidents.ack` is set, `w` asks for it and the
+    /// event belongs to an incident (an escalation step's event, or an
+    /// event recorded in one); `None` otherwise. Templates read it as
+    /// `{{ack_url}}`, plugins as the event's `data.ack_url`. The link is
+    /// made for this attempt only: it is never stored.
+    async fn with_ack_url(&self, w: &Webhook, event: &Event) -> Option<Event> {
+        let incidents = self.incidents.load();
+        let ack = incidents.ack.as_ref()?;
+        if !event.data.is_object() || !crate::incident::ack::wanted(&w.spec) {
+            return None;
+        }
+        let id = match crate::incident::ack::step_incident(&event.data) {
+            Some(id) => id.to_owned(),
+            None => match self.store.incident_of_event(&event.id).await {
+                Ok(id) => id?,
+                Err(e) => {
+                    tracing::warn!(event = %event.id, error = %e, "cannot find the event's incident; no ack_url");
+                    return None;
+                }
+            },
+        };
+        let mut linked = event.clone();
+        if let Some(data) = linked.data.as_object_mut() {
+            data.insert(
+                "ack_url".into(),
+                crate::incident::ack::url(ack, &id, now_ms() / 1000).into(),
+            );
+        }
+        Some(linked)
+    }
+
     async fn execute(
         &self,
         w: &Arc<Webhook>,
@@ -874,9 +986,10 @@ impl Inner {
         warnings: &mut Vec<String>,
     ) -> Result<InResponse, DeliveryError> {
         let none = Incident::default();
+        let linked = self.with_ack_url(w, &job.event).await;
         let prepared = prepare_in(
             w,
-            &job.event,
+            linked.as_ref().unwrap_or(&job.event),
             &job.delivery_id,
             &self.plugins,
             incident.as_deref().map_or(&none, |i| &i.incident),

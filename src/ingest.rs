@@ -276,6 +276,7 @@ pub async fn accept(
     // The events go to the store and come back with the results, so they
     // move on to dispatch without a copy.
     let (results, planned) = store.accept(planned).await?;
+    incidents(store, dispatcher, &planned, now).await?;
     let events = planned.into_iter().map(|e| e.event);
     crate::metrics::events_accepted(results.iter().filter(|a| !a.duplicate).count() as u64);
     crate::metrics::deliveries_skipped(
@@ -302,6 +303,40 @@ pub async fn accept(
         });
     }
     Ok(views)
+}
+
+/// Records the accepted events' parts in their incidents (DESIGN §19),
+/// after the events and before the 202: a crash in between leaves the
+/// producer without an answer, and its retry (idempotent on the event id)
+/// records the part then.
+async fn incidents(
+    store: &Store,
+    dispatcher: &Dispatcher,
+    accepted: &[store::NewEvent],
+    now: i64,
+) -> Result<(), StoreError> {
+    let (config, policies) = dispatcher.incident_settings();
+    let mut opened = false;
+    for e in accepted {
+        let mut warnings = Vec::new();
+        let Some(part) = crate::incident::plan(&config, &policies, &e.event, now, &mut warnings)
+        else {
+            continue;
+        };
+        let change = store.incident_event(part).await?;
+        if let store::IncidentChange::Opened(id) = &change {
+            crate::metrics::incident_opened();
+            tracing::debug!(incident = %id, event = %e.event.id, "incident opened");
+        }
+        if let store::IncidentChange::Resolved(_) = &change {
+            crate::metrics::incident_resolved();
+        }
+        opened |= matches!(change, store::IncidentChange::Opened(_));
+    }
+    if opened {
+        dispatcher.poke_escalations();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

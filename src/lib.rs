@@ -9,6 +9,7 @@ pub mod console;
 pub mod deliver;
 pub mod digester;
 pub mod dispatch;
+pub mod escalator;
 pub mod event;
 pub mod format;
 pub mod history;

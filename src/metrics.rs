@@ -457,7 +457,67 @@ pub fn render(queue: &[QueueDepth], breakers: &[BreakerState]) -> String {
         &[],
         u64::from(m.last_reload_ok.load(Ordering::Relaxed)),
     );
+    render_incidents(o);
     out
+}
+
+/// Incidents and escalation (DESIGN §19): the open count is the store's,
+/// refreshed by the escalation task at every look (at most 1 s old).
+static INCIDENTS_OPEN: AtomicU64 = AtomicU64::new(0);
+static INCIDENTS_OPENED: AtomicU64 = AtomicU64::new(0);
+static INCIDENTS_RESOLVED: AtomicU64 = AtomicU64::new(0);
+static ESCALATION_STEPS: AtomicU64 = AtomicU64::new(0);
+
+/// The store counted `n` incidents not resolved.
+pub fn set_incidents_open(n: u64) {
+    INCIDENTS_OPEN.store(n, Ordering::Relaxed);
+}
+
+/// Ingest opened an incident.
+pub fn incident_opened() {
+    INCIDENTS_OPENED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Ingest resolved an incident.
+pub fn incident_resolved() {
+    INCIDENTS_RESOLVED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The escalation task stored one step of a chain.
+pub fn escalation_step() {
+    ESCALATION_STEPS.fetch_add(1, Ordering::Relaxed);
+}
+
+fn render_incidents(o: &mut String) {
+    for (name, kind, help, value) in [
+        (
+            "relay_incidents_open",
+            "gauge",
+            "Incidents not resolved (open or acknowledged), as the store counts them.",
+            &INCIDENTS_OPEN,
+        ),
+        (
+            "relay_incidents_opened_total",
+            "counter",
+            "Incidents this process opened.",
+            &INCIDENTS_OPENED,
+        ),
+        (
+            "relay_incidents_resolved_total",
+            "counter",
+            "Incidents this process resolved (a resolving event).",
+            &INCIDENTS_RESOLVED,
+        ),
+        (
+            "relay_escalation_steps_total",
+            "counter",
+            "Escalation steps this process ran (each stored with its deliveries).",
+            &ESCALATION_STEPS,
+        ),
+    ] {
+        family(o, name, kind, help);
+        sample(o, name, &[], load(value));
+    }
 }
 
 fn load(a: &AtomicU64) -> u64 {

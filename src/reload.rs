@@ -387,6 +387,7 @@ impl Reloader {
         );
         s.dispatcher.reconfigure(new.delivery.clone());
         s.dispatcher.set_incidents(new.incidents.clone());
+        s.dispatcher.set_escalations(new.escalations.clone());
         let new = Arc::new(new);
         s.live.store(Arc::new(Live::from_config(&new)));
         s.config.store(new.clone());

@@ -82,6 +82,11 @@ fn spawn_retention(store: Store, retention_days: u32) {
                 Ok(n) => tracing::info!(rows = n, retention_days, "pruned old history"),
                 Err(e) => tracing::error!(error = %e, "pruning old history failed"),
             }
+            match store::prune_incidents(&store, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(incidents = n, retention_days, "pruned resolved incidents"),
+                Err(e) => tracing::error!(error = %e, "pruning resolved incidents failed"),
+            }
         }
     });
 }
@@ -128,8 +133,11 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         cfg.delivery.clone(),
     );
     dispatcher.set_incidents(cfg.incidents.clone());
+    dispatcher.set_escalations(cfg.escalations.clone());
+    crate::api::escalations::load(&store, &dispatcher).await?;
     dispatcher.start();
     crate::digester::Digester::new(store.clone(), registry.clone(), dispatcher.clone()).start();
+    crate::escalator::Escalator::new(store.clone(), registry.clone(), dispatcher.clone()).start();
     spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(
         store,

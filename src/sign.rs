@@ -32,6 +32,26 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// HMAC-SHA256 of the concatenated `parts` under `key` (the signatures
+/// relay makes: deliveries, ack links).
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    hmac(key, parts)
+}
+
+/// Whether `tag` is the HMAC-SHA256 of `parts` under `key`, compared in
+/// constant time (the signatures relay checks: ack links, inbound
+/// PagerDuty webhooks).
+pub fn hmac_sha256_ok(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> bool {
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any size"),
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.verify_slice(tag).is_ok()
+}
+
 /// The headers that sign one request.
 ///
 /// `msg_id` is stable across retries of one delivery; `timestamp` is the

@@ -270,7 +270,7 @@ async fn the_openapi_document_passes_openapi_spec_validator_and_every_route_answ
 {
     let rx = Receiver::start().await;
     let extra = format!(
-        "event_types:\n  finding_added: A new finding\nsources:\n  - {{ name: falco, kind: falco, type: finding_added }}\nwebhooks:\n{}",
+        "event_types:\n  finding_added: A new finding\nsources:\n  - {{ name: falco, kind: falco, type: finding_added }}\nincidents: {{ pagerduty: {{ secrets: [doc-pd-secret] }} }}\nwebhooks:\n{}",
         webhook_yaml("Doc Hook", &rx.url("/doc"))
     );
     let relay = Relay::start(&extra).await;
@@ -404,6 +404,46 @@ async fn the_openapi_document_passes_openapi_spec_validator_and_every_route_answ
     assert_eq!(s, 200);
     let (s, _) = hit!("GET", "/api/v1/events?decision=bogus", Some(VIEWER), None);
     assert_eq!(s, 400);
+    let (s, _) = hit!("GET", "/api/v1/incidents?state=open", Some(VIEWER), None);
+    assert_eq!(s, 200);
+    let (s, _) = hit!("GET", "/api/v1/incidents?state=bogus", Some(VIEWER), None);
+    assert_eq!(s, 400);
+    let (s, _) = hit!("GET", "/api/v1/incidents/nope", Some(VIEWER), None);
+    assert_eq!(s, 404);
+    let (s, _) = hit!("POST", "/api/v1/incidents/nope/ack", Some(ADMIN), None);
+    assert_eq!(s, 404);
+    let unsigned = json!({"event": {"event_type": "incident.acknowledged"}});
+    let (s, _) = hit!("POST", "/api/v1/incidents/pagerduty", None, Some(&unsigned));
+    assert_eq!(s, 401);
+    let policy = json!({"name": "doc-policy", "match": {"severity": "high"},
+        "steps": [{"notify": ["doc-hook"], "wait_s": 60}], "repeat": 1});
+    let (s, b) = hit!("POST", "/api/v1/escalations", Some(ADMIN), Some(&policy));
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = hit!("POST", "/api/v1/escalations", Some(ADMIN), Some(&policy));
+    assert_eq!(s, 409);
+    let (s, _) = hit!(
+        "POST",
+        "/api/v1/escalations",
+        Some(ADMIN),
+        Some(&json!({"name": "bad", "steps": []}))
+    );
+    assert_eq!(s, 422);
+    let (s, b) = hit!("GET", "/api/v1/escalations", Some(VIEWER), None);
+    assert_eq!(s, 200, "{b}");
+    let (s, _) = hit!(
+        "DELETE",
+        "/api/v1/escalations/doc-policy",
+        Some(ADMIN),
+        None
+    );
+    assert_eq!(s, 204);
+    let (s, _) = hit!(
+        "DELETE",
+        "/api/v1/escalations/doc-policy",
+        Some(ADMIN),
+        None
+    );
+    assert_eq!(s, 404);
     let (s, all) = hit!("POST", "/api/v1/test", Some(ADMIN), None);
     assert_eq!(s, 200, "{all}");
     let (s, _) = hit!("POST", "/api/v1/test", Some(VIEWER), None);
@@ -1415,7 +1455,11 @@ async fn every_route_answers_401_or_403_by_role_and_no_secret_reaches_a_viewer_o
             };
             let what = format!("{} {} as {who}", r.method, r.path);
             // `/metrics` is public too while no token has the metrics role.
-            if matches!(r.access, Access::Public | Access::Metrics) {
+            if r.path == "/api/v1/incidents/pagerduty" {
+                // Its authority is PagerDuty's signature of the body, not a
+                // token: unsigned, it is refused whoever calls.
+                assert!(matches!(s, 401 | 404), "{what}: answered {s}: {b}");
+            } else if matches!(r.access, Access::Public | Access::Metrics) {
                 assert!(s < 400, "{what}: a public route answered {s}: {b}");
             } else {
                 match role {

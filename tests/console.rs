@@ -517,12 +517,13 @@ async fn a_viewer_session_is_refused_on_every_admin_post_and_tokens_without_a_re
             .path
             .replace("/webhooks/{id}", &format!("/webhooks/{id}"))
             .replace("/deliveries/{id}", &format!("/deliveries/{delivery}"))
-            .replace("/events/{id}", "/events/ev-role-1");
+            .replace("/events/{id}", "/events/ev-role-1")
+            .replace("/incidents/{id}", "/incidents/no-such-incident");
         let (status, body) = post_form(&relay, &path, &cookie, &format!("csrf={token}")).await;
         assert_eq!(status, 403, "{path}: {body}");
         assert!(body.contains("needs the admin role"), "{body}");
     }
-    assert_eq!(admin_routes, 5);
+    assert_eq!(admin_routes, 6);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.received().len(), 1, "only the first delivery was sent");
     // An ingest token opens no session.
@@ -714,4 +715,116 @@ async fn the_events_pages_show_each_routing_decision_with_its_rule_and_filter_by
     )
     .await;
     assert!(page.contains("data-action=\"replay\""), "{page}");
+}
+
+/// GETs a console page with a session cookie: status and body.
+async fn page(relay: &Relay, path: &str, cookie: &str) -> (u16, String) {
+    let (status, _, body) = raw_request("GET", &relay.url(path), &[("cookie", cookie)], None).await;
+    (status, body)
+}
+
+/// The console's incidents pages (DESIGN §21): both roles see the list and
+/// an incident with its steps; only an admin sees "Acknowledge", and its
+/// POST acknowledges only with the session's CSRF token (who: `console`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_incidents_pages_list_incidents_and_only_an_admin_acknowledges_with_the_csrf_token() {
+    let rx = Receiver::start().await;
+    let relay = Relay::start(&format!(
+        "incidents:\n  key: \"{{{{incident_id}}}}\"\nescalations:\n  - name: on-call\n    steps:\n      - {{ notify: [pager], wait_s: 60 }}\n      - {{ notify: [pager] }}\nwebhooks:\n  - name: pager\n    url: {}\n",
+        rx.url("/p")
+    ))
+    .await;
+    let (s, b) = relay
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &json!({"type": "t", "id": "ev-inc-1", "data": {"incident_id": "INC-<b>C</b>"}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    // The event itself and step 1 of the chain.
+    rx.wait_for(2, Duration::from_secs(10)).await;
+    let (_, listed) = relay
+        .get("/api/v1/incidents", Some(VIEWER))
+        .await
+        .expect("list");
+    let id = listed["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!id.is_empty(), "{listed}");
+    let detail_path = format!("/ui/incidents/{id}");
+
+    let viewer = session(&relay, VIEWER).await;
+    let (s, body) = page(&relay, "/ui/incidents", &viewer).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains(&format!("href=\"{detail_path}\"")), "{body}");
+    assert!(
+        body.contains("INC-&#60;b&#62;C&#60;/b&#62;"),
+        "the key is escaped text: {body}"
+    );
+    assert!(!body.contains("<b>C</b>"), "{body}");
+    assert!(
+        body.contains("href=\"/ui/incidents\" aria-current=\"page\""),
+        "{body}"
+    );
+    let (s, body) = page(&relay, "/ui/incidents?state=resolved", &viewer).await;
+    assert_eq!(s, 200);
+    assert!(
+        !body.contains(&detail_path),
+        "the filter keeps the open incident out"
+    );
+    let (s, body) = page(&relay, &detail_path, &viewer).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("id=\"incident-state\">open<"), "{body}");
+    assert!(body.contains("ev-inc-1"), "{body}");
+    assert_eq!(
+        body.matches("<td>step</td>").count(),
+        1,
+        "one step ran: {body}"
+    );
+    assert!(
+        !body.contains("data-action=\"ack\""),
+        "a viewer sees no Acknowledge"
+    );
+
+    let admin = session(&relay, ADMIN).await;
+    let token = csrf(&relay, &admin).await;
+    let (s, body) = page(&relay, &detail_path, &admin).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("data-action=\"ack\""), "{body}");
+    let ack = format!("{detail_path}/ack");
+    let (s, body) = post_form(&relay, &ack, &admin, "csrf=wrong").await;
+    assert_eq!(s, 403, "{body}");
+    let (_, i) = relay
+        .get(&format!("/api/v1/incidents/{id}"), Some(VIEWER))
+        .await
+        .expect("get");
+    assert_eq!(i["state"], "open");
+    let (s, location) = post_form(&relay, &ack, &admin, &format!("csrf={token}")).await;
+    assert_eq!(s, 303, "{location}");
+    assert!(
+        location.starts_with(&format!("{detail_path}?notice=acked")),
+        "{location}"
+    );
+    let (_, i) = relay
+        .get(&format!("/api/v1/incidents/{id}"), Some(VIEWER))
+        .await
+        .expect("get");
+    assert_eq!(i["state"], "acknowledged");
+    assert_eq!(i["acknowledged_by"], "console");
+    let (_, body) = page(&relay, &format!("{detail_path}?notice=acked"), &admin).await;
+    assert!(
+        body.contains("Incident acknowledged: its escalation stopped."),
+        "{body}"
+    );
+    assert!(body.contains("id=\"acked\">console, "), "{body}");
+    assert!(
+        !body.contains("data-action=\"ack\""),
+        "nothing left to acknowledge"
+    );
+    // Acknowledged twice: a clear refusal, not a second change.
+    let (s, body) = post_form(&relay, &ack, &admin, &format!("csrf={token}")).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("not open"), "{body}");
 }

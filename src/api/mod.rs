@@ -29,8 +29,11 @@ use crate::history;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
+pub(crate) mod escalations;
 pub(crate) mod events;
+mod incidents;
 mod webhooks;
+pub(crate) use incidents::acknowledge;
 pub(crate) use webhooks::set_active;
 pub use webhooks::{looks_like_credential, looks_secret, webhook_view};
 
@@ -289,6 +292,13 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/test", Access::Admin),
     route("GET", "/api/v1/events", Access::Read),
     route("GET", "/api/v1/events/{id}", Access::Read),
+    route("GET", "/api/v1/incidents", Access::Read),
+    route("GET", "/api/v1/incidents/{id}", Access::Read),
+    route("POST", "/api/v1/incidents/{id}/ack", Access::Admin),
+    route("POST", "/api/v1/incidents/pagerduty", Access::Public),
+    route("GET", "/api/v1/escalations", Access::Read),
+    route("POST", "/api/v1/escalations", Access::Admin),
+    route("DELETE", "/api/v1/escalations/{name}", Access::Admin),
 ];
 
 /// Every route of the API (see [`ROUTES`]).
@@ -318,6 +328,13 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Shared>> {
         ("POST", "/api/v1/test") => post(test_all),
         ("GET", "/api/v1/events") => get(events::list),
         ("GET", "/api/v1/events/{id}") => get(events::explain),
+        ("GET", "/api/v1/incidents") => get(incidents::list),
+        ("GET", "/api/v1/incidents/{id}") => get(incidents::get_one),
+        ("POST", "/api/v1/incidents/{id}/ack") => post(incidents::ack),
+        ("POST", "/api/v1/incidents/pagerduty") => post(incidents::pagerduty),
+        ("GET", "/api/v1/escalations") => get(escalations::list),
+        ("POST", "/api/v1/escalations") => post(escalations::create),
+        ("DELETE", "/api/v1/escalations/{name}") => delete(escalations::delete),
         _ => return None,
     })
 }

@@ -295,7 +295,7 @@ pub async fn get_one(
     Ok(axum::Json(webhook_view(&w, role)).into_response())
 }
 
-fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
+pub(super) fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

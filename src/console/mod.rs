@@ -5,7 +5,9 @@
 //! sign-in and sessions (`session.rs`), the pages (`view.rs` and
 //! `templates/`), the embedded assets (`assets/`: one stylesheet, one
 //! script) and the security headers of every console answer. Actions
-//! (resend, replay, test, re-enable) call the same functions as the API.
+//! (resend, replay, test, re-enable, acknowledge) call the same functions
+//! as the API. The incidents pages are `incidents.rs`; the ack link's
+//! public pages `ack.rs`.
 //!
 //! **Architecture Invariant:** only `console` renders HTML. Every value on
 //! a page goes through an escaping template; no page holds inline script
@@ -14,6 +16,8 @@
 //! redaction); the token is never kept, only its digest in the session.
 //! `api` knows nothing of `console`.
 
+mod ack;
+mod incidents;
 mod session;
 mod view;
 
@@ -84,6 +88,11 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/ui/webhooks/{id}/enable", Access::Admin),
     route("POST", "/ui/deliveries/{id}/resend", Access::Admin),
     route("POST", "/ui/events/{id}/replay", Access::Admin),
+    route("GET", "/ui/incidents", Access::Read),
+    route("GET", "/ui/incidents/{id}", Access::Read),
+    route("POST", "/ui/incidents/{id}/ack", Access::Admin),
+    route("GET", "/ui/ack/{token}", Access::Public),
+    route("POST", "/ui/ack/{token}", Access::Public),
 ];
 
 /// The navigation bar: (key, label, link). A new page (events, incidents)
@@ -91,6 +100,7 @@ pub const ROUTES: &[Route] = &[
 const NAV: &[(&str, &str, &str)] = &[
     ("webhooks", "Webhooks", "/ui/webhooks"),
     ("events", "Events", "/ui/events"),
+    ("incidents", "Incidents", "/ui/incidents"),
     ("plugins", "Plugins", "/ui/plugins"),
 ];
 
@@ -130,6 +140,11 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Console>> {
         ("POST", "/ui/webhooks/{id}/enable") => post(enable),
         ("POST", "/ui/deliveries/{id}/resend") => post(resend),
         ("POST", "/ui/events/{id}/replay") => post(replay),
+        ("GET", "/ui/incidents") => get(incidents::list),
+        ("GET", "/ui/incidents/{id}") => get(incidents::detail),
+        ("POST", "/ui/incidents/{id}/ack") => post(incidents::ack),
+        ("GET", "/ui/ack/{token}") => get(ack::confirm),
+        ("POST", "/ui/ack/{token}") => post(ack::acknowledge),
         _ => return None,
     })
 }
@@ -331,6 +346,7 @@ fn notice_text(code: &str) -> &'static str {
         "tested-all" => "Test events sent to every active webhook.",
         "enabled" => "Webhook re-enabled: what waited is being sent, oldest first.",
         "replayed" => "Event replayed to every webhook that wants it.",
+        "acked" => "Incident acknowledged: its escalation stopped.",
         _ => "",
     }
 }
@@ -938,7 +954,13 @@ mod tests {
                 r.path
             );
             assert!(r.path == "/ui" || r.path.starts_with("/ui/"), "{}", r.path);
-            if r.method == "POST" && r.path != "/ui/login" && r.path != "/ui/logout" {
+            // The ack link's POST is the exception: its signed, single-use
+            // token is its authority (console::ack).
+            if r.method == "POST"
+                && r.path != "/ui/login"
+                && r.path != "/ui/logout"
+                && !r.path.starts_with("/ui/ack/")
+            {
                 assert_eq!(r.access, Access::Admin, "{} changes something", r.path);
             }
         }

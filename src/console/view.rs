@@ -44,6 +44,91 @@ pub struct Message {
     pub back: String,
 }
 
+/// One incident as the console lists it.
+pub struct IncidentRow {
+    pub id: String,
+    pub path_id: String,
+    pub key: String,
+    pub state: String,
+    pub policy: String,
+    pub opened_at: String,
+    pub events: u32,
+    pub steps_run: u32,
+    pub next_step_at: String,
+    pub acked: String,
+}
+
+impl IncidentRow {
+    pub fn of(i: &crate::store::Incident) -> IncidentRow {
+        let at = crate::event::rfc3339_ms;
+        IncidentRow {
+            id: i.id.clone(),
+            path_id: path_segment(&i.id),
+            key: i.key.clone(),
+            state: i.state.clone(),
+            policy: i.policy.clone().unwrap_or_default(),
+            opened_at: at(i.opened_at_ms),
+            events: i.events,
+            steps_run: i.next_step,
+            next_step_at: i
+                .next_due_ms
+                .filter(|_| i.state == "open")
+                .map(at)
+                .unwrap_or_default(),
+            acked: match (&i.acked_by, i.acked_at_ms) {
+                (Some(by), Some(ms)) => format!("{by}, {}", at(ms)),
+                (Some(by), None) => by.clone(),
+                _ => String::new(),
+            },
+        }
+    }
+}
+
+/// One escalation step that ran, with its deliveries.
+pub struct StepRow {
+    pub kind: String,
+    pub step: u32,
+    pub round: u32,
+    pub ran_at: String,
+    pub skipped: String,
+    pub deliveries: String,
+    pub event_path: String,
+}
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+pub struct Incidents {
+    pub chrome: Chrome,
+    pub state_options: Vec<Choice>,
+    pub rows: Vec<IncidentRow>,
+}
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+pub struct IncidentPage {
+    pub chrome: Chrome,
+    pub incident: IncidentRow,
+    pub can_ack: bool,
+    pub event_ids: Vec<(String, String)>,
+    pub steps: Vec<StepRow>,
+}
+
+/// The acknowledgement link's page (`console::ack`): no chrome, no
+/// session.
+#[derive(Template, Default)]
+#[template(path = "ack.html")]
+pub struct AckPage {
+    pub title: String,
+    pub message: String,
+    pub error: bool,
+    pub incident: String,
+    pub key: String,
+    pub state: String,
+    /// Show the form that acknowledges (`POST` to `action`).
+    pub confirm: bool,
+    pub action: String,
+}
+
 /// A webhook as the console shows it (viewer redaction).
 pub struct WebhookRow {
     pub id: String,

@@ -6,8 +6,52 @@
 //! **Architecture Invariant:** no I/O here; the store keeps per-key state
 //! (`store::load_destination_state`), dispatch reads and writes it.
 
+pub mod ack;
+pub mod escalation;
+pub mod pagerduty;
+
 use crate::config::IncidentsConfig;
+use crate::config::escalation::EscalationSpec;
 use crate::event::Event;
+use crate::store::{IncidentEvent, IncidentOpen};
+
+/// What `event` does to its incident, for `Storage::incident_event`:
+/// `None` when no escalation policy is configured (incidents are tracked
+/// for escalation; `incidents.key` alone only keys a stateful destination's
+/// state). An event opens an incident when a policy selects it (its chain's
+/// first step due at once), joins the open incident of its key otherwise,
+/// and resolves it when `incidents.resolved_when` selects it.
+pub fn plan(
+    config: &IncidentsConfig,
+    policies: &[EscalationSpec],
+    event: &Event,
+    now_ms: i64,
+    warnings: &mut Vec<String>,
+) -> Option<IncidentEvent> {
+    if policies.is_empty() {
+        return None;
+    }
+    let open = escalation::policy_for(policies, event).map(|p| IncidentOpen {
+        id: crate::event::new_id(),
+        policy: Some(p.name.clone()),
+        first_due_ms: Some(now_ms),
+    });
+    Some(IncidentEvent {
+        key: key(config, event, warnings),
+        event_id: event.id.clone(),
+        at_ms: now_ms,
+        open,
+        resolves: resolves(config, event),
+    })
+}
+
+/// Whether `event` resolves its incident (`incidents.resolved_when`).
+pub fn resolves(config: &IncidentsConfig, event: &Event) -> bool {
+    config
+        .resolved_when
+        .as_ref()
+        .is_some_and(|m| crate::route::matcher::matches(m, event))
+}
 
 /// The longest incident key kept; longer renderings are cut (at a char
 /// boundary) so one event cannot grow the state table's index without bound.
@@ -63,6 +107,7 @@ mod tests {
     fn config(key: &str) -> IncidentsConfig {
         IncidentsConfig {
             key: Some(IncidentKey(key.into())),
+            ..Default::default()
         }
     }
 

@@ -300,6 +300,124 @@ pub trait Storage: Send + Sync {
     /// transaction: steps of at most [`PRUNE_BATCH`] rows, each its own
     /// transaction, so other writes go in between. Returns rows deleted.
     fn prune(&self, cutoff_ms: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    // -- incidents and escalation (DESIGN §19) --------------------------------
+
+    /// Records an event's part in its incident, in one transaction: joins
+    /// the key's open (or acknowledged) incident, opens one (`open`, when
+    /// the event does not resolve), or resolves it (its chain stops; when
+    /// steps ran, its resolved notice is due at once).
+    /// Idempotent on the event id (a retried ingest changes nothing).
+    fn incident_event(
+        &self,
+        change: IncidentEvent,
+    ) -> impl Future<Output = Result<IncidentChange, StoreError>> + Send;
+
+    /// Incidents whose next step is due at `now_ms` (open ones, and
+    /// resolved ones whose resolved notice is due), with their latest
+    /// event, and the earliest due time of the others. A read.
+    fn due_steps(&self, now_ms: i64) -> impl Future<Output = Result<DueSteps, StoreError>> + Send;
+
+    /// Stores one step (its event and deliveries, the step's record and the
+    /// chain's next due time) in ONE transaction, only while the incident
+    /// is due at position `seq` (open, or resolved with its notice due); `None` (nothing written) otherwise, so
+    /// a step runs once however often it is tried. The event comes back for
+    /// dispatch.
+    fn run_step(
+        &self,
+        step: StepRun,
+    ) -> impl Future<Output = Result<(Option<Accepted>, NewEvent), StoreError>> + Send;
+
+    /// Incidents, newest first, optionally of one state. A read.
+    fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Incident>, StoreError>> + Send;
+
+    /// Acknowledges an open incident (its chain stops: no later step is
+    /// stored), recording who and when, in one transaction; `None` when no
+    /// incident has the id, the incident unchanged when it was not open.
+    fn ack_incident(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<Option<(bool, Incident)>, StoreError>> + Send;
+
+    /// One incident with its event ids and steps (with their deliveries'
+    /// states). A read.
+    fn get_incident(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<IncidentDetail>, StoreError>> + Send;
+
+    /// Acknowledges through a signed link: records the link's `nonce` as
+    /// used and acknowledges the incident like [`Storage::ack_incident`], in
+    /// ONE transaction; [`LinkAck::Used`] (nothing changes) when the nonce
+    /// was used before, so a link acknowledges at most once.
+    fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<LinkAck, StoreError>> + Send;
+
+    /// The id of the incident an event belongs to, if any. A read.
+    fn incident_of_event(
+        &self,
+        event_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The id of the unresolved (open or acknowledged) incident of `key`,
+    /// if any. A read.
+    fn unresolved_incident(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The escalation policies created through the API, oldest first.
+    fn list_escalations(
+        &self,
+    ) -> impl Future<Output = Result<Vec<StoredEscalation>, StoreError>> + Send;
+
+    /// Stores a policy created through the API; false (nothing written)
+    /// when one of that name is stored already.
+    fn insert_escalation(
+        &self,
+        policy: StoredEscalation,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes an API policy; false when none has the name.
+    fn delete_escalation(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes at most `limit` incidents resolved before `cutoff_ms` with
+    /// their event links, steps and used ack-link nonces, in one
+    /// transaction. Open and acknowledged incidents stay. Returns the
+    /// incidents deleted ([`prune_incidents`] repeats it).
+    fn prune_incidents(
+        &self,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// Deletes every incident resolved before `cutoff_ms` (with what hangs off
+/// it), [`PRUNE_BATCH`] incidents per transaction so other writes go in
+/// between. Returns the incidents deleted.
+pub async fn prune_incidents(store: &impl Storage, cutoff_ms: i64) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.prune_incidents(cutoff_ms, PRUNE_BATCH).await?;
+        total += n;
+        if n < PRUNE_BATCH {
+            return Ok(total);
+        }
+    }
 }
 
 /// The lease of a store without `storage.lease_ms`.
@@ -507,5 +625,59 @@ impl Storage for Store {
     }
     async fn list_decisions(&self, query: DecisionQuery) -> Result<DecisionPage, StoreError> {
         each!(self, s => s.list_decisions(query).await)
+    }
+    async fn incident_event(&self, change: IncidentEvent) -> Result<IncidentChange, StoreError> {
+        each!(self, s => s.incident_event(change).await)
+    }
+    async fn due_steps(&self, now_ms: i64) -> Result<DueSteps, StoreError> {
+        each!(self, s => s.due_steps(now_ms).await)
+    }
+    async fn run_step(&self, step: StepRun) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        each!(self, s => s.run_step(step).await)
+    }
+    async fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        each!(self, s => s.list_incidents(state, limit).await)
+    }
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
+        each!(self, s => s.get_incident(id).await)
+    }
+    async fn ack_incident(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<(bool, Incident)>, StoreError> {
+        each!(self, s => s.ack_incident(id, by, at_ms).await)
+    }
+    async fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<LinkAck, StoreError> {
+        each!(self, s => s.ack_incident_by_link(id, nonce, by, at_ms).await)
+    }
+    async fn incident_of_event(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.incident_of_event(event_id).await)
+    }
+    async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.unresolved_incident(key).await)
+    }
+    async fn list_escalations(&self) -> Result<Vec<StoredEscalation>, StoreError> {
+        each!(self, s => s.list_escalations().await)
+    }
+    async fn insert_escalation(&self, policy: StoredEscalation) -> Result<bool, StoreError> {
+        each!(self, s => s.insert_escalation(policy).await)
+    }
+    async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
+        each!(self, s => s.delete_escalation(name).await)
+    }
+    async fn prune_incidents(&self, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        each!(self, s => s.prune_incidents(cutoff_ms, limit).await)
     }
 }

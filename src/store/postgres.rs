@@ -25,6 +25,8 @@
 //! Owns: the Postgres schema, its migrations, all SQL run on Postgres, the
 //! listener connection. Never logs or returns the database password.
 
+mod incidents;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -42,6 +44,7 @@ use super::{
     SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
     catch_all_decision, deduped_decision, with_digest_refs,
 };
+use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};
 use crate::event::{Event, now_ms};
 
 /// The channel idle instances listen on.
@@ -207,6 +210,9 @@ CREATE TABLE deduped (
 CREATE INDEX deduped_into ON deduped (into_id);
 "#,
     ),
+    (5, incidents::MIGRATION),
+    (6, incidents::MIGRATION_ACK_LINKS),
+    (7, incidents::MIGRATION_API_ESCALATIONS),
 ];
 
 fn count_trip(mine: &AtomicU64) {
@@ -1645,6 +1651,61 @@ impl Storage for PgStore {
             }
         }
         Ok(rows)
+    }
+
+    async fn incident_event(&self, change: IncidentEvent) -> Result<IncidentChange, StoreError> {
+        self.incident_event_impl(change).await
+    }
+    async fn due_steps(&self, now_ms: i64) -> Result<DueSteps, StoreError> {
+        self.due_steps_impl(now_ms).await
+    }
+    async fn run_step(&self, step: StepRun) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        self.run_step_impl(step).await
+    }
+    async fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.list_incidents_impl(state, limit).await
+    }
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
+        self.get_incident_impl(id).await
+    }
+    async fn ack_incident(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<(bool, Incident)>, StoreError> {
+        self.ack_incident_impl(id, by, at_ms).await
+    }
+    async fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<LinkAck, StoreError> {
+        self.ack_incident_by_link_impl(id, nonce, by, at_ms).await
+    }
+    async fn incident_of_event(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        self.incident_of_event_impl(event_id).await
+    }
+    async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.unresolved_incident_impl(key).await
+    }
+    async fn list_escalations(&self) -> Result<Vec<super::StoredEscalation>, StoreError> {
+        self.list_escalations_impl().await
+    }
+    async fn insert_escalation(&self, policy: super::StoredEscalation) -> Result<bool, StoreError> {
+        self.insert_escalation_impl(policy).await
+    }
+    async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete_escalation_impl(name).await
+    }
+    async fn prune_incidents(&self, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        self.prune_incidents_step(cutoff_ms, limit).await
     }
 }
 

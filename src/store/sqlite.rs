@@ -17,6 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod incidents;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,6 +31,7 @@ use super::{
     QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook,
     Target, WebhookState, catch_all_decision, deduped_decision, with_digest_refs,
 };
+use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
@@ -262,6 +265,7 @@ impl SqliteStore {
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(ROUTING_SCHEMA)?;
+        conn.execute_batch(incidents::SCHEMA)?;
         migrate(&conn)?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>(8192);
         std::thread::Builder::new()
@@ -1791,6 +1795,61 @@ impl Storage for SqliteStore {
             }
             cursor = step.cursor;
         }
+    }
+
+    async fn incident_event(&self, change: IncidentEvent) -> Result<IncidentChange, StoreError> {
+        self.incident_event_impl(change).await
+    }
+    async fn due_steps(&self, now_ms: i64) -> Result<DueSteps, StoreError> {
+        self.due_steps_impl(now_ms).await
+    }
+    async fn run_step(&self, step: StepRun) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        self.run_step_impl(step).await
+    }
+    async fn list_incidents(
+        &self,
+        state: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        self.list_incidents_impl(state, limit).await
+    }
+    async fn get_incident(&self, id: &str) -> Result<Option<IncidentDetail>, StoreError> {
+        self.get_incident_impl(id).await
+    }
+    async fn ack_incident(
+        &self,
+        id: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<Option<(bool, Incident)>, StoreError> {
+        self.ack_incident_impl(id, by, at_ms).await
+    }
+    async fn ack_incident_by_link(
+        &self,
+        id: &str,
+        nonce: &str,
+        by: &str,
+        at_ms: i64,
+    ) -> Result<LinkAck, StoreError> {
+        self.ack_incident_by_link_impl(id, nonce, by, at_ms).await
+    }
+    async fn incident_of_event(&self, event_id: &str) -> Result<Option<String>, StoreError> {
+        self.incident_of_event_impl(event_id).await
+    }
+    async fn unresolved_incident(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.unresolved_incident_impl(key).await
+    }
+    async fn list_escalations(&self) -> Result<Vec<super::StoredEscalation>, StoreError> {
+        self.list_escalations_impl().await
+    }
+    async fn insert_escalation(&self, policy: super::StoredEscalation) -> Result<bool, StoreError> {
+        self.insert_escalation_impl(policy).await
+    }
+    async fn delete_escalation(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete_escalation_impl(name).await
+    }
+    async fn prune_incidents(&self, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+        self.prune_incidents_step(cutoff_ms, limit).await
     }
 }
 

@@ -580,3 +580,162 @@ pub struct DecisionPage {
     pub data: Vec<ListedDecision>,
     pub next: Option<DecisionCursor>,
 }
+
+// -- incidents and escalation (DESIGN §19) ----------------------------------
+
+/// An event's part in its incident, written by `Storage::incident_event`.
+#[derive(Debug, Clone)]
+pub struct IncidentEvent {
+    pub key: String,
+    pub event_id: String,
+    pub at_ms: i64,
+    /// Opens an incident when none with the key is open (and the event
+    /// does not resolve): its id, policy and first step's due time.
+    pub open: Option<IncidentOpen>,
+    /// The event resolves the open incident of its key.
+    pub resolves: bool,
+}
+
+/// A new incident's id and its escalation chain's start.
+#[derive(Debug, Clone)]
+pub struct IncidentOpen {
+    pub id: String,
+    pub policy: Option<String>,
+    /// When the chain's first step is due (`None`: no chain).
+    pub first_due_ms: Option<i64>,
+}
+
+/// What `Storage::incident_event` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentChange {
+    /// No incident was open for the key and the event opens none (or the
+    /// event was recorded before).
+    Untouched,
+    Opened(String),
+    Joined(String),
+    Resolved(String),
+}
+
+/// An incident's lifecycle state.
+pub const INCIDENT_STATES: [&str; 3] = ["open", "acknowledged", "resolved"];
+
+/// A stored incident.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Incident {
+    pub id: String,
+    pub key: String,
+    /// `open`, `acknowledged` or `resolved`.
+    pub state: String,
+    pub policy: Option<String>,
+    pub opened_at_ms: i64,
+    pub events: u32,
+    pub last_event_id: String,
+    /// The chain's next position and when it is due; `None` when the chain
+    /// ended or stopped.
+    pub next_step: u32,
+    pub next_due_ms: Option<i64>,
+    pub acked_by: Option<String>,
+    pub acked_at_ms: Option<i64>,
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// An escalation policy created through the API, as stored: its name and
+/// its spec as JSON (`config::escalation::EscalationSpec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEscalation {
+    pub name: String,
+    pub spec: String,
+    pub created_at_ms: i64,
+}
+
+/// What acknowledging through a signed link did
+/// (`Storage::ack_incident_by_link`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkAck {
+    /// The link's nonce was used before: nothing changed.
+    Used,
+    /// No incident has the link's id.
+    Unknown,
+    /// The nonce is now used; `changed` is false when the incident was not
+    /// open (acknowledged or resolved already).
+    Done {
+        changed: bool,
+        incident: Box<Incident>,
+    },
+}
+
+/// One step of an incident's chain that ran, with its deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IncidentStep {
+    /// `step` or `resolved`.
+    pub kind: String,
+    pub seq: u32,
+    pub step_index: u32,
+    pub round: u32,
+    /// The event the step's deliveries carry.
+    pub event_id: String,
+    pub due_ms: i64,
+    pub ran_at_ms: i64,
+    /// Webhooks the policy's `skip` kept from this step.
+    pub skipped: Vec<String>,
+    pub deliveries: Vec<StepDelivery>,
+}
+
+/// A delivery a step made, with its current state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepDelivery {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub status: String,
+}
+
+/// An incident with its events (ids, arrival order) and the steps run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IncidentDetail {
+    pub incident: Incident,
+    pub event_ids: Vec<String>,
+    pub steps: Vec<IncidentStep>,
+}
+
+/// Incidents whose next step (or resolved notice) is due, each with its latest event, and the
+/// earliest due time of the others.
+#[derive(Debug, Clone, Default)]
+pub struct DueSteps {
+    pub due: Vec<(Incident, Event)>,
+    pub next_due_ms: Option<i64>,
+    /// Incidents not resolved (the `relay_incidents_open` gauge).
+    pub open: u64,
+}
+
+/// The latest event of `incident` from its stored body; when retention
+/// pruned it, an empty event of type `incident` under its id (the chain
+/// goes on with what the incident row knows).
+pub fn latest_event(incident: &Incident, body: Option<String>) -> Result<Event, StoreError> {
+    match body {
+        Some(b) => serde_json::from_str::<Event>(&b)
+            .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", incident.last_event_id))),
+        None => Ok(Event {
+            id: incident.last_event_id.clone(),
+            event_type: "incident".into(),
+            time: crate::event::rfc3339_ms(incident.opened_at_ms),
+            data: serde_json::json!({}),
+        }),
+    }
+}
+
+/// One step to record: its deliveries (an event of its own, with targets)
+/// and the chain's next due time, written in one transaction only while
+/// the incident is still `open` at position `seq`.
+#[derive(Debug)]
+pub struct StepRun {
+    pub incident_id: String,
+    pub seq: u32,
+    pub step_index: u32,
+    pub round: u32,
+    pub due_ms: i64,
+    pub next_due_ms: Option<i64>,
+    pub skipped: Vec<String>,
+    /// `step` or `resolved` (the resolving event to the webhooks notified).
+    pub kind: &'static str,
+    pub event: NewEvent,
+}
