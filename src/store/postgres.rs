@@ -33,7 +33,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use tokio::sync::Notify;
+use std::borrow::Cow;
+use std::future::Future;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
@@ -50,6 +53,11 @@ const MIGRATION_LOCK: i64 = 0x72_656c_6179;
 const POOL_SIZE: usize = 16;
 /// Longest wait for a connection (from the pool or a new one).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Statements of one grouped kind (accepts, attempt records) in flight at
+/// once, per instance; writes arriving meanwhile wait for the next group.
+const GROUP_SENDERS: usize = 2;
+/// Most writes in one grouped statement.
+const GROUP_MAX: usize = 256;
 
 /// Schema versions, applied in order, each in its own transaction.
 pub const MIGRATIONS: &[(i32, &str)] = &[
@@ -251,6 +259,35 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     })
 }
 
+/// Why a statement did not run.
+enum Failed {
+    /// No connection (pool timeout, server unreachable).
+    Pool(deadpool_postgres::PoolError),
+    /// The connection failed, or the server refused the statement.
+    Pg(tokio_postgres::Error),
+    /// The statement's parameters could not be made.
+    Store(StoreError),
+}
+
+impl Failed {
+    /// The server answered and refused the statement (bad data, a
+    /// constraint): the same statement would fail again, the connection
+    /// is fine.
+    fn refused(&self) -> bool {
+        matches!(self, Failed::Pg(e) if e.as_db_error().is_some())
+    }
+}
+
+impl From<Failed> for StoreError {
+    fn from(f: Failed) -> StoreError {
+        match f {
+            Failed::Pool(e) => pool_err(e),
+            Failed::Pg(e) => pg_err(e),
+            Failed::Store(e) => e,
+        }
+    }
+}
+
 /// A store error's own text, without the `storage error:` of its Display.
 fn message(e: StoreError) -> String {
     match e {
@@ -272,6 +309,89 @@ pub struct PgStore {
     /// Round trips of this store (the process-wide count is
     /// `relay_store_round_trips_total`).
     trips: Arc<AtomicU64>,
+    /// Accepts waiting to be written together.
+    accepts: Arc<Group<AcceptWrite>>,
+    /// Attempt records waiting to be written together.
+    records: Arc<Group<RecordWrite>>,
+}
+
+/// An accept waiting in [`PgStore::accepts`], and where its answer goes.
+type AcceptWrite = (
+    Vec<NewEvent>,
+    oneshot::Sender<Result<(Vec<Accepted>, Vec<NewEvent>), StoreError>>,
+);
+/// An attempt record waiting in [`PgStore::records`].
+type RecordWrite = (
+    AttemptRecord,
+    oneshot::Sender<Result<Option<WebhookState>, StoreError>>,
+);
+
+/// Writes of one kind that arrive while earlier ones are being written
+/// wait here and go out together: one statement (one round trip, one
+/// transaction, one commit) for up to [`GROUP_MAX`] of them. At most
+/// `senders` statements of the kind are in flight; a write that finds one
+/// of them free is sent at once, so grouping adds no wait to a write that
+/// comes alone. Each caller is answered after its group's commit.
+struct Group<W> {
+    waiting: std::sync::Mutex<Vec<W>>,
+    senders: Arc<Semaphore>,
+}
+
+impl<W> Group<W> {
+    fn new(senders: usize) -> Group<W> {
+        Group {
+            waiting: std::sync::Mutex::new(Vec::new()),
+            senders: Arc::new(Semaphore::new(senders)),
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<W>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `w`. `Some`: a sender's permit, for the caller to start one
+    /// ([`Group::send_all`]); `None`: every sender is busy and one of them
+    /// takes `w` with its next group.
+    fn push(&self, w: W) -> Option<OwnedSemaphorePermit> {
+        self.waiting().push(w);
+        self.senders.clone().try_acquire_owned().ok()
+    }
+
+    /// Sends groups with `send` until nothing waits. A sender gives its
+    /// permit back before its last look at the queue, so a write queued
+    /// while every permit was held is always taken by one of them.
+    async fn send_all<F, Fut>(&self, mut permit: OwnedSemaphorePermit, send: F)
+    where
+        F: Fn(Vec<W>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            let group: Vec<W> = {
+                let mut waiting = self.waiting();
+                let n = waiting.len().min(GROUP_MAX);
+                waiting.drain(..n).collect()
+            };
+            if group.is_empty() {
+                drop(permit);
+                if self.waiting().is_empty() {
+                    return;
+                }
+                match self.senders.clone().try_acquire_owned() {
+                    Ok(p) => permit = p,
+                    // Another sender holds it and will look again.
+                    Err(_) => return,
+                }
+                continue;
+            }
+            send(group).await;
+        }
+    }
+}
+
+/// The answer of a write whose sender ended without answering (it
+/// panicked): nothing says whether it was committed.
+fn unanswered() -> StoreError {
+    StoreError::Database("postgres: the write ended without an answer".into())
 }
 
 impl std::fmt::Debug for PgStore {
@@ -343,6 +463,8 @@ impl PgStore {
             config: Arc::new(pg_config),
             lease_ms: Self::lease_param(lease),
             trips: Arc::default(),
+            accepts: Arc::new(Group::new(GROUP_SENDERS)),
+            records: Arc::new(Group::new(GROUP_SENDERS)),
         };
         store.migrate().await.map_err(|e| {
             StoreError::Database(scrub(
@@ -379,14 +501,24 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        let client = self.client().await?;
+        self.try_query(sql, params).await.map_err(StoreError::from)
+    }
+
+    /// [`PgStore::query`], telling a statement the server refused apart
+    /// from a connection that failed.
+    async fn try_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Failed> {
+        let client = self.pool.get().await.map_err(Failed::Pool)?;
         let cached = client.statement_cache.size();
-        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        let stmt = client.prepare_cached(sql).await.map_err(Failed::Pg)?;
         if client.statement_cache.size() > cached {
             count_trip(&self.trips);
         }
         count_trip(&self.trips);
-        client.query(&stmt, params).await.map_err(pg_err)
+        client.query(&stmt, params).await.map_err(Failed::Pg)
     }
 
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
@@ -458,144 +590,44 @@ impl PgStore {
 
 /// Delivery rows of a batch as column arrays (for `unnest`).
 #[derive(Default)]
-struct DeliveryColumns {
-    id: Vec<String>,
-    event: Vec<String>,
-    webhook: Vec<String>,
+struct DeliveryColumns<'a> {
+    id: Vec<&'a str>,
+    event: Vec<&'a str>,
+    webhook: Vec<&'a str>,
     status: Vec<&'static str>,
     due: Vec<Option<i64>>,
 }
 
-impl DeliveryColumns {
-    fn push(&mut self, event_id: &str, t: &Target, now: i64) {
+impl<'a> DeliveryColumns<'a> {
+    fn push(&mut self, event_id: &'a str, t: &'a Target, now: i64) {
         let (status, due) = start_row(t.start, now);
-        self.id.push(t.delivery_id.clone());
-        self.event.push(event_id.to_owned());
-        self.webhook.push(t.webhook_id.clone());
+        self.id.push(&t.delivery_id);
+        self.event.push(event_id);
+        self.webhook.push(&t.webhook_id);
         self.status.push(status);
         self.due.push(due);
     }
 }
 
 impl Storage for PgStore {
-    /// One statement (one round trip, one transaction) for the whole batch:
-    /// the events (`ON CONFLICT DO NOTHING`: the id is the idempotency
-    /// key), their deliveries — due ones leased to this instance for
-    /// its lease, since ingest hands them to its own lanes — and
-    /// the held attempts of new events.
+    /// Accepts wait for a free sender and go out in groups
+    /// ([`PgStore::accept_group`]): each caller is answered after the
+    /// commit of the statement that wrote its batch.
     async fn accept(
         &self,
         batch: Vec<NewEvent>,
     ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
-        let now = now_ms();
-        let mut first = std::collections::HashSet::new();
-        let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
-        let mut d = DeliveryColumns::default();
-        let mut held = Vec::new();
-        for e in &batch {
-            // The same id twice in one batch: the later ones are duplicates.
-            if !first.insert(e.event.id.as_str()) {
-                continue;
-            }
-            ids.push(e.event.id.clone());
-            types.push(e.event.event_type.clone());
-            bodies.push(e.body.clone());
-            counts.push(e.targets.len() as i32);
-            for t in &e.targets {
-                d.push(&e.event.id, t, now);
-            }
-            held.extend(e.held.iter().cloned());
-        }
-        let held_json = attempts_json(&held, Some(&self.owner))?;
-        let rows = self
-            .query(
-                "WITH ev AS (
-                    INSERT INTO events (id, type, body, deliveries, received_at)
-                    SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING id
-                 ), dl AS (
-                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
-                    SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
-                           CASE WHEN d.status = 'pending' THEN $11::text END,
-                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
-                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
-                         AS d(id, event_id, webhook_id, status, due_at)
-                    WHERE d.event_id IN (SELECT id FROM ev)
-                 ), held AS (
-                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
-                    WHERE a.event_id IN (SELECT id FROM ev)
-                 )
-                 SELECT id, true AS fresh, 0 AS n FROM ev
-                 UNION ALL
-                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)",
-                &[
-                    &ids,
-                    &types,
-                    &bodies,
-                    &counts,
-                    &now,
-                    &d.id,
-                    &d.event,
-                    &d.webhook,
-                    &d.status,
-                    &d.due,
-                    &&*self.owner,
-                    &self.lease_ms,
-                    &held_json,
-                ],
-            )
-            .await?;
-        let mut fresh = std::collections::HashSet::new();
-        let mut known = std::collections::HashMap::new();
-        for r in &rows {
-            let id: String = r.get(0);
-            if r.get::<_, bool>(1) {
-                fresh.insert(id);
-            } else {
-                known.insert(id, r.get::<_, i32>(2));
-            }
-        }
-        let mut out = Vec::with_capacity(batch.len());
-        let mut answered = std::collections::HashSet::new();
-        for e in &batch {
-            let id = &e.event.id;
-            if answered.insert(id.as_str()) && fresh.contains(id) {
-                out.push(Accepted {
-                    id: id.clone(),
-                    deliveries: e.targets.len() as u32,
-                    duplicate: false,
-                    held: e
-                        .targets
-                        .iter()
-                        .filter(|t| t.start != Start::Due)
-                        .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
-                        .collect(),
-                });
-                continue;
-            }
-            let n = match known.get(id) {
-                Some(n) => *n,
-                None if fresh.contains(id) => counts[ids.iter().position(|x| x == id).unwrap_or(0)],
-                // Stored by a concurrent request after this statement's
-                // snapshot: read its count now.
-                None => self
-                    .query("SELECT deliveries FROM events WHERE id = $1", &[id])
-                    .await?
-                    .first()
-                    .map(|r| r.get::<_, i32>(0))
-                    .unwrap_or(0),
-            };
-            out.push(Accepted {
-                id: id.clone(),
-                deliveries: n as u32,
-                duplicate: true,
-                held: vec![],
+        let (tx, rx) = oneshot::channel();
+        if let Some(permit) = self.accepts.push((batch, tx)) {
+            let store = self.clone();
+            tokio::spawn(async move {
+                let group = store.accepts.clone();
+                group
+                    .send_all(permit, |writes| store.write_accepts(writes))
+                    .await;
             });
         }
-        Ok((out, batch))
+        rx.await.unwrap_or_else(|_| Err(unanswered()))
     }
 
     /// Replay: the deliveries (due ones leased to this instance, which
@@ -790,99 +822,32 @@ impl Storage for PgStore {
         Ok(!rows.is_empty())
     }
 
-    /// One statement (one round trip, one transaction): the attempt row;
-    /// the delivery's new state, clearing the lease, only while this
-    /// instance still holds it (else the lease expired and another instance
-    /// owns the delivery now: its record decides); the breaker change,
-    /// counted atomically on the stored row.
+    /// Records an attempt. Records of the happy path (the breaker moves
+    /// at most back to zero failures, no destination state) go out in
+    /// groups ([`PgStore::record_group`]); the others one by one
+    /// ([`PgStore::record_one`]).
     async fn record_attempt(
         &self,
         record: AttemptRecord,
     ) -> Result<Option<WebhookState>, StoreError> {
-        let attempt = &record.attempt;
-        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
-        let (op, threshold) = match record.breaker {
-            BreakerChange::None => ("", 0),
-            BreakerChange::Success { .. } => ("success", 0),
-            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
-            BreakerChange::Trip => ("trip", 0),
-        };
-        let rows = self
-            .query(
-                "WITH d AS (
-                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
-                    WHERE id = $1 AND owner = $6::text
-                    RETURNING id
-                 ), a AS (
-                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
-                 ), w AS (
-                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
-                    SELECT $8::text,
-                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
-                           1, $5
-                    WHERE $9 IN ('failure', 'trip')
-                    ON CONFLICT (webhook_id) DO UPDATE SET
-                        failure_count = s.failure_count + 1,
-                        activity = CASE
-                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
-                            THEN 'paused' ELSE s.activity END,
-                        updated_at = $5
-                    RETURNING s.activity, s.failure_count
-                 ), ok AS (
-                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
-                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
-                    RETURNING activity, failure_count
-                 ), ds AS (
-                    INSERT INTO destination_state (webhook_id, incident_key, state, updated_at)
-                    SELECT $8, $11::text, $12::text, $5
-                    WHERE $11::text IS NOT NULL AND $12::text IS NOT NULL
-                    ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
-                    RETURNING 1
-                 ), dc AS (
-                    DELETE FROM destination_state
-                    WHERE webhook_id = $8 AND incident_key = $11::text AND $12::text IS NULL
-                    RETURNING 1
-                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
-                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
-                &[
-                    &attempt.delivery_id,
-                    &attempt.status.as_str(),
-                    &(attempt.attempt as i32),
-                    &record.due_at,
-                    &now_ms(),
-                    &&*self.owner,
-                    &json,
-                    &attempt.webhook_id,
-                    &op,
-                    &threshold,
-                    &record.destination_state.as_ref().map(|d| d.incident_key.as_str()),
-                    &record
-                        .destination_state
-                        .as_ref()
-                        .and_then(|d| d.state.as_deref()),
-                ],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
-        if row.get::<_, i64>(0) == 0 {
-            tracing::warn!(delivery = %attempt.delivery_id, "the lease on this delivery had expired and another instance took it over: the attempt is recorded in the history, the delivery's state is the new owner's");
+        let groupable = matches!(
+            record.breaker,
+            BreakerChange::None | BreakerChange::Success { .. }
+        ) && record.destination_state.is_none();
+        if !groupable {
+            return self.record_one(&record).await;
         }
-        Ok(
-            match (
-                row.get::<_, Option<String>>(1),
-                row.get::<_, Option<i32>>(2),
-            ) {
-                (Some(a), Some(n)) => Some(WebhookState {
-                    activity: activity(&a),
-                    failure_count: n as u32,
-                }),
-                _ => None,
-            },
-        )
+        let (tx, rx) = oneshot::channel();
+        if let Some(permit) = self.records.push((record, tx)) {
+            let store = self.clone();
+            tokio::spawn(async move {
+                let group = store.records.clone();
+                group
+                    .send_all(permit, |writes| store.write_records(writes))
+                    .await;
+            });
+        }
+        rx.await.unwrap_or_else(|_| Err(unanswered()))
     }
 
     async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
@@ -1209,6 +1174,477 @@ impl Storage for PgStore {
 }
 
 impl PgStore {
+    /// One statement (one round trip, one transaction): the attempt row;
+    /// the delivery's new state, clearing the lease, only while this
+    /// instance still holds it (else the lease expired and another instance
+    /// owns the delivery now: its record decides); the breaker change,
+    /// counted atomically on the stored row.
+    async fn record_one(
+        &self,
+        record: &AttemptRecord,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        let attempt = &record.attempt;
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        let (op, threshold) = match record.breaker {
+            BreakerChange::None => ("", 0),
+            BreakerChange::Success { .. } => ("success", 0),
+            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
+            BreakerChange::Trip => ("trip", 0),
+        };
+        let rows = self
+            .query(
+                "WITH d AS (
+                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
+                    WHERE id = $1 AND owner = $6::text
+                    RETURNING id
+                 ), a AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
+                 ), w AS (
+                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
+                    SELECT $8::text,
+                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
+                           1, $5
+                    WHERE $9 IN ('failure', 'trip')
+                    ON CONFLICT (webhook_id) DO UPDATE SET
+                        failure_count = s.failure_count + 1,
+                        activity = CASE
+                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
+                            THEN 'paused' ELSE s.activity END,
+                        updated_at = $5
+                    RETURNING s.activity, s.failure_count
+                 ), ok AS (
+                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
+                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
+                    RETURNING activity, failure_count
+                 ), ds AS (
+                    INSERT INTO destination_state (webhook_id, incident_key, state, updated_at)
+                    SELECT $8, $11::text, $12::text, $5
+                    WHERE $11::text IS NOT NULL AND $12::text IS NOT NULL
+                    ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+                    RETURNING 1
+                 ), dc AS (
+                    DELETE FROM destination_state
+                    WHERE webhook_id = $8 AND incident_key = $11::text AND $12::text IS NULL
+                    RETURNING 1
+                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
+                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
+                &[
+                    &attempt.delivery_id,
+                    &attempt.status.as_str(),
+                    &(attempt.attempt as i32),
+                    &record.due_at,
+                    &now_ms(),
+                    &&*self.owner,
+                    &json,
+                    &attempt.webhook_id,
+                    &op,
+                    &threshold,
+                    &record.destination_state.as_ref().map(|d| d.incident_key.as_str()),
+                    &record
+                        .destination_state
+                        .as_ref()
+                        .and_then(|d| d.state.as_deref()),
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
+        if row.get::<_, i64>(0) == 0 {
+            lease_lost(&attempt.delivery_id);
+        }
+        Ok(
+            match (
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<i32>>(2),
+            ) {
+                (Some(a), Some(n)) => Some(WebhookState {
+                    activity: activity(&a),
+                    failure_count: n as u32,
+                }),
+                _ => None,
+            },
+        )
+    }
+
+}
+
+impl PgStore {
+    // -----------------------------------------------------------------
+    // Grouped writes
+
+    /// Sends one group of accepts and answers each caller; as
+    /// [`PgStore::write_records`], each batch alone when the server
+    /// refuses the group's statement.
+    async fn write_accepts(&self, group: Vec<AcceptWrite>) {
+        let written = {
+            let parts: Vec<&[NewEvent]> = group.iter().map(|(b, _)| b.as_slice()).collect();
+            self.accept_group(&parts).await
+        };
+        match written {
+            Ok(answers) => {
+                for ((batch, tx), accepted) in group.into_iter().zip(answers) {
+                    let _ = tx.send(Ok((accepted, batch)));
+                }
+            }
+            Err(f) if f.refused() && group.len() > 1 => {
+                for (batch, tx) in group {
+                    let alone = self.accept_group(&[&batch]).await;
+                    let _ = tx.send(
+                        alone
+                            .map(|mut a| (a.pop().unwrap_or_default(), batch))
+                            .map_err(StoreError::from),
+                    );
+                }
+            }
+            Err(f) => {
+                let e = StoreError::from(f);
+                for (_, tx) in group {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// One statement (one round trip, one transaction) for the batches of
+    /// several callers: the events (`ON CONFLICT DO NOTHING`: the id is the
+    /// idempotency key), their deliveries — due ones leased to this
+    /// instance for its lease, since ingest hands them to its own lanes —
+    /// and the held attempts of new events. An id seen twice (in one batch
+    /// or two) is new only the first time. Answers per batch, in order.
+    async fn accept_group(&self, parts: &[&[NewEvent]]) -> Result<Vec<Vec<Accepted>>, Failed> {
+        let now = now_ms();
+        // Each id's delivery count, from its first occurrence.
+        let mut first: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+        let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
+        let mut d = DeliveryColumns::default();
+        let mut held = Vec::new();
+        for e in parts.iter().flat_map(|p| p.iter()) {
+            let n = e.targets.len() as i32;
+            if first.contains_key(e.event.id.as_str()) {
+                // Later ones are duplicates.
+                continue;
+            }
+            first.insert(e.event.id.as_str(), n);
+            ids.push(e.event.id.as_str());
+            types.push(e.event.event_type.as_str());
+            bodies.push(e.body.as_str());
+            counts.push(n);
+            for t in &e.targets {
+                d.push(&e.event.id, t, now);
+            }
+            held.extend(e.held.iter().cloned());
+        }
+        let held_json = attempts_json(&held, Some(&self.owner)).map_err(Failed::Store)?;
+        let rows = self
+            .try_query(
+                "WITH ev AS (
+                    INSERT INTO events (id, type, body, deliveries, received_at)
+                    SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id
+                 ), dl AS (
+                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
+                    SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
+                           CASE WHEN d.status = 'pending' THEN $11::text END,
+                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
+                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+                         AS d(id, event_id, webhook_id, status, due_at)
+                    WHERE d.event_id IN (SELECT id FROM ev)
+                 ), held AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
+                    WHERE a.event_id IN (SELECT id FROM ev)
+                 )
+                 SELECT id, true AS fresh, 0 AS n FROM ev
+                 UNION ALL
+                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)",
+                &[
+                    &ids,
+                    &types,
+                    &bodies,
+                    &counts,
+                    &now,
+                    &d.id,
+                    &d.event,
+                    &d.webhook,
+                    &d.status,
+                    &d.due,
+                    &&*self.owner,
+                    &self.lease_ms,
+                    &held_json,
+                ],
+            )
+            .await?;
+        let mut fresh = std::collections::HashSet::new();
+        let mut known = std::collections::HashMap::new();
+        for r in &rows {
+            let id: String = r.get(0);
+            if r.get::<_, bool>(1) {
+                fresh.insert(id);
+            } else {
+                known.insert(id, r.get::<_, i32>(2));
+            }
+        }
+        let mut answered = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let mut accepted = Vec::with_capacity(part.len());
+            for e in part.iter() {
+                let id = &e.event.id;
+                if answered.insert(id.as_str()) && fresh.contains(id) {
+                    accepted.push(Accepted {
+                        id: id.clone(),
+                        deliveries: e.targets.len() as u32,
+                        duplicate: false,
+                        held: e
+                            .targets
+                            .iter()
+                            .filter(|t| t.start != Start::Due)
+                            .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
+                            .collect(),
+                    });
+                    continue;
+                }
+                let n = match known.get(id) {
+                    Some(n) => *n,
+                    None if fresh.contains(id) => first.get(id.as_str()).copied().unwrap_or(0),
+                    // Stored by a concurrent request after this statement's
+                    // snapshot: read its count now.
+                    None => self
+                        .try_query("SELECT deliveries FROM events WHERE id = $1", &[id])
+                        .await?
+                        .first()
+                        .map(|r| r.get::<_, i32>(0))
+                        .unwrap_or(0),
+                };
+                accepted.push(Accepted {
+                    id: id.clone(),
+                    deliveries: n as u32,
+                    duplicate: true,
+                    held: vec![],
+                });
+            }
+            out.push(accepted);
+        }
+        Ok(out)
+    }
+
+    /// Sends one group of attempt records and answers each caller. When
+    /// the server refuses the group's statement, each record is sent
+    /// alone, so that one bad record fails only itself.
+    async fn write_records(&self, group: Vec<RecordWrite>) {
+        let written = {
+            let records: Vec<&AttemptRecord> = group.iter().map(|(r, _)| r).collect();
+            self.record_group(&records).await
+        };
+        match written {
+            Ok(states) => {
+                for ((_, tx), state) in group.into_iter().zip(states) {
+                    let _ = tx.send(Ok(state));
+                }
+            }
+            Err(f) if f.refused() && group.len() > 1 => {
+                for (record, tx) in group {
+                    let alone = self.record_group(&[&record]).await;
+                    let _ = tx.send(
+                        alone
+                            .map(|mut s| s.pop().flatten())
+                            .map_err(StoreError::from),
+                    );
+                }
+            }
+            Err(f) => {
+                let e = StoreError::from(f);
+                for (_, tx) in group {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// One statement (one round trip, one transaction) for the records of
+    /// several attempts whose breaker change is `None` or `Success`: the
+    /// attempt rows; each delivery's new state, clearing its lease, only
+    /// while this instance still holds it (as [`PgStore::record_one`]);
+    /// the failure count of their webhooks back to zero where a success
+    /// ended a streak. Answers in `records` order.
+    async fn record_group(
+        &self,
+        records: &[&AttemptRecord],
+    ) -> Result<Vec<Option<WebhookState>>, Failed> {
+        let mut c = AttemptColumns::default();
+        let mut due = Vec::with_capacity(records.len());
+        let mut reset: Vec<&str> = Vec::new();
+        for r in records {
+            c.push(&r.attempt);
+            due.push(r.due_at);
+            let webhook = r.attempt.webhook_id.as_str();
+            if matches!(r.breaker, BreakerChange::Success { .. }) && !reset.contains(&webhook) {
+                reset.push(webhook);
+            }
+        }
+        let (message, body) = (c.message(), c.body());
+        let rows = self
+            .try_query(
+                "WITH d AS (
+                    UPDATE deliveries d SET status = r.status, attempts = r.attempt, due_at = r.due_at, updated_at = $1,
+                        owner = NULL, locked_until = NULL
+                    FROM unnest($3::text[], $4::text[], $5::int4[], $6::int8[]) AS r(id, status, attempt, due_at)
+                    WHERE d.id = r.id AND d.owner = $2::text
+                    RETURNING d.id
+                 ), a AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT *, $2::text FROM unnest($7::text[], $3::text[], $8::text[], $9::text[], $10::text[], $5::int4[], $4::text[],
+                        $11::int4[], $12::bool[], $13::text[], $14::text[], $15::text[], $16::bool[], $17::text[], $18::int8[],
+                        $19::text[], $20::int8[])
+                 ), ok AS (
+                    UPDATE webhook_state SET failure_count = 0, updated_at = $1
+                    WHERE webhook_id = ANY($21::text[]) AND failure_count > 0
+                    RETURNING webhook_id, activity, failure_count
+                 )
+                 SELECT true, id, NULL::text, NULL::int4 FROM d
+                 UNION ALL SELECT false, webhook_id, activity, failure_count FROM ok",
+                &[
+                    &now_ms(),
+                    &&*self.owner,
+                    &c.delivery_id,
+                    &c.status,
+                    &c.attempt,
+                    &due,
+                    &c.id,
+                    &c.webhook_id,
+                    &c.event_id,
+                    &c.event_type,
+                    &c.status_code,
+                    &c.success,
+                    &c.error_kind,
+                    &c.error_origin,
+                    &message,
+                    &c.retryable,
+                    &body,
+                    &c.duration_ms,
+                    &c.warnings,
+                    &c.created_at,
+                    &reset,
+                ],
+            )
+            .await?;
+        let mut moved = std::collections::HashSet::new();
+        let mut states = std::collections::HashMap::new();
+        for r in &rows {
+            let id: String = r.get(1);
+            if r.get::<_, bool>(0) {
+                moved.insert(id);
+            } else if let (Some(a), Some(n)) =
+                (r.get::<_, Option<String>>(2), r.get::<_, Option<i32>>(3))
+            {
+                states.insert(
+                    id,
+                    WebhookState {
+                        activity: activity(&a),
+                        failure_count: n as u32,
+                    },
+                );
+            }
+        }
+        Ok(records
+            .iter()
+            .map(|r| {
+                let a = &r.attempt;
+                if !moved.contains(&a.delivery_id) {
+                    lease_lost(&a.delivery_id);
+                }
+                match r.breaker {
+                    BreakerChange::Success { .. } => states.get(&a.webhook_id).copied(),
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Logs an attempt recorded after its delivery's lease went to another
+/// instance.
+fn lease_lost(delivery_id: &str) {
+    tracing::warn!(delivery = %delivery_id, "the lease on this delivery had expired and another instance took it over: the attempt is recorded in the history, the delivery's state is the new owner's");
+}
+
+/// Attempt rows as column arrays (for `unnest`), borrowing the attempts.
+#[derive(Default)]
+struct AttemptColumns<'a> {
+    id: Vec<&'a str>,
+    delivery_id: Vec<&'a str>,
+    webhook_id: Vec<&'a str>,
+    event_id: Vec<&'a str>,
+    event_type: Vec<&'a str>,
+    attempt: Vec<i32>,
+    status: Vec<&'static str>,
+    status_code: Vec<Option<i32>>,
+    success: Vec<bool>,
+    error_kind: Vec<Option<&'a str>>,
+    error_origin: Vec<Option<&'a str>>,
+    error_message: Vec<Option<&'a str>>,
+    retryable: Vec<Option<bool>>,
+    response_body: Vec<Option<&'a str>>,
+    duration_ms: Vec<i64>,
+    warnings: Vec<String>,
+    created_at: Vec<i64>,
+}
+
+impl<'a> AttemptColumns<'a> {
+    fn push(&mut self, a: &'a Attempt) {
+        self.id.push(&a.id);
+        self.delivery_id.push(&a.delivery_id);
+        self.webhook_id.push(&a.webhook_id);
+        self.event_id.push(&a.event_id);
+        self.event_type.push(&a.event_type);
+        self.attempt.push(a.attempt as i32);
+        self.status.push(a.status.as_str());
+        self.status_code.push(a.status_code.map(i32::from));
+        self.success.push(a.success);
+        self.error_kind.push(a.error.as_ref().map(|e| e.kind.as_str()));
+        self.error_origin
+            .push(a.error.as_ref().map(|e| e.origin.as_str()));
+        self.error_message
+            .push(a.error.as_ref().map(|e| e.message.as_str()));
+        self.retryable.push(a.error.as_ref().map(|e| e.retryable));
+        self.response_body.push(a.response_body.as_deref());
+        self.duration_ms
+            .push(a.duration_ms.min(i64::MAX as u64) as i64);
+        self.warnings.push(no_nul(
+            &serde_json::to_string(&a.warnings).unwrap_or_else(|_| "[]".into()),
+        ).into_owned());
+        self.created_at.push(a.created_at_ms);
+    }
+
+    /// The error messages as Postgres can store them ([`no_nul`]).
+    fn message(&self) -> Vec<Option<Cow<'a, str>>> {
+        self.error_message.iter().map(|m| m.map(no_nul)).collect()
+    }
+
+    /// The response bodies as Postgres can store them ([`no_nul`]).
+    fn body(&self) -> Vec<Option<Cow<'a, str>>> {
+        self.response_body.iter().map(|b| b.map(no_nul)).collect()
+    }
+}
+
+/// Postgres text cannot hold a NUL character, and a receiver's answer (a
+/// response body, an error quoting it) may contain one: it is kept as
+/// U+FFFD, so that the record is written rather than refused.
+fn no_nul(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+impl PgStore {
     // -----------------------------------------------------------------
     // Wake-ups
 
@@ -1334,11 +1770,11 @@ fn attempts_json(attempts: &[Attempt], instance: Option<&str>) -> Result<String,
                 "success": a.success,
                 "error_kind": a.error.as_ref().map(|e| &e.kind),
                 "error_origin": a.error.as_ref().map(|e| &e.origin),
-                "error_message": a.error.as_ref().map(|e| &e.message),
+                "error_message": a.error.as_ref().map(|e| no_nul(&e.message)),
                 "retryable": a.error.as_ref().map(|e| e.retryable),
-                "response_body": a.response_body,
+                "response_body": a.response_body.as_deref().map(no_nul),
                 "duration_ms": a.duration_ms,
-                "warnings": serde_json::to_string(&a.warnings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                "warnings": no_nul(&serde_json::to_string(&a.warnings).map_err(|e| StoreError::Corrupt(e.to_string()))?),
                 "created_at": a.created_at_ms,
                 "instance": instance,
             }))
