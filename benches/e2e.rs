@@ -658,7 +658,11 @@ fn db_cpu_secs(postmaster: u32) -> Option<f64> {
     let rest = &own[own.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime, stime, cutime, cstime (proc(5) fields 14–17).
-    let ticks: u64 = f.get(11..15)?.iter().filter_map(|v| v.parse::<u64>().ok()).sum();
+    let ticks: u64 = f
+        .get(11..15)?
+        .iter()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
     let mut secs = ticks as f64 / 100.0;
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {

@@ -503,7 +503,11 @@ async fn concurrent_deliveries_share_round_trips_and_each_is_recorded_once() {
         .await
         .unwrap();
     assert_eq!(
-        (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)),
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
         (N as i64, N as i64, N as i64),
         "every delivery succeeded with exactly one attempt row"
     );
@@ -520,8 +524,7 @@ async fn an_event_posted_twice_at_once_is_new_once() {
             let (s, start) = (s.clone(), start.clone());
             tokio::spawn(async move {
                 // Ten ids, each posted by four tasks, with 1 to 4 targets.
-                let targets: Vec<Target> =
-                    (0..=i / 10).map(|_| target("w", Start::Due)).collect();
+                let targets: Vec<Target> = (0..=i / 10).map(|_| target("w", Start::Due)).collect();
                 start.wait().await;
                 ingest(&s, &format!("same-{}", i % 10), &targets).await
             })
@@ -561,7 +564,10 @@ async fn an_event_posted_twice_at_once_is_new_once() {
         .filter(|a| !a.duplicate)
         .map(|a| a.deliveries)
         .sum();
-    assert_eq!(stored, promised as i64, "deliveries of the first acceptances only");
+    assert_eq!(
+        stored, promised as i64,
+        "deliveries of the first acceptances only"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -300,6 +300,10 @@ fn message(e: StoreError) -> String {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// The connections of grouped attempt records ([`PgStore::record_group`]):
+    /// their sessions commit without waiting for the WAL flush
+    /// (`synchronous_commit=off`).
+    record_pool: Pool,
     /// This process's id in `owner` columns.
     owner: Arc<str>,
     /// The connection settings (for the LISTEN connection).
@@ -402,6 +406,27 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// A pool of at most `size` connections made with `config`.
+fn pool(
+    config: tokio_postgres::Config,
+    size: usize,
+) -> Result<Pool, deadpool_postgres::BuildError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .runtime(Runtime::Tokio1)
+        .build()
+}
+
 /// Connects once and asks for `SELECT 1` (bounded by [`CONNECT_TIMEOUT`]):
 /// `relay check`. The error names the URL without its password.
 pub async fn ping(url: &str) -> Result<(), StoreError> {
@@ -442,29 +467,29 @@ impl PgStore {
         let pg_config = config.clone();
         let shown = redact(&config);
         let secret = config.get_password().map(<[u8]>::to_vec);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(CONNECT_TIMEOUT))
-            .create_timeout(Some(CONNECT_TIMEOUT))
-            .recycle_timeout(Some(CONNECT_TIMEOUT))
-            .runtime(Runtime::Tokio1)
-            .build()
+        let senders = GROUP_SENDERS;
+        // Attempt records of the happy path commit without waiting for
+        // their WAL flush (a server crash costs a resend, at-least-once):
+        // a session setting of their own connections.
+        let mut record_config = config.clone();
+        let options = match record_config.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=off"),
+            _ => "-c synchronous_commit=off".to_owned(),
+        };
+        record_config.options(options);
+        let pool = pool(config, POOL_SIZE)
+            .map_err(|e| StoreError::Database(format!("storage.postgres: {shown}: {e}")))?;
+        let record_pool = self::pool(record_config, senders)
             .map_err(|e| StoreError::Database(format!("storage.postgres: {shown}: {e}")))?;
         let store = PgStore {
             pool,
+            record_pool,
             owner: Arc::from(crate::event::new_id()),
             config: Arc::new(pg_config),
             lease_ms: Self::lease_param(lease),
             trips: Arc::default(),
-            accepts: Arc::new(Group::new(GROUP_SENDERS)),
-            records: Arc::new(Group::new(GROUP_SENDERS)),
+            accepts: Arc::new(Group::new(senders)),
+            records: Arc::new(Group::new(senders)),
         };
         store.migrate().await.map_err(|e| {
             StoreError::Database(scrub(
@@ -511,7 +536,17 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, Failed> {
-        let client = self.pool.get().await.map_err(Failed::Pool)?;
+        self.try_query_on(&self.pool, sql, params).await
+    }
+
+    /// [`PgStore::try_query`] on a connection of `pool`.
+    async fn try_query_on(
+        &self,
+        pool: &Pool,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Failed> {
+        let client = pool.get().await.map_err(Failed::Pool)?;
         let cached = client.statement_cache.size();
         let stmt = client.prepare_cached(sql).await.map_err(Failed::Pg)?;
         if client.statement_cache.size() > cached {
@@ -1179,10 +1214,7 @@ impl PgStore {
     /// instance still holds it (else the lease expired and another instance
     /// owns the delivery now: its record decides); the breaker change,
     /// counted atomically on the stored row.
-    async fn record_one(
-        &self,
-        record: &AttemptRecord,
-    ) -> Result<Option<WebhookState>, StoreError> {
+    async fn record_one(&self, record: &AttemptRecord) -> Result<Option<WebhookState>, StoreError> {
         let attempt = &record.attempt;
         let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
         let (op, threshold) = match record.breaker {
@@ -1268,7 +1300,6 @@ impl PgStore {
             },
         )
     }
-
 }
 
 impl PgStore {
@@ -1489,7 +1520,8 @@ impl PgStore {
         }
         let (message, body) = (c.message(), c.body());
         let rows = self
-            .try_query(
+            .try_query_on(
+                &self.record_pool,
                 "WITH d AS (
                     UPDATE deliveries d SET status = r.status, attempts = r.attempt, due_at = r.due_at, updated_at = $1,
                         owner = NULL, locked_until = NULL
@@ -1607,7 +1639,8 @@ impl<'a> AttemptColumns<'a> {
         self.status.push(a.status.as_str());
         self.status_code.push(a.status_code.map(i32::from));
         self.success.push(a.success);
-        self.error_kind.push(a.error.as_ref().map(|e| e.kind.as_str()));
+        self.error_kind
+            .push(a.error.as_ref().map(|e| e.kind.as_str()));
         self.error_origin
             .push(a.error.as_ref().map(|e| e.origin.as_str()));
         self.error_message
@@ -1616,9 +1649,10 @@ impl<'a> AttemptColumns<'a> {
         self.response_body.push(a.response_body.as_deref());
         self.duration_ms
             .push(a.duration_ms.min(i64::MAX as u64) as i64);
-        self.warnings.push(no_nul(
-            &serde_json::to_string(&a.warnings).unwrap_or_else(|_| "[]".into()),
-        ).into_owned());
+        self.warnings.push(
+            no_nul(&serde_json::to_string(&a.warnings).unwrap_or_else(|_| "[]".into()))
+                .into_owned(),
+        );
         self.created_at.push(a.created_at_ms);
     }
 
