@@ -37,6 +37,10 @@
 //! round trips per delivery (`relay_store_round_trips_total` over the
 //! deliveries, polls included).
 //!
+//! `routing_20` (issue 15) is `json_signed` behind routing: 20 webhooks,
+//! each with a filter, half with a digest (see `routing_webhooks`); its
+//! events/s is judged against `json_signed`'s (routing may cost ≤ 10 %).
+//!
 //! Prints a table with each scenario's ratio to the ceiling and writes
 //! `target/bench/e2e.json`. Knobs (environment): `E2E_SECS` (default 3),
 //! `E2E_ROUNDS` (3),
@@ -595,6 +599,35 @@ fn json_webhook(i: usize, url: &str, retry_count: Option<u32>) -> String {
     );
     if let Some(n) = retry_count {
         let _ = writeln!(s, "    retry_count: {n}");
+    }
+    s
+}
+
+/// The `routing_20` scenario's webhooks (issue 15): 20, each with a filter,
+/// half with a digest. Every event is delivered once, to `hook` (bench-0,
+/// `severity: critical` matches); bench-1..9 filter on a tenant no event has
+/// (`filtered`); bench-10..19 match and batch the events into digests per
+/// tenant (members in the accept transaction), delivered to `digest_url`
+/// (another receiver: a digest carries no bench id).
+fn routing_webhooks(hook: &str, digest_url: &str) -> String {
+    let mut s = String::new();
+    for i in 0..20 {
+        let (url, extra) = match i {
+            0 => (hook, "    filter: { severity: critical }\n".to_string()),
+            1..=9 => (hook, format!("    filter: {{ tenant_name: \"Tenant {i}\" }}\n")),
+            _ => (
+                digest_url,
+                "    filter: { severity: { at_least: high } }\n    digest: { window_s: 2, max_events: 1000, group_by: [tenant_name] }\n".to_string(),
+            ),
+        };
+        let w = json_webhook(i, url, None);
+        // json_webhook's `event_types` line, then this webhook's rules.
+        let w = w.replacen(
+            "    event_types: [\"*\"]\n",
+            &format!("    event_types: [\"*\"]\n{extra}"),
+            1,
+        );
+        s.push_str(&w);
     }
     s
 }
@@ -1695,6 +1728,26 @@ async fn run() {
         let hooks: String = (0..10).map(|i| json_webhook(i, &hook, None)).collect();
         subjects.push(start_relay_subject("fanout_10", hooks, 10, &s, &rx).await);
     }
+    // Routing (issue 15): 20 webhooks with filters, half with digests; the
+    // digests go to a receiver of their own.
+    let digests = Arc::new(Receiver::default());
+    if s.wants("routing_20") {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind digest receiver");
+        let digest_url = format!("http://{}/digest", listener.local_addr().expect("addr"));
+        serve_receiver(listener, digests.clone());
+        subjects.push(
+            start_relay_subject(
+                "routing_20",
+                routing_webhooks(&hook, &digest_url),
+                1,
+                &s,
+                &rx,
+            )
+            .await,
+        );
+    }
     // The same relay on PostgreSQL: one instance, and three sharing it.
     let cluster = (s.wants("json_signed_pg") || s.wants("json_signed_pg3"))
         .then(|| pg::PgCluster::start(&pg_settings()));
@@ -1726,6 +1779,12 @@ async fn run() {
     }
     for sub in subjects {
         let mut row = finish(sub, &s, &rx, rate).await;
+        if row.scenario == "routing_20" {
+            row.note = format!(
+                "20 webhooks with filters (1 delivers, 9 filter the event out, 10 digest it per tenant); {} digest deliveries by the end",
+                digests.stray.load(Relaxed)
+            );
+        }
         if row.scenario == "fanout_10" {
             row.note =
                 "events/s = events with all 10 deliveries arrived; latency to the last of the 10"
@@ -1848,6 +1907,25 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
                 verdict(d <= 0.15)
             ));
         }
+    }
+    if let Some(r) = by("routing_20") {
+        let js = by("json_signed").and_then(Row::events_per_s);
+        let x = r.events_per_s().zip(js).map(|(a, b)| a / b);
+        println!(
+            "routing_20: {} events/s = {} × json_signed ({} events/s)",
+            fmt_opt(r.events_per_s(), 0),
+            fmt_opt(x, 3),
+            fmt_opt(js, 0),
+        );
+        checks.push(
+            verdict::at_least(
+                "routing_20 costs at most 10 % of json_signed's events/s (ratio ≥ 0.9)",
+                "events/s ratio to json_signed",
+                x,
+                0.9,
+            )
+            .to_string(),
+        );
     }
     for name in ["json_signed_pg", "json_signed_pg3"] {
         let Some(p) = by(name) else { continue };

@@ -90,14 +90,18 @@ async fn round(data: &serde_json::Value) -> (f64, f64) {
                     let a = attempt(&e, &target.delivery_id);
                     let body = store::event_json(&e).expect("event json");
                     let new = NewEvent {
+                        digests: vec![],
+                        dedup: None,
                         event: e,
                         body,
                         targets: vec![target],
                         held: vec![],
+                        decisions: vec![],
                     };
                     store.accept(vec![new]).await.expect("ingest write");
                     store
                         .record_attempt(AttemptRecord {
+                            catch_all: None,
                             attempt: a,
                             due_at: None,
                             breaker: BreakerChange::None,

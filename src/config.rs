@@ -17,6 +17,11 @@ use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod matcher;
+pub mod routing;
+pub use matcher::Matcher;
+pub use routing::{DedupSpec, DigestSpec, MuteSpec, RoutingConfig, SuppressRule};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
@@ -64,6 +69,12 @@ pub struct Config {
     /// `POST /api/v1/sources/{name}`.
     #[serde(default)]
     pub sources: Vec<SourceSpec>,
+    /// Routing and noise control (DESIGN §17).
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// The web console at `/ui/` (DESIGN §21): sessions and sign-in limits.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// On SIGTERM/SIGINT: how long attempts in flight (and requests being
     /// answered) may take to finish and be recorded before the relay exits.
     #[serde(
@@ -116,6 +127,59 @@ mod range {
     range!(max_connections, usize, 1, 1_000_000);
     range!(header_read_timeout_ms, u64, 100, 600_000);
     range!(max_events_per_body, usize, 1, 100_000);
+    range!(session_ttl_s, u64, 1, 30 * 24 * 3600);
+    range!(login_max_failures, u32, 1, 1000);
+    range!(login_window_s, u64, 1, 24 * 3600);
+}
+
+/// `console:` — the web console's sessions and sign-in limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// How long a console session lasts after sign-in (seconds).
+    #[serde(
+        default = "default_session_ttl_s",
+        deserialize_with = "range::session_ttl_s"
+    )]
+    pub session_ttl_s: u64,
+    /// Failed sign-ins one peer address may make within `login_window_s`;
+    /// past that, its sign-ins are refused (429) until the window has passed.
+    #[serde(
+        default = "default_login_max_failures",
+        deserialize_with = "range::login_max_failures"
+    )]
+    pub login_max_failures: u32,
+    #[serde(
+        default = "default_login_window_s",
+        deserialize_with = "range::login_window_s"
+    )]
+    pub login_window_s: u64,
+    /// Mark the session cookie `Secure` (the relay is reached over HTTPS
+    /// through a proxy). It is also marked so on a request that says
+    /// `X-Forwarded-Proto: https`.
+    #[serde(default)]
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            session_ttl_s: default_session_ttl_s(),
+            login_max_failures: default_login_max_failures(),
+            login_window_s: default_login_window_s(),
+            secure_cookie: false,
+        }
+    }
+}
+
+fn default_session_ttl_s() -> u64 {
+    8 * 3600
+}
+fn default_login_max_failures() -> u32 {
+    5
+}
+fn default_login_window_s() -> u64 {
+    300
 }
 
 fn default_listen() -> Listen {
@@ -525,8 +589,16 @@ pub struct WebhookSpec {
     pub signature_header: Option<HeaderName>,
     #[serde(default)]
     pub event_types: Option<Vec<String>>,
-    #[serde(default)]
-    pub filter: Option<BTreeMap<String, FilterValues>>,
+    /// A matcher (DESIGN §17); the plain `{field: value | [values]}` form
+    /// of earlier versions is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Matcher>,
+    /// Mute windows: events recorded as `muted`, nothing sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mute: Option<MuteSpec>,
+    /// Batch events into digest deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSpec>,
     #[serde(default = "default_format")]
     pub format: String,
     #[serde(default)]
@@ -1108,24 +1180,6 @@ macro_rules! bounded_u64 {
 bounded_u64!(RetryCount, "retry_count", 0, 10);
 bounded_u64!(TimeoutMs, "timeout_ms", 1000, 30000);
 
-/// A filter entry: one allowed value or a list of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum FilterValues {
-    // `Many` first: an untagged `Value` would also swallow a list.
-    Many(Vec<serde_json::Value>),
-    One(serde_json::Value),
-}
-
-impl FilterValues {
-    pub fn values(&self) -> &[serde_json::Value] {
-        match self {
-            FilterValues::One(v) => std::slice::from_ref(v),
-            FilterValues::Many(v) => v,
-        }
-    }
-}
-
 fn json_text(v: Option<&serde_json::Value>) -> String {
     v.map(serde_json::Value::to_string)
         .unwrap_or_else(|| "{}".to_owned())
@@ -1229,6 +1283,19 @@ impl WebhookSpec {
                 "a syslog URL (udp/tcp/tls) needs a line format such as syslog or cef, not json"
                     .into(),
             );
+        }
+        if let Some(d) = &self.digest {
+            if d.group_by.len() > 8 {
+                return err("digest.group_by", "at most 8 fields make a group".into());
+            }
+            for (i, g) in d.group_by.iter().enumerate() {
+                if g.is_empty() || g.split('.').any(str::is_empty) {
+                    return err(
+                        &format!("digest.group_by[{i}]"),
+                        format!("{g:?} is not a data path such as tenant or finding.host"),
+                    );
+                }
+            }
         }
         self.validate_channels(ctx)
             .map_err(|(f, m)| (format!("{field}.{f}"), m))
@@ -1421,6 +1488,7 @@ impl Config {
                 "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms".into(),
             ));
         }
+        self.routing.validate().map_err(|(f, m)| invalid(f, m))?;
         // The format and destination names are checked by `crate::check`.
         let ctx = self.validation_context(&[], &[]);
         let mut ids = std::collections::HashSet::new();
@@ -1449,6 +1517,25 @@ impl Config {
                     format!("{:?} is used by another source", src.name.as_str()),
                 ));
             }
+        }
+        if let Some(name) = &self.routing.catch_all
+            && !self
+                .webhooks
+                .iter()
+                .any(|w| &w.name == name || w.id.as_ref() == Some(name) || &slug(&w.name) == name)
+        {
+            return Err(invalid(
+                "routing.catch_all".into(),
+                format!("{name:?} names no webhook of this file"),
+            ));
+        }
+        if let Some(d) = &self.routing.dedup
+            && d.key.trim().is_empty()
+        {
+            return Err(invalid(
+                "routing.dedup.key".into(),
+                "the key template is empty".into(),
+            ));
         }
         Ok(())
     }
@@ -1812,6 +1899,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.delivery.concurrency_per_webhook, 1024);
+    }
+
+    #[test]
+    fn console_settings_default_and_out_of_range_values_are_refused_naming_the_field() {
+        let c = Config::parse("", "r.yaml").unwrap();
+        assert_eq!(c.console, ConsoleConfig::default());
+        assert_eq!(c.console.session_ttl_s, 8 * 3600);
+        let c = Config::parse(
+            "console: { session_ttl_s: 60, login_max_failures: 2, login_window_s: 30, secure_cookie: true }\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.console.session_ttl_s,
+                c.console.login_max_failures,
+                c.console.login_window_s
+            ),
+            (60, 2, 30)
+        );
+        assert!(c.console.secure_cookie);
+        for (yaml, field) in [
+            ("console: { session_ttl_s: 0 }\n", "session_ttl_s: 0"),
+            (
+                "console: { login_max_failures: 0 }\n",
+                "login_max_failures: 0",
+            ),
+            (
+                "console: { login_window_s: 86401 }\n",
+                "login_window_s: 86401",
+            ),
+        ] {
+            let e = Config::parse(yaml, "r.yaml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{field} is out of range")),
+                "{yaml}: {e}"
+            );
+        }
+        let e = Config::parse("console: { session_ttl: 5 }\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session_ttl"), "{e}");
     }
 
     #[test]

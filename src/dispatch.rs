@@ -165,6 +165,8 @@ struct Inner {
     incidents: ArcSwap<IncidentsConfig>,
     lanes: Mutex<HashMap<String, Arc<Lane>>>,
     wake: Arc<Notify>,
+    /// Wakes the digest task (see [`Dispatcher::poke_digests`]).
+    digest_wake: Arc<Notify>,
     /// Set by [`Dispatcher::drain`]: no new attempt starts.
     stopping: AtomicBool,
     /// Attempts started and not yet recorded (or given up), over all lanes.
@@ -206,6 +208,7 @@ impl Dispatcher {
                 incidents: ArcSwap::from_pointee(IncidentsConfig::default()),
                 lanes: Mutex::new(HashMap::new()),
                 wake,
+                digest_wake: Arc::new(Notify::new()),
                 stopping: AtomicBool::new(false),
                 unrecorded: AtomicUsize::new(0),
                 recorded: Notify::new(),
@@ -282,6 +285,17 @@ impl Dispatcher {
     /// Asks the poller to look at the store now.
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Asks the digest task (`digester::Digester`) to look at the
+    /// store now: ingest stored digest members.
+    pub fn poke_digests(&self) {
+        self.inner.digest_wake.notify_one();
+    }
+
+    /// What [`Dispatcher::poke_digests`] notifies.
+    pub fn digest_wake(&self) -> Arc<Notify> {
+        self.inner.digest_wake.clone()
     }
 
     /// Graceful stop: no new attempt starts from now on; waits until every
@@ -474,7 +488,24 @@ impl Inner {
             }
             let webhooks = self.registry.load();
             let idle = self.stopping.load(Ordering::SeqCst) || self.paused_until().is_some();
-            for w in webhooks.list.iter().filter(|_| !idle) {
+            // Only webhooks with due work (issue 15: thousands of webhooks
+            // must not cost a read each per poll); all of them when the
+            // store cannot say.
+            let due: Vec<Arc<Webhook>> = if idle {
+                vec![]
+            } else {
+                match self.store.due_webhooks(now_ms()).await {
+                    Ok(ids) => ids
+                        .iter()
+                        .filter_map(|id| webhooks.get(id).cloned())
+                        .collect(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read which webhooks have due deliveries");
+                        webhooks.iter().cloned().collect()
+                    }
+                }
+            };
+            for w in due {
                 if w.breaker.activity() == Activity::Paused {
                     // Its deliveries wait until it is re-enabled.
                     continue;
@@ -691,9 +722,14 @@ impl Inner {
             (Outcome::Final(Err(_)), Some(_)) => BreakerChange::Failure { threshold },
             _ => BreakerChange::None,
         };
+        let catch_all = match status {
+            Status::Failed | Status::Skipped => self.catch_all(&job),
+            _ => None,
+        };
         let stored = self
             .store
             .record_attempt(AttemptRecord {
+                catch_all: catch_all.clone(),
                 attempt: record.clone(),
                 due_at,
                 breaker: change,
@@ -705,6 +741,10 @@ impl Inner {
                 }),
             })
             .await?;
+        if catch_all.is_some() {
+            // The catch-all delivery, if the store just created it, is due.
+            self.wake.notify_one();
+        }
         if let Some(w) = &webhook {
             let before = w.breaker.activity();
             match (stored, change) {
@@ -718,6 +758,15 @@ impl Inner {
             if before == Activity::Active && after.activity == Activity::Paused {
                 tracing::warn!(webhook = %w.id, failures = after.failure_count, "circuit breaker tripped: webhook paused, its deliveries wait until it is re-enabled");
             }
+        }
+        if let (Outcome::Skipped, Some(w)) = (&outcome, &webhook) {
+            self.decided(
+                &job.event.id,
+                w,
+                crate::route::Decision::Skipped,
+                &job.delivery_id,
+            )
+            .await;
         }
         crate::metrics::attempt(status.as_str(), duration_ms);
         // A retry waits in the store (`due_at`), not in memory: the poller
@@ -734,11 +783,38 @@ impl Inner {
         Ok(Some(record))
     }
 
+    /// The catch-all delivery this job's event gets should this attempt
+    /// leave no delivery of it pending, retrying or succeeded (the store
+    /// decides, in the attempt's transaction); `None` for the catch-all's
+    /// own deliveries.
+    fn catch_all(&self, job: &Job) -> Option<store::Target> {
+        let webhooks = self.registry.load();
+        let ca = webhooks.routing.catch_all.as_ref()?;
+        if *ca == job.webhook_id {
+            return None;
+        }
+        webhooks.catch_all_target(&job.event.id)
+    }
+
     /// Records that the delivery waits behind its webhook's tripped breaker
     /// (history `paused`; the row keeps its attempts and place in the queue).
     async fn pause(&self, job: &Job, number: u32) -> Result<Attempt, StoreError> {
         let record = history::held(&job.delivery_id, &job.webhook_id, &job.event, number, true);
-        self.store.record_paused(record.clone()).await?;
+        self.store
+            .record_paused(record.clone(), self.catch_all(job))
+            .await?;
+        if self.registry.load().routing.catch_all.is_some() {
+            self.wake.notify_one();
+        }
+        if let Some(w) = self.registry.load().get(&job.webhook_id) {
+            self.decided(
+                &job.event.id,
+                w,
+                crate::route::Decision::Paused,
+                &job.delivery_id,
+            )
+            .await;
+        }
         crate::metrics::attempt(Status::Paused.as_str(), 0);
         Ok(record)
     }
@@ -764,6 +840,30 @@ impl Inner {
             incident: Incident { key, state },
             changed: false,
         }))
+    }
+
+    /// Records a routing decision dispatch made (`paused`, `skipped`) for
+    /// the explain API. After the attempt's own record, in a transaction of
+    /// its own: a failure here is logged, and loses only the explanation.
+    async fn decided(
+        &self,
+        event_id: &str,
+        w: &Webhook,
+        decision: crate::route::Decision,
+        delivery_id: &str,
+    ) {
+        let record = store::DecisionRecord {
+            event_id: event_id.to_owned(),
+            webhook_id: Some(w.id.clone()),
+            webhook_name: Some(w.spec.name.clone()),
+            decision: decision.as_str().to_owned(),
+            rule: Some("dispatch".into()),
+            reference: Some(delivery_id.to_owned()),
+            created_at_ms: now_ms(),
+        };
+        if let Err(e) = self.store.add_decisions(vec![record]).await {
+            tracing::warn!(webhook = %w.id, error = %e, "cannot record a routing decision");
+        }
     }
 
     async fn execute(
@@ -1063,10 +1163,13 @@ mod tests {
         };
         let delivery = t.delivery_id.clone();
         let new = store::NewEvent {
+            digests: vec![],
+            dedup: None,
             body: store::event_json(&e).unwrap(),
             event: e,
             targets: vec![t],
             held: vec![],
+            decisions: vec![],
         };
         store.accept(vec![new]).await.unwrap();
         delivery
@@ -1138,6 +1241,8 @@ mod tests {
         let orphans: Vec<String> = (0..600).map(|_| new_id()).collect();
         let e = event("pruned");
         let new = store::NewEvent {
+            digests: vec![],
+            dedup: None,
             body: store::event_json(&e).unwrap(),
             event: e,
             targets: orphans
@@ -1149,6 +1254,7 @@ mod tests {
                 })
                 .collect(),
             held: vec![],
+            decisions: vec![],
         };
         store.accept(vec![new]).await.unwrap();
         sqlite(&store)

@@ -14,6 +14,7 @@ use crate::config::valid_event_type;
 use crate::dispatch::Dispatcher;
 use crate::event::{Event, new_id};
 use crate::history;
+use crate::route::{Decision, digest};
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::Webhooks;
 
@@ -207,6 +208,10 @@ pub struct AcceptedView {
     pub deliveries: u32,
     /// True when this id was seen before: nothing new was created.
     pub duplicate: bool,
+    /// A repeat within `routing.dedup`'s window: stored, not delivered;
+    /// the id of the event it repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deduped_into: Option<String>,
 }
 
 /// Stores the events and their deliveries durably (one transaction for the
@@ -217,14 +222,48 @@ pub async fn accept(
     dispatcher: &Dispatcher,
     events: Vec<Event>,
 ) -> Result<Vec<AcceptedView>, StoreError> {
+    let now = crate::event::now_ms();
+    let mut digested = false;
     let planned = events
         .into_iter()
         .map(|e| {
-            let targets = webhooks.targets(&e);
+            // Routing (DESIGN §17): the deliveries, the digests the event
+            // joins and every decision, all written in the accept
+            // transaction below (with the dedup key, which the store takes).
+            let mut digests = digest::DigestHook::default();
+            let mut plan = webhooks.plan(&e, now, &mut digests);
+            let suppressed = plan.decisions.iter().any(|d| d.webhook_id.is_none());
+            let quiet = !digests.members.is_empty()
+                || plan
+                    .decisions
+                    .iter()
+                    .any(|d| d.decision == Decision::Muted.as_str());
+            if !suppressed
+                && let Some((t, why)) = webhooks.catch_all_at_ingest(&e.id, &plan.targets, quiet)
+            {
+                plan.decisions.push(store::DecisionRecord {
+                    event_id: e.id.clone(),
+                    webhook_id: Some(t.webhook_id.clone()),
+                    webhook_name: webhooks.get(&t.webhook_id).map(|w| w.spec.name.clone()),
+                    decision: Decision::CatchAll.as_str().to_owned(),
+                    rule: Some(why.to_owned()),
+                    reference: Some(t.delivery_id.clone()),
+                    created_at_ms: now,
+                });
+                plan.targets.push(t);
+            }
+            digested |= !digests.members.is_empty();
             Ok(store::NewEvent {
                 body: store::event_json(&e)?,
-                held: history::held_records(&e, &targets),
-                targets,
+                held: history::held_records(&e, &plan.targets),
+                dedup: if suppressed {
+                    None
+                } else {
+                    webhooks.routing.dedup_key(&e)
+                },
+                targets: plan.targets,
+                decisions: plan.decisions,
+                digests: digests.members,
                 event: e,
             })
         })
@@ -247,14 +286,19 @@ pub async fn accept(
             .count() as u64,
     );
     let mut views = Vec::with_capacity(results.len());
+    if digested {
+        dispatcher.poke_digests();
+    }
     for ((event, accepted), reserved) in events.zip(results).zip(reservations) {
-        if !accepted.duplicate {
+        // A repeat (dedup) has no delivery: its reservation is dropped.
+        if !accepted.duplicate && accepted.deduped_into.is_none() {
             dispatcher.offer_reserved(&Arc::new(event), reserved);
         }
         views.push(AcceptedView {
             id: accepted.id,
             deliveries: accepted.deliveries,
             duplicate: accepted.duplicate,
+            deduped_into: accepted.deduped_into,
         });
     }
     Ok(views)

@@ -293,7 +293,7 @@ impl Reloader {
                     added = ?s.added,
                     removed = ?s.removed,
                     changed = ?s.changed,
-                    webhooks = self.state.registry.load().list.len(),
+                    webhooks = self.state.registry.load().len(),
                     "configuration reloaded from {file}: applied"
                 );
                 if !s.restart.is_empty() {

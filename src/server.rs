@@ -129,6 +129,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     );
     dispatcher.set_incidents(cfg.incidents.clone());
     dispatcher.start();
+    crate::digester::Digester::new(store.clone(), registry.clone(), dispatcher.clone()).start();
     spawn_retention(store.clone(), cfg.storage.retention_days);
     let state = Arc::new(AppState::new(
         store,
@@ -145,7 +146,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let bound = listener.local_addr().unwrap_or(addr);
     tracing::info!(
         listen = %bound,
-        webhooks = state.registry.load().list.len(),
+        webhooks = state.registry.load().len(),
         store = %match &cfg.storage.backend {
             crate::config::StorageBackend::Sqlite(p) => p.0.display().to_string(),
             // The URL may hold a password.
@@ -159,7 +160,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     };
     let connections = listening.serve(
         listener,
-        crate::api::router(state.clone()),
+        crate::console::router(state.clone()).merge(crate::api::router(state.clone())),
         shutdown_signal(),
     );
     let open = connections.await;
@@ -200,7 +201,7 @@ impl Listening {
         let mut last_warning: Option<Instant> = None;
         tokio::pin!(stop);
         loop {
-            let (tcp, _peer) = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 _ = &mut stop => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -228,6 +229,10 @@ impl Listening {
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let mut router = router.clone();
+                    let mut req = req;
+                    // The peer's address (the console's sign-in limit).
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
                     // axum's Router is always ready: no poll_ready needed.
                     async move { tower_service::Service::call(&mut router, req).await }
                 });

@@ -1,9 +1,11 @@
 //! The live set of webhooks: specs compiled for delivery, which events each
 //! one wants, and each webhook's circuit-breaker state.
 //!
-//! Owns: matching events to webhooks (event types and filters) and the
-//! in-memory breaker state. The store persists that state; this module never
-//! touches SQL itself.
+//! Owns: the registry (relay.yaml's and the API's webhooks, compiled; one
+//! webhook changed at a time for the API) and the in-memory breaker state.
+//! Which webhooks an event goes to is `crate::route`'s (the table and its
+//! index live in each snapshot). The store persists breaker state; this
+//! module never touches SQL itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
@@ -11,10 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use serde_json::Value;
 
-use crate::config::WebhookSpec;
+use crate::config::{RoutingConfig, WebhookSpec};
 use crate::event::Event;
+use crate::route::{Hooks, Plan, Routed, Table};
 use crate::store::{Activity, Operator, Start, Target, WebhookState};
 use crate::template::Template;
 
@@ -140,8 +142,8 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Whether this webhook wants `event`: its event types (or the default
-    /// list) name the type or `*`, and every filter entry matches.
+    /// Whether this webhook wants `event` by type and filter (replay and
+    /// tests; ingest routes through [`Webhooks::plan`]).
     pub fn wants(&self, event: &Event, default_types: Option<&[String]>) -> bool {
         let types = self.spec.event_types.as_deref().or(default_types);
         let type_ok = match types {
@@ -149,73 +151,152 @@ impl Webhook {
             Some(list) => list.iter().any(|t| t == "*" || *t == event.event_type),
         };
         type_ok
-            && self.spec.filter.iter().flatten().all(|(path, allowed)| {
-                lookup(&event.data, path)
-                    .is_some_and(|v| allowed.values().iter().any(|a| same(v, a)))
-            })
+            && self
+                .spec
+                .filter
+                .as_ref()
+                .is_none_or(|f| crate::route::matcher::matches(f, event))
+    }
+
+    /// How a new delivery of this webhook starts, from its breaker.
+    pub fn start(&self) -> Start {
+        match self.breaker.activity() {
+            Activity::Active => Start::Due,
+            Activity::Paused => Start::Paused,
+            Activity::Disabled(_) => Start::Skipped,
+        }
     }
 }
 
-fn lookup<'v>(data: &'v Value, path: &str) -> Option<&'v Value> {
-    let mut cur = data;
-    for seg in path.split('.') {
-        cur = match cur {
-            Value::Object(m) => m.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
+impl Routed for Webhook {
+    fn id(&self) -> &str {
+        &self.id
     }
-    Some(cur)
-}
-
-/// Filter comparison: strings case-insensitively, numbers and booleans by
-/// value (`"5"` matches `5`).
-fn same(v: &Value, allowed: &Value) -> bool {
-    match (v, allowed) {
-        (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
-        (Value::Array(items), _) => items.iter().any(|i| same(i, allowed)),
-        (a, b) => scalar_text(a).is_some() && scalar_text(a) == scalar_text(b),
+    fn spec(&self) -> &WebhookSpec {
+        &self.spec
+    }
+    fn activity(&self) -> Activity {
+        self.breaker.activity()
+    }
+    fn created_at_ms(&self) -> i64 {
+        self.created_at_ms
     }
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.to_ascii_lowercase()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// An immutable snapshot of all webhooks.
-#[derive(Debug, Default)]
+/// An immutable snapshot of all webhooks, with the routing index and
+/// rules (`route::Table`). Cloning is O(1), so one webhook changes without
+/// rebuilding the rest.
+#[derive(Clone)]
 pub struct Webhooks {
-    /// Newest first.
-    pub list: Vec<Arc<Webhook>>,
-    by_id: HashMap<String, Arc<Webhook>>,
-    pub default_types: Option<Vec<String>>,
+    table: Table<Webhook>,
+    /// `routing.dedup` and `routing.catch_all` compiled (noise control).
+    pub routing: Arc<crate::route::noise::Settings>,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            table: Table::new(None, RoutingConfig::default()),
+            routing: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Webhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhooks")
+            .field("len", &self.table.len())
+            .finish()
+    }
 }
 
 impl Webhooks {
     pub fn get(&self, id: &str) -> Option<&Arc<Webhook>> {
-        self.by_id.get(id)
+        self.table.get(id)
     }
 
-    /// The delivery targets of an event, each with a new delivery id.
+    /// The `routing.catch_all` delivery of `event_id`, starting as its
+    /// webhook's state allows; `None` without a catch-all (or when it is
+    /// gone).
+    pub fn catch_all_target(&self, event_id: &str) -> Option<Target> {
+        let id = self.routing.catch_all.as_ref()?;
+        let w = self.get(id)?;
+        Some(Target {
+            delivery_id: crate::store::catch_all_delivery_id(event_id),
+            webhook_id: w.id.clone(),
+            start: w.start(),
+        })
+    }
+
+    /// At ingest: the catch-all target, and why, when no webhook wanted
+    /// the event (no target, and `quiet` is false: no digest took it and no
+    /// mute window held it) or every target starts held (its webhook
+    /// paused or disabled). `None` when the catch-all is among the targets.
+    pub fn catch_all_at_ingest(
+        &self,
+        event_id: &str,
+        targets: &[Target],
+        quiet: bool,
+    ) -> Option<(Target, &'static str)> {
+        let id = self.routing.catch_all.as_ref()?;
+        if targets.iter().any(|t| &t.webhook_id == id) {
+            return None;
+        }
+        let why = if targets.is_empty() {
+            if quiet {
+                return None;
+            }
+            "no webhook wanted the event"
+        } else if targets.iter().all(|t| t.start != Start::Due) {
+            "every delivery is held (paused or disabled)"
+        } else {
+            return None;
+        };
+        Some((self.catch_all_target(event_id)?, why))
+    }
+
+    /// Every webhook, newest first (ties by id).
+    pub fn list(&self) -> Vec<Arc<Webhook>> {
+        let mut list: Vec<Arc<Webhook>> = self.table.iter().cloned().collect();
+        list.sort_by(|a, b| {
+            b.created_at_ms
+                .cmp(&a.created_at_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        list
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Every webhook, in no particular order (no allocation).
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Webhook>> {
+        self.table.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    pub fn default_types(&self) -> Option<&[String]> {
+        self.table.default_types()
+    }
+
+    /// Routes an event (DESIGN §17): its deliveries and decisions.
+    pub fn plan(&self, event: &Event, now_ms: i64, hooks: &mut dyn Hooks) -> Plan {
+        self.table.plan(event, now_ms, hooks)
+    }
+
+    /// The delivery targets of an event by type and filter alone (replay),
+    /// each with a new delivery id.
     pub fn targets(&self, event: &Event) -> Vec<Target> {
-        self.list
-            .iter()
-            .filter(|w| w.wants(event, self.default_types.as_deref()))
-            .map(|w| Target {
-                delivery_id: crate::event::new_id(),
-                webhook_id: w.id.clone(),
-                start: match w.breaker.activity() {
-                    Activity::Active => Start::Due,
-                    Activity::Paused => Start::Paused,
-                    Activity::Disabled(_) => Start::Skipped,
-                },
-            })
-            .collect()
+        self.table.targets(event)
+    }
+
+    /// The routing table (explanations).
+    pub fn table(&self) -> &Table<Webhook> {
+        &self.table
     }
 }
 
@@ -277,6 +358,7 @@ impl Registry {
                 updated_at_ms: 0,
             }],
             None,
+            RoutingConfig::default(),
         );
         registry
     }
@@ -362,36 +444,74 @@ impl Registry {
             created_at_ms: w.created_at_ms,
             updated_at_ms: w.updated_at_ms,
         }));
-        self.replace(declared, cfg.defaults.event_types.clone());
+        self.replace(
+            declared,
+            cfg.defaults.event_types.clone(),
+            cfg.routing.clone(),
+        );
         changes
     }
 
-    /// Replaces the whole set. Breaker state survives for ids that remain.
-    pub fn replace(&self, declared: Vec<Declared>, default_types: Option<Vec<String>>) {
-        let mut list: Vec<Arc<Webhook>> = declared
-            .into_iter()
-            .map(|d| {
-                let id = d.spec.id.clone().unwrap_or_default();
-                Arc::new(Webhook {
-                    breaker: self.breaker(&id, d.spec.is_active),
-                    template: d.spec.body.as_ref().map(|b| Template::compile(&b.0)),
-                    format_options: d.spec.format_options_json(),
-                    destination_options: d.spec.destination_options_json(),
-                    id,
-                    spec: d.spec,
-                    source: d.source,
-                    created_at_ms: d.created_at_ms,
-                    updated_at_ms: d.updated_at_ms,
-                })
-            })
-            .collect();
-        list.sort_by_key(|w| std::cmp::Reverse(w.created_at_ms));
-        let by_id = list.iter().map(|w| (w.id.clone(), w.clone())).collect();
+    /// Replaces the whole set (start, relay.yaml reload). Breaker state
+    /// survives for ids that remain.
+    pub fn replace(
+        &self,
+        declared: Vec<Declared>,
+        default_types: Option<Vec<String>>,
+        routing: RoutingConfig,
+    ) {
+        let noise = crate::route::noise::Settings::new(
+            &routing,
+            declared
+                .iter()
+                .filter(|d| d.source == Source::Config)
+                .map(|d| {
+                    (
+                        d.spec.name.as_str(),
+                        d.spec.id.as_deref().unwrap_or_default(),
+                    )
+                }),
+        );
+        let mut table = Table::new(default_types, routing);
+        for d in declared {
+            table.insert(self.compile(d));
+        }
         self.current.store(Arc::new(Webhooks {
-            list,
-            by_id,
-            default_types,
+            table,
+            routing: Arc::new(noise),
         }));
+    }
+
+    fn compile(&self, d: Declared) -> Arc<Webhook> {
+        let id = d.spec.id.clone().unwrap_or_default();
+        Arc::new(Webhook {
+            breaker: self.breaker(&id, d.spec.is_active),
+            template: d.spec.body.as_ref().map(|b| Template::compile(&b.0)),
+            format_options: d.spec.format_options_json(),
+            destination_options: d.spec.destination_options_json(),
+            id,
+            spec: d.spec,
+            source: d.source,
+            created_at_ms: d.created_at_ms,
+            updated_at_ms: d.updated_at_ms,
+        })
+    }
+
+    /// Adds or replaces one webhook (an API create or update): the others
+    /// are neither re-read nor recompiled, O(log n) in their number. The
+    /// caller serialises changes (`AppState::rebuild`).
+    pub fn upsert(&self, d: Declared) {
+        let mut next = Webhooks::clone(&self.current.load());
+        next.table.insert(self.compile(d));
+        self.current.store(Arc::new(next));
+    }
+
+    /// Removes one webhook (an API delete) and forgets its breaker.
+    pub fn remove(&self, id: &str) {
+        let mut next = Webhooks::clone(&self.current.load());
+        next.table.remove(id);
+        self.current.store(Arc::new(next));
+        lock(&self.breakers).remove(id);
     }
 }
 
@@ -402,7 +522,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn spec(yaml: &str) -> WebhookSpec {
         serde_saphyr::from_str(yaml).unwrap()

@@ -391,6 +391,23 @@ async fn the_openapi_document_passes_openapi_spec_validator_and_every_route_answ
     assert_eq!(s, 404);
     let (s, _) = hit!("POST", "/api/v1/events/doc-1/replay", Some(ADMIN), None);
     assert_eq!(s, 202);
+    let (s, _) = hit!("GET", "/api/v1/events/doc-1", Some(VIEWER), None);
+    assert_eq!(s, 200);
+    let (s, _) = hit!("GET", "/api/v1/events/nope", Some(VIEWER), None);
+    assert_eq!(s, 404);
+    let (s, _) = hit!(
+        "GET",
+        "/api/v1/events?decision=delivered&limit=1",
+        Some(VIEWER),
+        None
+    );
+    assert_eq!(s, 200);
+    let (s, _) = hit!("GET", "/api/v1/events?decision=bogus", Some(VIEWER), None);
+    assert_eq!(s, 400);
+    let (s, all) = hit!("POST", "/api/v1/test", Some(ADMIN), None);
+    assert_eq!(s, 200, "{all}");
+    let (s, _) = hit!("POST", "/api/v1/test", Some(VIEWER), None);
+    assert_eq!(s, 403);
     let (s, _) = hit!(
         "DELETE",
         &format!("/api/v1/webhooks/{id}"),

@@ -287,8 +287,8 @@ webhooks:
     assert!(!w.to_string().contains("tw-t0ken"), "{w}");
 }
 
-/// Posts the three events of one incident (create, follow-up, resolve) and
-/// returns what the receiver got.
+/// Posts the three events of one incident (create, follow-up, resolve) to
+/// the webhook whose id is `prefix`, and returns what the receiver got.
 async fn incident_round(relay: &Relay, rx: &Receiver, prefix: &str) -> Vec<Received> {
     let events = [
         json!({"title": "Ransomware on FS-01", "severity": "critical", "incident_id": "INC-1", "host": "fs-01"}),
@@ -305,8 +305,11 @@ async fn incident_round(relay: &Relay, rx: &Receiver, prefix: &str) -> Vec<Recei
             .await;
         assert_eq!(s, 202);
         // One at a time: each event's request must see the state the
-        // previous one left.
+        // previous one left, which is stored with its attempt record (after
+        // the receiver answered), so wait for that record.
         rx.wait_for(i + 1, WAIT).await;
+        let id = format!("{prefix}-{i}");
+        relay.wait_history(prefix, WAIT, |h| is_final(h, &id)).await;
     }
     rx.received()
 }

@@ -61,10 +61,13 @@ async fn store(url: &str, lease_ms: u64) -> PgStore {
 fn new_event(id: &str, targets: &[Target]) -> NewEvent {
     let event = event(id);
     NewEvent {
+        digests: vec![],
+        dedup: None,
         body: serde_json::to_string(&event).unwrap(),
         event,
         targets: targets.to_vec(),
         held: vec![],
+        decisions: vec![],
     }
 }
 
@@ -97,6 +100,7 @@ async fn record(
     breaker: BreakerChange,
 ) -> Option<relay::store::WebhookState> {
     s.record_attempt(AttemptRecord {
+        catch_all: None,
         attempt: attempt(delivery, "w", 1, Status::Succeeded),
         due_at: None,
         breaker,
@@ -631,6 +635,7 @@ async fn a_response_body_with_a_nul_character_is_recorded_with_a_replacement() {
             attempt: a,
             due_at: None,
             breaker,
+            catch_all: None,
             destination_state: None,
         })
         .await
@@ -647,4 +652,85 @@ async fn a_response_body_with_a_nul_character_is_recorded_with_a_replacement() {
             assert_eq!(e.message, "HTTP 500: \u{FFFD}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_written_together_keep_each_events_decisions() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    const N: usize = 60;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (s, start) = (s.clone(), start.clone());
+            tokio::spawn(async move {
+                let targets = vec![target("w", Start::Due)];
+                let mut e = new_event(&format!("e{i}"), &targets);
+                // Event i has i % 3 + 1 decisions: one delivered, the
+                // others filtered.
+                e.decisions = (0..=i % 3)
+                    .map(|k| relay::store::DecisionRecord {
+                        event_id: e.event.id.clone(),
+                        webhook_id: Some(format!("w{k}")),
+                        webhook_name: None,
+                        decision: if k == 0 { "delivered" } else { "filtered" }.into(),
+                        rule: None,
+                        reference: None,
+                        created_at_ms: now_ms(),
+                    })
+                    .collect();
+                start.wait().await;
+                s.accept(vec![e]).await.expect("accept").0.remove(0)
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(!t.await.expect("accept task").duplicate);
+    }
+    for i in 0..N {
+        let d = s.event_decisions(&format!("e{i}")).await.unwrap();
+        assert_eq!(d.len(), i % 3 + 1, "decisions of e{i}");
+        assert_eq!(
+            d.iter().filter(|d| d.decision == "delivered").count(),
+            1,
+            "e{i}"
+        );
+    }
+    // Posted again: a duplicate adds no decision.
+    ingest(&s, "e0", &[target("w", Start::Due)]).await;
+    assert_eq!(s.event_decisions("e0").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_that_leaves_the_breaker_alone_still_makes_the_catch_all() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    let t = vec![target("w", Start::Due)];
+    ingest(&s, "e", &t).await;
+    let catch_all = target("everything-else", Start::Due);
+    // A failure the event's data caused (a plugin refused it): the
+    // breaker does not move, the catch-all must still be considered.
+    s.record_attempt(AttemptRecord {
+        attempt: attempt(&t[0].delivery_id, "w", 1, Status::Failed),
+        due_at: None,
+        breaker: BreakerChange::None,
+        catch_all: Some(catch_all.clone()),
+        destination_state: None,
+    })
+    .await
+    .expect("record");
+    let d = s
+        .get_delivery(&catch_all.delivery_id)
+        .await
+        .unwrap()
+        .expect("the catch-all delivery exists");
+    assert_eq!((d.event_id.as_str(), d.status.as_str()), ("e", "pending"));
+    let decisions = s.event_decisions("e").await.unwrap();
+    assert_eq!(
+        decisions
+            .iter()
+            .filter(|d| d.decision == "catch_all")
+            .count(),
+        1
+    );
 }

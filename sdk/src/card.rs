@@ -344,6 +344,102 @@ pub fn is_web_url(url: &str) -> bool {
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// A digest event (relay's DESIGN §17): type `digest`, data
+/// `{"group": {...}, "count": N, "alerts": [{id, type, time, data}, ...]}`,
+/// read for a summary and a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Digest {
+    /// How many events the digest holds.
+    pub count: usize,
+    /// The group's values as (label, text), in key order.
+    pub group: Vec<(String, String)>,
+    /// One line per alert, in arrival order.
+    pub items: Vec<DigestItem>,
+}
+
+/// One alert of a [`Digest`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestItem {
+    /// Its title (`title`, then `text`, `summary`, `message`, else its type).
+    pub title: String,
+    /// Its severity, as written, when it has one.
+    pub severity: Option<String>,
+    pub time: String,
+}
+
+impl Digest {
+    /// The digest in `event`, or `None` when it is not one (another type,
+    /// or no `alerts` list).
+    pub fn of(event: &Event) -> Option<Digest> {
+        if event.event_type != "digest" {
+            return None;
+        }
+        let alerts = event.get("alerts")?.as_array()?;
+        let group = match event.get("group") {
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        label_of(k),
+                        scalar_text(v).unwrap_or_else(|| "(none)".to_string()),
+                    )
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let items = alerts
+            .iter()
+            .map(|a| {
+                let data = &a["data"];
+                let text = |k: &str| {
+                    data.get(k)
+                        .and_then(scalar_text)
+                        .filter(|t| !t.trim().is_empty())
+                };
+                let title = ["title", "text", "summary", "message"]
+                    .iter()
+                    .find_map(|k| text(k))
+                    .or_else(|| a["type"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                DigestItem {
+                    title: crate::text::one_line(&title),
+                    severity: text("severity").map(|s| crate::text::one_line(&s)),
+                    time: a["time"]
+                        .as_str()
+                        .map(crate::text::one_line)
+                        .unwrap_or_default(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let count = event
+            .get("count")
+            .and_then(Value::as_u64)
+            .map_or(items.len(), |n| n as usize);
+        Some(Digest {
+            count,
+            group,
+            items,
+        })
+    }
+
+    /// `Digest: 12 alerts (Tenant name: acme)`.
+    pub fn summary(&self) -> String {
+        let noun = if self.count == 1 { "alert" } else { "alerts" };
+        let mut s = format!("Digest: {} {noun}", self.count);
+        if !self.group.is_empty() {
+            let group: Vec<String> = self
+                .group
+                .iter()
+                .map(|(l, v)| format!("{l}: {v}"))
+                .collect();
+            s.push_str(" (");
+            s.push_str(&group.join(", "));
+            s.push(')');
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,5 +487,24 @@ mod tests {
         assert!(is_web_url("https://x.example/a?b=c"));
         assert!(!is_web_url("javascript:alert(1)"));
         assert!(!is_web_url("https://x.example/a b"));
+    }
+
+    #[test]
+    fn a_digest_reads_its_group_count_and_alert_titles() {
+        let event = testing::event_of(
+            "digest",
+            json!({"group": {"tenant_name": "acme"}, "count": 2, "alerts": [
+                {"id": "a", "type": "finding", "time": "t1", "data": {"title": "SQLi", "severity": "high"}},
+                {"id": "b", "type": "finding", "time": "t2", "data": {}}]}),
+        );
+        let d = Digest::of(&event).expect("a digest");
+        assert_eq!(d.summary(), "Digest: 2 alerts (Tenant name: acme)");
+        assert_eq!(d.items[0].title, "SQLi");
+        assert_eq!(d.items[0].severity.as_deref(), Some("high"));
+        assert_eq!(
+            (d.items[1].title.as_str(), d.items[1].severity.as_deref()),
+            ("finding", None)
+        );
+        assert!(Digest::of(&testing::event(json!({"alerts": []}))).is_none());
     }
 }

@@ -279,7 +279,7 @@ pub async fn list(
     let list: Vec<Value> = s
         .registry
         .load()
-        .list
+        .list()
         .iter()
         .map(|w| webhook_view(w, role))
         .collect();
@@ -305,11 +305,6 @@ fn json_body(bytes: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
-/// Re-reads the API webhooks and swaps the registry.
-async fn refresh(s: &super::AppState) -> Result<(), ApiError> {
-    Ok(s.refresh_registry().await?)
-}
-
 pub async fn create(
     State(s): State<Shared>,
     body: axum::body::Bytes,
@@ -328,8 +323,8 @@ pub async fn create(
         created_at_ms: now,
         updated_at_ms: now,
     };
-    s.store.save_api_webhook(stored).await?;
-    refresh(&s).await?;
+    s.store.save_api_webhook(stored.clone()).await?;
+    s.upsert_webhook(stored).await;
     let w = s.webhook(&id)?;
     Ok((
         StatusCode::CREATED,
@@ -393,18 +388,26 @@ pub async fn update(
             created_at_ms: current.created_at_ms,
             updated_at_ms: now_ms(),
         };
-        s.store.save_api_webhook(stored).await?;
+        s.store.save_api_webhook(stored.clone()).await?;
+        s.upsert_webhook(stored).await;
     }
     if let Some(a) = active {
-        let state = current.breaker.set_active(a, crate::store::Operator::Api);
-        s.store.save_webhook_state(&id, state).await?;
-        if a {
-            s.dispatcher.wake();
-        }
+        set_active(&s, &current, a).await?;
     }
-    refresh(&s).await?;
     let w = s.webhook(&id)?;
     Ok(axum::Json(webhook_view(&w, Role::Admin)).into_response())
+}
+
+/// Enables or disables a webhook as an operator (`is_active` through the
+/// API, the console's re-enable button): stored, and what waited is woken.
+/// The caller refreshes the registry.
+pub(crate) async fn set_active(s: &Shared, w: &Webhook, active: bool) -> Result<(), ApiError> {
+    let state = w.breaker.set_active(active, crate::store::Operator::Api);
+    s.store.save_webhook_state(&w.id, state).await?;
+    if active {
+        s.dispatcher.wake();
+    }
+    Ok(())
 }
 
 /// The spec as a JSON object with the real secret (for merging updates).
@@ -436,7 +439,7 @@ pub async fn delete(State(s): State<Shared>, Path(id): Path<String>) -> Result<R
         ));
     }
     s.store.delete_api_webhook(&id).await?;
-    refresh(&s).await?;
+    s.remove_webhook(&id).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

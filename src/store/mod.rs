@@ -104,6 +104,15 @@ pub trait Storage: Send + Sync {
         busy: Busy,
     ) -> impl Future<Output = Result<Claimed, StoreError>> + Send;
 
+    /// The webhooks that have a delivery due at `now_ms` (not final, its
+    /// time come; paused ones included), each once. The poller asks only
+    /// these: its cost follows the queue, not the number of webhooks
+    /// (issue 15, MSP scale). A read.
+    fn due_webhooks(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Extends the leases this instance holds on `delivery_ids` (attempts
     /// still running) to now + `lease`. Ids not leased by this instance are
     /// left alone. A zero `lease` gives them up: they are claimable by any
@@ -138,11 +147,48 @@ pub trait Storage: Send + Sync {
     /// Records that a due delivery waits behind its webhook's tripped
     /// breaker: the `paused` attempt row and the delivery marked paused
     /// (attempt count and place in the queue kept), one transaction;
-    /// releases its lease.
+    /// releases its lease. With `catch_all`, the catch-all delivery is
+    /// created in the same transaction when no delivery of the event is
+    /// left pending, retrying or succeeded (see [`AttemptRecord`]).
     fn record_paused(
         &self,
         attempt: Attempt,
+        catch_all: Option<Target>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    // -- routing: digests, dedup (DESIGN §17) -------------------------------
+
+    /// Digest windows to close now (full ones, and open ones whose end has
+    /// come at `now_ms`) and the earliest end of the others. A read.
+    fn due_digests(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<DueDigests, StoreError>> + Send;
+
+    /// Stops a window taking members and answers it with its members, in
+    /// arrival order; `None` when it is closed already (by another
+    /// instance) or unknown. Idempotent: a window sealed before a crash is
+    /// sealed again.
+    fn seal_digest(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SealedDigest>, StoreError>> + Send;
+
+    /// Closes a sealed window and stores its digest event with its
+    /// deliveries, in ONE transaction; `None` (and nothing written) when
+    /// another instance closed it first. The event comes back for
+    /// dispatch.
+    fn finish_digest(
+        &self,
+        id: &str,
+        digest: NewEvent,
+    ) -> impl Future<Output = Result<(Option<Accepted>, NewEvent), StoreError>> + Send;
+
+    /// What routing stored about one event. A read.
+    fn routing_of(
+        &self,
+        event_id: &str,
+    ) -> impl Future<Output = Result<RoutingRecord, StoreError>> + Send;
 
     // -- webhooks -----------------------------------------------------------
 
@@ -226,6 +272,28 @@ pub trait Storage: Send + Sync {
         &self,
         now_ms: i64,
     ) -> impl Future<Output = Result<Vec<QueueDepth>, StoreError>> + Send;
+
+    // -- routing decisions (DESIGN §17) -----------------------------------
+
+    /// Records decisions made after an event's acceptance (dispatch's
+    /// `paused`/`skipped`, the catch-all), in one transaction.
+    fn add_decisions(
+        &self,
+        decisions: Vec<DecisionRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every decision about one event, oldest first.
+    fn event_decisions(
+        &self,
+        event_id: &str,
+    ) -> impl Future<Output = Result<Vec<DecisionRecord>, StoreError>> + Send;
+
+    /// Decisions, newest first, filtered and paged (reads the
+    /// `decisions_listing` index).
+    fn list_decisions(
+        &self,
+        query: DecisionQuery,
+    ) -> impl Future<Output = Result<DecisionPage, StoreError>> + Send;
 
     /// Retention: deletes attempts, final deliveries and events without
     /// deliveries older than `cutoff_ms`; never pending work. NOT one
@@ -338,6 +406,9 @@ impl Storage for Store {
     async fn renew(&self, delivery_ids: Vec<String>, lease: Duration) -> Result<(), StoreError> {
         each!(self, s => s.renew(delivery_ids, lease).await)
     }
+    async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.due_webhooks(now_ms).await)
+    }
     async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
         each!(self, s => s.still_due(delivery_id, attempts).await)
     }
@@ -347,8 +418,28 @@ impl Storage for Store {
     ) -> Result<Option<WebhookState>, StoreError> {
         each!(self, s => s.record_attempt(record).await)
     }
-    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
-        each!(self, s => s.record_paused(attempt).await)
+    async fn record_paused(
+        &self,
+        attempt: Attempt,
+        catch_all: Option<Target>,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.record_paused(attempt, catch_all).await)
+    }
+    async fn due_digests(&self, now_ms: i64) -> Result<DueDigests, StoreError> {
+        each!(self, s => s.due_digests(now_ms).await)
+    }
+    async fn seal_digest(&self, id: &str) -> Result<Option<SealedDigest>, StoreError> {
+        each!(self, s => s.seal_digest(id).await)
+    }
+    async fn finish_digest(
+        &self,
+        id: &str,
+        digest: NewEvent,
+    ) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        each!(self, s => s.finish_digest(id, digest).await)
+    }
+    async fn routing_of(&self, event_id: &str) -> Result<RoutingRecord, StoreError> {
+        each!(self, s => s.routing_of(event_id).await)
     }
     async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
         each!(self, s => s.load_api_webhooks().await)
@@ -407,5 +498,14 @@ impl Storage for Store {
     }
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         each!(self, s => s.prune(cutoff_ms).await)
+    }
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        each!(self, s => s.add_decisions(decisions).await)
+    }
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        each!(self, s => s.event_decisions(event_id).await)
+    }
+    async fn list_decisions(&self, query: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        each!(self, s => s.list_decisions(query).await)
     }
 }

@@ -15,8 +15,11 @@
 //!   it. No row lock is held across an HTTP call. A killed instance's
 //!   leases expire and the poller of another instance claims them.
 //! - Ingest and recording an attempt are one statement each (CTEs):
-//!   one round trip, one transaction. `relay_store_round_trips_total`
-//!   counts them.
+//!   one round trip, one transaction; those that arrive while others are
+//!   in flight share one statement ([`Group`]). Dedup and digests at
+//!   ingest, and a record that may create the catch-all, are short
+//!   transactions of their own. `relay_store_round_trips_total` counts
+//!   the round trips.
 //! - Deliveries written unleased (overflow, resend, replay, re-enable)
 //!   `NOTIFY relay_due` in the same transaction; every instance LISTENs on
 //!   a connection of its own and wakes its poller; polling stays the
@@ -31,7 +34,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Statement};
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -40,8 +43,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
-    Delivery, DueDelivery, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start, Status,
-    Storage, StoreError, StoredWebhook, Target, WebhookState,
+    DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, Delivery, DueDelivery, DueDigests,
+    HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page, QueueDepth, RoutingRecord,
+    SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
+    catch_all_decision, deduped_decision, with_digest_refs,
 };
 use crate::event::{Event, now_ms};
 
@@ -157,6 +162,60 @@ CREATE TABLE destination_state (
     updated_at   BIGINT NOT NULL,
     PRIMARY KEY (webhook_id, incident_key)
 );
+"#,
+    ),
+    (
+        3,
+        r#"
+-- Routing decisions (DESIGN §17), written in the accept transaction.
+CREATE TABLE decisions (
+    seq          BIGSERIAL PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT,
+    webhook_name TEXT,
+    decision     TEXT NOT NULL,
+    rule         TEXT,
+    ref          TEXT,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX decisions_event ON decisions (event_id);
+CREATE INDEX decisions_listing ON decisions (decision, created_at, seq);
+CREATE INDEX decisions_created ON decisions (created_at);
+"#,
+    ),
+    (
+        4,
+        r#"
+-- Routing (DESIGN §17): digest windows and members, dedup windows and repeats.
+CREATE TABLE digests (
+    id          TEXT PRIMARY KEY,
+    webhook_id  TEXT NOT NULL,
+    grp         TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    count       INTEGER NOT NULL,
+    max_events  INTEGER NOT NULL,
+    opened_at   BIGINT NOT NULL,
+    closes_at   BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX digests_open ON digests (webhook_id, grp) WHERE state = 'open';
+CREATE INDEX digests_pending ON digests (state, closes_at) WHERE state <> 'closed';
+CREATE TABLE digest_members (
+    digest_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    event_id    TEXT NOT NULL,
+    PRIMARY KEY (digest_id, seq)
+);
+CREATE INDEX digest_members_event ON digest_members (event_id);
+CREATE TABLE dedup (
+    key         TEXT PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+CREATE TABLE deduped (
+    event_id    TEXT PRIMARY KEY,
+    into_id     TEXT NOT NULL
+);
+CREATE INDEX deduped_into ON deduped (into_id);
 "#,
     ),
 ];
@@ -519,51 +578,21 @@ impl PgStore {
         self.pool.get().await.map_err(pool_err)
     }
 
-    /// Runs one cached statement: one round trip (two when it is prepared
-    /// on this connection for the first time).
+    /// Runs one cached statement on a pooled connection ([`PgStore::run`]).
     async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        self.try_query(sql, params).await.map_err(StoreError::from)
+        let client = self.client().await?;
+        Ok(self.run(&client, sql, params).await?)
     }
 
-    /// [`PgStore::query`], telling a statement the server refused apart
-    /// from a connection that failed.
-    async fn try_query(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Failed> {
-        self.try_query_on(&self.pool, sql, params).await
-    }
-
-    /// [`PgStore::try_query`] on a connection of `pool`.
-    async fn try_query_on(
-        &self,
-        pool: &Pool,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, Failed> {
-        let client = pool.get().await.map_err(Failed::Pool)?;
-        let cached = client.statement_cache.size();
-        let stmt = client.prepare_cached(sql).await.map_err(Failed::Pg)?;
-        if client.statement_cache.size() > cached {
-            count_trip(&self.trips);
-        }
-        count_trip(&self.trips);
-        client.query(&stmt, params).await.map_err(Failed::Pg)
-    }
-
+    /// [`PgStore::query`] for a statement that returns no rows: how many
+    /// it changed.
     async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let cached = client.statement_cache.size();
-        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
-        if client.statement_cache.size() > cached {
-            count_trip(&self.trips);
-        }
-        count_trip(&self.trips);
+        let stmt = self.prepared(&client, sql).await?;
         client.execute(&stmt, params).await.map_err(pg_err)
     }
 
@@ -644,14 +673,426 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
+impl PgStore {
+    /// The statement of [`Storage::record_attempt`] on `c` (one round
+    /// trip): the attempt row; the delivery's new state, clearing the
+    /// lease, only while this instance still holds it (else the lease
+    /// expired and another instance owns the delivery now: its record
+    /// decides); the breaker change, counted atomically on the stored row;
+    /// a stateful destination's kept state.
+    async fn record_attempt_on(
+        &self,
+        c: &impl Conn,
+        record: &AttemptRecord,
+    ) -> Result<Option<WebhookState>, StoreError> {
+        let attempt = &record.attempt;
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        let (op, threshold) = match record.breaker {
+            BreakerChange::None => ("", 0),
+            BreakerChange::Success { .. } => ("success", 0),
+            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
+            BreakerChange::Trip => ("trip", 0),
+        };
+        let rows = self
+            .run(
+                c,
+                "WITH d AS (
+                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
+                    WHERE id = $1 AND owner = $6::text
+                    RETURNING id
+                 ), a AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
+                 ), w AS (
+                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
+                    SELECT $8::text,
+                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
+                           1, $5
+                    WHERE $9 IN ('failure', 'trip')
+                    ON CONFLICT (webhook_id) DO UPDATE SET
+                        failure_count = s.failure_count + 1,
+                        activity = CASE
+                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
+                            THEN 'paused' ELSE s.activity END,
+                        updated_at = $5
+                    RETURNING s.activity, s.failure_count
+                 ), ok AS (
+                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
+                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
+                    RETURNING activity, failure_count
+                 ), ds AS (
+                    INSERT INTO destination_state (webhook_id, incident_key, state, updated_at)
+                    SELECT $8, $11::text, $12::text, $5
+                    WHERE $11::text IS NOT NULL AND $12::text IS NOT NULL
+                    ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
+                    RETURNING 1
+                 ), dc AS (
+                    DELETE FROM destination_state
+                    WHERE webhook_id = $8 AND incident_key = $11::text AND $12::text IS NULL
+                    RETURNING 1
+                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
+                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
+                &[
+                    &attempt.delivery_id,
+                    &attempt.status.as_str(),
+                    &(attempt.attempt as i32),
+                    &record.due_at,
+                    &now_ms(),
+                    &&*self.owner,
+                    &json,
+                    &attempt.webhook_id,
+                    &op,
+                    &threshold,
+                    &record.destination_state.as_ref().map(|d| d.incident_key.as_str()),
+                    &record
+                        .destination_state
+                        .as_ref()
+                        .and_then(|d| d.state.as_deref()),
+                ],
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
+        if row.get::<_, i64>(0) == 0 {
+            lease_lost(&attempt.delivery_id);
+        }
+        Ok(
+            match (
+                row.get::<_, Option<String>>(1),
+                row.get::<_, Option<i32>>(2),
+            ) {
+                (Some(a), Some(n)) => Some(WebhookState {
+                    activity: activity(&a),
+                    failure_count: n as u32,
+                }),
+                _ => None,
+            },
+        )
+    }
+
+    /// The statement of [`Storage::record_paused`] on `c`.
+    async fn record_paused_on(&self, c: &impl Conn, attempt: &Attempt) -> Result<(), StoreError> {
+        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
+        self.run(
+            c,
+            "WITH d AS (
+                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
+                WHERE id = $1 AND due_at IS NOT NULL
+                RETURNING id
+             ), a AS (
+                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
+             )
+             SELECT count(*) FROM d",
+            &[&attempt.delivery_id, &now_ms(), &json],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// [`Storage::accept`] for a batch with dedup keys or digests: one
+    /// transaction that takes the dedup keys (a repeat is stored with no
+    /// delivery), joins the digest windows, then runs the batch statement.
+    async fn accept_routed(
+        &self,
+        mut batch: Vec<NewEvent>,
+    ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
+        let now = now_ms();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let ids: Vec<&str> = batch.iter().map(|e| e.event.id.as_str()).collect();
+        let known: std::collections::HashSet<String> = self
+            .run(&tx, "SELECT id FROM events WHERE id = ANY($1)", &[&ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut deduped = std::collections::HashMap::new();
+        for e in batch.iter_mut() {
+            let id = e.event.id.clone();
+            if known.contains(&id) || !seen.insert(id.clone()) {
+                continue;
+            }
+            if let Some(k) = &e.dedup {
+                let into: String = self
+                    .run(
+                        &tx,
+                        "INSERT INTO dedup AS d (key, event_id, expires_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (key) DO UPDATE SET
+                             event_id = CASE WHEN d.expires_at <= $4 THEN excluded.event_id ELSE d.event_id END,
+                             expires_at = CASE WHEN d.expires_at <= $4 THEN excluded.expires_at ELSE d.expires_at END
+                         RETURNING event_id",
+                        &[&k.key, &id, &(now + k.window_ms), &now],
+                    )
+                    .await?
+                    .first()
+                    .map(|r| r.get(0))
+                    .ok_or_else(|| StoreError::Corrupt("a dedup key returned no row".into()))?;
+                if into != id {
+                    self.run(
+                        &tx,
+                        "INSERT INTO deduped (event_id, into_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&id, &into],
+                    )
+                    .await?;
+                    e.targets.clear();
+                    e.held.clear();
+                    e.digests.clear();
+                    // The planned decisions never happened: one for the event.
+                    e.decisions = vec![deduped_decision(&id, &into, now)];
+                    deduped.insert(id, into);
+                    continue;
+                }
+            }
+            let mut joined: Vec<(&str, String)> = Vec::with_capacity(e.digests.len());
+            for m in &e.digests {
+                let digest: String = self
+                    .run(
+                        &tx,
+                        "WITH d AS (
+                            INSERT INTO digests AS g (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
+                            VALUES ($1, $2, $3, CASE WHEN $4::int4 <= 1 THEN 'closing' ELSE 'open' END, 1, $4, $5, $6)
+                            ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET
+                                count = g.count + 1,
+                                state = CASE WHEN g.count + 1 >= g.max_events THEN 'closing' ELSE 'open' END
+                            RETURNING id, count
+                         )
+                         INSERT INTO digest_members (digest_id, seq, event_id) SELECT id, count, $7 FROM d
+                         RETURNING digest_id",
+                        &[
+                            &crate::event::new_id(),
+                            &m.webhook_id,
+                            &m.group,
+                            &(m.max_events as i32),
+                            &now,
+                            &(now + m.window_ms),
+                            &id,
+                        ],
+                    )
+                    .await?
+                    .first()
+                    .map(|r| r.get(0))
+                    .ok_or_else(|| StoreError::Corrupt("a digest window returned no row".into()))?;
+                joined.push((m.webhook_id.as_str(), digest));
+            }
+            if !joined.is_empty() {
+                e.decisions = with_digest_refs(&e.decisions, &joined);
+            }
+        }
+        let accepted = self.accept_on(&tx, &[&batch], &deduped).await?;
+        count_trip(&self.trips);
+        tx.commit().await.map_err(pg_err)?;
+        Ok((accepted.into_iter().next().unwrap_or_default(), batch))
+    }
+
+    /// The batch statement of [`Storage::accept`] on `c` (a pooled
+    /// connection, or a transaction), for the batches of one or several
+    /// callers (one round trip, one transaction): the events (`ON CONFLICT
+    /// DO NOTHING`: the id is the idempotency key), their deliveries — due
+    /// ones leased to this instance for its lease, since ingest hands them
+    /// to its own lanes —, the held attempts and the routing decisions of
+    /// new events. An id seen twice (in one batch or two) is new only the
+    /// first time. `deduped`: events stored as repeats (id → the event they
+    /// repeat). Answers per batch, in order.
+    async fn accept_on(
+        &self,
+        c: &impl Conn,
+        parts: &[&[NewEvent]],
+        deduped: &std::collections::HashMap<String, String>,
+    ) -> Result<Vec<Vec<Accepted>>, Failed> {
+        let now = now_ms();
+        // Each id's delivery count, from its first occurrence.
+        let mut first: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
+        let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
+        let mut d = DeliveryColumns::default();
+        let mut held = Vec::new();
+        let mut decisions = Vec::new();
+        for e in parts.iter().flat_map(|p| p.iter()) {
+            let n = e.targets.len() as i32;
+            if first.contains_key(e.event.id.as_str()) {
+                // Later ones are duplicates.
+                continue;
+            }
+            first.insert(e.event.id.as_str(), n);
+            ids.push(e.event.id.as_str());
+            types.push(e.event.event_type.as_str());
+            bodies.push(e.body.as_str());
+            counts.push(n);
+            for t in &e.targets {
+                d.push(&e.event.id, t, now);
+            }
+            held.extend(e.held.iter().cloned());
+            decisions.extend(e.decisions.iter());
+        }
+        let held_json = attempts_json(&held, Some(&self.owner)).map_err(Failed::Store)?;
+        let decisions_json = decisions_json(&decisions).map_err(Failed::Store)?;
+        let rows = self
+            .run(
+                c,
+                "WITH ev AS (
+                    INSERT INTO events (id, type, body, deliveries, received_at)
+                    SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id
+                 ), dl AS (
+                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
+                    SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
+                           CASE WHEN d.status = 'pending' THEN $11::text END,
+                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
+                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+                         AS d(id, event_id, webhook_id, status, due_at)
+                    WHERE d.event_id IN (SELECT id FROM ev)
+                 ), held AS (
+                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
+                    WHERE a.event_id IN (SELECT id FROM ev)
+                 ), dc AS (
+                    INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+                    SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
+                    FROM json_to_recordset($14::text::json) AS x(event_id text, webhook_id text, webhook_name text,
+                         decision text, rule text, ref text, created_at bigint)
+                    WHERE x.event_id IN (SELECT id FROM ev)
+                 )
+                 SELECT id, true AS fresh, 0 AS n FROM ev
+                 UNION ALL
+                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)",
+                &[
+                    &ids,
+                    &types,
+                    &bodies,
+                    &counts,
+                    &now,
+                    &d.id,
+                    &d.event,
+                    &d.webhook,
+                    &d.status,
+                    &d.due,
+                    &&*self.owner,
+                    &self.lease_ms,
+                    &held_json,
+                    &decisions_json,
+                ],
+            )
+            .await?;
+        let mut fresh = std::collections::HashSet::new();
+        let mut known = std::collections::HashMap::new();
+        for r in &rows {
+            let id: String = r.get(0);
+            if r.get::<_, bool>(1) {
+                fresh.insert(id);
+            } else {
+                known.insert(id, r.get::<_, i32>(2));
+            }
+        }
+        let mut answered = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(parts.len());
+        for part in parts {
+            let mut accepted = Vec::with_capacity(part.len());
+            for e in part.iter() {
+                let id = &e.event.id;
+                if answered.insert(id.as_str()) && fresh.contains(id) {
+                    accepted.push(Accepted {
+                        id: id.clone(),
+                        deliveries: e.targets.len() as u32,
+                        duplicate: false,
+                        deduped_into: deduped.get(id).cloned(),
+                        held: e
+                            .targets
+                            .iter()
+                            .filter(|t| t.start != Start::Due)
+                            .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
+                            .collect(),
+                    });
+                    continue;
+                }
+                let n = match known.get(id) {
+                    Some(n) => *n,
+                    None if fresh.contains(id) => first.get(id.as_str()).copied().unwrap_or(0),
+                    // Stored by a concurrent request after this statement's
+                    // snapshot: read its count now.
+                    None => self
+                        .run(c, "SELECT deliveries FROM events WHERE id = $1", &[id])
+                        .await?
+                        .first()
+                        .map(|r| r.get::<_, i32>(0))
+                        .unwrap_or(0),
+                };
+                accepted.push(Accepted {
+                    id: id.clone(),
+                    deliveries: n as u32,
+                    duplicate: true,
+                    held: vec![],
+                    deduped_into: None,
+                });
+            }
+            out.push(accepted);
+        }
+        Ok(out)
+    }
+
+    /// Runs `sql` on `c`, prepared once per connection: one round trip
+    /// (two when it is prepared on this connection for the first time).
+    async fn run(
+        &self,
+        c: &impl Conn,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Failed> {
+        let stmt = self.prepared(c, sql).await?;
+        c.query(&stmt, params).await.map_err(Failed::Pg)
+    }
+
+    /// `sql` prepared on `c` (from its cache after the first time),
+    /// counting the round trip of the preparation and the one that runs it.
+    async fn prepared(&self, c: &impl Conn, sql: &str) -> Result<Statement, Failed> {
+        let cached = c.statements().size();
+        let stmt = c.prepare_cached(sql).await.map_err(Failed::Pg)?;
+        if c.statements().size() > cached {
+            count_trip(&self.trips);
+        }
+        count_trip(&self.trips);
+        Ok(stmt)
+    }
+}
+
+/// A pooled connection or a transaction on one: statements are prepared
+/// once per connection, in its statement cache.
+trait Conn: deadpool_postgres::GenericClient {
+    fn statements(&self) -> &deadpool_postgres::StatementCache;
+}
+
+impl Conn for deadpool_postgres::Object {
+    fn statements(&self) -> &deadpool_postgres::StatementCache {
+        &self.statement_cache
+    }
+}
+
+impl Conn for deadpool_postgres::Transaction<'_> {
+    fn statements(&self) -> &deadpool_postgres::StatementCache {
+        &self.statement_cache
+    }
+}
+
 impl Storage for PgStore {
-    /// Accepts wait for a free sender and go out in groups
-    /// ([`PgStore::accept_group`]): each caller is answered after the
-    /// commit of the statement that wrote its batch.
+    /// Batches with dedup keys or digest members take
+    /// [`PgStore::accept_routed`]'s transaction. The others wait for a free
+    /// sender and go out in groups ([`PgStore::accept_group`]): each caller
+    /// is answered after the commit of the statement that wrote its batch.
     async fn accept(
         &self,
         batch: Vec<NewEvent>,
     ) -> Result<(Vec<Accepted>, Vec<NewEvent>), StoreError> {
+        if batch
+            .iter()
+            .any(|e| e.dedup.is_some() || !e.digests.is_empty())
+        {
+            return self.accept_routed(batch).await;
+        }
         let (tx, rx) = oneshot::channel();
         if let Some(permit) = self.accepts.push((batch, tx)) {
             let store = self.clone();
@@ -663,6 +1104,135 @@ impl Storage for PgStore {
             });
         }
         rx.await.unwrap_or_else(|_| Err(unanswered()))
+    }
+
+    async fn record_paused(
+        &self,
+        attempt: Attempt,
+        catch_all_target: Option<Target>,
+    ) -> Result<(), StoreError> {
+        let Some(t) = catch_all_target else {
+            let client = self.client().await?;
+            return self.record_paused_on(&client, &attempt).await;
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        lock_event(&*tx, &attempt.event_id).await?;
+        self.record_paused_on(&tx, &attempt).await?;
+        catch_all(&*tx, &attempt.event_id, &t).await?;
+        count_trip(&self.trips);
+        tx.commit().await.map_err(pg_err)
+    }
+
+    async fn due_digests(&self, now: i64) -> Result<DueDigests, StoreError> {
+        let rows = self
+            .query(
+                "(SELECT id, 0 AS k FROM digests WHERE state = 'closing' ORDER BY closes_at LIMIT 256)
+                 UNION ALL
+                 (SELECT id, 1 FROM digests WHERE state = 'open' AND closes_at <= $1 ORDER BY closes_at LIMIT 256)
+                 UNION ALL
+                 (SELECT MIN(closes_at)::text, 2 FROM digests WHERE state = 'open' AND closes_at > $1)",
+                &[&now],
+            )
+            .await?;
+        let mut out = DueDigests::default();
+        for r in rows {
+            let id: Option<String> = r.get(0);
+            match (r.get::<_, i32>(1), id) {
+                (2, Some(t)) => out.next_close_ms = t.parse().ok(),
+                (0 | 1, Some(id)) => out.due.push(id),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    async fn seal_digest(&self, id: &str) -> Result<Option<SealedDigest>, StoreError> {
+        let rows = self
+            .query(
+                "WITH s AS (
+                    UPDATE digests SET state = 'closing' WHERE id = $1 AND state IN ('open', 'closing')
+                    RETURNING webhook_id, grp, opened_at
+                 )
+                 SELECT s.webhook_id, s.grp, s.opened_at, e.body
+                 FROM s LEFT JOIN digest_members m ON m.digest_id = $1
+                 LEFT JOIN events e ON e.id = m.event_id
+                 ORDER BY m.seq",
+                &[&id],
+            )
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let mut members = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(body) = r.get::<_, Option<String>>(3) {
+                members.push(
+                    serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("event: {e}")))?,
+                );
+            }
+        }
+        Ok(Some(SealedDigest {
+            id: id.to_owned(),
+            webhook_id: first.get(0),
+            group: first.get(1),
+            opened_at_ms: first.get(2),
+            members,
+        }))
+    }
+
+    async fn finish_digest(
+        &self,
+        id: &str,
+        digest: NewEvent,
+    ) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let closed = self
+            .run(
+                &tx,
+                "UPDATE digests SET state = 'closed' WHERE id = $1 AND state = 'closing' RETURNING id",
+                &[&id],
+            )
+            .await?;
+        if closed.is_empty() {
+            return Ok((None, digest));
+        }
+        let accepted = self
+            .accept_on(&tx, &[std::slice::from_ref(&digest)], &Default::default())
+            .await?;
+        count_trip(&self.trips);
+        tx.commit().await.map_err(pg_err)?;
+        Ok((accepted.into_iter().flatten().next(), digest))
+    }
+
+    async fn routing_of(&self, event_id: &str) -> Result<RoutingRecord, StoreError> {
+        let rows = self
+            .query(
+                "SELECT 0 AS k, into_id AS a, NULL::text AS b FROM deduped WHERE event_id = $1
+                 UNION ALL
+                 SELECT 1, COUNT(*)::text, NULL FROM deduped WHERE into_id = $1
+                 UNION ALL
+                 SELECT 2, d.webhook_id, d.id FROM digest_members m JOIN digests d ON d.id = m.digest_id
+                 WHERE m.event_id = $1",
+                &[&event_id],
+            )
+            .await?;
+        let mut out = RoutingRecord::default();
+        for r in rows {
+            let a: Option<String> = r.get(1);
+            match (r.get::<_, i32>(0), a) {
+                (0, into) => out.deduped_into = into,
+                (1, n) => out.repeats = n.and_then(|n| n.parse().ok()).unwrap_or(0),
+                (_, Some(w)) => out
+                    .digests
+                    .push((w, r.get::<_, Option<String>>(2).unwrap_or_default())),
+                _ => {}
+            }
+        }
+        out.digests.sort();
+        Ok(out)
     }
 
     /// Replay: the deliveries (due ones leased to this instance, which
@@ -847,6 +1417,16 @@ impl Storage for PgStore {
         Ok(())
     }
 
+    async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND due_at <= $1",
+                &[&now_ms],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
         let rows = self
             .query(
@@ -858,19 +1438,35 @@ impl Storage for PgStore {
     }
 
     /// Records an attempt. Records of the happy path (the breaker moves
-    /// at most back to zero failures, no destination state) go out in
-    /// groups ([`PgStore::record_group`]); the others one by one
-    /// ([`PgStore::record_one`]).
+    /// at most back to zero failures, no destination state, no catch-all
+    /// to consider) go out in groups ([`PgStore::record_group`]). An
+    /// attempt that ends its delivery failed or skipped while a catch-all
+    /// is configured locks its event first, so that two instances ending
+    /// the last two deliveries of one event at once see each other's
+    /// outcome (one of them creates the catch-all); the others are one
+    /// statement each ([`PgStore::record_attempt_on`]).
     async fn record_attempt(
         &self,
         record: AttemptRecord,
     ) -> Result<Option<WebhookState>, StoreError> {
+        let ends_badly = matches!(record.attempt.status, Status::Failed | Status::Skipped);
+        if let Some(t) = record.catch_all.as_ref().filter(|_| ends_badly) {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(pg_err)?;
+            lock_event(&*tx, &record.attempt.event_id).await?;
+            let state = self.record_attempt_on(&tx, &record).await?;
+            catch_all(&*tx, &record.attempt.event_id, t).await?;
+            count_trip(&self.trips);
+            tx.commit().await.map_err(pg_err)?;
+            return Ok(state);
+        }
         let groupable = matches!(
             record.breaker,
             BreakerChange::None | BreakerChange::Success { .. }
         ) && record.destination_state.is_none();
         if !groupable {
-            return self.record_one(&record).await;
+            let client = self.client().await?;
+            return self.record_attempt_on(&client, &record).await;
         }
         let (tx, rx) = oneshot::channel();
         if let Some(permit) = self.records.push((record, tx)) {
@@ -883,25 +1479,6 @@ impl Storage for PgStore {
             });
         }
         rx.await.unwrap_or_else(|_| Err(unanswered()))
-    }
-
-    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
-        let json = attempts_json(std::slice::from_ref(&attempt), Some(&self.owner))?;
-        self.query(
-            "WITH d AS (
-                UPDATE deliveries SET status = 'paused', updated_at = $2, owner = NULL, locked_until = NULL
-                WHERE id = $1 AND due_at IS NOT NULL
-                RETURNING id
-             ), a AS (
-                INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                    success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $3::text::json) a
-             )
-             SELECT count(*) FROM d",
-            &[&attempt.delivery_id, &now_ms(), &json],
-        )
-        .await?;
-        Ok(())
     }
 
     async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
@@ -1158,12 +1735,89 @@ impl Storage for PgStore {
     /// attempts, then final deliveries, then events none of whose
     /// deliveries is left (read in `(received_at, id)` order from a
     /// cursor). Pending work is never deleted.
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        let refs: Vec<&DecisionRecord> = decisions.iter().collect();
+        let json = decisions_json(&refs)?;
+        self.execute(
+            "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+             SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
+             FROM json_to_recordset($1::text::json) AS x(event_id text, webhook_id text, webhook_name text,
+                  decision text, rule text, ref text, created_at bigint)",
+            &[&json],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
+                 FROM decisions WHERE event_id = $1 ORDER BY seq",
+                &[&event_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| decision_from_row(r, 0)).collect())
+    }
+
+    async fn list_decisions(&self, q: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        let limit = q.limit.clamp(1, 1000) as i64;
+        let (before_at, before_seq) = q
+            .before
+            .map(|c| (c.at_ms, c.seq))
+            .unwrap_or((i64::MAX, i64::MAX));
+        let rows = self
+            .query(
+                "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+                 FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+                 WHERE ($1::text IS NULL OR d.decision = $1) AND d.created_at >= $2
+                   AND (d.created_at, d.seq) < ($3, $4)
+                 ORDER BY d.created_at DESC, d.seq DESC LIMIT $5",
+                &[
+                    &q.decision,
+                    &q.since_ms.unwrap_or(i64::MIN),
+                    &before_at,
+                    &before_seq,
+                    &(limit + 1),
+                ],
+            )
+            .await?;
+        let mut data: Vec<(i64, ListedDecision)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    ListedDecision {
+                        record: decision_from_row(r, 1),
+                        event_type: r.get(8),
+                    },
+                )
+            })
+            .collect();
+        let more = data.len() as i64 > limit;
+        data.truncate(limit as usize);
+        let next = if more {
+            data.last().map(|(seq, d)| DecisionCursor {
+                at_ms: d.record.created_at_ms,
+                seq: *seq,
+            })
+        } else {
+            None
+        };
+        Ok(DecisionPage {
+            data: data.into_iter().map(|(_, d)| d).collect(),
+            next,
+        })
+    }
+
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let batch = PRUNE_BATCH as i64;
         let mut rows = 0usize;
         for sql in [
             "DELETE FROM attempts WHERE seq IN
              (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+            "DELETE FROM decisions WHERE seq IN
+             (SELECT seq FROM decisions WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
             "DELETE FROM deliveries WHERE id IN
              (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
         ] {
@@ -1209,100 +1863,6 @@ impl Storage for PgStore {
 }
 
 impl PgStore {
-    /// One statement (one round trip, one transaction): the attempt row;
-    /// the delivery's new state, clearing the lease, only while this
-    /// instance still holds it (else the lease expired and another instance
-    /// owns the delivery now: its record decides); the breaker change,
-    /// counted atomically on the stored row.
-    async fn record_one(&self, record: &AttemptRecord) -> Result<Option<WebhookState>, StoreError> {
-        let attempt = &record.attempt;
-        let json = attempts_json(std::slice::from_ref(attempt), Some(&self.owner))?;
-        let (op, threshold) = match record.breaker {
-            BreakerChange::None => ("", 0),
-            BreakerChange::Success { .. } => ("success", 0),
-            BreakerChange::Failure { threshold } => ("failure", threshold as i32),
-            BreakerChange::Trip => ("trip", 0),
-        };
-        let rows = self
-            .query(
-                "WITH d AS (
-                    UPDATE deliveries SET status = $2, attempts = $3, due_at = $4, updated_at = $5, owner = NULL, locked_until = NULL
-                    WHERE id = $1 AND owner = $6::text
-                    RETURNING id
-                 ), a AS (
-                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $7::text::json) a
-                 ), w AS (
-                    INSERT INTO webhook_state AS s (webhook_id, activity, failure_count, updated_at)
-                    SELECT $8::text,
-                           CASE WHEN $9::text = 'trip' OR ($9 = 'failure' AND $10::int4 > 0 AND $10 <= 1) THEN 'paused' ELSE 'active' END,
-                           1, $5
-                    WHERE $9 IN ('failure', 'trip')
-                    ON CONFLICT (webhook_id) DO UPDATE SET
-                        failure_count = s.failure_count + 1,
-                        activity = CASE
-                            WHEN s.activity = 'active' AND ($9 = 'trip' OR ($10 > 0 AND s.failure_count + 1 >= $10))
-                            THEN 'paused' ELSE s.activity END,
-                        updated_at = $5
-                    RETURNING s.activity, s.failure_count
-                 ), ok AS (
-                    UPDATE webhook_state SET failure_count = 0, updated_at = $5
-                    WHERE webhook_id = $8 AND $9 = 'success' AND failure_count > 0
-                    RETURNING activity, failure_count
-                 ), ds AS (
-                    INSERT INTO destination_state (webhook_id, incident_key, state, updated_at)
-                    SELECT $8, $11::text, $12::text, $5
-                    WHERE $11::text IS NOT NULL AND $12::text IS NOT NULL
-                    ON CONFLICT (webhook_id, incident_key) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at
-                    RETURNING 1
-                 ), dc AS (
-                    DELETE FROM destination_state
-                    WHERE webhook_id = $8 AND incident_key = $11::text AND $12::text IS NULL
-                    RETURNING 1
-                 ), x AS (SELECT * FROM w UNION ALL SELECT * FROM ok)
-                 SELECT (SELECT count(*) FROM d), (SELECT activity FROM x LIMIT 1), (SELECT failure_count FROM x LIMIT 1)",
-                &[
-                    &attempt.delivery_id,
-                    &attempt.status.as_str(),
-                    &(attempt.attempt as i32),
-                    &record.due_at,
-                    &now_ms(),
-                    &&*self.owner,
-                    &json,
-                    &attempt.webhook_id,
-                    &op,
-                    &threshold,
-                    &record.destination_state.as_ref().map(|d| d.incident_key.as_str()),
-                    &record
-                        .destination_state
-                        .as_ref()
-                        .and_then(|d| d.state.as_deref()),
-                ],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("recording an attempt returned no row".into()))?;
-        if row.get::<_, i64>(0) == 0 {
-            lease_lost(&attempt.delivery_id);
-        }
-        Ok(
-            match (
-                row.get::<_, Option<String>>(1),
-                row.get::<_, Option<i32>>(2),
-            ) {
-                (Some(a), Some(n)) => Some(WebhookState {
-                    activity: activity(&a),
-                    failure_count: n as u32,
-                }),
-                _ => None,
-            },
-        )
-    }
-}
-
-impl PgStore {
     // -----------------------------------------------------------------
     // Grouped writes
 
@@ -1339,129 +1899,11 @@ impl PgStore {
         }
     }
 
-    /// One statement (one round trip, one transaction) for the batches of
-    /// several callers: the events (`ON CONFLICT DO NOTHING`: the id is the
-    /// idempotency key), their deliveries — due ones leased to this
-    /// instance for its lease, since ingest hands them to its own lanes —
-    /// and the held attempts of new events. An id seen twice (in one batch
-    /// or two) is new only the first time. Answers per batch, in order.
+    /// The batches of several callers in one statement on a pooled
+    /// connection ([`PgStore::accept_on`]).
     async fn accept_group(&self, parts: &[&[NewEvent]]) -> Result<Vec<Vec<Accepted>>, Failed> {
-        let now = now_ms();
-        // Each id's delivery count, from its first occurrence.
-        let mut first: std::collections::HashMap<&str, i32> = std::collections::HashMap::new();
-        let (mut ids, mut types, mut bodies, mut counts) = (vec![], vec![], vec![], vec![]);
-        let mut d = DeliveryColumns::default();
-        let mut held = Vec::new();
-        for e in parts.iter().flat_map(|p| p.iter()) {
-            let n = e.targets.len() as i32;
-            if first.contains_key(e.event.id.as_str()) {
-                // Later ones are duplicates.
-                continue;
-            }
-            first.insert(e.event.id.as_str(), n);
-            ids.push(e.event.id.as_str());
-            types.push(e.event.event_type.as_str());
-            bodies.push(e.body.as_str());
-            counts.push(n);
-            for t in &e.targets {
-                d.push(&e.event.id, t, now);
-            }
-            held.extend(e.held.iter().cloned());
-        }
-        let held_json = attempts_json(&held, Some(&self.owner)).map_err(Failed::Store)?;
-        let rows = self
-            .try_query(
-                "WITH ev AS (
-                    INSERT INTO events (id, type, body, deliveries, received_at)
-                    SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING id
-                 ), dl AS (
-                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
-                    SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
-                           CASE WHEN d.status = 'pending' THEN $11::text END,
-                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
-                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
-                         AS d(id, event_id, webhook_id, status, due_at)
-                    WHERE d.event_id IN (SELECT id FROM ev)
-                 ), held AS (
-                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
-                    WHERE a.event_id IN (SELECT id FROM ev)
-                 )
-                 SELECT id, true AS fresh, 0 AS n FROM ev
-                 UNION ALL
-                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)",
-                &[
-                    &ids,
-                    &types,
-                    &bodies,
-                    &counts,
-                    &now,
-                    &d.id,
-                    &d.event,
-                    &d.webhook,
-                    &d.status,
-                    &d.due,
-                    &&*self.owner,
-                    &self.lease_ms,
-                    &held_json,
-                ],
-            )
-            .await?;
-        let mut fresh = std::collections::HashSet::new();
-        let mut known = std::collections::HashMap::new();
-        for r in &rows {
-            let id: String = r.get(0);
-            if r.get::<_, bool>(1) {
-                fresh.insert(id);
-            } else {
-                known.insert(id, r.get::<_, i32>(2));
-            }
-        }
-        let mut answered = std::collections::HashSet::new();
-        let mut out = Vec::with_capacity(parts.len());
-        for part in parts {
-            let mut accepted = Vec::with_capacity(part.len());
-            for e in part.iter() {
-                let id = &e.event.id;
-                if answered.insert(id.as_str()) && fresh.contains(id) {
-                    accepted.push(Accepted {
-                        id: id.clone(),
-                        deliveries: e.targets.len() as u32,
-                        duplicate: false,
-                        held: e
-                            .targets
-                            .iter()
-                            .filter(|t| t.start != Start::Due)
-                            .map(|t| (t.delivery_id.clone(), t.webhook_id.clone(), t.start))
-                            .collect(),
-                    });
-                    continue;
-                }
-                let n = match known.get(id) {
-                    Some(n) => *n,
-                    None if fresh.contains(id) => first.get(id.as_str()).copied().unwrap_or(0),
-                    // Stored by a concurrent request after this statement's
-                    // snapshot: read its count now.
-                    None => self
-                        .try_query("SELECT deliveries FROM events WHERE id = $1", &[id])
-                        .await?
-                        .first()
-                        .map(|r| r.get::<_, i32>(0))
-                        .unwrap_or(0),
-                };
-                accepted.push(Accepted {
-                    id: id.clone(),
-                    deliveries: n as u32,
-                    duplicate: true,
-                    held: vec![],
-                });
-            }
-            out.push(accepted);
-        }
-        Ok(out)
+        let client = self.pool.get().await.map_err(Failed::Pool)?;
+        self.accept_on(&client, parts, &Default::default()).await
     }
 
     /// Sends one group of attempt records and answers each caller. When
@@ -1500,7 +1942,7 @@ impl PgStore {
     /// One statement (one round trip, one transaction) for the records of
     /// several attempts whose breaker change is `None` or `Success`: the
     /// attempt rows; each delivery's new state, clearing its lease, only
-    /// while this instance still holds it (as [`PgStore::record_one`]);
+    /// while this instance still holds it (as [`PgStore::record_attempt_on`]);
     /// the failure count of their webhooks back to zero where a success
     /// ended a streak. Answers in `records` order.
     async fn record_group(
@@ -1519,9 +1961,10 @@ impl PgStore {
             }
         }
         let (message, body) = (c.message(), c.body());
+        let client = self.record_pool.get().await.map_err(Failed::Pool)?;
         let rows = self
-            .try_query_on(
-                &self.record_pool,
+            .run(
+                &client,
                 "WITH d AS (
                     UPDATE deliveries d SET status = r.status, attempts = r.attempt, due_at = r.due_at, updated_at = $1,
                         owner = NULL, locked_until = NULL
@@ -1738,6 +2181,58 @@ impl PgStore {
     }
 }
 
+/// Locks an event's row for the rest of the transaction (catch-all checks
+/// see every other instance's committed outcome).
+async fn lock_event(
+    c: &impl tokio_postgres::GenericClient,
+    event_id: &str,
+) -> Result<(), StoreError> {
+    c.query(
+        "SELECT 1 FROM events WHERE id = $1 FOR UPDATE",
+        &[&event_id],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
+}
+
+/// Creates `t`, the catch-all delivery of `event_id`, when no other
+/// delivery of the event is pending, retrying or succeeded and the event is
+/// in no digest; at most once per event (its id is fixed per event).
+async fn catch_all(
+    c: &impl tokio_postgres::GenericClient,
+    event_id: &str,
+    t: &Target,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let (status, due) = start_row(t.start, now);
+    let n = c
+        .execute(
+            "INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at)
+             SELECT $1, $2, $3, $4, 0, $5, $6, $6
+             WHERE EXISTS (SELECT 1 FROM events WHERE id = $2)
+             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = $2 AND webhook_id <> $3
+                             AND status NOT IN ('failed', 'skipped', 'paused'))
+             AND NOT EXISTS (SELECT 1 FROM digest_members WHERE event_id = $2)
+             ON CONFLICT (id) DO NOTHING",
+            &[&t.delivery_id, &event_id, &t.webhook_id, &status, &due, &now],
+        )
+        .await
+        .map_err(pg_err)?;
+    if n > 0 {
+        let d = catch_all_decision(event_id, t, now);
+        c.execute(
+            "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&d.event_id, &d.webhook_id, &d.webhook_name, &d.decision, &d.rule, &d.reference, &d.created_at_ms],
+        )
+        .await
+        .map_err(pg_err)?;
+        c.query("SELECT relay_wake()", &[]).await.map_err(pg_err)?;
+    }
+    Ok(n > 0)
+}
+
 /// A stored activity; unknown text reads as paused (deliveries wait).
 fn activity(s: &str) -> Activity {
     Activity::parse(s).unwrap_or(Activity::Paused)
@@ -1784,6 +2279,37 @@ fn from_row(r: &Row) -> (i64, Attempt) {
             created_at_ms,
         },
     )
+}
+
+/// Decisions as a JSON array for `json_to_recordset`.
+fn decisions_json(decisions: &[&DecisionRecord]) -> Result<String, StoreError> {
+    let rows: Vec<serde_json::Value> = decisions
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "event_id": d.event_id,
+                "webhook_id": d.webhook_id,
+                "webhook_name": d.webhook_name,
+                "decision": d.decision,
+                "rule": d.rule,
+                "ref": d.reference,
+                "created_at": d.created_at_ms,
+            })
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn decision_from_row(r: &Row, at: usize) -> DecisionRecord {
+    DecisionRecord {
+        event_id: r.get(at),
+        webhook_id: r.get(at + 1),
+        webhook_name: r.get(at + 2),
+        decision: r.get(at + 3),
+        rule: r.get(at + 4),
+        reference: r.get(at + 5),
+        created_at_ms: r.get(at + 6),
+    }
 }
 
 /// Attempts as a JSON array of `attempt_row` records (one parameter,

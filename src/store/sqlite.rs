@@ -24,8 +24,10 @@ use crate::event::{Event, now_ms, rfc3339_ms};
 
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
-    Delivery, DueDelivery, Held, HistoryQuery, NewEvent, PRUNE_BATCH, Page, QueueDepth, Start,
-    Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
+    DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, DedupKey, Delivery, DigestMember,
+    DueDelivery, DueDigests, Held, HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page,
+    QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook,
+    Target, WebhookState, catch_all_decision, deduped_decision, with_digest_refs,
 };
 
 impl From<rusqlite::Error> for StoreError {
@@ -166,6 +168,21 @@ CREATE TABLE IF NOT EXISTS destination_state (
     updated_at    INTEGER NOT NULL,
     PRIMARY KEY (webhook_id, incident_key)
 );
+-- Routing decisions (DESIGN §17), written in the accept transaction:
+-- per event and webhook (webhook_id NULL: about the whole event).
+CREATE TABLE IF NOT EXISTS decisions (
+    seq          INTEGER PRIMARY KEY,
+    event_id     TEXT NOT NULL,
+    webhook_id   TEXT,
+    webhook_name TEXT,
+    decision     TEXT NOT NULL,
+    rule         TEXT,
+    ref          TEXT,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_event ON decisions (event_id);
+CREATE INDEX IF NOT EXISTS decisions_listing ON decisions (decision, created_at, seq);
+CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at);
 CREATE TABLE IF NOT EXISTS api_webhooks (
     id          TEXT PRIMARY KEY,
     spec        TEXT NOT NULL,          -- the spec as JSON, secret left out
@@ -173,6 +190,41 @@ CREATE TABLE IF NOT EXISTS api_webhooks (
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
 );
+"#;
+
+/// Routing (DESIGN §17): digest windows and their members, dedup windows
+/// and the repeats they absorbed.
+const ROUTING_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS digests (
+    id          TEXT PRIMARY KEY,       -- also the id of the digest event it becomes
+    webhook_id  TEXT NOT NULL,
+    grp         TEXT NOT NULL,          -- the group's values as JSON
+    state       TEXT NOT NULL,          -- open | closing | closed
+    count       INTEGER NOT NULL,
+    max_events  INTEGER NOT NULL,
+    opened_at   INTEGER NOT NULL,
+    closes_at   INTEGER NOT NULL
+);
+-- At most one open window per webhook and group: members join it by upsert.
+CREATE UNIQUE INDEX IF NOT EXISTS digests_open ON digests (webhook_id, grp) WHERE state = 'open';
+CREATE INDEX IF NOT EXISTS digests_pending ON digests (state, closes_at) WHERE state != 'closed';
+CREATE TABLE IF NOT EXISTS digest_members (
+    digest_id   TEXT NOT NULL,
+    seq         INTEGER NOT NULL,       -- 1-based arrival order in the window
+    event_id    TEXT NOT NULL,
+    PRIMARY KEY (digest_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS digest_members_event ON digest_members (event_id);
+CREATE TABLE IF NOT EXISTS dedup (
+    key         TEXT PRIMARY KEY,       -- the rendered routing.dedup key
+    event_id    TEXT NOT NULL,          -- the first event of the open window
+    expires_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deduped (
+    event_id    TEXT PRIMARY KEY,       -- a repeat ...
+    into_id     TEXT NOT NULL           -- ... of this first event
+);
+CREATE INDEX IF NOT EXISTS deduped_into ON deduped (into_id);
 "#;
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -209,6 +261,7 @@ impl SqliteStore {
         }
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(ROUTING_SCHEMA)?;
         migrate(&conn)?;
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>(8192);
         std::thread::Builder::new()
@@ -365,11 +418,40 @@ fn run_group(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), S
 
 /// Inserts an event and its deliveries; a known id is answered with the
 /// first result and creates nothing. `body` is [`event_json`] of `event`.
+#[cfg(test)]
 fn insert_event(
     conn: &Connection,
     event: &Event,
     body: &str,
     targets: &[Target],
+) -> Result<Accepted, StoreError> {
+    insert_routed(conn, event, body, targets, None, &[], &[])
+}
+
+/// [`insert_event`] for a [`NewEvent`], with its dedup key, digests and
+/// routing decisions.
+fn insert_new(conn: &Connection, e: &NewEvent) -> Result<Accepted, StoreError> {
+    insert_routed(
+        conn,
+        &e.event,
+        &e.body,
+        &e.targets,
+        e.dedup.as_ref(),
+        &e.digests,
+        &e.decisions,
+    )
+}
+
+/// [`insert_event`], taking the dedup key first (a repeat is stored with
+/// no delivery and joins no digest) and joining the digests.
+fn insert_routed(
+    conn: &Connection,
+    event: &Event,
+    body: &str,
+    targets: &[Target],
+    dedup_key: Option<&DedupKey>,
+    digests: &[DigestMember],
+    decisions: &[DecisionRecord],
 ) -> Result<Accepted, StoreError> {
     let now = now_ms();
     let inserted = conn
@@ -386,15 +468,177 @@ fn insert_event(
             deliveries: n as u32,
             duplicate: true,
             held: vec![],
+            deduped_into: None,
         });
     }
+    if let Some(k) = dedup_key {
+        let into = dedup(conn, k, &event.id, now)?;
+        if into != event.id {
+            conn.prepare_cached("UPDATE events SET deliveries = 0 WHERE id = ?1")?
+                .execute([&event.id])?;
+            // The planned decisions never happened: one for the event.
+            insert_decisions(conn, &[deduped_decision(&event.id, &into, now)])?;
+            return Ok(Accepted {
+                id: event.id.clone(),
+                deliveries: 0,
+                duplicate: false,
+                held: vec![],
+                deduped_into: Some(into),
+            });
+        }
+    }
+    let mut joined = Vec::with_capacity(digests.len());
+    for m in digests {
+        joined.push((m.webhook_id.as_str(), join_digest(conn, m, &event.id, now)?));
+    }
+    insert_decisions(conn, &with_digest_refs(decisions, &joined))?;
     let held = insert_deliveries(conn, &event.id, targets, now)?;
     Ok(Accepted {
         id: event.id.clone(),
         deliveries: targets.len() as u32,
         duplicate: false,
         held,
+        deduped_into: None,
     })
+}
+
+/// Takes `key` for `event_id` unless another event holds it in an open
+/// window; answers the event that holds it (`event_id` itself when this
+/// one opened the window) and records a repeat.
+fn dedup(conn: &Connection, k: &DedupKey, event_id: &str, now: i64) -> Result<String, StoreError> {
+    let into: String = conn
+        .prepare_cached(
+            "INSERT INTO dedup (key, event_id, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET
+                 event_id = CASE WHEN expires_at <= ?4 THEN excluded.event_id ELSE event_id END,
+                 expires_at = CASE WHEN expires_at <= ?4 THEN excluded.expires_at ELSE expires_at END
+             RETURNING event_id",
+        )?
+        .query_row(params![k.key, event_id, now + k.window_ms, now], |r| r.get(0))?;
+    if into != event_id {
+        conn.prepare_cached("INSERT OR IGNORE INTO deduped (event_id, into_id) VALUES (?1, ?2)")?
+            .execute(params![event_id, into])?;
+    }
+    Ok(into)
+}
+
+/// Adds an event to its webhook's open window for its group (opening one
+/// when there is none); a window that reaches `max_events` stops taking
+/// members (`closing`) in the same statement, so none ever holds more.
+fn join_digest(
+    conn: &Connection,
+    m: &DigestMember,
+    event_id: &str,
+    now: i64,
+) -> Result<String, StoreError> {
+    let (digest_id, seq): (String, i64) = conn
+        .prepare_cached(
+            "INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
+             VALUES (?1, ?2, ?3, CASE WHEN ?4 <= 1 THEN 'closing' ELSE 'open' END, 1, ?4, ?5, ?6)
+             ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET
+                 count = count + 1,
+                 state = CASE WHEN count + 1 >= max_events THEN 'closing' ELSE 'open' END
+             RETURNING id, count",
+        )?
+        .query_row(
+            params![
+                crate::event::new_id(),
+                m.webhook_id,
+                m.group,
+                m.max_events,
+                now,
+                now + m.window_ms
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+    conn.prepare_cached(
+        "INSERT INTO digest_members (digest_id, seq, event_id) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![digest_id, seq, event_id])?;
+    Ok(digest_id)
+}
+
+/// Windows to close now and the earliest end of the others.
+fn due_digests(conn: &Connection, now: i64) -> Result<DueDigests, StoreError> {
+    let mut due: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM digests WHERE state = 'closing' ORDER BY closes_at LIMIT 256",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let late: Vec<String> = conn
+        .prepare_cached(
+            "SELECT id FROM digests WHERE state = 'open' AND closes_at <= ?1 ORDER BY closes_at LIMIT 256",
+        )?
+        .query_map([now], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    due.extend(late);
+    let next_close_ms: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(closes_at) FROM digests WHERE state = 'open' AND closes_at > ?1",
+        )?
+        .query_row([now], |r| r.get(0))?;
+    Ok(DueDigests { due, next_close_ms })
+}
+
+/// Stops a window taking members (`closing`) and reads it with its members.
+/// `None` when it is closed already or unknown.
+fn seal_digest(conn: &Connection, id: &str) -> Result<Option<SealedDigest>, StoreError> {
+    conn.prepare_cached("UPDATE digests SET state = 'closing' WHERE id = ?1 AND state = 'open'")?
+        .execute([id])?;
+    let head: Option<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT webhook_id, grp, opened_at FROM digests WHERE id = ?1 AND state = 'closing'",
+        )?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let Some((webhook_id, group, opened_at_ms)) = head else {
+        return Ok(None);
+    };
+    let bodies: Vec<String> = conn
+        .prepare_cached(
+            "SELECT e.body FROM digest_members m JOIN events e ON e.id = m.event_id
+             WHERE m.digest_id = ?1 ORDER BY m.seq",
+        )?
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let members = bodies
+        .iter()
+        .map(|b| serde_json::from_str(b).map_err(|e| StoreError::Corrupt(format!("event: {e}"))))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(SealedDigest {
+        id: id.to_owned(),
+        webhook_id,
+        group,
+        opened_at_ms,
+        members,
+    }))
+}
+
+/// Catch-all: when no delivery of `event_id` other than the catch-all's is
+/// still pending, retrying or succeeded, and the event is in no digest,
+/// creates the catch-all delivery (once: its id is fixed per event).
+/// Whether it was created.
+fn catch_all(conn: &Connection, event_id: &str, t: &Target) -> Result<bool, StoreError> {
+    let (status, due) = match t.start {
+        Start::Due => ("pending", Some(now_ms())),
+        Start::Paused => ("paused", Some(now_ms())),
+        Start::Skipped => ("skipped", None),
+    };
+    let n = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at)
+             SELECT ?1, ?2, ?3, ?4, 0, ?5, ?6, ?6
+             WHERE EXISTS (SELECT 1 FROM events WHERE id = ?2)
+             AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?2 AND webhook_id != ?3
+                             AND status NOT IN ('failed', 'skipped', 'paused'))
+             AND NOT EXISTS (SELECT 1 FROM digest_members WHERE event_id = ?2)",
+        )?
+        .execute(params![t.delivery_id, event_id, t.webhook_id, status, due, now_ms()])?;
+    if n > 0 {
+        insert_decisions(conn, &[catch_all_decision(event_id, t, now_ms())])?;
+    }
+    Ok(n > 0)
 }
 
 /// Inserts one delivery of `event_id` per target; returns the ones that
@@ -684,6 +928,7 @@ pub struct PruneCursor {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PruneStep {
     pub attempts: usize,
+    pub decisions: usize,
     pub deliveries: usize,
     pub events: usize,
     /// Nothing older than the cutoff is left to delete.
@@ -694,7 +939,7 @@ pub struct PruneStep {
 
 impl PruneStep {
     pub fn rows(&self) -> usize {
-        self.attempts + self.deliveries + self.events
+        self.attempts + self.decisions + self.deliveries + self.events
     }
 }
 
@@ -722,6 +967,16 @@ fn prune(
         )?
         .execute(params![cutoff_ms, limit as i64])?;
     let mut left = limit - step.attempts;
+    if left == 0 {
+        return Ok(step);
+    }
+    step.decisions = conn
+        .prepare_cached(
+            "DELETE FROM decisions WHERE seq IN
+             (SELECT seq FROM decisions WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)",
+        )?
+        .execute(params![cutoff_ms, left as i64])?;
+    left -= step.decisions;
     if left == 0 {
         return Ok(step);
     }
@@ -1069,6 +1324,98 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
 }
 
 // ---------------------------------------------------------------------------
+// Routing decisions
+
+fn insert_decisions(conn: &Connection, decisions: &[DecisionRecord]) -> Result<(), StoreError> {
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for d in decisions {
+        stmt.execute(params![
+            d.event_id,
+            d.webhook_id,
+            d.webhook_name,
+            d.decision,
+            d.rule,
+            d.reference,
+            d.created_at_ms
+        ])?;
+    }
+    Ok(())
+}
+
+fn decision_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<DecisionRecord> {
+    Ok(DecisionRecord {
+        event_id: r.get(at)?,
+        webhook_id: r.get(at + 1)?,
+        webhook_name: r.get(at + 2)?,
+        decision: r.get(at + 3)?,
+        rule: r.get(at + 4)?,
+        reference: r.get(at + 5)?,
+        created_at_ms: r.get(at + 6)?,
+    })
+}
+
+fn event_decisions(conn: &Connection, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
+         FROM decisions WHERE event_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([event_id], |r| decision_from_row(r, 0))?;
+    rows.map(|r| r.map_err(StoreError::from)).collect()
+}
+
+fn list_decisions(conn: &Connection, q: &DecisionQuery) -> Result<DecisionPage, StoreError> {
+    let limit = q.limit.clamp(1, 1000);
+    let (before_at, before_seq) = q
+        .before
+        .map(|c| (c.at_ms, c.seq))
+        .unwrap_or((i64::MAX, i64::MAX));
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+         FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+         WHERE (?1 IS NULL OR d.decision = ?1) AND d.created_at >= ?2
+           AND (d.created_at, d.seq) < (?3, ?4)
+         ORDER BY d.created_at DESC, d.seq DESC LIMIT ?5",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            q.decision,
+            q.since_ms.unwrap_or(i64::MIN),
+            before_at,
+            before_seq,
+            limit as i64 + 1
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ListedDecision {
+                    record: decision_from_row(r, 1)?,
+                    event_type: r.get(8)?,
+                },
+            ))
+        },
+    )?;
+    let mut data: Vec<(i64, ListedDecision)> = rows.collect::<Result<_, _>>()?;
+    let more = data.len() > limit;
+    data.truncate(limit);
+    let next = more.then(|| {
+        data.last().map(|(seq, d)| DecisionCursor {
+            at_ms: d.record.created_at_ms,
+            seq: *seq,
+        })
+    });
+    Ok(DecisionPage {
+        data: data.into_iter().map(|(_, d)| d).collect(),
+        next: next.flatten(),
+    })
+}
+
+// ---------------------------------------------------------------------------
 // The storage interface
 
 impl Storage for SqliteStore {
@@ -1080,8 +1427,8 @@ impl Storage for SqliteStore {
         self.write_with(batch, |c, batch| {
             let mut out = Vec::with_capacity(batch.len());
             for e in batch {
-                let accepted = insert_event(c, &e.event, &e.body, &e.targets)?;
-                if !accepted.duplicate {
+                let accepted = insert_new(c, e)?;
+                if !accepted.duplicate && accepted.deduped_into.is_none() {
                     for a in &e.held {
                         insert_attempt(c, a)?;
                     }
@@ -1182,6 +1529,33 @@ impl Storage for SqliteStore {
         Ok(())
     }
 
+    async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            // One probe of the deliveries_due index per webhook that has
+            // any (a skip scan), never the whole queue.
+            let mut first = c.prepare_cached(
+                "SELECT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND webhook_id > ?1
+                 ORDER BY webhook_id LIMIT 1",
+            )?;
+            let mut due = c.prepare_cached(
+                "SELECT 1 FROM deliveries WHERE webhook_id = ?1 AND due_at IS NOT NULL AND due_at <= ?2 LIMIT 1",
+            )?;
+            let mut out = Vec::new();
+            let mut after = String::new();
+            while let Some(id) = first
+                .query_row([&after], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                if due.exists(params![id, now_ms])? {
+                    out.push(id.clone());
+                }
+                after = id;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
         let id = delivery_id.to_owned();
         self.read(move |c| is_due(c, &id, attempts, now_ms())).await
@@ -1199,19 +1573,94 @@ impl Storage for SqliteStore {
                 if let Some(d) = &r.destination_state {
                     save_destination_state(c, &a.webhook_id, &d.incident_key, d.state.as_deref())?;
                 }
-                apply_breaker(c, &a.webhook_id, r.breaker)
+                let state = apply_breaker(c, &a.webhook_id, r.breaker)?;
+                if let Some(t) = &r.catch_all
+                    && matches!(a.status, Status::Failed | Status::Skipped)
+                {
+                    catch_all(c, &a.event_id, t)?;
+                }
+                Ok(state)
             })
             .await?;
         Ok(state)
     }
 
-    async fn record_paused(&self, attempt: Attempt) -> Result<(), StoreError> {
-        self.write_with(attempt, |c, a| {
+    async fn record_paused(
+        &self,
+        attempt: Attempt,
+        catch_all_target: Option<Target>,
+    ) -> Result<(), StoreError> {
+        self.write_with((attempt, catch_all_target), |c, (a, t)| {
             insert_attempt(c, a)?;
-            pause_delivery(c, &a.delivery_id)
+            pause_delivery(c, &a.delivery_id)?;
+            if let Some(t) = t {
+                catch_all(c, &a.event_id, t)?;
+            }
+            Ok(())
         })
         .await?;
         Ok(())
+    }
+
+    async fn due_digests(&self, now_ms: i64) -> Result<DueDigests, StoreError> {
+        self.read(move |c| due_digests(c, now_ms)).await
+    }
+
+    async fn seal_digest(&self, id: &str) -> Result<Option<SealedDigest>, StoreError> {
+        let id = id.to_owned();
+        self.write(move |c| seal_digest(c, &id)).await
+    }
+
+    async fn finish_digest(
+        &self,
+        id: &str,
+        digest: NewEvent,
+    ) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        let data = (id.to_owned(), digest);
+        let (accepted, (_, digest)) = self
+            .write_with(data, |c, (id, e)| {
+                let closed = c
+                    .prepare_cached(
+                        "UPDATE digests SET state = 'closed' WHERE id = ?1 AND state = 'closing'",
+                    )?
+                    .execute([id])?;
+                if closed == 0 {
+                    return Ok(None);
+                }
+                let accepted = insert_new(c, e)?;
+                for a in &e.held {
+                    insert_attempt(c, a)?;
+                }
+                Ok(Some(accepted))
+            })
+            .await?;
+        Ok((accepted, digest))
+    }
+
+    async fn routing_of(&self, event_id: &str) -> Result<RoutingRecord, StoreError> {
+        let id = event_id.to_owned();
+        self.read(move |c| {
+            let deduped_into: Option<String> = c
+                .prepare_cached("SELECT into_id FROM deduped WHERE event_id = ?1")?
+                .query_row([&id], |r| r.get(0))
+                .optional()?;
+            let repeats: i64 = c
+                .prepare_cached("SELECT COUNT(*) FROM deduped WHERE into_id = ?1")?
+                .query_row([&id], |r| r.get(0))?;
+            let digests = c
+                .prepare_cached(
+                    "SELECT d.webhook_id, d.id FROM digest_members m JOIN digests d ON d.id = m.digest_id
+                     WHERE m.event_id = ?1 ORDER BY d.webhook_id",
+                )?
+                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(RoutingRecord {
+                deduped_into,
+                repeats: repeats as u64,
+                digests,
+            })
+        })
+        .await
     }
 
     async fn load_api_webhooks(&self) -> Result<Vec<StoredWebhook>, StoreError> {
@@ -1297,6 +1746,21 @@ impl Storage for SqliteStore {
     /// In steps of at most [`PRUNE_BATCH`] rows, each its own write job:
     /// writes queued meanwhile go in between steps instead of waiting for
     /// the whole run.
+    async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
+        self.write_with(decisions, |c, d| insert_decisions(c, d))
+            .await
+            .map(|_| ())
+    }
+
+    async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
+        let id = event_id.to_owned();
+        self.read(move |c| event_decisions(c, &id)).await
+    }
+
+    async fn list_decisions(&self, query: DecisionQuery) -> Result<DecisionPage, StoreError> {
+        self.read(move |c| list_decisions(c, &query)).await
+    }
+
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let mut cursor = PruneCursor::default();
         let mut rows = 0;
@@ -1759,6 +2223,8 @@ mod tests {
     fn new_event(id: &str, targets: Vec<Target>) -> NewEvent {
         let e = event(id);
         NewEvent {
+            digests: vec![],
+            dedup: None,
             body: crate::store::event_json(&e).unwrap(),
             held: targets
                 .iter()
@@ -1767,6 +2233,7 @@ mod tests {
                 .collect(),
             targets,
             event: e,
+            decisions: vec![],
         }
     }
 
@@ -1891,6 +2358,7 @@ mod tests {
         assert!(store.still_due(&d1, 0).await.unwrap());
         store
             .record_attempt(AttemptRecord {
+                catch_all: None,
                 attempt: attempt_of(&d1, "a", "e1", Status::Retrying),
                 due_at: Some(now_ms() + 60_000),
                 breaker: BreakerChange::None,
@@ -1899,7 +2367,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .record_paused(attempt_of(&d2, "a", "e1", Status::Paused))
+            .record_paused(attempt_of(&d2, "a", "e1", Status::Paused), None)
             .await
             .unwrap();
         store.renew(vec![d1.clone()], lease).await.unwrap();
@@ -1934,6 +2402,7 @@ mod tests {
                 tokio::spawn(async move {
                     store
                         .record_attempt(AttemptRecord {
+                            catch_all: None,
                             attempt: attempt_of(&id, "a", "e1", Status::Failed),
                             due_at: None,
                             breaker: BreakerChange::Failure { threshold: 10 },
@@ -1982,6 +2451,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("r.db")).unwrap();
         let record = |webhook: &str, breaker| AttemptRecord {
+            catch_all: None,
             attempt: attempt_of("d", webhook, "e", Status::Failed),
             due_at: None,
             breaker,

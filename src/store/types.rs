@@ -66,6 +66,123 @@ pub struct NewEvent {
     pub body: String,
     pub targets: Vec<Target>,
     pub held: Vec<Attempt>,
+    /// The routing decisions about the event (DESIGN §17), written with it.
+    pub decisions: Vec<DecisionRecord>,
+    /// Digest windows this event joins instead of a delivery (DESIGN §17).
+    pub digests: Vec<DigestMember>,
+    /// The dedup key of `routing.dedup`: when another event holds the key
+    /// in an open window, this one is stored as a repeat of it and gets no
+    /// delivery and joins no digest.
+    pub dedup: Option<DedupKey>,
+}
+
+/// An event's membership in its webhook's open digest window for a group.
+/// The window opens with its first member and closes `window_ms` later, or
+/// as soon as it holds `max_events` members.
+#[derive(Debug, Clone)]
+pub struct DigestMember {
+    pub webhook_id: String,
+    /// The group's values as JSON (`{"tenant": "acme"}`): its identity.
+    pub group: String,
+    pub window_ms: i64,
+    pub max_events: u32,
+}
+
+/// A rendered dedup key and the window it holds for.
+#[derive(Debug, Clone)]
+pub struct DedupKey {
+    pub key: String,
+    pub window_ms: i64,
+}
+
+/// A digest window that is due to close (its time has come, or it is
+/// full), with its members in arrival order.
+#[derive(Debug, Clone)]
+pub struct SealedDigest {
+    pub id: String,
+    pub webhook_id: String,
+    /// The group's values as JSON.
+    pub group: String,
+    pub opened_at_ms: i64,
+    pub members: Vec<Event>,
+}
+
+/// What [`Storage::due_digests`](super::Storage::due_digests) found.
+#[derive(Debug, Clone, Default)]
+pub struct DueDigests {
+    /// Windows to close now (full, or past their end), oldest first.
+    pub due: Vec<String>,
+    /// The earliest end of a window still open, if any.
+    pub next_close_ms: Option<i64>,
+}
+
+/// What routing stored about one event (for its explanation): the event
+/// it repeats (dedup), how many repeats it absorbed, and the digests it
+/// joined as (webhook id, digest id).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoutingRecord {
+    pub deduped_into: Option<String>,
+    pub repeats: u64,
+    pub digests: Vec<(String, String)>,
+}
+
+/// The decision recorded for an event stored as a repeat (dedup): one for
+/// the whole event, pointing at the event it was counted on.
+pub fn deduped_decision(event_id: &str, into: &str, now_ms: i64) -> DecisionRecord {
+    DecisionRecord {
+        event_id: event_id.to_owned(),
+        webhook_id: None,
+        webhook_name: None,
+        decision: "deduped".into(),
+        rule: Some("dedup".into()),
+        reference: Some(into.to_owned()),
+        created_at_ms: now_ms,
+    }
+}
+
+/// The decision recorded when the store creates an event's catch-all
+/// delivery after its other deliveries all ended failed, skipped or paused.
+pub fn catch_all_decision(event_id: &str, t: &Target, now_ms: i64) -> DecisionRecord {
+    DecisionRecord {
+        event_id: event_id.to_owned(),
+        webhook_id: Some(t.webhook_id.clone()),
+        webhook_name: None,
+        decision: "catch_all".into(),
+        rule: Some("every delivery ended failed, skipped or paused".into()),
+        reference: Some(t.delivery_id.clone()),
+        created_at_ms: now_ms,
+    }
+}
+
+/// `decisions` with each `digested` decision pointing at the digest its
+/// webhook's window is (`joined`: webhook id → digest id).
+pub fn with_digest_refs(
+    decisions: &[DecisionRecord],
+    joined: &[(&str, String)],
+) -> Vec<DecisionRecord> {
+    decisions
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if d.decision == "digested"
+                && let Some((_, digest)) = joined
+                    .iter()
+                    .find(|(w, _)| Some(*w) == d.webhook_id.as_deref())
+            {
+                d.reference = Some(digest.clone());
+            }
+            d
+        })
+        .collect()
+}
+
+/// The delivery id of an event's catch-all delivery: the same for every
+/// instance and every attempt, so the catch-all is created at most once per
+/// event (the insert is ignored when the row exists).
+pub fn catch_all_delivery_id(event_id: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(event_id.as_bytes());
+    format!("catch-all-{}", hex::encode(&hash[..16]))
 }
 
 /// The result of accepting one event.
@@ -79,6 +196,9 @@ pub struct Accepted {
     /// Deliveries stored as skipped (webhook disabled) or paused (breaker
     /// tripped).
     pub held: Vec<Held>,
+    /// The event was a repeat of this one within its dedup window: stored,
+    /// with no delivery.
+    pub deduped_into: Option<String>,
 }
 
 /// The stored form of an event (its JSON). Made by the caller before the
@@ -254,6 +374,11 @@ pub struct AttemptRecord {
     /// The delivery's next due time: `Some` for a retry, `None` once final.
     pub due_at: Option<i64>,
     pub breaker: BreakerChange,
+    /// `routing.catch_all`'s delivery of this event, created (once per
+    /// event) in the same transaction when this attempt leaves every
+    /// delivery of the event failed, skipped or paused (and the event is
+    /// in no digest). `None`: no catch-all, or this is its own delivery.
+    pub catch_all: Option<Target>,
     /// What a stateful destination keeps for (webhook, incident key) after
     /// this attempt, when its `classify` changed it (DESIGN §18): written
     /// in the attempt's transaction, so a created ticket's id is never lost
@@ -381,3 +506,77 @@ impl WebhookState {
 /// loaded machine) in the test
 /// `pruning_a_million_attempts_leaves_the_writer_free_between_batches`.
 pub const PRUNE_BATCH: usize = 1000;
+
+// ---------------------------------------------------------------------------
+// Routing decisions (DESIGN §17)
+
+/// One routing decision about one event: for one webhook
+/// (`webhook_id` set) or for the event as a whole (suppression). Written
+/// in the event's accept transaction, or by whoever decides later
+/// (dispatch: `paused`, `skipped`; the catch-all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionRecord {
+    pub event_id: String,
+    pub webhook_id: Option<String>,
+    /// The webhook's name when decided (viewers see names, never specs).
+    pub webhook_name: Option<String>,
+    /// `delivered`, `filtered`, `type`, `suppressed`, `deduped`,
+    /// `digested`, `muted`, `paused`, `skipped`, `catch_all`.
+    pub decision: String,
+    /// The rule behind it (`filter.severity`, a suppression rule's name,
+    /// a mute window).
+    pub rule: Option<String>,
+    /// What it points to: the delivery id (`delivered`, `paused`,
+    /// `skipped`), the event deduped into, the digest.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    #[serde(skip)]
+    pub created_at_ms: i64,
+}
+
+/// Filters for a listing of decisions, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionQuery {
+    pub decision: Option<String>,
+    /// Only decisions at or after this time (ms).
+    pub since_ms: Option<i64>,
+    /// Page size; backends clamp it to 1..=1000.
+    pub limit: usize,
+    /// Only decisions older than this cursor (the `next` of the previous
+    /// page, opaque).
+    pub before: Option<DecisionCursor>,
+}
+
+/// Where a page of decisions ends: (time, sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecisionCursor {
+    pub at_ms: i64,
+    pub seq: i64,
+}
+
+impl DecisionCursor {
+    pub fn encode(&self) -> String {
+        format!("{}-{}", self.at_ms, self.seq)
+    }
+    pub fn decode(s: &str) -> Option<DecisionCursor> {
+        let (a, b) = s.split_once('-')?;
+        Some(DecisionCursor {
+            at_ms: a.parse().ok()?,
+            seq: b.parse().ok()?,
+        })
+    }
+}
+
+/// A listed decision with its event's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedDecision {
+    pub record: DecisionRecord,
+    pub event_type: Option<String>,
+}
+
+/// A page of decisions with the cursor of the next page.
+#[derive(Debug, Clone)]
+pub struct DecisionPage {
+    pub data: Vec<ListedDecision>,
+    pub next: Option<DecisionCursor>,
+}

@@ -31,7 +31,7 @@
 //! sections; a button to the incident (`danger` style for critical and high,
 //! `primary` otherwise); the context line.
 
-use relay_sdk::card::{CardOptions, Severity, is_web_url};
+use relay_sdk::card::{CardOptions, Digest, Severity, is_web_url};
 use relay_sdk::text::{ELLIPSIS, char_len, one_line};
 use relay_sdk::{Event, Formatter, Payload};
 use serde::Serialize;
@@ -144,6 +144,9 @@ struct Button<'a> {
 impl Slack {
     /// Builds the whole message (`text` + `blocks`).
     pub fn message<'a>(&self, event: &'a Event) -> Message<'a> {
+        if let Some(d) = Digest::of(event) {
+            return digest(event, &d);
+        }
         if self.options.is_incident(event) {
             return self.incident(event);
         }
@@ -342,6 +345,69 @@ impl Slack {
             text: mrkdwn(&fallback, FALLBACK_MAX),
             blocks,
         }
+    }
+}
+
+/// Alerts listed by name in a digest message (the rest are counted).
+pub const DIGEST_ITEMS_MAX: usize = 20;
+/// Characters of one alert's title in a digest list.
+const DIGEST_TITLE_MAX: usize = 150;
+
+/// A digest (relay's `digest` event): a header with the count and group,
+/// the group as fields, the alerts as a bulleted list (severity, title,
+/// time; at most [`DIGEST_ITEMS_MAX`], then how many more), the context
+/// line.
+fn digest<'a>(event: &'a Event, d: &Digest) -> Message<'a> {
+    let summary = d.summary();
+    let mut blocks = vec![Block::Header {
+        text: Text::plain(relay_sdk::text::truncate(
+            &["📋 ", &summary].concat(),
+            HEADER_MAX,
+        )),
+    }];
+    let fields: Vec<Text> = d
+        .group
+        .iter()
+        .take(FIELDS_MAX)
+        .map(|(label, value)| Text::mrkdwn(field_text(label, value)))
+        .collect();
+    if !fields.is_empty() {
+        blocks.push(Block::Section { text: None, fields });
+    }
+    let mut list = String::with_capacity(64 * d.items.len().min(DIGEST_ITEMS_MAX));
+    for item in d.items.iter().take(DIGEST_ITEMS_MAX) {
+        if !list.is_empty() {
+            list.push('\n');
+        }
+        list.push_str("• ");
+        if let Some(sev) = &item.severity {
+            list.push('[');
+            list.push_str(&relay_sdk::text::truncate(&sev.to_uppercase(), 20));
+            list.push_str("] ");
+        }
+        list.push_str(&relay_sdk::text::truncate(&item.title, DIGEST_TITLE_MAX));
+        if !item.time.is_empty() {
+            list.push_str(" — ");
+            list.push_str(&relay_sdk::text::truncate(&item.time, 40));
+        }
+    }
+    let shown = d.items.len().min(DIGEST_ITEMS_MAX);
+    if d.count > shown {
+        list.push_str(&format!("\n… and {} more", d.count - shown));
+    }
+    if !list.is_empty() {
+        blocks.push(Block::Section {
+            text: Some(Text::mrkdwn(mrkdwn(&list, SECTION_TEXT_MAX))),
+            fields: vec![],
+        });
+    }
+    let context = [event.event_type.as_str(), &event.time, &event.id].join(" · ");
+    blocks.push(Block::Context {
+        elements: [Text::mrkdwn(mrkdwn(&context, CONTEXT_TEXT_MAX))],
+    });
+    Message {
+        text: mrkdwn(&summary, FALLBACK_MAX),
+        blocks,
     }
 }
 
@@ -625,6 +691,43 @@ mod tests {
         );
         let e = Slack::create(r#"{"layout":"cards"}"#).unwrap_err();
         assert!(e.contains("layout"), "{e}");
+    }
+
+    fn digest_of(n: usize) -> Value {
+        let alerts: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"id": format!("a{i}"), "type": "finding", "time": "2026-01-01T00:00:00Z",
+                            "data": {"title": format!("Finding <{i}>"), "severity": "high"}})
+            })
+            .collect();
+        json!({"group": {"tenant_name": "Acme"}, "count": n, "alerts": alerts})
+    }
+
+    #[test]
+    fn a_digest_is_a_summary_and_a_list_of_its_alerts() {
+        let payload =
+            testing::format::<Slack>("", &testing::event_of("digest", digest_of(3))).unwrap();
+        let msg: Value = serde_json::from_slice(&payload.body).unwrap();
+        assert_eq!(msg["text"], "Digest: 3 alerts (Tenant name: Acme)");
+        assert_eq!(
+            msg["blocks"][0]["text"]["text"],
+            "📋 Digest: 3 alerts (Tenant name: Acme)"
+        );
+        assert_eq!(msg["blocks"][1]["fields"][0]["text"], "*Tenant name*\nAcme");
+        assert_eq!(
+            msg["blocks"][2]["text"]["text"],
+            "• [HIGH] Finding &lt;0&gt; — 2026-01-01T00:00:00Z\n• [HIGH] Finding &lt;1&gt; — 2026-01-01T00:00:00Z\n• [HIGH] Finding &lt;2&gt; — 2026-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn a_long_digest_lists_twenty_and_counts_the_rest() {
+        let payload =
+            testing::format::<Slack>("", &testing::event_of("digest", digest_of(50))).unwrap();
+        let msg: Value = serde_json::from_slice(&payload.body).unwrap();
+        let list = msg["blocks"][2]["text"]["text"].as_str().unwrap();
+        assert_eq!(list.lines().count(), DIGEST_ITEMS_MAX + 1);
+        assert!(list.ends_with("… and 30 more"), "{list}");
     }
 
     #[test]

@@ -9,6 +9,20 @@ use relay_plugin_slack::Slack;
 use relay_sdk::testing;
 use serde_json::{Map, Value, json};
 
+/// A relay digest event (type `digest`) with `n` alerts whose titles and
+/// group are `text`.
+fn digest(n: usize, text: &str) -> Value {
+    let alerts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("a{i}"), "type": "finding", "time": "2026-01-01T00:00:00Z",
+                        "data": {"title": format!("{text} {i}"), "severity": text}})
+        })
+        .collect();
+    let data = json!({"group": {"tenant_name": text, "host": null}, "count": n, "alerts": alerts});
+    let payload = testing::format::<Slack>("", &testing::event_of("digest", data)).expect("format");
+    serde_json::from_slice(&payload.body).expect("json body")
+}
+
 fn message(options: &str, data: Value) -> Value {
     let payload = testing::format::<Slack>(options, &testing::event(data)).expect("format");
     serde_json::from_slice(&payload.body).expect("json body")
@@ -28,6 +42,10 @@ fn slack_sdk_accepts_ordinary_and_hostile_messages() {
     let control =
         "*bold* _it_ ~s~ `code` <!channel> <@U123> <https://evil|click> &amp; > quote\n```block```";
     let messages = vec![
+        // Digests (DESIGN §17): a summary and the list, short and long, hostile text.
+        digest(3, "SQL injection"),
+        digest(500, &"<&>*_~[x](y) ".repeat(100)),
+        digest(0, ""),
         // The seed's incident layout: header, details, steps, a button, severity emphasis.
         message(
             "",

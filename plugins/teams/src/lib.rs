@@ -37,7 +37,7 @@
 //! `Action.OpenUrl` to the incident (`destructive` style for critical and
 //! high, `positive` otherwise); the context line.
 
-use relay_sdk::card::{CardOptions, Severity, Steps, is_web_url};
+use relay_sdk::card::{CardOptions, Digest, Severity, Steps, is_web_url};
 use relay_sdk::text::{one_line, truncate};
 use relay_sdk::{Event, Formatter, Payload};
 use serde::Serialize;
@@ -150,6 +150,9 @@ struct Incident {
 
 impl Teams {
     fn parts(&self, event: &Event) -> Parts {
+        if let Some(d) = Digest::of(event) {
+            return digest_parts(event, &d);
+        }
         if self.options.is_incident(event) {
             return self.incident_parts(event);
         }
@@ -338,6 +341,51 @@ struct OpenUrl<'a> {
     style: Option<&'static str>,
 }
 
+/// Alerts listed by name in a digest card (the rest are counted).
+pub const DIGEST_ITEMS_MAX: usize = 20;
+
+/// A digest (relay's `digest` event) as the list layout: the summary (count
+/// and group) as the title, the alerts as a Markdown list (severity, title,
+/// time; at most [`DIGEST_ITEMS_MAX`], then how many more), the group as
+/// facts, the context line.
+fn digest_parts(event: &Event, d: &Digest) -> Parts {
+    let mut list = String::with_capacity(64 * d.items.len().min(DIGEST_ITEMS_MAX));
+    for item in d.items.iter().take(DIGEST_ITEMS_MAX) {
+        if !list.is_empty() {
+            list.push('\n');
+        }
+        list.push_str("- ");
+        if let Some(sev) = &item.severity {
+            list.push('[');
+            list.push_str(&truncate(&sev.to_uppercase(), 20));
+            list.push_str("] ");
+        }
+        list.push_str(&truncate(&item.title, 150));
+        if !item.time.is_empty() {
+            list.push_str(" — ");
+            list.push_str(&truncate(&item.time, 40));
+        }
+    }
+    let shown = d.items.len().min(DIGEST_ITEMS_MAX);
+    if d.count > shown {
+        list.push_str(&format!("\n- … and {} more", d.count - shown));
+    }
+    Parts {
+        title: d.summary(),
+        text: (!list.is_empty()).then_some(list),
+        facts: d.group.clone(),
+        link: None,
+        button: String::new(),
+        context: format!(
+            "{} · {} · {}",
+            truncate(&one_line(&event.event_type), META_MAX),
+            truncate(&one_line(&event.time), META_MAX),
+            truncate(&one_line(&event.id), META_MAX)
+        ),
+        incident: None,
+    }
+}
+
 /// Items shown per steps section at most.
 const STEPS_MAX: usize = 20;
 
@@ -470,6 +518,36 @@ mod tests {
 
     fn content(msg: &Value) -> &Value {
         &msg["attachments"][0]["content"]
+    }
+
+    #[test]
+    fn a_digest_is_a_summary_a_list_and_its_group_as_facts() {
+        let alerts: Vec<Value> = (0..25)
+            .map(|i| {
+                json!({"id": format!("a{i}"), "type": "finding", "time": "t",
+                            "data": {"title": format!("Finding {i}"), "severity": "low"}})
+            })
+            .collect();
+        let event = testing::event_of(
+            "digest",
+            json!({"group": {"tenant_name": "Acme"}, "count": 25, "alerts": alerts}),
+        );
+        let payload = testing::format::<Teams>("", &event).unwrap();
+        let msg: Value = serde_json::from_slice(&payload.body).unwrap();
+        let c = content(&msg);
+        assert_eq!(
+            c["body"][0]["text"],
+            "Digest: 25 alerts (Tenant name: Acme)"
+        );
+        let list = c["body"][1]["text"].as_str().unwrap();
+        assert_eq!(list.lines().count(), DIGEST_ITEMS_MAX + 1);
+        assert!(
+            list.starts_with("- [LOW] Finding 0 — t\n- [LOW] Finding 1 — t"),
+            "{list}"
+        );
+        assert!(list.ends_with("- … and 5 more"), "{list}");
+        assert_eq!(c["body"][2]["facts"][0]["title"], "Tenant name");
+        assert_eq!(c["body"][2]["facts"][0]["value"], "Acme");
     }
 
     #[test]

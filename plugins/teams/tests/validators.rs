@@ -10,6 +10,20 @@ use relay_plugin_teams::{MAX_BYTES, Teams};
 use relay_sdk::testing;
 use serde_json::{Map, Value, json};
 
+/// A relay digest event (type `digest`) with `n` alerts whose titles and
+/// group are `text`.
+fn digest(n: usize, text: &str) -> Value {
+    let alerts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"id": format!("a{i}"), "type": "finding", "time": "2026-01-01T00:00:00Z",
+                        "data": {"title": format!("{text} {i}"), "severity": text}})
+        })
+        .collect();
+    let data = json!({"group": {"tenant_name": text, "host": null}, "count": n, "alerts": alerts});
+    let payload = testing::format::<Teams>("", &testing::event_of("digest", data)).expect("format");
+    serde_json::from_slice(&payload.body).expect("json body")
+}
+
 fn message(options: &str, data: Value) -> Value {
     let payload = testing::format::<Teams>(options, &testing::event(data)).expect("format");
     assert!(
@@ -35,6 +49,10 @@ fn many_fields(n: usize, key_len: usize, value: &str) -> Value {
 fn adaptivecards_accepts_ordinary_and_hostile_cards() {
     let markdown = "**bold** _it_ [link](https://evil) <b>html</b> & \"quotes\" \\ \n- list";
     let messages = vec![
+        // Digests (DESIGN §17): a summary and the list, short and long, hostile text.
+        digest(3, "SQL injection"),
+        digest(500, &"<&>*_~[x](y) ".repeat(100)),
+        digest(0, ""),
         // The seed's incident layout: header, details, steps, a button, severity emphasis.
         message(
             "",
