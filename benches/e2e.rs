@@ -51,7 +51,11 @@
 //! `E2E_RELAY` (another relay binary to run, e.g. a `--release` build to
 //! compare with this profile's), `E2E_PERF=prefix` (records `perf record` of the relay during each relay
 //! scenario's throughput phase into `prefix.<scenario>.data`; `E2E_PERF_CG`
-//! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`).
+//! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`),
+//! `E2E_PG_SETTINGS` (extra `name=value;…` settings of the bench's
+//! PostgreSQL cluster), `E2E_PG_LOG=path` (its log, written at the end),
+//! `E2E_PG_STATEMENTS=path` (pg_stat_statements: the 30 statements the
+//! cluster spent most time in, written at the end).
 
 mod support;
 
@@ -73,7 +77,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use support::verdict::{self, BacklogRun, LatencyRun};
-use support::{median, stat_cpu_secs};
+use support::{db_cpu_secs, free_port, median, stat_cpu_secs};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -435,13 +439,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// A free port below the usual ephemeral range, so no outgoing connection
 /// takes it while it is meant to stay closed.
 fn closed_port() -> u16 {
@@ -682,37 +679,6 @@ fn cpu_secs(pid: u32) -> Option<f64> {
 /// CPU seconds of several processes together.
 fn cpus(pids: &[u32]) -> Option<f64> {
     pids.iter().map(|p| cpu_secs(*p)).sum()
-}
-
-/// CPU seconds of a PostgreSQL server: the postmaster, its live children
-/// (backends, WAL writer, checkpointer, ...) and the children it reaped.
-fn db_cpu_secs(postmaster: u32) -> Option<f64> {
-    let own = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).ok()?;
-    let rest = &own[own.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime, stime, cutime, cstime (proc(5) fields 14–17).
-    let ticks: u64 = f
-        .get(11..15)?
-        .iter()
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
-    let mut secs = ticks as f64 / 100.0;
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let parent = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if parent == Some(postmaster) {
-            secs += cpu_secs(pid).unwrap_or(0.0);
-        }
-    }
-    Some(secs)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -1323,11 +1289,53 @@ const PG_RATE: f64 = 200.0;
 fn pg_settings() -> Vec<&'static str> {
     let extra = std::env::var("E2E_PG_SETTINGS").unwrap_or_default();
     let extra: &'static str = Box::leak(extra.into_boxed_str());
+    let statements = std::env::var_os("E2E_PG_STATEMENTS")
+        .map(|_| "shared_preload_libraries=pg_stat_statements");
     pg::DURABLE
         .iter()
         .copied()
+        .chain(statements)
         .chain(extra.split(';').map(str::trim).filter(|s| !s.is_empty()))
         .collect()
+}
+
+/// `E2E_PG_STATEMENTS`: the statements the cluster spent most time in
+/// over the whole run (pg_stat_statements), written to `path`.
+async fn write_pg_statements(cluster: &pg::PgCluster, path: &Path) {
+    let dump = async {
+        let (client, conn) =
+            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await?;
+        let rows = client
+            .query(
+                "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')
+                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30",
+                &[],
+            )
+            .await?;
+        let mut out = String::from("calls\ttotal ms\tµs/call\trows\tquery\n");
+        for r in rows {
+            let (calls, ms): (i64, f64) = (r.get(0), r.get(1));
+            let _ = writeln!(
+                out,
+                "{calls}\t{ms:.0}\t{:.0}\t{}\t{}",
+                ms * 1000.0 / calls.max(1) as f64,
+                r.get::<_, i64>(2),
+                r.get::<_, String>(3)
+            );
+        }
+        Ok::<_, tokio_postgres::Error>(out)
+    };
+    match dump.await {
+        Ok(out) => match std::fs::write(path, out) {
+            Ok(()) => println!("postgres statements: {}", path.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("pg_stat_statements: {e}"),
+    }
 }
 
 /// `instances` relays on one fresh database of `cluster`.
@@ -1795,6 +1803,9 @@ async fn run() {
     // 5. Backlog.
     if s.wants("backlog_100k") {
         rows.push(backlog_scenario(&s, &rx).await);
+    }
+    if let (Some(cluster), Some(path)) = (&cluster, std::env::var_os("E2E_PG_STATEMENTS")) {
+        write_pg_statements(cluster, Path::new(&path)).await;
     }
     if let (Some(cluster), Some(path)) = (&cluster, std::env::var_os("E2E_PG_LOG")) {
         match std::fs::write(&path, cluster.log()) {
