@@ -367,7 +367,8 @@ pub struct PgStore {
     pool: Pool,
     /// The connections of grouped attempt records ([`PgStore::record_group`]):
     /// their sessions commit without waiting for the WAL flush
-    /// (`synchronous_commit=off`).
+    /// (`synchronous_commit=off`) and keep one generic plan
+    /// (`plan_cache_mode=force_generic_plan`).
     record_pool: Pool,
     /// This process's id in `owner` columns.
     owner: Arc<str>,
@@ -534,11 +535,16 @@ impl PgStore {
         let secret = config.get_password().map(<[u8]>::to_vec);
         // Attempt records of the happy path commit without waiting for
         // their WAL flush (a server crash costs a resend, at-least-once):
-        // a session setting of their own connections.
+        // a session setting of their own connections. Their one statement
+        // keeps one generic plan: left to itself the server plans it anew
+        // on every execution (its custom plans look cheaper), which cost
+        // more than running it.
         let mut record_config = config.clone();
+        const RECORD_SESSION: &str =
+            "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan";
         let options = match record_config.get_options() {
-            Some(o) if !o.is_empty() => format!("{o} -c synchronous_commit=off"),
-            _ => "-c synchronous_commit=off".to_owned(),
+            Some(o) if !o.is_empty() => format!("{o} {RECORD_SESSION}"),
+            _ => RECORD_SESSION.to_owned(),
         };
         record_config.options(options);
         let pool = pool(config, POOL_SIZE)
