@@ -52,7 +52,11 @@
 //! `E2E_RELAY` (another relay binary to run, e.g. a `--release` build to
 //! compare with this profile's), `E2E_PERF=prefix` (records `perf record` of the relay during each relay
 //! scenario's throughput phase into `prefix.<scenario>.data`; `E2E_PERF_CG`
-//! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`).
+//! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`),
+//! `E2E_PG_SETTINGS` (extra `name=value;…` settings of the bench's
+//! PostgreSQL cluster), `E2E_PG_LOG=path` (its log, written at the end),
+//! `E2E_PG_STATEMENTS=path` (pg_stat_statements: the 30 statements the
+//! cluster spent most time in, written at the end).
 
 mod support;
 
@@ -74,7 +78,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use support::verdict::{self, BacklogRun, LatencyRun};
-use support::{median, stat_cpu_secs};
+use support::{db_cpu_secs, free_port, median, stat_cpu_secs};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -436,13 +440,6 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// A free port below the usual ephemeral range, so no outgoing connection
 /// takes it while it is meant to stay closed.
 fn closed_port() -> u16 {
@@ -688,6 +685,11 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     stat_cpu_secs(Path::new(&format!("/proc/{pid}/stat")))
 }
 
+/// CPU seconds of several processes together.
+fn cpus(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|p| cpu_secs(*p)).sum()
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -880,6 +882,8 @@ struct Throughput {
     cpu_us_per_event: Option<f64>,
     /// CPU time of this bench process (load generator + receiver) per event, µs.
     bench_cpu_us_per_event: Option<f64>,
+    /// CPU time of the PostgreSQL server's processes per event, µs.
+    db_cpu_us_per_event: Option<f64>,
     accepted: u64,
     delivered: u64,
     events_per_s: f64,
@@ -889,6 +893,7 @@ struct Throughput {
     sent_s: f64,
     cpu_s: Option<f64>,
     bench_cpu_s: Option<f64>,
+    db_cpu_s: Option<f64>,
 }
 
 impl Throughput {
@@ -902,6 +907,7 @@ impl Throughput {
         let accepted: u64 = rounds.iter().map(|t| t.accepted).sum();
         let sent_s = sum(|t| t.sent_s);
         let (cpu_s, bench_cpu_s) = (sum_opt(|t| t.cpu_s), sum_opt(|t| t.bench_cpu_s));
+        let db_cpu_s = sum_opt(|t| t.db_cpu_s);
         let per_event = |c: Option<f64>| {
             c.filter(|_| delivered > 0)
                 .map(|c| c * 1e6 / delivered as f64)
@@ -909,6 +915,7 @@ impl Throughput {
         Throughput {
             cpu_us_per_event: per_event(cpu_s),
             bench_cpu_us_per_event: per_event(bench_cpu_s),
+            db_cpu_us_per_event: per_event(db_cpu_s),
             accepted,
             delivered,
             events_per_s: median(rounds.iter().map(|t| t.events_per_s).collect()),
@@ -917,6 +924,7 @@ impl Throughput {
             sent_s,
             cpu_s,
             bench_cpu_s,
+            db_cpu_s,
         }
     }
 }
@@ -966,7 +974,13 @@ fn percentile(sorted: &[u64], q: f64) -> Option<f64> {
 #[derive(Clone, Copy)]
 struct Under<'a> {
     target: &'a Target,
+    /// The process whose RSS is watched (the first instance).
     pid: u32,
+    /// The processes whose CPU is "under test": every instance.
+    cpu_pids: &'a [u32],
+    /// The postmaster of the scenario's PostgreSQL cluster: its
+    /// processes' CPU is counted apart.
+    db: Option<u32>,
     rx: &'a Receiver,
     conns: usize,
     fanout: u32,
@@ -975,21 +989,25 @@ struct Under<'a> {
 async fn throughput(u: Under<'_>, secs: f64, drain_limit: Duration) -> Throughput {
     let Under {
         target,
-        pid,
+        cpu_pids,
+        db,
         rx,
         conns,
         fanout,
+        ..
     } = u;
     let phase = Phase::new(PHASE_CAP, fanout);
     rx.set_phase(&phase);
-    let cpu0 = (cpu_secs(pid), cpu_secs(std::process::id()));
+    let db_cpu0 = db.and_then(db_cpu_secs);
+    let cpu0 = (cpus(cpu_pids), cpu_secs(std::process::id()));
     let start = now_ns();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     load(target, &phase, Mode::Closed { until }, conns).await;
     let sent_s = (now_ns() - start) as f64 / 1e9;
     let drained = phase.drain(drain_limit).await;
     let last = phase.last_done.load(Relaxed).max(start + 1);
-    let cpu1 = (cpu_secs(pid), cpu_secs(std::process::id()));
+    let cpu1 = (cpus(cpu_pids), cpu_secs(std::process::id()));
+    let db_cpu1 = db.and_then(db_cpu_secs);
     let used = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
     let delivered = phase.completed.load(Relaxed);
     let secs = (last - start) as f64 / 1e9;
@@ -1001,6 +1019,7 @@ async fn throughput(u: Under<'_>, secs: f64, drain_limit: Duration) -> Throughpu
         sent_s,
         cpu_s: used(cpu0.0, cpu1.0),
         bench_cpu_s: used(cpu0.1, cpu1.1),
+        db_cpu_s: used(db_cpu0, db_cpu1),
         ..Throughput::default()
     }])
 }
@@ -1008,15 +1027,16 @@ async fn throughput(u: Under<'_>, secs: f64, drain_limit: Duration) -> Throughpu
 async fn latency(u: Under<'_>, rate: f64, secs: f64, drain_limit: Duration) -> Latency {
     let Under {
         target,
-        pid,
+        cpu_pids,
         rx,
         conns,
         fanout,
+        ..
     } = u;
     let total = ((rate * secs) as usize).clamp(1, PHASE_CAP);
     let phase = Phase::new(total, fanout);
     rx.set_phase(&phase);
-    let cpu0 = cpu_secs(pid);
+    let cpu0 = cpus(cpu_pids);
     let start = Instant::now() + Duration::from_millis(20);
     let period = Duration::from_secs_f64(1.0 / rate);
     // Stops the load once the oldest undelivered event is more than
@@ -1052,7 +1072,7 @@ async fn latency(u: Under<'_>, rate: f64, secs: f64, drain_limit: Duration) -> L
     }
     let drained = phase.drain(drain_limit).await;
     let delivered = phase.completed.load(Relaxed);
-    let cpu_us_per_event = match (cpu0, cpu_secs(pid)) {
+    let cpu_us_per_event = match (cpu0, cpus(cpu_pids)) {
         (Some(a), Some(b)) if delivered > 0 => Some((b - a) * 1e6 / delivered as f64),
         _ => None,
     };
@@ -1118,7 +1138,7 @@ fn fmt_opt(v: Option<f64>, prec: usize) -> String {
 fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
     if let Some(t) = t {
         println!(
-            "  {name}: throughput {:.0} events/s delivered ({} of {} accepted{}; ingest {:.0}/s); CPU per event: {} µs under test, {} µs load generator + receiver",
+            "  {name}: throughput {:.0} events/s delivered ({} of {} accepted{}; ingest {:.0}/s); CPU per event: {} µs under test{}, {} µs load generator + receiver",
             t.events_per_s,
             t.delivered,
             t.accepted,
@@ -1129,6 +1149,9 @@ fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
             },
             t.ingest_per_s,
             fmt_opt(t.cpu_us_per_event, 0),
+            t.db_cpu_us_per_event
+                .map(|d| format!(" + {d:.0} µs database"))
+                .unwrap_or_default(),
             fmt_opt(t.bench_cpu_us_per_event, 0),
         );
     }
@@ -1194,13 +1217,17 @@ struct Subject {
     rss: (Arc<AtomicU64>, Arc<AtomicBool>),
     perf: Option<Child>,
     rounds: Vec<Throughput>,
+    /// Every process under test (all instances).
+    cpu_pids: Vec<u32>,
+    /// The postmaster of the PostgreSQL cluster the relays use.
+    db: Option<u32>,
 }
 
 enum Held {
     Forwarder(Proc),
     Relay(Relay),
-    /// Instances sharing one PostgreSQL database (the first is the one
-    /// whose CPU and RSS are watched).
+    /// Instances sharing one PostgreSQL database (CPU: all of them; RSS:
+    /// the first).
     Relays(Vec<Relay>),
 }
 
@@ -1222,6 +1249,8 @@ impl Subject {
         Under {
             target: &self.target,
             pid,
+            cpu_pids: &self.cpu_pids,
+            db: self.db,
             rx,
             conns: s.conns,
             fanout: self.fanout,
@@ -1238,7 +1267,7 @@ async fn start_ceiling(hook: &str, s: &Settings, rx: &Receiver) -> Subject {
         path: "/api/v1/events",
         token: None,
     };
-    subject("ceiling", Held::Forwarder(fwd), target, 1, s, rx).await
+    subject("ceiling", Held::Forwarder(fwd), target, 1, None, s, rx).await
 }
 
 async fn start_relay_subject(
@@ -1264,11 +1293,65 @@ async fn start_relay_subject(
         path: "/api/v1/events",
         token: Some(INGEST_TOKEN),
     };
-    subject(name, Held::Relay(relay), target, fanout, s, rx).await
+    subject(name, Held::Relay(relay), target, fanout, None, s, rx).await
 }
 
 /// The open-loop rate of the shared-store latency target (issue 19).
 const PG_RATE: f64 = 200.0;
+
+/// The bench cluster's settings: [`pg::DURABLE`] plus `E2E_PG_SETTINGS`
+/// (`name=value` pairs separated by `;`, e.g. to log checkpoints).
+fn pg_settings() -> Vec<&'static str> {
+    let extra = std::env::var("E2E_PG_SETTINGS").unwrap_or_default();
+    let extra: &'static str = Box::leak(extra.into_boxed_str());
+    let statements = std::env::var_os("E2E_PG_STATEMENTS")
+        .map(|_| "shared_preload_libraries=pg_stat_statements");
+    pg::DURABLE
+        .iter()
+        .copied()
+        .chain(statements)
+        .chain(extra.split(';').map(str::trim).filter(|s| !s.is_empty()))
+        .collect()
+}
+
+/// `E2E_PG_STATEMENTS`: the statements the cluster spent most time in
+/// over the whole run (pg_stat_statements), written to `path`.
+async fn write_pg_statements(cluster: &pg::PgCluster, path: &Path) {
+    let dump = async {
+        let (client, conn) =
+            tokio_postgres::connect(&cluster.url("postgres"), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await?;
+        let rows = client
+            .query(
+                "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')
+                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30",
+                &[],
+            )
+            .await?;
+        let mut out = String::from("calls\ttotal ms\tµs/call\trows\tquery\n");
+        for r in rows {
+            let (calls, ms): (i64, f64) = (r.get(0), r.get(1));
+            let _ = writeln!(
+                out,
+                "{calls}\t{ms:.0}\t{:.0}\t{}\t{}",
+                ms * 1000.0 / calls.max(1) as f64,
+                r.get::<_, i64>(2),
+                r.get::<_, String>(3)
+            );
+        }
+        Ok::<_, tokio_postgres::Error>(out)
+    };
+    match dump.await {
+        Ok(out) => match std::fs::write(path, out) {
+            Ok(()) => println!("postgres statements: {}", path.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+        },
+        Err(e) => eprintln!("pg_stat_statements: {e}"),
+    }
+}
 
 /// `instances` relays on one fresh database of `cluster`.
 async fn start_pg_subject(
@@ -1301,7 +1384,8 @@ async fn start_pg_subject(
         path: "/api/v1/events",
         token: Some(INGEST_TOKEN),
     };
-    subject(name, Held::Relays(relays), target, 1, s, rx).await
+    let db = cluster.postmaster_pid();
+    subject(name, Held::Relays(relays), target, 1, db, s, rx).await
 }
 
 /// A sample of `GET /metrics` (exact name and labels), 0 when absent.
@@ -1326,9 +1410,15 @@ async fn subject(
     process: Held,
     target: Target,
     fanout: u32,
+    db: Option<u32>,
     s: &Settings,
     rx: &Receiver,
 ) -> Subject {
+    let cpu_pids = match &process {
+        Held::Forwarder(p) => vec![p.pid()],
+        Held::Relay(r) => vec![r.proc_.pid()],
+        Held::Relays(rs) => rs.iter().map(|r| r.proc_.pid()).collect(),
+    };
     let mut sub = Subject {
         name,
         process,
@@ -1337,16 +1427,19 @@ async fn subject(
         rss: (Arc::default(), Arc::default()),
         perf: None,
         rounds: Vec::new(),
+        cpu_pids,
+        db,
     };
     let pid = sub.under(s, rx).pid;
     sub.rss = watch_rss(pid);
     let u = sub.under(s, rx);
     warm_up(u).await;
-    if let (Some(prefix), Held::Relay(_)) = (&s.perf, &sub.process) {
+    if let (Some(prefix), Held::Relay(_) | Held::Relays(_)) = (&s.perf, &sub.process) {
+        let pids: Vec<String> = sub.cpu_pids.iter().map(u32::to_string).collect();
         sub.perf = Command::new("perf")
             .args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph"])
             .arg(std::env::var("E2E_PERF_CG").unwrap_or_else(|_| "fp".into()))
-            .args(["-p", &u.pid.to_string(), "-o"])
+            .args(["-p", &pids.join(","), "-o"])
             .arg(format!("{prefix}.{name}.data"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -1435,7 +1528,7 @@ async fn finish(mut sub: Subject, s: &Settings, rx: &Receiver, rate: f64) -> Row
             Held::Forwarder(_) => "forwarder process".into(),
             Held::Relay(_) => String::new(),
             Held::Relays(ref rs) => format!(
-                "{} instance(s) on one PostgreSQL database; CPU and RSS of the first",
+                "{} instance(s) on one PostgreSQL database; CPU of all of them, RSS of the first",
                 rs.len()
             ),
         },
@@ -1680,7 +1773,7 @@ async fn run() {
     }
     // The same relay on PostgreSQL: one instance, and three sharing it.
     let cluster = (s.wants("json_signed_pg") || s.wants("json_signed_pg3"))
-        .then(|| pg::PgCluster::start(pg::DURABLE));
+        .then(|| pg::PgCluster::start(&pg_settings()));
     if let Some(cluster) = &cluster {
         for (name, n) in [("json_signed_pg", 1), ("json_signed_pg3", 3)] {
             if s.wants(name) {
@@ -1725,6 +1818,15 @@ async fn run() {
     // 5. Backlog.
     if s.wants("backlog_100k") {
         rows.push(backlog_scenario(&s, &rx).await);
+    }
+    if let (Some(cluster), Some(path)) = (&cluster, std::env::var_os("E2E_PG_STATEMENTS")) {
+        write_pg_statements(cluster, Path::new(&path)).await;
+    }
+    if let (Some(cluster), Some(path)) = (&cluster, std::env::var_os("E2E_PG_LOG")) {
+        match std::fs::write(&path, cluster.log()) {
+            Ok(()) => println!("postgres log: {}", Path::new(&path).display()),
+            Err(e) => eprintln!("cannot write {}: {e}", Path::new(&path).display()),
+        }
     }
     let stray = rx.stray.load(Relaxed);
     report(&s, &rows, rate, stray, began.elapsed());
@@ -1943,6 +2045,7 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
                 "rounds_events_per_s": r.rounds,
                 "ingest_per_s": r.tput.as_ref().map(|t| t.ingest_per_s.round()),
                 "cpu_us_per_event": r.tput.as_ref().and_then(|t| t.cpu_us_per_event).map(f64::round),
+                "db_cpu_us_per_event": r.tput.as_ref().and_then(|t| t.db_cpu_us_per_event).map(f64::round),
                 "latency_rate_per_s": l.map(|l| l.rate.round()),
                 "latency_cpu_us_per_event": l.and_then(|l| l.cpu_us_per_event).map(f64::round),
                 "undelivered": l.map(|l| l.lost),

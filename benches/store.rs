@@ -1,15 +1,28 @@
-//! `cargo bench --bench store`: what the store's writer thread costs per
-//! write, without HTTP around it.
+//! `cargo bench --bench store`: what each store backend costs per write,
+//! without HTTP around it.
 //!
-//! A real SQLite file in a temp dir (WAL, `synchronous=FULL`, as the relay
-//! runs it) and `TASKS` tasks on a two-worker runtime, each doing what one
-//! event with one webhook costs the store: the ingest write (the event and
-//! its delivery) then the outcome write (the attempt record and the
-//! delivery's new status), for `SECS` seconds. Prints writes/s and the
-//! writer thread's CPU time per write (from `/proc`), median of `ROUNDS`
-//! rounds on fresh databases.
+//! `TASKS` tasks on a two-worker runtime, each doing what one event with
+//! one webhook costs the store: the ingest write (the event and its
+//! delivery) then the outcome write (the attempt record and the delivery's
+//! new status), for `SECS` seconds, through `Storage::accept` and
+//! `record_attempt`. Median of `ROUNDS` rounds on fresh databases:
+//!
+//! - **sqlite**: a real SQLite file in a temp dir (WAL, `synchronous=FULL`,
+//!   as the relay runs it); writes/s and the writer thread's CPU time per
+//!   write (from `/proc`).
+//! - **postgres**: a private cluster on this machine (the tests' harness,
+//!   `tests/common/pg.rs`, with the server's default durable settings) and
+//!   a fresh database per round; writes/s, this process's CPU per write
+//!   (the store's client side) and the database server's processes' CPU per
+//!   write. Skipped, with a line saying so, when no PostgreSQL server
+//!   binaries are installed.
+//!
+//! `STORE_ONLY=sqlite` or `STORE_ONLY=postgres` runs one backend.
 
 mod support;
+
+#[path = "../tests/common/pg.rs"]
+mod pg;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use relay::event::{Event, new_id};
 use relay::history::{Attempt, Status};
+use relay::store::postgres::PgStore;
 use relay::store::{self, AttemptRecord, BreakerChange, NewEvent, Storage, Store, Target};
-use support::{median, stat_cpu_secs};
+use support::{db_cpu_secs, free_port, median, stat_cpu_secs};
 
 const TASKS: usize = 48;
 const SECS: f64 = 2.0;
@@ -68,13 +82,33 @@ fn attempt(e: &Event, delivery_id: &str) -> Attempt {
     }
 }
 
-/// One round: (writes/s, writer CPU µs per write).
-async fn round(data: &serde_json::Value) -> (f64, f64) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite(&dir.path().join("bench.db")).expect("store");
+/// CPU seconds of this process.
+fn own_cpu_s() -> f64 {
+    stat_cpu_secs(std::path::Path::new("/proc/self/stat")).unwrap_or(0.0)
+}
+
+/// What one round measured, per write where it says so.
+#[derive(Clone, Copy)]
+struct Round {
+    writes_per_s: f64,
+    /// CPU µs per write of what `cpu` measured (SQLite: its writer
+    /// thread; Postgres: this process, the store's client side).
+    cpu_us: f64,
+    /// The database server's CPU µs per write (Postgres).
+    db_cpu_us: Option<f64>,
+}
+
+/// One round of the load on `store`; `cpu` reads the CPU seconds it
+/// charges to the store, `db_cpu` those of a database server.
+async fn round(
+    store: Store,
+    data: &serde_json::Value,
+    cpu: fn() -> f64,
+    db_cpu: impl Fn() -> Option<f64>,
+) -> Round {
     let writes = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + Duration::from_secs_f64(SECS);
-    let cpu0 = writer_cpu_s();
+    let (cpu0, db0) = (cpu(), db_cpu());
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
@@ -119,7 +153,79 @@ async fn round(data: &serde_json::Value) -> (f64, f64) {
     }
     let secs = start.elapsed().as_secs_f64();
     let n = writes.load(Ordering::Relaxed).max(1) as f64;
-    (n / secs, (writer_cpu_s() - cpu0) * 1e6 / n)
+    Round {
+        writes_per_s: n / secs,
+        cpu_us: (cpu() - cpu0) * 1e6 / n,
+        db_cpu_us: db0.zip(db_cpu()).map(|(a, b)| (b - a) * 1e6 / n),
+    }
+}
+
+/// The median of each figure of `rounds`, printed after each round's line.
+fn summary(name: &str, cpu: &str, rounds: &[Round]) -> Round {
+    for (i, r) in rounds.iter().enumerate() {
+        println!(
+            "{name} round {}/{ROUNDS}: {:.0} writes/s, {cpu} {:.2} µs/write{}",
+            i + 1,
+            r.writes_per_s,
+            r.cpu_us,
+            r.db_cpu_us
+                .map(|d| format!(", database CPU {d:.2} µs/write"))
+                .unwrap_or_default()
+        );
+    }
+    let m = Round {
+        writes_per_s: median(rounds.iter().map(|r| r.writes_per_s).collect()),
+        cpu_us: median(rounds.iter().map(|r| r.cpu_us).collect()),
+        db_cpu_us: rounds
+            .iter()
+            .map(|r| r.db_cpu_us)
+            .collect::<Option<Vec<f64>>>()
+            .map(median),
+    };
+    println!(
+        "{name}, {TASKS} tasks, an ingest write and an outcome write per event: {:.0} writes/s, {cpu} {:.2} µs per write{} (median of {ROUNDS})",
+        m.writes_per_s,
+        m.cpu_us,
+        m.db_cpu_us
+            .map(|d| format!(", database CPU {d:.2} µs per write"))
+            .unwrap_or_default()
+    );
+    m
+}
+
+fn sqlite(rt: &tokio::runtime::Runtime, data: &serde_json::Value) -> Round {
+    let rounds: Vec<Round> = (0..ROUNDS)
+        .map(|_| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open_sqlite(&dir.path().join("bench.db")).expect("store");
+            rt.block_on(round(store, data, writer_cpu_s, || None))
+        })
+        .collect();
+    summary("sqlite", "writer CPU", &rounds)
+}
+
+fn postgres(rt: &tokio::runtime::Runtime, data: &serde_json::Value) -> Option<Round> {
+    if pg::pg_bin().is_none() {
+        println!("postgres: skipped (no PostgreSQL server binaries; see .ci/install-test-deps)");
+        return None;
+    }
+    let cluster = pg::PgCluster::start(pg::DURABLE);
+    let postmaster = cluster.postmaster_pid();
+    let rounds: Vec<Round> = (0..ROUNDS)
+        .map(|_| {
+            rt.block_on(async {
+                let url = cluster.fresh_db().await;
+                let store = PgStore::connect(&url, Duration::from_secs(60))
+                    .await
+                    .expect("connect to the bench cluster");
+                round(Store::Postgres(store), data, own_cpu_s, || {
+                    postmaster.and_then(db_cpu_secs)
+                })
+                .await
+            })
+        })
+        .collect();
+    Some(summary("postgres", "process CPU", &rounds))
 }
 
 fn main() {
@@ -139,16 +245,15 @@ fn main() {
         "host": "web-01.acme.internal",
         "cvss": 9.8
     });
-    let rounds: Vec<(f64, f64)> = (0..ROUNDS).map(|_| rt.block_on(round(&data))).collect();
-    for (i, (rate, cpu)) in rounds.iter().enumerate() {
+    let only = std::env::var("STORE_ONLY").unwrap_or_default();
+    let lite = (only.is_empty() || only == "sqlite").then(|| sqlite(&rt, &data));
+    let shared = (only.is_empty() || only == "postgres")
+        .then(|| postgres(&rt, &data))
+        .flatten();
+    if let (Some(l), Some(p)) = (lite, shared) {
         println!(
-            "round {}/{ROUNDS}: {rate:.0} writes/s, writer CPU {cpu:.2} µs/write",
-            i + 1
+            "postgres / sqlite: {:.2} × the writes/s",
+            p.writes_per_s / l.writes_per_s
         );
     }
-    println!(
-        "store, {TASKS} tasks, an ingest write and an outcome write per event: {:.0} writes/s, writer CPU {:.2} µs per write (median of {ROUNDS})",
-        median(rounds.iter().map(|r| r.0).collect()),
-        median(rounds.iter().map(|r| r.1).collect()),
-    );
 }

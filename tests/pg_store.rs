@@ -445,3 +445,292 @@ async fn retention_deletes_old_history_in_steps_but_never_pending_work() {
     );
     assert_eq!(s.prune(now_ms() - 30 * 86_400_000).await.unwrap(), 0);
 }
+
+/// Ingests and records `n` deliveries from `n` tasks at once (each: accept
+/// one event, then record its attempt); returns their delivery ids.
+async fn deliver_at_once(s: &PgStore, n: usize, prefix: &str) -> Vec<String> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (s, start) = (s.clone(), start.clone());
+            let id = format!("{prefix}{i}");
+            tokio::spawn(async move {
+                let t = vec![target("w", Start::Due)];
+                start.wait().await;
+                assert!(!ingest(&s, &id, &t).await.duplicate);
+                record(
+                    &s,
+                    &t[0].delivery_id,
+                    BreakerChange::Success { streak: false },
+                )
+                .await;
+                t[0].delivery_id.clone()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.expect("delivery task"));
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_share_round_trips_and_each_is_recorded_once() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    // Warm the statement cache of the pool's connections.
+    deliver_at_once(&s, 32, "warm-").await;
+    let before = s.round_trips();
+    const N: usize = 200;
+    let ids = deliver_at_once(&s, N, "e").await;
+    let trips = s.round_trips() - before;
+    eprintln!("{trips} round trips for {N} concurrent deliveries");
+    // Alone, a delivery costs two (accept, record); written while others
+    // are in flight, accepts and records go out in groups.
+    assert!(
+        trips < N as u64,
+        "{trips} round trips for {N} deliveries: not grouped"
+    );
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded' AND owner IS NULL AND due_at IS NULL),
+                    (SELECT count(*) FROM attempts WHERE delivery_id = ANY($1)),
+                    (SELECT count(DISTINCT delivery_id) FROM attempts WHERE delivery_id = ANY($1))
+             FROM deliveries WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (N as i64, N as i64, N as i64),
+        "every delivery succeeded with exactly one attempt row"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_posted_twice_at_once_is_new_once() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    const N: usize = 40;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (s, start) = (s.clone(), start.clone());
+            tokio::spawn(async move {
+                // Ten ids, each posted by four tasks, with 1 to 4 targets.
+                let targets: Vec<Target> = (0..=i / 10).map(|_| target("w", Start::Due)).collect();
+                start.wait().await;
+                ingest(&s, &format!("same-{}", i % 10), &targets).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("ingest task"));
+    }
+    for id in 0..10 {
+        let of_id: Vec<_> = answers
+            .iter()
+            .filter(|a| a.id == format!("same-{id}"))
+            .collect();
+        assert_eq!(of_id.len(), 4);
+        let new: Vec<_> = of_id.iter().filter(|a| !a.duplicate).collect();
+        assert_eq!(new.len(), 1, "same-{id} is new exactly once");
+        assert!(
+            of_id.iter().all(|a| a.deliveries == new[0].deliveries),
+            "duplicates answer the first acceptance's count"
+        );
+    }
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let stored: i64 = client
+        .query_one(
+            "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let promised: u32 = answers
+        .iter()
+        .filter(|a| !a.duplicate)
+        .map(|a| a.deliveries)
+        .sum();
+    assert_eq!(
+        stored, promised as i64,
+        "deliveries of the first acceptances only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_database_refuses_fails_alone_among_concurrent_ones() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    const N: usize = 30;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (s, start) = (s.clone(), start.clone());
+            tokio::spawn(async move {
+                let mut e = new_event(&format!("e{i}"), &[target("w", Start::Due)]);
+                if i == 7 {
+                    // Postgres text cannot hold NUL: this batch is refused.
+                    e.body.push('\0');
+                }
+                start.wait().await;
+                s.accept(vec![e]).await.map(|(a, _)| a[0].id.clone())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("ingest task"));
+    }
+    let failed: Vec<usize> = (0..N).filter(|i| results[*i].is_err()).collect();
+    assert_eq!(failed, vec![7], "only the refused batch fails");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let stored: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, N as i64 - 1);
+}
+
+#[tokio::test]
+async fn a_response_body_with_a_nul_character_is_recorded_with_a_replacement() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    // One record of the happy path (grouped) and one failure (alone).
+    for (breaker, status) in [
+        (BreakerChange::Success { streak: false }, Status::Succeeded),
+        (BreakerChange::Failure { threshold: 5 }, Status::Failed),
+    ] {
+        let t = vec![target("w", Start::Due)];
+        ingest(&s, &new_id(), &t).await;
+        let mut a = attempt(&t[0].delivery_id, "w", 1, status);
+        a.response_body = Some("before\0after".into());
+        a.error = (status == Status::Failed).then(|| relay::store::AttemptError {
+            kind: "http_status".into(),
+            origin: "upstream".into(),
+            message: "HTTP 500: \0".into(),
+            retryable: false,
+        });
+        s.record_attempt(AttemptRecord {
+            attempt: a,
+            due_at: None,
+            breaker,
+            catch_all: None,
+            destination_state: None,
+        })
+        .await
+        .expect("a NUL in the receiver's answer does not stop the record");
+        let d = s.get_delivery(&t[0].delivery_id).await.unwrap().unwrap();
+        assert_eq!(d.status, status.as_str());
+        let history = s.delivery_attempts(&t[0].delivery_id).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(
+            history[0].response_body.as_deref(),
+            Some("before\u{FFFD}after")
+        );
+        if let Some(e) = &history[0].error {
+            assert_eq!(e.message, "HTTP 500: \u{FFFD}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_written_together_keep_each_events_decisions() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    const N: usize = 60;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (s, start) = (s.clone(), start.clone());
+            tokio::spawn(async move {
+                let targets = vec![target("w", Start::Due)];
+                let mut e = new_event(&format!("e{i}"), &targets);
+                // Event i has i % 3 + 1 decisions: one delivered, the
+                // others filtered.
+                e.decisions = (0..=i % 3)
+                    .map(|k| relay::store::DecisionRecord {
+                        event_id: e.event.id.clone(),
+                        webhook_id: Some(format!("w{k}")),
+                        webhook_name: None,
+                        decision: if k == 0 { "delivered" } else { "filtered" }.into(),
+                        rule: None,
+                        reference: None,
+                        created_at_ms: now_ms(),
+                    })
+                    .collect();
+                start.wait().await;
+                s.accept(vec![e]).await.expect("accept").0.remove(0)
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(!t.await.expect("accept task").duplicate);
+    }
+    for i in 0..N {
+        let d = s.event_decisions(&format!("e{i}")).await.unwrap();
+        assert_eq!(d.len(), i % 3 + 1, "decisions of e{i}");
+        assert_eq!(
+            d.iter().filter(|d| d.decision == "delivered").count(),
+            1,
+            "e{i}"
+        );
+    }
+    // Posted again: a duplicate adds no decision.
+    ingest(&s, "e0", &[target("w", Start::Due)]).await;
+    assert_eq!(s.event_decisions("e0").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_that_leaves_the_breaker_alone_still_makes_the_catch_all() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    let t = vec![target("w", Start::Due)];
+    ingest(&s, "e", &t).await;
+    let catch_all = target("everything-else", Start::Due);
+    // A failure the event's data caused (a plugin refused it): the
+    // breaker does not move, the catch-all must still be considered.
+    s.record_attempt(AttemptRecord {
+        attempt: attempt(&t[0].delivery_id, "w", 1, Status::Failed),
+        due_at: None,
+        breaker: BreakerChange::None,
+        catch_all: Some(catch_all.clone()),
+        destination_state: None,
+    })
+    .await
+    .expect("record");
+    let d = s
+        .get_delivery(&catch_all.delivery_id)
+        .await
+        .unwrap()
+        .expect("the catch-all delivery exists");
+    assert_eq!((d.event_id.as_str(), d.status.as_str()), ("e", "pending"));
+    let decisions = s.event_decisions("e").await.unwrap();
+    assert_eq!(
+        decisions
+            .iter()
+            .filter(|d| d.decision == "catch_all")
+            .count(),
+        1
+    );
+}

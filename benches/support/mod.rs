@@ -27,3 +27,42 @@ pub fn stat_cpu_secs(stat: &Path) -> Option<f64> {
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
 }
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// CPU seconds of a PostgreSQL server: the postmaster, its live children
+/// (backends, WAL writer, checkpointer, ...) and the children it reaped.
+pub fn db_cpu_secs(postmaster: u32) -> Option<f64> {
+    let own = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).ok()?;
+    let rest = &own[own.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime, cstime (proc(5) fields 14–17).
+    let ticks: u64 = f
+        .get(11..15)?
+        .iter()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    let mut secs = ticks as f64 / 100.0;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let parent = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(postmaster) {
+            secs += stat_cpu_secs(Path::new(&format!("/proc/{pid}/stat"))).unwrap_or(0.0);
+        }
+    }
+    Some(secs)
+}

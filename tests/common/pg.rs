@@ -304,6 +304,12 @@ impl PgCluster {
         let _ = child.wait();
     }
 
+    /// The postmaster's pid, while the server runs.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let status = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok()?;
+        status.lines().next()?.trim().parse().ok()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
     }
