@@ -389,15 +389,12 @@ impl PgStore {
         if moved == 0 {
             return Ok((None, s.event));
         }
-        let (mut accepted, mut batch) = self
-            .accept_on(&*tx, vec![s.event], &Default::default())
+        let accepted = self
+            .accept_on(&tx, &[std::slice::from_ref(&s.event)], &Default::default())
             .await?;
         count_trip(&self.trips);
         tx.commit().await.map_err(pg_err)?;
-        let event = batch
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("the step's event did not come back".into()))?;
-        Ok((accepted.pop(), event))
+        Ok((accepted.into_iter().flatten().next(), s.event))
     }
 
     pub(super) async fn list_incidents_impl(
