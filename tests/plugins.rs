@@ -32,7 +32,7 @@ async fn hostile_plugins_fail_only_their_own_delivery_with_a_clear_error() {
     let plugins = tempfile::tempdir().unwrap();
     install(plugins.path(), "hostile", &wasm("relay-test-hostile"));
     let mut yaml = format!(
-        "plugins: {{ dir: {}, memory_mb: 32, timeout_ms: 200 }}\nwebhooks:\n  - name: Good\n    url: {}\n    retry_count: 0\n",
+        "plugins: {{ dir: {}, memory_mb: 32, timeout_ms: 1000 }}\nwebhooks:\n  - name: Good\n    url: {}\n    retry_count: 0\n",
         plugins.path().display(),
         good.url("/")
     );
@@ -54,7 +54,7 @@ async fn hostile_plugins_fail_only_their_own_delivery_with_a_clear_error() {
         assert_eq!(s, 202, "{b}");
     }
     let expected = [
-        ("loop", "200 ms time limit"),
+        ("loop", "1000 ms time limit"),
         ("memory", "32 MiB memory limit"),
         ("trap", "trapped"),
         ("huge", "32 MiB memory limit"),
@@ -85,8 +85,8 @@ async fn hostile_plugins_fail_only_their_own_delivery_with_a_clear_error() {
                 .map(|a| a["duration_ms"].as_u64().unwrap())
                 .max()
                 .unwrap();
-            println!("infinite loop stopped after at most {slowest} ms (limit 200 ms)");
-            assert!(slowest < 1500, "the loop ran {slowest} ms");
+            println!("infinite loop stopped after at most {slowest} ms (limit 1000 ms)");
+            assert!(slowest < 2500, "the loop ran {slowest} ms");
         }
     }
     // Nothing hostile reached the wire, and the good webhook got every event.
