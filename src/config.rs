@@ -72,6 +72,9 @@ pub struct Config {
     /// Routing and noise control (DESIGN §17).
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// The web console at `/ui/` (DESIGN §21): sessions and sign-in limits.
+    #[serde(default)]
+    pub console: ConsoleConfig,
     /// On SIGTERM/SIGINT: how long attempts in flight (and requests being
     /// answered) may take to finish and be recorded before the relay exits.
     #[serde(
@@ -124,6 +127,59 @@ mod range {
     range!(max_connections, usize, 1, 1_000_000);
     range!(header_read_timeout_ms, u64, 100, 600_000);
     range!(max_events_per_body, usize, 1, 100_000);
+    range!(session_ttl_s, u64, 1, 30 * 24 * 3600);
+    range!(login_max_failures, u32, 1, 1000);
+    range!(login_window_s, u64, 1, 24 * 3600);
+}
+
+/// `console:` — the web console's sessions and sign-in limits.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// How long a console session lasts after sign-in (seconds).
+    #[serde(
+        default = "default_session_ttl_s",
+        deserialize_with = "range::session_ttl_s"
+    )]
+    pub session_ttl_s: u64,
+    /// Failed sign-ins one peer address may make within `login_window_s`;
+    /// past that, its sign-ins are refused (429) until the window has passed.
+    #[serde(
+        default = "default_login_max_failures",
+        deserialize_with = "range::login_max_failures"
+    )]
+    pub login_max_failures: u32,
+    #[serde(
+        default = "default_login_window_s",
+        deserialize_with = "range::login_window_s"
+    )]
+    pub login_window_s: u64,
+    /// Mark the session cookie `Secure` (the relay is reached over HTTPS
+    /// through a proxy). It is also marked so on a request that says
+    /// `X-Forwarded-Proto: https`.
+    #[serde(default)]
+    pub secure_cookie: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            session_ttl_s: default_session_ttl_s(),
+            login_max_failures: default_login_max_failures(),
+            login_window_s: default_login_window_s(),
+            secure_cookie: false,
+        }
+    }
+}
+
+fn default_session_ttl_s() -> u64 {
+    8 * 3600
+}
+fn default_login_max_failures() -> u32 {
+    5
+}
+fn default_login_window_s() -> u64 {
+    300
 }
 
 fn default_listen() -> Listen {
@@ -1843,6 +1899,48 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.delivery.concurrency_per_webhook, 1024);
+    }
+
+    #[test]
+    fn console_settings_default_and_out_of_range_values_are_refused_naming_the_field() {
+        let c = Config::parse("", "r.yaml").unwrap();
+        assert_eq!(c.console, ConsoleConfig::default());
+        assert_eq!(c.console.session_ttl_s, 8 * 3600);
+        let c = Config::parse(
+            "console: { session_ttl_s: 60, login_max_failures: 2, login_window_s: 30, secure_cookie: true }\n",
+            "r.yaml",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.console.session_ttl_s,
+                c.console.login_max_failures,
+                c.console.login_window_s
+            ),
+            (60, 2, 30)
+        );
+        assert!(c.console.secure_cookie);
+        for (yaml, field) in [
+            ("console: { session_ttl_s: 0 }\n", "session_ttl_s: 0"),
+            (
+                "console: { login_max_failures: 0 }\n",
+                "login_max_failures: 0",
+            ),
+            (
+                "console: { login_window_s: 86401 }\n",
+                "login_window_s: 86401",
+            ),
+        ] {
+            let e = Config::parse(yaml, "r.yaml").unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{field} is out of range")),
+                "{yaml}: {e}"
+            );
+        }
+        let e = Config::parse("console: { session_ttl: 5 }\n", "r.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session_ttl"), "{e}");
     }
 
     #[test]

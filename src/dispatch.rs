@@ -488,7 +488,24 @@ impl Inner {
             }
             let webhooks = self.registry.load();
             let idle = self.stopping.load(Ordering::SeqCst) || self.paused_until().is_some();
-            for w in webhooks.iter().filter(|_| !idle) {
+            // Only webhooks with due work (issue 15: thousands of webhooks
+            // must not cost a read each per poll); all of them when the
+            // store cannot say.
+            let due: Vec<Arc<Webhook>> = if idle {
+                vec![]
+            } else {
+                match self.store.due_webhooks(now_ms()).await {
+                    Ok(ids) => ids
+                        .iter()
+                        .filter_map(|id| webhooks.get(id).cloned())
+                        .collect(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read which webhooks have due deliveries");
+                        webhooks.iter().cloned().collect()
+                    }
+                }
+            };
+            for w in due {
                 if w.breaker.activity() == Activity::Paused {
                     // Its deliveries wait until it is re-enabled.
                     continue;
@@ -742,6 +759,15 @@ impl Inner {
                 tracing::warn!(webhook = %w.id, failures = after.failure_count, "circuit breaker tripped: webhook paused, its deliveries wait until it is re-enabled");
             }
         }
+        if let (Outcome::Skipped, Some(w)) = (&outcome, &webhook) {
+            self.decided(
+                &job.event.id,
+                w,
+                crate::route::Decision::Skipped,
+                &job.delivery_id,
+            )
+            .await;
+        }
         crate::metrics::attempt(status.as_str(), duration_ms);
         // A retry waits in the store (`due_at`), not in memory: the poller
         // offers it when its time has come, looking at that instant if it
@@ -780,6 +806,15 @@ impl Inner {
         if self.registry.load().routing.catch_all.is_some() {
             self.wake.notify_one();
         }
+        if let Some(w) = self.registry.load().get(&job.webhook_id) {
+            self.decided(
+                &job.event.id,
+                w,
+                crate::route::Decision::Paused,
+                &job.delivery_id,
+            )
+            .await;
+        }
         crate::metrics::attempt(Status::Paused.as_str(), 0);
         Ok(record)
     }
@@ -805,6 +840,30 @@ impl Inner {
             incident: Incident { key, state },
             changed: false,
         }))
+    }
+
+    /// Records a routing decision dispatch made (`paused`, `skipped`) for
+    /// the explain API. After the attempt's own record, in a transaction of
+    /// its own: a failure here is logged, and loses only the explanation.
+    async fn decided(
+        &self,
+        event_id: &str,
+        w: &Webhook,
+        decision: crate::route::Decision,
+        delivery_id: &str,
+    ) {
+        let record = store::DecisionRecord {
+            event_id: event_id.to_owned(),
+            webhook_id: Some(w.id.clone()),
+            webhook_name: Some(w.spec.name.clone()),
+            decision: decision.as_str().to_owned(),
+            rule: Some("dispatch".into()),
+            reference: Some(delivery_id.to_owned()),
+            created_at_ms: now_ms(),
+        };
+        if let Err(e) = self.store.add_decisions(vec![record]).await {
+            tracing::warn!(webhook = %w.id, error = %e, "cannot record a routing decision");
+        }
     }
 
     async fn execute(

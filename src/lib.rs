@@ -5,6 +5,7 @@ pub mod api;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod digester;
 pub mod dispatch;

@@ -160,7 +160,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     };
     let connections = listening.serve(
         listener,
-        crate::api::router(state.clone()),
+        crate::console::router(state.clone()).merge(crate::api::router(state.clone())),
         shutdown_signal(),
     );
     let open = connections.await;
@@ -201,7 +201,7 @@ impl Listening {
         let mut last_warning: Option<Instant> = None;
         tokio::pin!(stop);
         loop {
-            let (tcp, _peer) = tokio::select! {
+            let (tcp, peer) = tokio::select! {
                 _ = &mut stop => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -229,6 +229,10 @@ impl Listening {
             let service =
                 hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let mut router = router.clone();
+                    let mut req = req;
+                    // The peer's address (the console's sign-in limit).
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
                     // axum's Router is always ready: no poll_ready needed.
                     async move { tower_service::Service::call(&mut router, req).await }
                 });

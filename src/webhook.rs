@@ -1,9 +1,11 @@
 //! The live set of webhooks: specs compiled for delivery, which events each
 //! one wants, and each webhook's circuit-breaker state.
 //!
-//! Owns: matching events to webhooks (event types and filters) and the
-//! in-memory breaker state. The store persists that state; this module never
-//! touches SQL itself.
+//! Owns: the registry (relay.yaml's and the API's webhooks, compiled; one
+//! webhook changed at a time for the API) and the in-memory breaker state.
+//! Which webhooks an event goes to is `crate::route`'s (the table and its
+//! index live in each snapshot). The store persists breaker state; this
+//! module never touches SQL itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};

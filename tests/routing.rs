@@ -338,3 +338,32 @@ fn relay_check_refuses_a_bad_matcher_with_file_line_and_column() {
         assert!(err.contains(&at) && err.contains(words), "{yaml}\n{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_webhook_records_skipped_with_its_delivery_and_sends_nothing() {
+    let rx = Receiver::start().await;
+    let relay = Relay::start("").await;
+    let (s, w) = relay
+        .request_json(
+            "POST",
+            "/api/v1/webhooks",
+            ADMIN,
+            &json!({"name": "Off", "url": rx.url("/off"), "is_active": false}),
+        )
+        .await;
+    assert_eq!(s, 201, "{w}");
+    ingest(&relay, json!({"type": "t", "id": "while-off"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.received().len(), 0);
+    let (_, b) = get(&relay, "/api/v1/events/while-off", VIEWER).await;
+    let d = &b["decisions"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{b}");
+    assert_eq!(d[0]["decision"], "skipped");
+    assert_eq!(d[0]["webhook_id"], w["id"]);
+    let history = relay
+        .wait_history(w["id"].as_str().unwrap(), Duration::from_secs(5), |a| {
+            !a.is_empty()
+        })
+        .await;
+    assert_eq!(d[0]["ref"], history[0]["delivery_id"], "{b}");
+}

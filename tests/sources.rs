@@ -577,13 +577,13 @@ async fn hostile_source_plugins_are_contained_and_store_nothing() {
     let relay = Relay::start(&with_sink(
         &rx,
         &format!(
-            "plugins: {{ dir: {}, memory_mb: 64, timeout_ms: 200 }}\n{sources}",
+            "plugins: {{ dir: {}, memory_mb: 64, timeout_ms: 1000 }}\n{sources}",
             plugins.path().display()
         ),
     ))
     .await;
     let expect = [
-        ("loop", 500, "source_plugin_failed", "200 ms time limit"),
+        ("loop", 500, "source_plugin_failed", "1000 ms time limit"),
         ("memory", 500, "source_plugin_failed", "64 MiB memory limit"),
         ("trap", 500, "source_plugin_failed", "trapped"),
         ("huge", 500, "source_plugin_failed", "64 MiB memory limit"),

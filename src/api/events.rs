@@ -28,17 +28,24 @@ fn view(d: &DecisionRecord, recorded: bool) -> Value {
     })
 }
 
-/// `GET /api/v1/events/{id}`.
-pub async fn explain(
-    State(s): State<Shared>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+/// An event with every webhook's decision about it: recorded ones
+/// (`true`) and those worked out on request for webhooks the index left
+/// out (`false`); `dedup_count` when it is the first event of a dedup
+/// window with repeats. The one reading behind `GET /api/v1/events/{id}`
+/// and the console's event page.
+pub(crate) struct Explained {
+    pub event: crate::event::Event,
+    pub decisions: Vec<(DecisionRecord, bool)>,
+    pub dedup_count: Option<u64>,
+}
+
+pub(crate) async fn explained(s: &Shared, id: &str) -> Result<Explained, ApiError> {
     let event = s
         .store
-        .get_event(&id)
+        .get_event(id)
         .await?
-        .ok_or_else(|| ApiError::not_found("event", &id))?;
-    let recorded = s.store.event_decisions(&id).await?;
+        .ok_or_else(|| ApiError::not_found("event", id))?;
+    let recorded = s.store.event_decisions(id).await?;
     // When it was routed: its first decision, else its own time.
     let received_ms = recorded
         .iter()
@@ -54,16 +61,29 @@ pub async fn explain(
     let worked_out = webhooks
         .table()
         .explain_unrecorded(&event, &recorded, received_ms);
-    let decisions: Vec<Value> = recorded
-        .iter()
-        .map(|d| view(d, true))
-        .chain(worked_out.iter().map(|d| view(d, false)))
-        .collect();
-    let mut view = json!({"event": event, "decisions": decisions});
     // routing.dedup: the first event of a window counts its repeats.
-    let routing = s.store.routing_of(&id).await?;
-    if routing.repeats > 0 {
-        view["dedup"] = json!({"count": routing.repeats + 1});
+    let routing = s.store.routing_of(id).await?;
+    Ok(Explained {
+        event,
+        decisions: recorded
+            .into_iter()
+            .map(|d| (d, true))
+            .chain(worked_out.into_iter().map(|d| (d, false)))
+            .collect(),
+        dedup_count: (routing.repeats > 0).then(|| routing.repeats + 1),
+    })
+}
+
+/// `GET /api/v1/events/{id}`.
+pub async fn explain(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let e = explained(&s, &id).await?;
+    let decisions: Vec<Value> = e.decisions.iter().map(|(d, r)| view(d, *r)).collect();
+    let mut view = json!({"event": e.event, "decisions": decisions});
+    if let Some(n) = e.dedup_count {
+        view["dedup"] = json!({"count": n});
     }
     Ok(axum::Json(view).into_response())
 }
@@ -77,20 +97,22 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
-/// `GET /api/v1/events?decision=…&since=…&limit=…&cursor=…`.
-pub async fn list(
-    State(s): State<Shared>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
-    let decision = match q.decision.as_deref() {
+/// The store query of a decision listing (`GET /api/v1/events` and the
+/// console's events page); a bad value is a 400 naming it.
+pub(crate) fn decision_query(
+    decision: Option<&str>,
+    since: Option<&str>,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<DecisionQuery, ApiError> {
+    let decision = match decision {
         None => None,
         Some(d) => Some(Decision::parse(d).ok_or_else(|| {
             let all: Vec<&str> = Decision::ALL.iter().map(|d| d.as_str()).collect();
             bad_query(format!("decision {d:?} is not one of {}", all.join(", ")))
         })?),
     };
-    let since_ms = match q.since.as_deref() {
+    let since_ms = match since {
         None => None,
         Some(t) => Some(
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -98,25 +120,36 @@ pub async fn list(
                 .map_err(|_| bad_query(format!("since {t:?} is not an RFC 3339 timestamp")))?,
         ),
     };
-    let before = match q.cursor.as_deref() {
+    let before = match cursor {
         None => None,
         Some(c) => Some(DecisionCursor::decode(c).ok_or_else(|| {
             bad_query(format!("cursor {c:?} is not a cursor from a previous page"))
         })?),
     };
-    let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
         return Err(bad_query(format!("limit {limit} is out of range (1–1000)")));
     }
-    let page = s
-        .store
-        .list_decisions(DecisionQuery {
-            decision: decision.map(|d| d.as_str().to_owned()),
-            since_ms,
-            limit,
-            before,
-        })
-        .await?;
+    Ok(DecisionQuery {
+        decision: decision.map(|d| d.as_str().to_owned()),
+        since_ms,
+        limit,
+        before,
+    })
+}
+
+/// `GET /api/v1/events?decision=…&since=…&limit=…&cursor=…`.
+pub async fn list(
+    State(s): State<Shared>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
+    let query = decision_query(
+        q.decision.as_deref(),
+        q.since.as_deref(),
+        q.limit.unwrap_or(50),
+        q.cursor.as_deref(),
+    )?;
+    let page = s.store.list_decisions(query).await?;
     let data: Vec<Value> = page
         .data
         .iter()

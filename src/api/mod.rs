@@ -29,8 +29,9 @@ use crate::history;
 use crate::store::{self, Storage, Store, StoreError};
 use crate::webhook::{Registry, Webhook};
 
-mod events;
+pub(crate) mod events;
 mod webhooks;
+pub(crate) use webhooks::set_active;
 pub use webhooks::{looks_like_credential, looks_secret, webhook_view};
 
 /// Settings the API reads on every request; swapped on config reload.
@@ -58,6 +59,28 @@ impl Live {
             event_types: c.event_types.clone(),
             sources: Arc::new(crate::source::Sources::from_config(&c.sources)),
         }
+    }
+
+    /// The role of a token, compared in constant time against every
+    /// configured token, with the token's digest (what a console session
+    /// keeps instead of the token).
+    pub(crate) fn role_of(&self, token: &str) -> Option<(Role, [u8; 32])> {
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        let mut role = None;
+        for (r, hash) in &self.tokens {
+            if bool::from(hash.ct_eq(&digest)) {
+                role = Some(*r);
+            }
+        }
+        role.map(|r| (r, digest))
+    }
+
+    /// Whether a token with this digest still has this role (a reload may
+    /// have removed it: its console sessions end).
+    pub(crate) fn still_valid(&self, digest: &[u8; 32], role: Role) -> bool {
+        self.tokens
+            .iter()
+            .any(|(r, hash)| *r == role && bool::from(hash.ct_eq(digest)))
     }
 }
 
@@ -154,6 +177,12 @@ impl ApiError {
     pub fn retry_after(mut self, seconds: u32) -> ApiError {
         self.retry_after_s = Some(seconds);
         self
+    }
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
     pub(crate) fn not_found(what: &str, id: &str) -> ApiError {
         ApiError::new(
@@ -321,15 +350,7 @@ impl AppState {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .ok_or_else(unauthorized)?;
-        let digest: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-        let live = self.live.load();
-        let mut role = None;
-        for (r, hash) in &live.tokens {
-            if bool::from(hash.ct_eq(&digest)) {
-                role = Some(*r);
-            }
-        }
-        let role = role.ok_or_else(unauthorized)?;
+        let (role, _) = self.live.load().role_of(given).ok_or_else(unauthorized)?;
         if !need.roles().contains(&role) {
             let what = match need {
                 Access::Public => "",
@@ -368,21 +389,29 @@ async fn guard(
     next.run(req).await
 }
 
-/// The API, built from [`ROUTES`].
-pub fn router(state: Shared) -> Router {
-    let mut by_path: BTreeMap<&'static str, MethodRouter<Shared>> = BTreeMap::new();
-    for r in ROUTES {
-        let Some(endpoint) = endpoint(r.method, r.path) else {
-            // A programming error, caught by `every_route_has_a_handler`.
+/// A router from a list of routes (the API's [`ROUTES`], the console's):
+/// each route's handler from `endpoint`, behind its access check
+/// (`guarded`), the methods of one path merged. `list` names the list in
+/// the panic of a route without a handler — a programming error that each
+/// list's `every_route_has_a_handler` test catches.
+pub(crate) fn assemble<S: Clone + Send + Sync + 'static>(
+    list: &str,
+    routes: &[Route],
+    endpoint: impl Fn(&str, &str) -> Option<MethodRouter<S>>,
+    guarded: impl Fn(MethodRouter<S>, Access) -> MethodRouter<S>,
+) -> Router<S> {
+    let mut by_path: BTreeMap<&'static str, MethodRouter<S>> = BTreeMap::new();
+    for r in routes {
+        let Some(handler) = endpoint(r.method, r.path) else {
             panic!(
-                "api::ROUTES lists {} {} but no handler serves it",
+                "{list} lists {} {} but no handler serves it",
                 r.method, r.path
             );
         };
-        let endpoint = endpoint.route_layer(from_fn_with_state((state.clone(), r.access), guard));
+        let handler = guarded(handler, r.access);
         let merged = match by_path.remove(r.path) {
-            Some(other) => other.merge(endpoint),
-            None => endpoint,
+            Some(other) => other.merge(handler),
+            None => handler,
         };
         by_path.insert(r.path, merged);
     }
@@ -391,15 +420,22 @@ pub fn router(state: Shared) -> Router {
         router = router.route(path, methods);
     }
     router
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method (see /api/v1/openapi.json)",
-            )
-        })
-        .with_state(state)
+}
+
+/// The API, built from [`ROUTES`].
+pub fn router(state: Shared) -> Router {
+    assemble("api::ROUTES", ROUTES, endpoint, |handler, access| {
+        handler.route_layer(from_fn_with_state((state.clone(), access), guard))
+    })
+    .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+    .method_not_allowed_fallback(|| async {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method (see /api/v1/openapi.json)",
+        )
+    })
+    .with_state(state)
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -633,14 +669,16 @@ async fn event_types(State(s): State<Shared>) -> Result<Response, ApiError> {
     Ok(axum::Json(list).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+/// The filters of a webhook's history, as the API's query string (and the
+/// console's filter form) give them.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeliveriesQuery {
-    status: Option<String>,
-    success: Option<bool>,
-    since: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
+pub(crate) struct DeliveriesQuery {
+    pub status: Option<String>,
+    pub success: Option<bool>,
+    pub since: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
 }
 
 fn bad_query(message: String) -> ApiError {
@@ -654,6 +692,12 @@ async fn webhook_deliveries(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
     s.webhook(&id)?;
+    let page = s.store.list_attempts(&id, history_query(&q)?).await?;
+    Ok(axum::Json(json!({"data": page.data, "next": page.next})).into_response())
+}
+
+/// Checks a history query: a 400 naming the parameter and its value.
+pub(crate) fn history_query(q: &DeliveriesQuery) -> Result<history::Query, ApiError> {
     let status = match q.status.as_deref() {
         None => None,
         Some("succeeded") => Some(history::Status::Succeeded),
@@ -685,15 +729,13 @@ async fn webhook_deliveries(
     if !(1..=1000).contains(&limit) {
         return Err(bad_query(format!("limit {limit} is out of range (1–1000)")));
     }
-    let query = history::Query {
+    Ok(history::Query {
         status,
         success: q.success,
         since_ms,
         limit,
         before,
-    };
-    let page = s.store.list_attempts(&id, query).await?;
-    Ok(axum::Json(json!({"data": page.data, "next": page.next})).into_response())
+    })
 }
 
 /// Sample data for `POST /webhooks/{id}/test`.
@@ -723,71 +765,34 @@ async fn test_webhook(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let w = s.webhook(&id)?;
-    let event = test_event(&w);
-    let target = store::Target {
-        delivery_id: new_id(),
-        webhook_id: w.id.clone(),
-        start: store::Start::Due,
-    };
-    // Held until the attempt is recorded: the poller leaves this one alone.
-    let _reserved = s.dispatcher.reserve(std::slice::from_ref(&target));
-    let event_id = event.id.clone();
-    let new = store::NewEvent {
-        digests: vec![],
-        dedup: None,
-        body: store::event_json(&event)?,
-        event,
-        targets: vec![target.clone()],
-        held: vec![],
-        decisions: vec![store::DecisionRecord {
-            event_id: event_id.clone(),
-            webhook_id: Some(w.id.clone()),
-            webhook_name: Some(w.spec.name.clone()),
-            decision: crate::route::Decision::Delivered.as_str().to_owned(),
-            rule: Some("test".into()),
-            reference: Some(target.delivery_id.clone()),
-            created_at_ms: crate::event::now_ms(),
-        }],
-    };
-    let (_, mut stored) = s.store.accept(vec![new]).await?;
-    let event = stored
-        .pop()
-        .map(|e| e.event)
-        .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?;
-    let job = Job::reserved(target.delivery_id, target.webhook_id, Arc::new(event));
-    let attempt = s.dispatcher.attempt_now(job).await?;
+    let attempt = send_test(&s, &id).await?;
     Ok(axum::Json(attempt).into_response())
 }
 
-/// How long `POST /api/v1/test` waits for one webhook's attempt beyond
-/// that webhook's own `timeout_ms`.
-const TEST_ALL_SLACK: Duration = Duration::from_secs(5);
-
-/// `POST /api/v1/test`: one test event to every active webhook at once,
-/// bypassing filters, digests and dedup; answers each webhook's recorded
-/// attempt (waiting for each, bounded by its `timeout_ms` plus
-/// [`TEST_ALL_SLACK`]; a webhook whose attempt takes longer is answered
-/// `pending`, its attempt still recorded in its history).
-async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
-    let webhooks = s.registry.load();
-    let active: Vec<Arc<Webhook>> = webhooks
-        .list()
+/// Sends sample data to a webhook now and returns the recorded attempt
+/// (`POST /webhooks/{id}/test`, the console's test button).
+pub(crate) async fn send_test(s: &Shared, id: &str) -> Result<store::Attempt, ApiError> {
+    let w = s.webhook(id)?;
+    let (event, targets, _reserved) = store_test(s, test_event(&w), &[w]).await?;
+    let t = targets
         .into_iter()
-        .filter(|w| w.breaker.is_active())
-        .collect();
-    let event = Event {
-        id: format!("test-{}", new_id()),
-        event_type: "relay.test".into(),
-        time: crate::event::rfc3339_ms(now_ms()),
-        data: json!({
-            "title": "Test event from relay",
-            "severity": "info",
-            "message": "This is a test delivery to every active webhook, sent from the relay admin API.",
-            "test": true
-        }),
-    };
-    let targets: Vec<store::Target> = active
+        .next()
+        .ok_or_else(|| StoreError::Database("the test delivery did not come back".into()))?;
+    let job = Job::reserved(t.delivery_id, t.webhook_id, event);
+    Ok(s.dispatcher.attempt_now(job).await?)
+}
+
+/// Stores a test event with one due delivery to each of `webhooks`
+/// (decision `delivered`, rule `test`: filters, mute, digests and dedup
+/// bypassed), reserved in dispatch so the poller leaves them to the
+/// caller: the event as stored, the targets in `webhooks` order, and the
+/// reservation to hold until each attempt is recorded.
+async fn store_test(
+    s: &Shared,
+    event: Event,
+    webhooks: &[Arc<Webhook>],
+) -> Result<(Arc<Event>, Vec<store::Target>, crate::dispatch::Reservation), ApiError> {
+    let targets: Vec<store::Target> = webhooks
         .iter()
         .map(|w| store::Target {
             delivery_id: new_id(),
@@ -795,12 +800,11 @@ async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
             start: store::Start::Due,
         })
         .collect();
-    // Held until each attempt is recorded: the poller leaves them alone.
     let reserved = s.dispatcher.reserve(&targets);
     let now = now_ms();
     let decisions = targets
         .iter()
-        .zip(&active)
+        .zip(webhooks)
         .map(|(t, w)| store::DecisionRecord {
             event_id: event.id.clone(),
             webhook_id: Some(w.id.clone()),
@@ -821,12 +825,52 @@ async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
         dedup: None,
     };
     let (_, mut stored) = s.store.accept(vec![new]).await?;
-    let event = Arc::new(
-        stored
-            .pop()
-            .map(|e| e.event)
-            .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?,
-    );
+    let event = stored
+        .pop()
+        .map(|e| Arc::new(e.event))
+        .ok_or_else(|| StoreError::Database("the test event did not come back".into()))?;
+    Ok((event, targets, reserved))
+}
+
+/// How long `POST /api/v1/test` waits for one webhook's attempt beyond
+/// that webhook's own `timeout_ms`.
+const TEST_ALL_SLACK: Duration = Duration::from_secs(5);
+
+/// `POST /api/v1/test`: one test event to every active webhook at once,
+/// bypassing filters, digests and dedup; answers each webhook's recorded
+/// attempt (waiting for each, bounded by its `timeout_ms` plus
+/// [`TEST_ALL_SLACK`]; a webhook whose attempt takes longer is answered
+/// `pending`, its attempt still recorded in its history).
+async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
+    let (event_id, results) = send_test_all(&s).await?;
+    Ok(
+        axum::Json(json!({"event_id": event_id, "webhooks": results.len(), "data": results}))
+            .into_response(),
+    )
+}
+
+/// The work of `POST /api/v1/test` (and the console's Test all button):
+/// the test event's id and, per active webhook (sorted by id), its
+/// recorded attempt or `pending`.
+pub(crate) async fn send_test_all(s: &Shared) -> Result<(String, Vec<Value>), ApiError> {
+    let webhooks = s.registry.load();
+    let active: Vec<Arc<Webhook>> = webhooks
+        .list()
+        .into_iter()
+        .filter(|w| w.breaker.is_active())
+        .collect();
+    let event = Event {
+        id: format!("test-{}", new_id()),
+        event_type: "relay.test".into(),
+        time: crate::event::rfc3339_ms(now_ms()),
+        data: json!({
+            "title": "Test event from relay",
+            "severity": "info",
+            "message": "This is a test delivery to every active webhook, sent from the relay admin API.",
+            "test": true
+        }),
+    };
+    let (event, targets, reserved) = store_test(s, event, &active).await?;
     let mut running = tokio::task::JoinSet::new();
     for (t, w) in targets.into_iter().zip(&active) {
         let dispatcher = s.dispatcher.clone();
@@ -848,16 +892,25 @@ async fn test_all(State(s): State<Shared>) -> Result<Response, ApiError> {
     }
     drop(reserved);
     results.sort_by(|a, b| a["webhook_id"].as_str().cmp(&b["webhook_id"].as_str()));
-    Ok(
-        axum::Json(json!({"event_id": event.id, "webhooks": results.len(), "data": results}))
-            .into_response(),
-    )
+    Ok((event.id.clone(), results))
 }
 
 async fn resend_delivery(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let d = resend(&s, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"delivery_id": d.id, "webhook_id": d.webhook_id, "status": "pending"})),
+    )
+        .into_response())
+}
+
+/// Sends a delivery again (`POST /deliveries/{id}/resend`, the console's
+/// resend button): 409 while an attempt of it is queued or in flight.
+pub(crate) async fn resend(s: &Shared, id: &str) -> Result<store::Delivery, ApiError> {
+    let id = id.to_owned();
     let d = s
         .store
         .get_delivery(&id)
@@ -886,17 +939,22 @@ async fn resend_delivery(
             Arc::new(event),
         ),
     );
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"delivery_id": d.id, "webhook_id": d.webhook_id, "status": "pending"})),
-    )
-        .into_response())
+    Ok(d)
 }
 
 async fn replay_event(
     State(s): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let replayed = replay(&s, &id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(replayed)).into_response())
+}
+
+/// Sends a stored event again to every webhook that wants it now
+/// (`POST /events/{id}/replay`, the console's replay button): the answer's
+/// JSON, `{"event_id", "deliveries": [...]}`.
+pub(crate) async fn replay(s: &Shared, id: &str) -> Result<Value, ApiError> {
+    let id = id.to_owned();
     let event = s
         .store
         .get_event(&id)
@@ -943,11 +1001,7 @@ async fn replay_event(
         }))
         .collect();
     s.dispatcher.offer_reserved(&event, reserved);
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"event_id": id, "deliveries": ids})),
-    )
-        .into_response())
+    Ok(json!({"event_id": id, "deliveries": ids}))
 }
 
 /// Loaded plugins (name, kind, sha256, loaded_at, source) and the last load

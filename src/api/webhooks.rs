@@ -392,14 +392,22 @@ pub async fn update(
         s.upsert_webhook(stored).await;
     }
     if let Some(a) = active {
-        let state = current.breaker.set_active(a, crate::store::Operator::Api);
-        s.store.save_webhook_state(&id, state).await?;
-        if a {
-            s.dispatcher.wake();
-        }
+        set_active(&s, &current, a).await?;
     }
     let w = s.webhook(&id)?;
     Ok(axum::Json(webhook_view(&w, Role::Admin)).into_response())
+}
+
+/// Enables or disables a webhook as an operator (`is_active` through the
+/// API, the console's re-enable button): stored, and what waited is woken.
+/// The caller refreshes the registry.
+pub(crate) async fn set_active(s: &Shared, w: &Webhook, active: bool) -> Result<(), ApiError> {
+    let state = w.breaker.set_active(active, crate::store::Operator::Api);
+    s.store.save_webhook_state(&w.id, state).await?;
+    if active {
+        s.dispatcher.wake();
+    }
+    Ok(())
 }
 
 /// The spec as a JSON object with the real secret (for merging updates).

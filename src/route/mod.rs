@@ -381,3 +381,179 @@ impl<W: Routed> Table<W> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct W {
+        id: String,
+        spec: WebhookSpec,
+        activity: Activity,
+    }
+
+    impl Routed for W {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn spec(&self) -> &WebhookSpec {
+            &self.spec
+        }
+        fn activity(&self) -> Activity {
+            self.activity
+        }
+        fn created_at_ms(&self) -> i64 {
+            0
+        }
+    }
+
+    fn table(routing: &str, hooks: &[(&str, &str, Activity)]) -> Table<W> {
+        let mut t = Table::new(None, serde_saphyr::from_str(routing).unwrap());
+        for (id, extra, activity) in hooks {
+            t.insert(Arc::new(W {
+                id: (*id).into(),
+                spec: serde_saphyr::from_str(&format!(
+                    "name: {id}\nurl: https://x.example\n{extra}"
+                ))
+                .unwrap(),
+                activity: *activity,
+            }));
+        }
+        t
+    }
+
+    fn ev(id: &str, data: serde_json::Value) -> Event {
+        Event {
+            id: id.into(),
+            event_type: "finding".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            data,
+        }
+    }
+
+    /// A decision as (webhook, decision, rule, has a ref).
+    type Row = (Option<String>, String, Option<String>, bool);
+
+    /// (webhook, decision, rule, has a ref) per decision, and the targets.
+    fn check(t: &Table<W>, e: &Event, hooks: &mut dyn Hooks) -> (Vec<Row>, Vec<(String, Start)>) {
+        let plan = t.plan(e, 0, hooks);
+        let d = plan
+            .decisions
+            .iter()
+            .map(|d| {
+                (
+                    d.webhook_id.clone(),
+                    d.decision.clone(),
+                    d.rule.clone(),
+                    d.reference.is_some(),
+                )
+            })
+            .collect();
+        let targets = plan
+            .targets
+            .iter()
+            .map(|t| (t.webhook_id.clone(), t.start))
+            .collect();
+        (d, targets)
+    }
+
+    /// Digests webhook `b`'s events and dedups event `dup`.
+    struct Fake;
+    impl Hooks for Fake {
+        fn event(&mut self, event: &Event, _now: i64) -> Option<Held> {
+            (event.id == "dup").then(|| Held {
+                decision: Decision::Deduped,
+                rule: Some("dedup".into()),
+                reference: Some("first".into()),
+            })
+        }
+        fn webhook(&mut self, w: &dyn Routed, _e: &Event, _now: i64) -> Option<Held> {
+            (w.id() == "b").then(|| Held {
+                decision: Decision::Digested,
+                rule: None,
+                reference: Some("digest-1".into()),
+            })
+        }
+    }
+
+    #[test]
+    fn the_pipeline_decides_suppress_type_filter_mute_hooks_then_delivery_by_breaker_state() {
+        let t = table(
+            "suppress: [{name: quiet, match: {noise: true}}]\n",
+            &[
+                ("a", "", Activity::Active),
+                ("b", "", Activity::Active),
+                ("c", "event_types: [other]\n", Activity::Active),
+                (
+                    "d",
+                    "filter: {severity: {at_least: high}}\n",
+                    Activity::Active,
+                ),
+                ("e", "mute: {times: ['00:00-00:00']}\n", Activity::Active),
+                ("f", "", Activity::Paused),
+                ("g", "", Activity::Disabled(crate::store::Operator::Api)),
+            ],
+        );
+        let (d, targets) = check(&t, &ev("x", json!({"severity": "low"})), &mut Fake);
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            d,
+            [
+                (s("a"), s("delivered").unwrap(), None, true),
+                (s("b"), s("digested").unwrap(), None, true),
+                (s("d"), s("filtered").unwrap(), s("filter.severity"), false),
+                (
+                    s("e"),
+                    s("muted").unwrap(),
+                    s("mute every day 00:00-00:00 UTC"),
+                    false
+                ),
+                (s("f"), s("paused").unwrap(), None, true),
+                (s("g"), s("skipped").unwrap(), None, true),
+            ]
+        );
+        assert_eq!(
+            targets,
+            [
+                ("a".into(), Start::Due),
+                ("f".into(), Start::Paused),
+                ("g".into(), Start::Skipped)
+            ]
+        );
+        // c's types left it out of the index: not decided, explained on request.
+        let e = ev("x", json!({"severity": "low"}));
+        let recorded = t.plan(&e, 0, &mut Fake).decisions;
+        let worked_out = t.explain_unrecorded(&e, &recorded, 0);
+        assert_eq!(worked_out.len(), 1, "{worked_out:?}");
+        assert_eq!(
+            (
+                worked_out[0].webhook_id.as_deref(),
+                worked_out[0].decision.as_str(),
+                worked_out[0].rule.as_deref()
+            ),
+            (Some("c"), "type", Some("event_types"))
+        );
+        let (d, targets) = check(&t, &ev("n", json!({"noise": true})), &mut Fake);
+        assert_eq!(d, [(None, s("suppressed").unwrap(), s("quiet"), false)]);
+        assert!(targets.is_empty());
+        let (d, targets) = check(&t, &ev("dup", json!({})), &mut Fake);
+        assert_eq!(d, [(None, s("deduped").unwrap(), s("dedup"), true)]);
+        assert!(targets.is_empty());
+        let (_, targets) = check(&t, &ev("x", json!({})), &mut NoHooks);
+        assert_eq!(
+            targets.len(),
+            4,
+            "without hooks b is delivered too: {targets:?}"
+        );
+    }
+
+    #[test]
+    fn every_decision_round_trips_through_its_name() {
+        for d in Decision::ALL {
+            assert_eq!(Decision::parse(d.as_str()), Some(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), json!(d.as_str()));
+        }
+        assert_eq!(Decision::parse("maybe"), None);
+    }
+}

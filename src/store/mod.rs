@@ -111,6 +111,15 @@ pub trait Storage: Send + Sync {
         busy: Busy,
     ) -> impl Future<Output = Result<Claimed, StoreError>> + Send;
 
+    /// The webhooks that have a delivery due at `now_ms` (not final, its
+    /// time come; paused ones included), each once. The poller asks only
+    /// these: its cost follows the queue, not the number of webhooks
+    /// (issue 15, MSP scale). A read.
+    fn due_webhooks(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Extends the leases this instance holds on `delivery_ids` (attempts
     /// still running) to now + `lease`. Ids not leased by this instance are
     /// left alone. A zero `lease` gives them up: they are claimable by any
@@ -403,6 +412,9 @@ impl Storage for Store {
     }
     async fn renew(&self, delivery_ids: Vec<String>, lease: Duration) -> Result<(), StoreError> {
         each!(self, s => s.renew(delivery_ids, lease).await)
+    }
+    async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.due_webhooks(now_ms).await)
     }
     async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
         each!(self, s => s.still_due(delivery_id, attempts).await)

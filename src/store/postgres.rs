@@ -1220,6 +1220,16 @@ impl Storage for PgStore {
         Ok(())
     }
 
+    async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND due_at <= $1",
+                &[&now_ms],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
         let rows = self
             .query(

@@ -1833,6 +1833,33 @@ impl Storage for SqliteStore {
         Ok(())
     }
 
+    async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            // One probe of the deliveries_due index per webhook that has
+            // any (a skip scan), never the whole queue.
+            let mut first = c.prepare_cached(
+                "SELECT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND webhook_id > ?1
+                 ORDER BY webhook_id LIMIT 1",
+            )?;
+            let mut due = c.prepare_cached(
+                "SELECT 1 FROM deliveries WHERE webhook_id = ?1 AND due_at IS NOT NULL AND due_at <= ?2 LIMIT 1",
+            )?;
+            let mut out = Vec::new();
+            let mut after = String::new();
+            while let Some(id) = first
+                .query_row([&after], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                if due.exists(params![id, now_ms])? {
+                    out.push(id.clone());
+                }
+                after = id;
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn still_due(&self, delivery_id: &str, attempts: u32) -> Result<bool, StoreError> {
         let id = delivery_id.to_owned();
         self.read(move |c| is_due(c, &id, attempts, now_ms())).await

@@ -2,6 +2,7 @@
 //! receiver, and a small HTTP client. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod pg;
 
 use std::collections::VecDeque;
@@ -529,4 +530,34 @@ macro_rules! on_both_stores {
             }
         }
     };
+}
+
+/// A request with any headers and body; the status, headers and body text
+/// (for HTML pages, cookies and redirects: no redirect is followed).
+pub async fn raw_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Bytes>,
+) -> (u16, http::HeaderMap, String) {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(body.unwrap_or_default()))
+        .expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("answer within 30 s")
+        .expect("answer");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
