@@ -670,12 +670,17 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event(backend) {
         unique.len()
     );
     assert_eq!(lost, 0, "accepted events were lost");
-    // A duplicate is a delivery (same X-Webhook-Id) sent again because its
-    // attempt was started but not recorded when the relay died: at most
-    // CONCURRENCY × UNRECORDED_PER_SLOT per kill that happened while the
-    // receiver was up.
+    assert_resends_within(&got, duplicates, delivery_kills, CONCURRENCY);
+}
+}
+
+/// A duplicate is a delivery (same X-Webhook-Id) sent again because its
+/// attempt was started but not recorded when the relay died: at most
+/// `concurrency` × UNRECORDED_PER_SLOT per kill that happened while the
+/// receiver was up (`kills`), and never a second delivery of one event.
+fn assert_resends_within(got: &[Received], duplicates: usize, kills: usize, concurrency: usize) {
     let mut per_delivery: HashMap<&str, usize> = HashMap::new();
-    for r in &got {
+    for r in got {
         *per_delivery
             .entry(r.header("x-webhook-id").unwrap())
             .or_default() += 1;
@@ -685,11 +690,92 @@ async fn crash_test_kill_9_repeatedly_loses_no_accepted_event(backend) {
         resent, duplicates,
         "every duplicate is a resend of the same delivery, never a second delivery"
     );
-    let window = CONCURRENCY * relay::dispatch::UNRECORDED_PER_SLOT;
+    let window = concurrency * relay::dispatch::UNRECORDED_PER_SLOT;
     assert!(
-        duplicates <= delivery_kills * window,
+        duplicates <= kills * window,
         "{duplicates} duplicates but at most {} attempts were unrecorded at the kills",
-        delivery_kills * window
+        kills * window
     );
+}
+
+on_both_stores! {
+/// The crash test again, killing while attempts succeed (issue 21): the
+/// receiver answers 200 at once from the start, 2,000 events are posted in
+/// batches as fast as the relay takes them, and the relay is killed with
+/// SIGKILL three times while successes are being recorded (when 20 %,
+/// 50 % and 80 % of the events have arrived). An attempt's record is
+/// answered at its COMMIT, before the log is flushed to the disk; a kill
+/// -9 must keep it (the operating system holds what was written), so the
+/// only duplicates are attempts started but not yet recorded at a kill —
+/// at most `concurrency_per_webhook` × UNRECORDED_PER_SLOT per kill — and
+/// no accepted event is lost.
+async fn crash_test_kill_9_during_a_burst_of_successes_resends_only_unrecorded_attempts(backend) {
+    const EVENTS: usize = 2000;
+    const BATCH: usize = 20;
+    const CONCURRENCY: usize = 8;
+    let rx = Receiver::start().await;
+    let extra = format!(
+        "delivery: {{ retry_base_ms: 200, retry_max_ms: 800, breaker_threshold: 0, concurrency_per_webhook: {CONCURRENCY} }}\nwebhooks:\n  - name: Siem\n    url: {}\n    retry_count: 10\n    secret: crash\n",
+        rx.url("/")
+    );
+    let mut relay = backend.start(&extra).await;
+    // The producer posts each batch until it is answered 202: a batch cut
+    // off by a kill is posted again (the ids make that idempotent).
+    let url = relay.url("/api/v1/events");
+    let producer = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for b in 0..EVENTS / BATCH {
+            let batch: Vec<Value> = (b * BATCH..(b + 1) * BATCH)
+                .map(|i| json!({"type": "x", "id": format!("s-{i}")}))
+                .collect();
+            let body = Value::Array(batch).to_string();
+            loop {
+                assert!(Instant::now() < deadline, "batch {b} was never accepted");
+                match request("POST", &url, Some(INGEST), Some(body.clone().into())).await {
+                    Ok((202, _)) => break,
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }
+    });
+    let arrived = || rx.got.lock().unwrap().len();
+    let mut kills = 0;
+    for fraction in [0.2, 0.5, 0.8] {
+        let target = (EVENTS as f64 * fraction) as usize;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while arrived() < target {
+            assert!(Instant::now() < deadline, "delivery stalled at {}", arrived());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        relay.kill9();
+        kills += 1;
+        relay.spawn().await;
+    }
+    producer.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let unique = loop {
+        let unique: HashSet<String> = rx
+            .received()
+            .iter()
+            .map(|r| r.json()["id"].as_str().unwrap().to_owned())
+            .collect();
+        if unique.len() >= EVENTS || Instant::now() > deadline {
+            break unique;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = rx.received();
+    let lost = (0..EVENTS)
+        .filter(|i| !unique.contains(&format!("s-{i}")))
+        .count();
+    let duplicates = got.len() - unique.len();
+    println!(
+        "crash test (successes): kills={kills} received={} unique={} duplicates={duplicates} lost={lost}",
+        got.len(),
+        unique.len()
+    );
+    assert_eq!(lost, 0, "accepted events were lost");
+    assert_resends_within(&got, duplicates, kills, CONCURRENCY);
 }
 }

@@ -4,17 +4,24 @@
 //! implementation per backend, chosen at start from `storage:` in
 //! relay.yaml and reached through the enum [`Store`]:
 //!
-//! - `sqlite.rs` — the embedded default: one file (WAL, `synchronous=FULL`),
-//!   one writer thread with group commit, a pool of read connections. One
+//! - `sqlite.rs` — the embedded default: one file (WAL; commits at
+//!   `synchronous=NORMAL`, flushed by threads of their own), one writer
+//!   thread with group commit, a pool of read connections. One
 //!   process: claims are the dispatcher's in-memory reservations.
 //! - `postgres.rs` (issue 19 part 2) — a database shared by several relay
 //!   instances: claims are short transactions setting a lease.
 //!
 //! Durability contract, for every backend: a method that writes resolves
 //! only after its transaction is committed (on disk for SQLite, on the
-//! server for Postgres); a method's writes are one transaction unless its
-//! documentation says otherwise; an `Err` means nothing of that call was
-//! committed. Errors never show a database URL or password.
+//! server for Postgres) — except the writes whose loss at-least-once
+//! allows (`record_attempt`, `record_paused`, the orphans `claim_due`
+//! ends, `prune`), which SQLite answers once committed but before they
+//! are on disk: a crash keeps them, a power loss may undo the last few
+//! ms of them (ARCHITECTURE.md, "Durability"). A method's writes are one
+//! transaction unless its documentation says otherwise; an `Err` means
+//! nothing of that call was committed, unless the disk failed to flush
+//! (SQLite: then every later write fails until a restart). Errors never
+//! show a database URL or password.
 //!
 //! Leases (several instances on one database): a claim is a short
 //! transaction that sets `owner` and `locked_until` on the deliveries it
