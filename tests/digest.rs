@@ -280,3 +280,83 @@ async fn test_all_reaches_every_active_webhook_exactly_once() {
         }
     }
 }
+
+on_both_stores! {
+/// Retention forgets what routing kept about the events it deletes — their
+/// repeat marks, digest memberships and closed digest windows — and the
+/// dedup windows that ended; a member of a window not yet closed stays, so
+/// its digest still has it.
+async fn retention_prunes_dedup_and_closed_digests_but_keeps_members_of_an_open_window(backend) {
+    use relay::event::{Event, now_ms};
+    use relay::store::{DedupKey, DigestMember, NewEvent, Storage};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = backend.open_store(dir.path()).await;
+    let new = |id: &str, dedup: bool, digest: bool| {
+        let event = Event {
+            id: id.into(),
+            event_type: "finding".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+            data: json!({"n": id}),
+        };
+        NewEvent {
+            body: serde_json::to_string(&event).expect("json"),
+            event,
+            targets: vec![],
+            held: vec![],
+            decisions: vec![],
+            digests: digest
+                .then(|| DigestMember {
+                    webhook_id: "w".into(),
+                    group: "{}".into(),
+                    window_ms: 60_000,
+                    max_events: 2,
+                })
+                .into_iter()
+                .collect(),
+            dedup: dedup.then(|| DedupKey { key: "k".into(), window_ms: 1_000 }),
+        }
+    };
+    // "first" holds the dedup key, "repeat" is counted on it; m1 and m2 fill
+    // a window of two (it closes), m3 opens the next one.
+    for (id, dedup, digest) in [
+        ("first", true, false),
+        ("repeat", true, false),
+        ("m1", false, true),
+        ("m2", false, true),
+        ("m3", false, true),
+    ] {
+        store.accept(vec![new(id, dedup, digest)]).await.expect("accept");
+    }
+    assert_eq!(store.routing_of("repeat").await.expect("read").deduped_into, Some("first".into()));
+    let window = |r: relay::store::RoutingRecord| r.digests.first().map(|(_, d)| d.clone());
+    let full = window(store.routing_of("m1").await.expect("read")).expect("m1's window");
+    let open = window(store.routing_of("m3").await.expect("read")).expect("m3's window");
+    assert_ne!(full, open, "a window of two takes no third member");
+    let sealed = store.seal_digest(&full).await.expect("seal").expect("the full window");
+    assert_eq!(sealed.members.len(), 2);
+    let (closed, _) = store.finish_digest(&full, new(&full, false, false)).await.expect("finish");
+    assert!(closed.is_some(), "the window closed with its digest event");
+
+    let cutoff = now_ms() + 10_000;
+    let deleted = store.prune(cutoff).await.expect("prune");
+    // Rows: the events first, repeat, m1, m2 and the digest's (5), the
+    // repeat's decision and its mark (2), the closed window's two members
+    // and the window (3), the ended dedup window (1).
+    assert_eq!(deleted, 11, "rows deleted");
+    let r = store.routing_of("repeat").await.expect("read");
+    assert_eq!((r.deduped_into, r.repeats), (None, 0), "the repeat mark is gone");
+    assert_eq!(store.routing_of("first").await.expect("read").repeats, 0);
+    assert!(store.routing_of("m1").await.expect("read").digests.is_empty());
+    assert_eq!(
+        window(store.routing_of("m3").await.expect("read")),
+        Some(open.clone()),
+        "the open window's member stays"
+    );
+    let sealed = store.seal_digest(&open).await.expect("seal").expect("the open window");
+    let ids: Vec<&str> = sealed.members.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["m3"], "its digest still reads the member");
+    // A new event of the key opens a window of its own (the old one is gone).
+    let (a, _) = store.accept(vec![new("again", true, false)]).await.expect("accept");
+    assert_eq!(a[0].deduped_into, None);
+}
+}

@@ -714,13 +714,9 @@ on_both_stores! {
 /// Incident retention: incidents resolved before the cutoff go with their
 /// event links and used ack-link nonces; open ones and recent ones stay.
 async fn resolved_incidents_older_than_the_retention_are_pruned_with_their_rows(backend) {
-    use relay::store::{IncidentEvent, IncidentOpen, LinkAck, Storage, Store};
+    use relay::store::{IncidentEvent, IncidentOpen, LinkAck, Storage};
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = backend
-        .storage()
-        .unwrap_or_else(|| sqlite_storage(&dir.path().join("prune.db")));
-    let cfg = relay::config::Config::parse(&storage, "t.yaml").expect("storage config");
-    let store = Store::open(&cfg.storage).await.expect("store");
+    let store = backend.open_store(dir.path()).await;
     let now = relay::event::now_ms();
     let old = now - 40 * 86_400_000;
     let part = |key: &str, event: &str, at_ms: i64, open: bool, resolves: bool| IncidentEvent {

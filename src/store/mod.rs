@@ -302,8 +302,11 @@ pub trait Storage: Send + Sync {
         query: DecisionQuery,
     ) -> impl Future<Output = Result<DecisionPage, StoreError>> + Send;
 
-    /// Retention: deletes attempts, final deliveries and events without
-    /// deliveries older than `cutoff_ms`; never pending work. NOT one
+    /// Retention: deletes attempts, decisions, final deliveries and events
+    /// without deliveries older than `cutoff_ms` (with the events' repeat
+    /// marks, digest memberships and closed digest windows), and dedup
+    /// windows that ended before it; never pending work, nor a member of a
+    /// digest window not yet closed. NOT one
     /// transaction: steps of at most [`PRUNE_BATCH`] rows, each its own
     /// transaction, so other writes go in between. Returns rows deleted.
     fn prune(&self, cutoff_ms: i64) -> impl Future<Output = Result<usize, StoreError>> + Send;

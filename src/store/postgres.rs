@@ -1837,6 +1837,10 @@ impl Storage for PgStore {
              (SELECT seq FROM decisions WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
             "DELETE FROM deliveries WHERE id IN
              (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
+            // Dedup windows that ended (the next event of a key takes an
+            // ended window over anyway).
+            "DELETE FROM dedup WHERE key IN
+             (SELECT key FROM dedup WHERE expires_at < $1 LIMIT $2)",
         ] {
             loop {
                 let n = self.execute(sql, &[&cutoff_ms, &batch]).await?;
@@ -1857,9 +1861,19 @@ impl Storage for PgStore {
                      ), del AS (
                         DELETE FROM events e USING old WHERE e.id = old.id
                         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
-                        RETURNING 1
+                        AND NOT EXISTS (SELECT 1 FROM digest_members m JOIN digests g ON g.id = m.digest_id
+                                        WHERE m.event_id = e.id AND g.state <> 'closed')
+                        RETURNING e.id
+                     ), repeats AS (
+                        DELETE FROM deduped WHERE event_id IN (SELECT id FROM del) RETURNING 1
+                     ), members AS (
+                        DELETE FROM digest_members WHERE event_id IN (SELECT id FROM del) RETURNING 1
+                     ), windows AS (
+                        DELETE FROM digests WHERE state = 'closed' AND id IN (SELECT id FROM del) RETURNING 1
                      ), last AS (SELECT received_at, id FROM old ORDER BY received_at DESC, id DESC LIMIT 1)
-                     SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM del),
+                     SELECT (SELECT count(*) FROM old),
+                            (SELECT count(*) FROM del) + (SELECT count(*) FROM repeats)
+                              + (SELECT count(*) FROM members) + (SELECT count(*) FROM windows),
                             (SELECT received_at FROM last), (SELECT id FROM last)",
                     &[&cutoff_ms, &after_at, &after_id, &batch],
                 )

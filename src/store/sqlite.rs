@@ -1201,6 +1201,8 @@ pub struct PruneStep {
     pub decisions: usize,
     pub deliveries: usize,
     pub events: usize,
+    /// Routing rows of deleted events, and ended dedup windows.
+    pub routing: usize,
     /// Nothing older than the cutoff is left to delete.
     pub done: bool,
     /// Where the next step starts.
@@ -1209,14 +1211,15 @@ pub struct PruneStep {
 
 impl PruneStep {
     pub fn rows(&self) -> usize {
-        self.attempts + self.decisions + self.deliveries + self.events
+        self.attempts + self.decisions + self.deliveries + self.events + self.routing
     }
 }
 
 /// One step of retention: deletes at most `limit` rows older than
-/// `cutoff_ms` — attempts first, then routing decisions, then, event by
-/// event after `cursor`, an old event's final deliveries and the event once
-/// none is left.
+/// `cutoff_ms` — attempts first, then routing decisions, then dedup windows
+/// that ended, then, event by event after `cursor`, an old event's final
+/// deliveries and the event once none is left and no open digest holds it
+/// (with its routing rows: [`forget_routing`]).
 ///
 /// Rows are walked in the order they were written (attempts and decisions
 /// by `seq`, events by rowid), which is their order in time, and the walk stops at
@@ -1245,6 +1248,11 @@ fn prune(
     if left == 0 {
         return Ok(step);
     }
+    step.routing = prune_dedup(conn, cutoff_ms, left)?;
+    left -= step.routing;
+    if left == 0 {
+        return Ok(step);
+    }
     let (after, looking) = (cursor.event.unwrap_or(i64::MIN), left);
     let old: Vec<(i64, String, i64)> = conn
         .prepare_cached(
@@ -1260,6 +1268,11 @@ fn prune(
     )?;
     let mut has_delivery =
         conn.prepare_cached("SELECT 1 FROM deliveries WHERE event_id = ?1 LIMIT 1")?;
+    // A member of a window not yet closed stays: the digest reads its body.
+    let mut in_open_digest = conn.prepare_cached(
+        "SELECT 1 FROM digest_members m JOIN digests d ON d.id = m.digest_id
+         WHERE m.event_id = ?1 AND d.state != 'closed' LIMIT 1",
+    )?;
     let mut delete = conn.prepare_cached("DELETE FROM events WHERE rowid = ?1")?;
     let looked_at = old.len();
     for (rowid, id, received_at) in old {
@@ -1274,8 +1287,9 @@ fn prune(
             // This event may have more: the next step looks at it again.
             return Ok(step);
         }
-        if !has_delivery.exists([&id])? {
+        if !has_delivery.exists([&id])? && !in_open_digest.exists([&id])? {
             step.events += delete.execute([rowid])?;
+            step.routing += forget_routing(conn, &id)?;
             left -= 1;
         }
         step.cursor.event = Some(rowid);
@@ -1285,6 +1299,31 @@ fn prune(
     }
     step.done = looked_at < looking;
     Ok(step)
+}
+
+/// Deletes what routing kept about a deleted event: its repeat mark
+/// (`deduped`), its digest memberships, and, when it was a digest, its
+/// closed window (a digest event's id is its window's). Answers the rows.
+fn forget_routing(conn: &Connection, event_id: &str) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for sql in [
+        "DELETE FROM deduped WHERE event_id = ?1",
+        "DELETE FROM digest_members WHERE event_id = ?1",
+        "DELETE FROM digests WHERE id = ?1 AND state = 'closed'",
+    ] {
+        n += conn.prepare_cached(sql)?.execute([event_id])?;
+    }
+    Ok(n)
+}
+
+/// Deletes dedup windows that ended before `cutoff_ms`, at most `limit`
+/// (an ended window is taken over by the next event of its key anyway).
+fn prune_dedup(conn: &Connection, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM dedup WHERE key IN (SELECT key FROM dedup WHERE expires_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![cutoff_ms, limit as i64])?)
 }
 
 /// The append-only tables retention walks in write order (`seq`).

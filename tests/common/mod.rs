@@ -500,6 +500,18 @@ impl Backend {
         }
     }
 
+    /// Opens this store directly (no relay), as `relay.yaml`'s `storage:`
+    /// would; the SQLite file goes in `dir`.
+    pub async fn open_store(&self, dir: &Path) -> relay::store::Store {
+        let storage = self
+            .storage()
+            .unwrap_or_else(|| sqlite_storage(&dir.join("store.db")));
+        let cfg = relay::config::Config::parse(&storage, "t.yaml").expect("storage config");
+        relay::store::Store::open(&cfg.storage)
+            .await
+            .expect("store")
+    }
+
     /// Starts a relay on this store with `extra` YAML.
     pub async fn start(&self, extra: &str) -> Relay {
         Relay::start_on(self.storage().as_deref(), extra).await
