@@ -1201,7 +1201,7 @@ pub struct PruneStep {
     pub decisions: usize,
     pub deliveries: usize,
     pub events: usize,
-    /// Routing rows of deleted events, and ended dedup windows.
+    /// Routing rows of the deleted events ([`forget_routing`]).
     pub routing: usize,
     /// Nothing older than the cutoff is left to delete.
     pub done: bool,
@@ -1216,8 +1216,8 @@ impl PruneStep {
 }
 
 /// One step of retention: deletes at most `limit` rows older than
-/// `cutoff_ms` — attempts first, then routing decisions, then dedup windows
-/// that ended, then, event by event after `cursor`, an old event's final
+/// `cutoff_ms` — attempts first, then routing decisions, then, event by
+/// event after `cursor`, an old event's final
 /// deliveries and the event once none is left and no open digest holds it
 /// (with its routing rows: [`forget_routing`]).
 ///
@@ -1245,11 +1245,6 @@ fn prune(
     }
     step.decisions = prune_written_before(conn, Log::Decisions, cutoff_ms, left)?;
     left -= step.decisions;
-    if left == 0 {
-        return Ok(step);
-    }
-    step.routing = prune_dedup(conn, cutoff_ms, left)?;
-    left -= step.routing;
     if left == 0 {
         return Ok(step);
     }
@@ -1318,6 +1313,8 @@ fn forget_routing(conn: &Connection, event_id: &str) -> Result<usize, StoreError
 
 /// Deletes dedup windows that ended before `cutoff_ms`, at most `limit`
 /// (an ended window is taken over by the next event of its key anyway).
+/// Reads the whole table (one row per key): run once per retention run,
+/// not in every step.
 fn prune_dedup(conn: &Connection, cutoff_ms: i64, limit: usize) -> Result<usize, StoreError> {
     Ok(conn
         .prepare_cached(
@@ -2139,9 +2136,18 @@ impl Storage for SqliteStore {
                 .await?;
             rows += step.rows();
             if step.done {
-                return Ok(rows);
+                break;
             }
             cursor = step.cursor;
+        }
+        loop {
+            let (n, ()) = self
+                .write_committed((), move |c, ()| prune_dedup(c, cutoff_ms, PRUNE_BATCH))
+                .await?;
+            rows += n;
+            if n < PRUNE_BATCH {
+                return Ok(rows);
+            }
         }
     }
 
