@@ -79,7 +79,9 @@ impl Digester {
             return Ok(());
         };
         let (webhook_id, count) = (sealed.webhook_id.clone(), sealed.members.len());
-        let event = digest_event(sealed, now_ms());
+        let built = digest_event(sealed, now_ms())
+            .map_err(|e| StoreError::Corrupt(format!("digest {id}: a member is not JSON: {e}")))?;
+        let event = built.event;
         let webhooks = self.registry.load();
         let start = webhooks.get(&webhook_id).map_or(Start::Due, |w| w.start());
         let now = now_ms();
@@ -120,7 +122,7 @@ impl Digester {
             targets.push(t);
         }
         let new = store::NewEvent {
-            body: store::event_json(&event)?,
+            body: built.body,
             held: crate::history::held_records(&event, &targets),
             targets,
             decisions,

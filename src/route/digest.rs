@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::config::DigestSpec;
 use crate::event::{Event, rfc3339_ms};
@@ -82,31 +82,66 @@ pub fn group_of(spec: &DigestSpec, event: &Event) -> String {
 }
 
 /// The digest event of a closed window: type `digest`, data
-/// `{"group": {...}, "count": N, "alerts": [{id, type, time, data}, ...]}`
+/// `{"alerts": [{id, type, time, data}, ...], "count": N, "group": {...}}`
 /// (members in arrival order). Its id is the window's id, so closing a
 /// window twice (two instances, a retry) makes one event.
-pub fn digest_event(sealed: SealedDigest, now: i64) -> Event {
-    let group: Value = serde_json::from_str(&sealed.group).unwrap_or(Value::Object(Map::new()));
+///
+/// The stored body is spliced from the members' stored bodies (each is
+/// exactly an alert: `store::event_json` of the member), so no member is
+/// parsed or serialised to build it; the event's `data` is parsed once from
+/// that body. A member body that is not JSON fails the whole digest.
+pub fn digest_event(sealed: SealedDigest, now: i64) -> Result<DigestEvent, serde_json::Error> {
     let count = sealed.members.len();
-    // The members move into the digest (no copy of their data).
-    let alerts: Vec<Value> = sealed
-        .members
-        .into_iter()
-        .map(|e| {
-            let mut m = Map::new();
-            m.insert("id".into(), Value::String(e.id));
-            m.insert("type".into(), Value::String(e.event_type));
-            m.insert("time".into(), Value::String(e.time));
-            m.insert("data".into(), e.data);
-            Value::Object(m)
-        })
-        .collect();
-    Event {
-        id: sealed.id,
-        event_type: DIGEST_TYPE.into(),
-        time: rfc3339_ms(now),
-        data: json!({"group": group, "count": count, "alerts": alerts}),
+    let group = match serde_json::from_str::<serde::de::IgnoredAny>(&sealed.group) {
+        Ok(_) => sealed.group.as_str(),
+        Err(_) => "{}",
+    };
+    let time = rfc3339_ms(now);
+    let members_len: usize = sealed.members.iter().map(|m| m.len() + 1).sum();
+    let mut body = String::with_capacity(members_len + group.len() + sealed.id.len() + 128);
+    body.push_str(r#"{"id":"#);
+    push_json_str(&mut body, &sealed.id)?;
+    body.push_str(r#","type":"#);
+    push_json_str(&mut body, DIGEST_TYPE)?;
+    body.push_str(r#","time":"#);
+    push_json_str(&mut body, &time)?;
+    body.push_str(r#","data":"#);
+    let data_at = body.len();
+    body.push_str(r#"{"alerts":["#);
+    for (i, m) in sealed.members.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(m);
     }
+    body.push_str(r#"],"count":"#);
+    body.push_str(&count.to_string());
+    body.push_str(r#","group":"#);
+    body.push_str(group);
+    body.push('}');
+    let data: Value = serde_json::from_str(&body[data_at..])?;
+    body.push('}');
+    Ok(DigestEvent {
+        event: Event {
+            id: sealed.id,
+            event_type: DIGEST_TYPE.into(),
+            time,
+            data,
+        },
+        body,
+    })
+}
+
+/// A digest event with its stored body (the same JSON).
+#[derive(Debug)]
+pub struct DigestEvent {
+    pub event: Event,
+    pub body: String,
+}
+
+fn push_json_str(out: &mut String, s: &str) -> Result<(), serde_json::Error> {
+    out.push_str(&serde_json::to_string(s)?);
+    Ok(())
 }
 
 fn lookup<'v>(data: &'v Value, path: &str) -> Option<&'v Value> {
@@ -124,6 +159,7 @@ fn lookup<'v>(data: &'v Value, path: &str) -> Option<&'v Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn spec(yaml: &str) -> DigestSpec {
         serde_saphyr::from_str(yaml).unwrap()
@@ -164,24 +200,51 @@ mod tests {
 
     #[test]
     fn a_digest_event_lists_its_members_in_order_with_their_count_and_group() {
+        let members = [
+            event("a", json!({"n": 1})),
+            event("b \"q\"", json!({"n": 2})),
+        ];
         let sealed = SealedDigest {
-            id: "d1".into(),
+            id: "d\"1".into(),
             webhook_id: "w".into(),
             group: r#"{"tenant":"acme"}"#.into(),
             opened_at_ms: 0,
-            members: vec![event("a", json!({"n": 1})), event("b", json!({"n": 2}))],
+            members: members
+                .iter()
+                .map(|m| crate::store::event_json(m).unwrap())
+                .collect(),
         };
-        let e = digest_event(sealed, 1_700_000_000_000);
-        assert_eq!((e.id.as_str(), e.event_type.as_str()), ("d1", "digest"));
+        let DigestEvent { event: e, body } = digest_event(sealed, 1_700_000_000_000).unwrap();
+        assert_eq!((e.id.as_str(), e.event_type.as_str()), ("d\"1", "digest"));
+        assert_eq!(e.time, "2023-11-14T22:13:20.000Z");
         assert_eq!(e.data["group"], json!({"tenant": "acme"}));
         assert_eq!(e.data["count"], 2);
         assert_eq!(
             e.data["alerts"],
             json!([
                 {"id": "a", "type": "finding", "time": "2026-01-01T00:00:00Z", "data": {"n": 1}},
-                {"id": "b", "type": "finding", "time": "2026-01-01T00:00:00Z", "data": {"n": 2}}
+                {"id": "b \"q\"", "type": "finding", "time": "2026-01-01T00:00:00Z", "data": {"n": 2}}
             ])
         );
+        // The spliced body is the event's JSON (the same value).
+        let stored: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(stored, serde_json::to_value(&e).unwrap());
+    }
+
+    #[test]
+    fn a_digest_with_a_member_body_that_is_not_json_is_refused_and_a_bad_group_becomes_empty() {
+        let sealed = |group: &str, members: Vec<String>| SealedDigest {
+            id: "d".into(),
+            webhook_id: "w".into(),
+            group: group.into(),
+            opened_at_ms: 0,
+            members,
+        };
+        let good = crate::store::event_json(&event("a", json!({}))).unwrap();
+        assert!(digest_event(sealed("{}", vec![good.clone(), "{\"id\":".into()]), 0).is_err());
+        let e = digest_event(sealed("not json", vec![good]), 0).unwrap();
+        assert_eq!(e.event.data["group"], json!({}));
+        assert_eq!(e.event.data["count"], 1);
     }
 
     #[test]

@@ -1184,10 +1184,7 @@ impl Storage for PgStore {
         let mut members = Vec::with_capacity(rows.len());
         for r in &rows {
             if let Some(body) = r.get::<_, Option<String>>(3) {
-                members.push(
-                    serde_json::from_str(&body)
-                        .map_err(|e| StoreError::Corrupt(format!("event: {e}")))?,
-                );
+                members.push(body);
             }
         }
         Ok(Some(SealedDigest {

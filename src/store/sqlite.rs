@@ -868,20 +868,15 @@ fn seal_digest(conn: &Connection, id: &str) -> Result<Option<(String, String, i6
         .optional()?)
 }
 
-/// The members of a window in arrival order.
-fn digest_members(conn: &Connection, id: &str) -> Result<Vec<Event>, StoreError> {
+/// The members' stored bodies of a window, in arrival order.
+fn digest_members(conn: &Connection, id: &str) -> Result<Vec<String>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT e.body FROM digest_members m JOIN events e ON e.id = m.event_id
          WHERE m.digest_id = ?1 ORDER BY m.seq",
     )?;
-    let mut rows = stmt.query([id])?;
-    let mut members = Vec::new();
-    while let Some(r) = rows.next()? {
-        let body = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-        members.push(
-            serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("event: {e}")))?,
-        );
-    }
+    let members = stmt
+        .query_map([id], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(members)
 }
 

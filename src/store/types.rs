@@ -104,7 +104,8 @@ pub struct SealedDigest {
     /// The group's values as JSON.
     pub group: String,
     pub opened_at_ms: i64,
-    pub members: Vec<Event>,
+    /// Each member's stored body (its [`event_json`]), in arrival order.
+    pub members: Vec<String>,
 }
 
 /// What [`Storage::due_digests`](super::Storage::due_digests) found.
