@@ -734,3 +734,80 @@ async fn a_failure_that_leaves_the_breaker_alone_still_makes_the_catch_all() {
         1
     );
 }
+
+/// `deliveries`' counters in `pg_stat_user_tables` once they show
+/// `inserted` inserts and `updated` updates (each backend reports its
+/// counts when it goes idle, within about a second; bounded wait):
+/// (sequential scans, rows those scans read).
+async fn delivery_scans(
+    client: &tokio_postgres::Client,
+    inserted: i64,
+    updated: i64,
+) -> (i64, i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client
+            .query_one(
+                "SELECT n_tup_ins, n_tup_upd, seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'deliveries'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (ins, upd): (i64, i64) = (r.get(0), r.get(1));
+        if (ins, upd) == (inserted, updated) {
+            return (r.get(2), r.get(3));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statistics show {ins} inserts and {upd} updates, waiting for {inserted} and {updated}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_record_finds_its_delivery_by_key_though_its_plan_was_made_on_a_nearly_empty_table() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // The record connection makes its one plan on its first record, while
+    // `deliveries` holds three rows and has no statistics.
+    for i in 0..3 {
+        let t = vec![target("w", Start::Due)];
+        ingest(&s, &format!("first-{i}"), &t).await;
+        record(&s, &t[0].delivery_id, BreakerChange::None).await;
+    }
+    let mut later = Vec::new();
+    for chunk in 0..4 {
+        let batch: Vec<NewEvent> = (0..500)
+            .map(|i| new_event(&format!("later-{chunk}-{i}"), &[target("w", Start::Due)]))
+            .collect();
+        let (_, batch) = s.accept(batch).await.unwrap();
+        later.extend(batch.into_iter().map(|e| e.targets[0].delivery_id.clone()));
+    }
+    let (scans, read) = delivery_scans(&client, 2_003, 3).await;
+    const N: usize = 100;
+    for id in &later[..N] {
+        record(&s, id, BreakerChange::None).await;
+    }
+    let (scans_after, read_after) = delivery_scans(&client, 2_003, 3 + N as i64).await;
+    assert_eq!(
+        (scans_after - scans, read_after - read),
+        (0, 0),
+        "{N} records of a 2,003-row table scanned it"
+    );
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'pending') FROM deliveries",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (3 + N as i64, 2_000 - N as i64)
+    );
+}
