@@ -1463,10 +1463,23 @@ impl Storage for PgStore {
         Ok(())
     }
 
+    /// Walks `deliveries_due` from one webhook to the next (two index
+    /// probes per webhook with queued deliveries: the next webhook id, its
+    /// earliest `due_at`), so it reads neither the whole queue nor, whatever
+    /// plan the server makes for a table without statistics yet, the table.
     async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let rows = self
             .query(
-                "SELECT DISTINCT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND due_at <= $1",
+                "WITH RECURSIVE w(id) AS (
+                    (SELECT webhook_id FROM deliveries WHERE due_at IS NOT NULL ORDER BY webhook_id LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND webhook_id > w.id
+                            ORDER BY webhook_id LIMIT 1)
+                    FROM w WHERE w.id IS NOT NULL
+                 )
+                 SELECT w.id FROM w WHERE w.id IS NOT NULL
+                 AND (SELECT d.due_at FROM deliveries d WHERE d.webhook_id = w.id AND d.due_at IS NOT NULL
+                      ORDER BY d.due_at LIMIT 1) <= $1",
                 &[&now_ms],
             )
             .await?;
