@@ -734,3 +734,162 @@ async fn a_failure_that_leaves_the_breaker_alone_still_makes_the_catch_all() {
         1
     );
 }
+
+/// `deliveries`' counters in `pg_stat_user_tables` once they show
+/// `inserted` inserts and `updated` updates (each backend reports its
+/// counts when it goes idle, within about a second; bounded wait):
+/// (sequential scans, rows those scans read).
+async fn delivery_scans(
+    client: &tokio_postgres::Client,
+    inserted: i64,
+    updated: i64,
+) -> (i64, i64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client
+            .query_one(
+                "SELECT n_tup_ins, n_tup_upd, seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'deliveries'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (ins, upd): (i64, i64) = (r.get(0), r.get(1));
+        if (ins, upd) == (inserted, updated) {
+            return (r.get(2), r.get(3));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statistics show {ins} inserts and {upd} updates, waiting for {inserted} and {updated}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_record_finds_its_delivery_by_key_though_its_plan_was_made_on_a_nearly_empty_table() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // The record connection makes its one plan on its first record, while
+    // `deliveries` holds three rows and has no statistics.
+    for i in 0..3 {
+        let t = vec![target("w", Start::Due)];
+        ingest(&s, &format!("first-{i}"), &t).await;
+        record(&s, &t[0].delivery_id, BreakerChange::None).await;
+    }
+    let mut later = Vec::new();
+    for chunk in 0..4 {
+        let batch: Vec<NewEvent> = (0..500)
+            .map(|i| new_event(&format!("later-{chunk}-{i}"), &[target("w", Start::Due)]))
+            .collect();
+        let (_, batch) = s.accept(batch).await.unwrap();
+        later.extend(batch.into_iter().map(|e| e.targets[0].delivery_id.clone()));
+    }
+    let (scans, read) = delivery_scans(&client, 2_003, 3).await;
+    // Counts are reported at the end of a transaction at most once a second
+    // per backend (else after up to 10 s idle): let a second pass.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    const N: usize = 100;
+    for id in &later[..N] {
+        record(&s, id, BreakerChange::None).await;
+    }
+    let (scans_after, read_after) = delivery_scans(&client, 2_003, 3 + N as i64).await;
+    assert_eq!(
+        (scans_after - scans, read_after - read),
+        (0, 0),
+        "{N} records of a 2,003-row table scanned it"
+    );
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'pending') FROM deliveries",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (3 + N as i64, 2_000 - N as i64)
+    );
+}
+
+#[tokio::test]
+async fn due_webhooks_names_each_webhook_with_due_work_once_without_reading_the_table() {
+    let url = PgCluster::shared().fresh_db().await;
+    let s = store(&url, 60_000).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // "due": two due deliveries; "held": one paused (due, waiting for its
+    // webhook); "later": a retry an hour from now; "done": succeeded.
+    let targets = [
+        target("due", Start::Due),
+        target("due", Start::Due),
+        target("held", Start::Paused),
+        target("later", Start::Due),
+        target("done", Start::Due),
+    ];
+    ingest(&s, "e1", &targets).await;
+    let later = AttemptRecord {
+        catch_all: None,
+        attempt: attempt(&targets[3].delivery_id, "later", 1, Status::Retrying),
+        due_at: Some(now_ms() + 3_600_000),
+        breaker: BreakerChange::None,
+        destination_state: None,
+    };
+    s.record_attempt(later).await.expect("record the retry");
+    record(&s, &targets[4].delivery_id, BreakerChange::None).await;
+    let (scans, read) = delivery_scans(&client, 5, 2).await;
+    let idx_before: i64 = client
+        .query_one(
+            "SELECT idx_scan FROM pg_stat_user_tables WHERE relname = 'deliveries'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A backend reports its counts at the end of a transaction at most once
+    // a second (else after up to 10 s idle): let a second pass.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut due = s.due_webhooks(now_ms()).await.expect("due webhooks");
+    due.sort();
+    assert_eq!(due, vec!["due".to_owned(), "held".to_owned()]);
+    let mut all = s
+        .due_webhooks(now_ms() + 7_200_000)
+        .await
+        .expect("due webhooks in two hours");
+    all.sort();
+    assert_eq!(
+        all,
+        vec!["due".to_owned(), "held".to_owned(), "later".to_owned()]
+    );
+    // Each read above scanned the table or its index at least once; wait
+    // (bounded) until the reader has reported them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (scans_after, read_after) = loop {
+        let r = client
+            .query_one(
+                "SELECT seq_scan, seq_tup_read, idx_scan FROM pg_stat_user_tables WHERE relname = 'deliveries'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (seq, read_now, idx): (i64, i64, i64) = (r.get(0), r.get(1), r.get(2));
+        if seq + idx >= scans + idx_before + 2 {
+            break (seq, read_now);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reads were never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (scans_after, read_after),
+        (scans, read),
+        "due_webhooks scanned deliveries"
+    );
+}

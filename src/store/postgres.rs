@@ -374,7 +374,8 @@ pub struct PgStore {
     /// The connections of grouped attempt records ([`PgStore::record_group`]):
     /// their sessions commit without waiting for the WAL flush
     /// (`synchronous_commit=off`) and keep one generic plan
-    /// (`plan_cache_mode=force_generic_plan`).
+    /// (`plan_cache_mode=force_generic_plan`) that never scans a table
+    /// (`enable_seqscan=off`).
     record_pool: Pool,
     /// This process's id in `owner` columns.
     owner: Arc<str>,
@@ -544,10 +545,15 @@ impl PgStore {
         // a session setting of their own connections. Their one statement
         // keeps one generic plan: left to itself the server plans it anew
         // on every execution (its custom plans look cheaper), which cost
-        // more than running it.
+        // more than running it. That one plan is made on the connection's
+        // first record, often while `deliveries` holds a few rows and has no
+        // statistics yet: a sequential scan then looks cheapest and stays
+        // the plan (every record reading the whole table) until an
+        // autoanalyze replaces it. Without sequential scans the plan finds
+        // its rows through the primary keys whatever the table looked like.
         let mut record_config = config.clone();
         const RECORD_SESSION: &str =
-            "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan";
+            "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan -c enable_seqscan=off";
         let options = match record_config.get_options() {
             Some(o) if !o.is_empty() => format!("{o} {RECORD_SESSION}"),
             _ => RECORD_SESSION.to_owned(),
@@ -667,6 +673,49 @@ impl PgStore {
         .await?;
         Ok(())
     }
+}
+
+/// The accept statement ([`PgStore::accept_on`]): the events and their
+/// deliveries (`$1`–`$12`), and with `records` the held attempts (`$13`)
+/// and the routing decisions (`$14`) of the new events.
+fn accept_sql(records: bool) -> &'static str {
+    const EVENTS: &str = "WITH ev AS (
+        INSERT INTO events (id, type, body, deliveries, received_at)
+        SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+     ), dl AS (
+        INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
+        SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
+               CASE WHEN d.status = 'pending' THEN $11::text END,
+               CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
+        FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
+             AS d(id, event_id, webhook_id, status, due_at)
+        WHERE d.event_id IN (SELECT id FROM ev)
+     )";
+    const RECORDS: &str = ", held AS (
+        INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
+            success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
+        SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
+        WHERE a.event_id IN (SELECT id FROM ev)
+     ), dc AS (
+        INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
+        SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
+        FROM json_to_recordset($14::text::json) AS x(event_id text, webhook_id text, webhook_name text,
+             decision text, rule text, ref text, created_at bigint)
+        WHERE x.event_id IN (SELECT id FROM ev)
+     )";
+    const ANSWER: &str = "
+     SELECT id, true AS fresh, 0 AS n FROM ev
+     UNION ALL
+     SELECT id, false, deliveries FROM events WHERE id = ANY($1)";
+    static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
+        [
+            format!("{EVENTS}{ANSWER}"),
+            format!("{EVENTS}{RECORDS}{ANSWER}"),
+        ]
+    });
+    &SQL[usize::from(records)]
 }
 
 /// Delivery rows of a batch as column arrays (for `unnest`).
@@ -945,57 +994,37 @@ impl PgStore {
             held.extend(e.held.iter().cloned());
             decisions.extend(e.decisions.iter());
         }
-        let held_json = attempts_json(&held, Some(&self.owner)).map_err(Failed::Store)?;
-        let decisions_json = decisions_json(&decisions).map_err(Failed::Store)?;
-        let rows = self
-            .run(
-                c,
-                "WITH ev AS (
-                    INSERT INTO events (id, type, body, deliveries, received_at)
-                    SELECT id, type, body, n, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::int4[]) AS e(id, type, body, n)
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING id
-                 ), dl AS (
-                    INSERT INTO deliveries (id, event_id, webhook_id, status, attempts, due_at, created_at, updated_at, owner, locked_until)
-                    SELECT d.id, d.event_id, d.webhook_id, d.status, 0, d.due_at, $5, $5,
-                           CASE WHEN d.status = 'pending' THEN $11::text END,
-                           CASE WHEN d.status = 'pending' THEN clock_timestamp() + $12::int8 * interval '1 millisecond' END
-                    FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::int8[])
-                         AS d(id, event_id, webhook_id, status, due_at)
-                    WHERE d.event_id IN (SELECT id FROM ev)
-                 ), held AS (
-                    INSERT INTO attempts (id, delivery_id, webhook_id, event_id, event_type, attempt, status, status_code,
-                        success, error_kind, error_origin, error_message, retryable, response_body, duration_ms, warnings, created_at, instance)
-                    SELECT a.* FROM json_populate_recordset(NULL::attempt_row, $13::text::json) a
-                    WHERE a.event_id IN (SELECT id FROM ev)
-                 ), dc AS (
-                    INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at)
-                    SELECT x.event_id, x.webhook_id, x.webhook_name, x.decision, x.rule, x.ref, x.created_at
-                    FROM json_to_recordset($14::text::json) AS x(event_id text, webhook_id text, webhook_name text,
-                         decision text, rule text, ref text, created_at bigint)
-                    WHERE x.event_id IN (SELECT id FROM ev)
-                 )
-                 SELECT id, true AS fresh, 0 AS n FROM ev
-                 UNION ALL
-                 SELECT id, false, deliveries FROM events WHERE id = ANY($1)",
-                &[
-                    &ids,
-                    &types,
-                    &bodies,
-                    &counts,
-                    &now,
-                    &d.id,
-                    &d.event,
-                    &d.webhook,
-                    &d.status,
-                    &d.due,
-                    &&*self.owner,
-                    &self.lease_ms,
-                    &held_json,
-                    &decisions_json,
-                ],
+        // Most batches hold neither held attempts nor decisions: their
+        // statement leaves out the two inserts (each costs the server its
+        // setup on every execution).
+        let records = !held.is_empty() || !decisions.is_empty();
+        let (held_json, decisions_json) = if records {
+            (
+                attempts_json(&held, Some(&self.owner)).map_err(Failed::Store)?,
+                decisions_json(&decisions).map_err(Failed::Store)?,
             )
-            .await?;
+        } else {
+            Default::default()
+        };
+        let owner: &str = &self.owner;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &ids,
+            &types,
+            &bodies,
+            &counts,
+            &now,
+            &d.id,
+            &d.event,
+            &d.webhook,
+            &d.status,
+            &d.due,
+            &owner,
+            &self.lease_ms,
+        ];
+        if records {
+            params.extend([&held_json as &(dyn ToSql + Sync), &decisions_json]);
+        }
+        let rows = self.run(c, accept_sql(records), &params).await?;
         let mut fresh = std::collections::HashSet::new();
         let mut known = std::collections::HashMap::new();
         for r in &rows {
@@ -1431,10 +1460,23 @@ impl Storage for PgStore {
         Ok(())
     }
 
+    /// Walks `deliveries_due` from one webhook to the next (two index
+    /// probes per webhook with queued deliveries: the next webhook id, its
+    /// earliest `due_at`), so it reads neither the whole queue nor, whatever
+    /// plan the server makes for a table without statistics yet, the table.
     async fn due_webhooks(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let rows = self
             .query(
-                "SELECT DISTINCT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND due_at <= $1",
+                "WITH RECURSIVE w(id) AS (
+                    (SELECT webhook_id FROM deliveries WHERE due_at IS NOT NULL ORDER BY webhook_id LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT webhook_id FROM deliveries WHERE due_at IS NOT NULL AND webhook_id > w.id
+                            ORDER BY webhook_id LIMIT 1)
+                    FROM w WHERE w.id IS NOT NULL
+                 )
+                 SELECT w.id FROM w WHERE w.id IS NOT NULL
+                 AND (SELECT d.due_at FROM deliveries d WHERE d.webhook_id = w.id AND d.due_at IS NOT NULL
+                      ORDER BY d.due_at LIMIT 1) <= $1",
                 &[&now_ms],
             )
             .await?;
