@@ -42,9 +42,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::config::{DeliveryConfig, IncidentsConfig};
 use crate::deliver::{Deliverer, DeliveryError, InResponse, Origin};
 use crate::event::{Event, new_id, now_ms};
+use crate::format::Formatted;
 use crate::history::{self, Attempt, AttemptError, Status};
 use crate::plugin::{Incident, Outcome as PluginOutcome, PluginHost, StateChange};
-use crate::prepare::{Prepared, destination_of, prepare_in};
+use crate::prepare::{Prepared, destination_of, prepare_shared};
 use crate::store::{
     self, Activity, AttemptRecord, BreakerChange, Busy, DestinationState, Storage, Store,
     StoreError,
@@ -82,6 +83,9 @@ pub struct Job {
     /// Known to be the delivery's next attempt (a reserved fresh delivery):
     /// the stale-offer check is skipped.
     pub current: bool,
+    /// Bodies already formatted for `event`, shared by the jobs of one
+    /// fan-out (see [`Dispatcher::offer_reserved`]).
+    pub formatted: Arc<Formatted>,
 }
 
 impl Job {
@@ -93,6 +97,7 @@ impl Job {
             attempts,
             event,
             current: false,
+            formatted: Arc::default(),
         }
     }
 
@@ -355,9 +360,13 @@ impl Dispatcher {
 
     /// Offers reserved deliveries of `event` once their rows are committed:
     /// their first attempt needs no re-read.
+    /// The jobs share one [`Formatted`]: webhooks with equal body templates
+    /// get one rendered body.
     pub fn offer_reserved(&self, event: &Arc<Event>, mut reservation: Reservation) {
+        let formatted = Arc::new(Formatted::default());
         for (lane, delivery_id, webhook_id) in std::mem::take(&mut reservation.held) {
-            let job = Job::reserved(delivery_id, webhook_id, event.clone());
+            let mut job = Job::reserved(delivery_id, webhook_id, event.clone());
+            job.formatted = formatted.clone();
             self.inner.enqueue(&lane, job);
         }
     }
@@ -497,7 +506,9 @@ impl Inner {
             let lane = lane.clone();
             tokio::spawn(async move {
                 let id = job.delivery_id.clone();
-                let result = inner.clone().attempt(job, Some(sending)).await;
+                // Boxed: the attempt's future is large, and the task that
+                // runs it would be copied whole as it is spawned and polled.
+                let result = Box::pin(inner.clone().attempt(job, Some(sending))).await;
                 match result {
                     Ok(_) => inner.store_recovered(),
                     Err(e) => {
@@ -987,13 +998,15 @@ impl Inner {
     ) -> Result<InResponse, DeliveryError> {
         let none = Incident::default();
         let linked = self.with_ack_url(w, &job.event).await;
-        let prepared = prepare_in(
+        let prepared = prepare_shared(
             w,
             linked.as_ref().unwrap_or(&job.event),
             &job.delivery_id,
             &self.plugins,
             incident.as_deref().map_or(&none, |i| &i.incident),
             warnings,
+            // An event with this attempt's own ack link is not shared.
+            linked.is_none().then_some(&*job.formatted),
         )
         .await?;
         let requests = match prepared {

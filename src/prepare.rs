@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::deliver::{DeliveryError, OutRequest};
 use crate::event::{Event, now_ms};
+use crate::format::Formatted;
 use crate::payload::Payload;
 use crate::plugin::{Incident, Kind, PluginError, PluginHost, Target};
 use crate::webhook::Webhook;
@@ -126,9 +127,27 @@ pub async fn prepare_in(
     incident: &Incident,
     warnings: &mut Vec<String>,
 ) -> Result<Prepared, DeliveryError> {
+    prepare_shared(w, event, delivery_id, plugins, incident, warnings, None).await
+}
+
+/// [`prepare_in`], taking the body from `shared` when another delivery of
+/// the same event already rendered it with an equal template (see
+/// [`Formatted`]).
+pub async fn prepare_shared(
+    w: &Webhook,
+    event: &Event,
+    delivery_id: &str,
+    plugins: &PluginHost,
+    incident: &Incident,
+    warnings: &mut Vec<String>,
+    shared: Option<&Formatted>,
+) -> Result<Prepared, DeliveryError> {
+    let format = async |warnings: &mut Vec<String>| {
+        crate::format::format_shared(w, event, plugins, warnings, shared).await
+    };
     let spec = &w.spec;
     if matches!(spec.url.scheme(), "udp" | "tcp" | "tls") {
-        let payload = crate::format::format(w, event, plugins, warnings).await?;
+        let payload = format(warnings).await?;
         return Ok(Prepared::Syslog(payload.body));
     }
     if spec.url.scheme() == "unix" {
@@ -141,7 +160,7 @@ pub async fn prepare_in(
                 "an smtp:// or smtps:// webhook needs email: {from, to}".into(),
             ));
         };
-        let payload = crate::format::format(w, event, plugins, warnings).await?;
+        let payload = format(warnings).await?;
         return crate::deliver::email::compose(email, &payload.body, delivery_id)
             .map(Prepared::Email);
     }
@@ -150,7 +169,7 @@ pub async fn prepare_in(
     let payload = if method == http::Method::GET {
         None
     } else {
-        Some(crate::format::format(w, event, plugins, warnings).await?)
+        Some(format(warnings).await?)
     };
     let timeout = Duration::from_millis(spec.timeout_ms.0);
     let mut requests = match destination_of(w, plugins) {

@@ -131,7 +131,8 @@ pub struct Webhook {
     pub id: String,
     pub spec: WebhookSpec,
     pub source: Source,
-    pub template: Option<Template>,
+    /// Shared (`Arc`) so that `format::Formatted` keeps it cheaply.
+    pub template: Option<Arc<Template>>,
     /// `options` as JSON text, handed to the formatter plugin.
     pub format_options: String,
     /// `destination_options` as JSON text, handed to the destination plugin.
@@ -486,7 +487,11 @@ impl Registry {
         let id = d.spec.id.clone().unwrap_or_default();
         Arc::new(Webhook {
             breaker: self.breaker(&id, d.spec.is_active),
-            template: d.spec.body.as_ref().map(|b| Template::compile(&b.0)),
+            template: d
+                .spec
+                .body
+                .as_ref()
+                .map(|b| Arc::new(Template::compile(&b.0))),
             format_options: d.spec.format_options_json(),
             destination_options: d.spec.destination_options_json(),
             id,

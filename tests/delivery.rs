@@ -130,6 +130,55 @@ async fn signatures_verify_with_python_hmac_and_the_standardwebhooks_library() {
     }
 }
 
+/// Issue 21: one event fanned out to webhooks with one body template is
+/// rendered once and shared; each delivery still gets its own headers, its
+/// own delivery id and a signature under its own secret, and a webhook
+/// with another template gets its own body.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fan_out_shares_one_body_yet_each_webhook_gets_its_own_headers_and_signature() {
+    let rx = Receiver::start().await;
+    let hook = |name: &str, secret: &str, body: &str| {
+        format!(
+            "  - name: {name}\n    url: {u}/{name}\n    secret: \"{secret}\"\n    headers: {{ X-Hook: \"{name}\" }}\n    body: {body}\n",
+            u = rx.url("")
+        )
+    };
+    let same = r#"{ text: "{{title}}", id: "{{id}}" }"#;
+    let extra = format!(
+        "webhooks:\n{}{}{}",
+        hook("a", "secret-of-a", same),
+        hook("b", "secret-of-b", same),
+        hook("c", "secret-of-c", r#"{ other: "{{title}}" }"#),
+    );
+    let relay = Relay::start(&extra).await;
+    let (s, _) = relay
+        .post(
+            "/api/v1/events",
+            Some(INGEST),
+            &json!({"type": "x", "id": "fan-1", "data": {"title": "t1"}}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let got = rx.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 3);
+    let by_path = |p: &str| got.iter().find(|r| r.path == p).unwrap().clone();
+    let (a, b, c) = (by_path("/a"), by_path("/b"), by_path("/c"));
+    assert_eq!(a.json(), json!({"text": "t1", "id": "fan-1"}));
+    assert_eq!(a.body, b.body);
+    assert_eq!(c.json(), json!({"other": "t1"}));
+    for (r, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        assert_eq!(r.header("x-hook"), Some(name));
+        verify("sha256", &format!("secret-of-{name}"), r, None).unwrap();
+    }
+    assert!(verify("sha256", "secret-of-a", &b, None).is_err());
+    assert_ne!(
+        a.header("x-webhook-signature"),
+        b.header("x-webhook-signature")
+    );
+    let ids: HashSet<_> = got.iter().map(|r| r.header("x-webhook-id")).collect();
+    assert_eq!(ids.len(), 3, "one delivery id each: {ids:?}");
+}
+
 on_both_stores! {
 /// Equal jitter puts retry n's wait in [b·2ⁿ⁻¹/2, b·2ⁿ⁻¹] (b =
 /// `retry_base_ms`): neighbouring ranges touch, so two neighbouring gaps may
