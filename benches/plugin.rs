@@ -10,6 +10,16 @@
 //! destinations), each judged against the slack formatter's call (<= 2x).
 //! Each figure is the median of several timed rounds; iteration counts are
 //! bounded.
+//!
+//! `PLUGIN_BENCH_WASM=DIR` runs the plugins (built-ins and the `echo_a`
+//! fixture) from another plugin build's `wasm32-wasip2/release` directory
+//! instead of the embedded ones: the same bench binary then A/Bs two guest
+//! builds (build flags, SDK changes) under the same load.
+//! `PLUGIN_BENCH_AB=DIR_A,DIR_B` compares two such builds in one process
+//! instead: every plugin call of the tables, A and B in alternating rounds,
+//! timed in the thread's CPU time, so that a loaded machine slows both alike.
+//! `PLUGIN_BENCH_SLACK_ONLY=1` times only the slack formatter (native, warm,
+//! the breakdown): the quick A/B.
 
 mod support;
 
@@ -69,6 +79,9 @@ fn measure(n: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    if let Ok(dirs) = std::env::var("PLUGIN_BENCH_AB") {
+        return ab(&dirs);
+    }
     let ev = event();
     let size = serde_json::to_vec(&ev).map(|v| v.len()).unwrap_or(0);
     let options = "{}";
@@ -88,37 +101,28 @@ fn main() {
     // The same, starting from the JSON text of `data` as the plugin gets it.
     let data_text = ev.data.to_string();
     let native_parse_us = measure(20_000, || {
-        let e = relay_sdk::Event::from_parts(
-            ev.id.clone(),
-            ev.event_type.clone(),
-            ev.time.clone(),
-            &data_text,
-        )
-        .expect("event");
-        std::hint::black_box(native.format(&e).expect("native format"));
+        native_from_text(&native, &ev, &data_text);
     });
 
-    let warm_host = PluginHost::new(
-        Limits {
-            memory_mb: 64,
-            timeout_ms: 1000,
-            fresh: false,
-        },
-        None,
-    )
-    .expect("host");
-    // Plugin calls are async (the guest runs on a fiber); a current-thread
-    // runtime drives them here as the relay's workers do.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let warm_host = bench_host(false);
+    let rt = runtime();
+    let _override = wasm_override(&warm_host);
     let warm_us = measure(20_000, || {
         std::hint::black_box(
             rt.block_on(warm_host.format("slack", options, &ev))
                 .expect("warm format"),
         );
     });
+
+    let slack_only = std::env::var_os("PLUGIN_BENCH_SLACK_ONLY").is_some();
+    if slack_only {
+        println!(
+            "slack formatter: native {native_us:.2}, native + decode {native_parse_us:.2}, warm {warm_us:.2} µs/call -> {:.2}x native+decode",
+            warm_us / native_parse_us
+        );
+        breakdown(&rt, &warm_host, &ev, warm_us, native_parse_us - native_us);
+        return;
+    }
 
     // What a `format: slack` delivery pays in plugins: the formatter, then
     // the Slack destination's `build` and `classify`.
@@ -149,15 +153,8 @@ fn main() {
         );
     });
 
-    let fresh_host = PluginHost::new(
-        Limits {
-            memory_mb: 64,
-            timeout_ms: 1000,
-            fresh: true,
-        },
-        None,
-    )
-    .expect("host");
+    let fresh_host = bench_host(true);
+    let _fresh_override = wasm_override(&fresh_host);
     let fresh_us = measure(2_000, || {
         std::hint::black_box(
             rt.block_on(fresh_host.format("slack", options, &ev))
@@ -214,6 +211,237 @@ fn main() {
     new_plugins(&rt, &warm_host, &ev, warm_us);
 }
 
+/// A plugin host as the relay builds it, warm or `fresh`.
+fn bench_host(fresh: bool) -> PluginHost {
+    PluginHost::new(
+        Limits {
+            memory_mb: 64,
+            timeout_ms: 1000,
+            fresh,
+        },
+        None,
+    )
+    .expect("host")
+}
+
+/// Plugin calls are async (the guest runs on a fiber); a current-thread
+/// runtime drives them here as the relay's workers do.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The native slack formatter from the JSON text of `data`, as the plugin
+/// gets it: decode, then format.
+fn native_from_text(native: &relay_plugin_slack::Slack, ev: &Event, data: &str) {
+    let e =
+        relay_sdk::Event::from_parts(ev.id.clone(), ev.event_type.clone(), ev.time.clone(), data)
+            .expect("event");
+    std::hint::black_box(native.format(&e).expect("native format"));
+}
+
+/// The thread's CPU time so far, in µs.
+fn thread_cpu_us() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime");
+    t.tv_sec as f64 * 1e6 + t.tv_nsec as f64 / 1e3
+}
+
+/// `PLUGIN_BENCH_AB=DIR_A,DIR_B`: each plugin call of the tables with the
+/// plugins of build A (loaded as `NAME_a`) and of build B (`NAME_b`), in
+/// alternating rounds of thread CPU time; prints the medians and the median
+/// of the per-round ratios B/A, and slack's warm call against native + decode.
+fn ab(dirs: &str) {
+    let (a, b) = dirs.split_once(',').expect("PLUGIN_BENCH_AB=DIR_A,DIR_B");
+    let host = bench_host(false);
+    let _kept = [load_renamed(&host, a, "_a"), load_renamed(&host, b, "_b")];
+    let rt = runtime();
+    let ev = event();
+    let data_text = ev.data.to_string();
+    let native = relay_plugin_slack::Slack::create("{}").expect("slack options");
+    let payload = relay::payload::Payload {
+        content_type: "application/json".into(),
+        body: bytes::Bytes::from(serde_json::to_vec(&ev).expect("event JSON")),
+    };
+    let target = Target {
+        url: "https://api.example.com/base".into(),
+        method: "POST".into(),
+        headers: vec![],
+        timeout: Duration::from_secs(5),
+    };
+    let incident = relay::plugin::Incident {
+        key: "INC-1".into(),
+        state: None,
+    };
+    let twilio = r#"{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token":"t0ken","from":"+14155550100","to":"+14155550111"}"#;
+    let formatters = [
+        "slack",
+        "teams",
+        "email",
+        "discord",
+        "mattermost",
+        "google_chat",
+        "cef",
+        "syslog",
+    ];
+    let destinations = [
+        ("slack", "{}"),
+        (
+            "pagerduty",
+            r#"{"routing_key":"R0UTINGKEY0123456789abcdef012345"}"#,
+        ),
+        ("twilio_sms", twilio),
+        (
+            "connectwise",
+            r#"{"company_id":"acme","public_key":"p","private_key":"k","client_id":"c","board":"SOC","company":"Acme"}"#,
+        ),
+        (
+            "autotask",
+            r#"{"integration_code":"I","username":"u","secret":"s","company_id":1,"queue_id":2}"#,
+        ),
+        ("halopsa", "{}"),
+    ];
+    const N: usize = 1_000;
+    const AB_ROUNDS: usize = 11;
+    let round = |f: &mut dyn FnMut()| {
+        let t = thread_cpu_us();
+        for _ in 0..N {
+            f();
+        }
+        (thread_cpu_us() - t) / N as f64
+    };
+    let compare = |label: &str, f: &mut dyn FnMut(&str)| {
+        for s in ["_a", "_b"] {
+            for _ in 0..N / 10 {
+                f(s);
+            }
+        }
+        let (mut ta, mut tb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..AB_ROUNDS {
+            let x = round(&mut || f("_a"));
+            let y = round(&mut || f("_b"));
+            ta.push(x);
+            tb.push(y);
+            ratio.push(y / x);
+        }
+        let (ma, mb) = (median(ta), median(tb));
+        println!(
+            "  {label:<24} A {ma:8.2}   B {mb:8.2} µs   B/A {:5.3}",
+            median(ratio)
+        );
+    };
+    println!(
+        "A = {a}\nB = {b}\n(thread CPU µs per call, median of {AB_ROUNDS} alternating rounds of {N})"
+    );
+    // Slack's target, from rounds of native + decode, A and B in turn.
+    let slack = |s: &str| {
+        std::hint::black_box(
+            rt.block_on(host.format(&format!("slack{s}"), "{}", &ev))
+                .expect("slack"),
+        );
+    };
+    let (mut native_us, mut a_x, mut b_x) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..AB_ROUNDS {
+        let n = round(&mut || native_from_text(&native, &ev, &data_text));
+        a_x.push(round(&mut || slack("_a")) / n);
+        b_x.push(round(&mut || slack("_b")) / n);
+        native_us.push(n);
+    }
+    println!(
+        "  slack native + decode {:8.2} µs; warm / (native + decode), median of rounds: A {:.2}x   B {:.2}x (target <= 2)",
+        median(native_us),
+        median(a_x),
+        median(b_x)
+    );
+    for name in formatters {
+        compare(&format!("{name} format"), &mut |s| {
+            std::hint::black_box(
+                rt.block_on(host.format(&format!("{name}{s}"), "{}", &ev))
+                    .expect(name),
+            );
+        });
+    }
+    for (name, options) in destinations {
+        compare(&format!("{name} build"), &mut |s| {
+            std::hint::black_box(
+                rt.block_on(host.build_in(
+                    &format!("{name}{s}"),
+                    options,
+                    &payload,
+                    &target,
+                    &incident,
+                ))
+                .expect(name),
+            );
+        });
+    }
+}
+
+/// Loads every built-in from the plugin build in `dir` as a file plugin
+/// named `<plugin><suffix>`; see [`wasm_override`].
+fn load_renamed(host: &PluginHost, dir: &str, suffix: &str) -> Vec<tempfile::TempDir> {
+    plugin_files(dir)
+        .into_iter()
+        .map(|(from, plugin)| {
+            let tmp = tempfile::tempdir().expect("temp dir");
+            let to = tmp.path().join(format!("{plugin}{suffix}.wasm"));
+            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+            relay::plugin::load_file(host, &to).expect("plugin from PLUGIN_BENCH_AB");
+            tmp
+        })
+        .collect()
+}
+
+/// Each built-in's `.wasm` in the plugin build `dir`, with its plugin name:
+/// `plugins/*/Cargo.toml` say which package is which plugin.
+fn plugin_files(dir: &str) -> Vec<(std::path::PathBuf, String)> {
+    let mut crates: Vec<_> = std::fs::read_dir("plugins")
+        .expect("plugins/ (run from the workspace root)")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    crates.sort();
+    crates
+        .into_iter()
+        .filter_map(|c| {
+            let manifest = std::fs::read_to_string(c.join("Cargo.toml")).ok()?;
+            let value = |key: &str| {
+                manifest.lines().find_map(|l| {
+                    let (k, v) = l.split_once('=')?;
+                    (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+                })
+            };
+            let (package, plugin) = (value("name")?, value("plugin")?);
+            let file =
+                std::path::Path::new(dir).join(format!("{}.wasm", package.replace('-', "_")));
+            Some((file, plugin))
+        })
+        .collect()
+}
+
+/// The directory the plugin `.wasm` files come from: `PLUGIN_BENCH_WASM`,
+/// else the build's own.
+fn wasm_dir() -> String {
+    std::env::var("PLUGIN_BENCH_WASM").unwrap_or_else(|_| relay_builtins::WASM_DIR.to_owned())
+}
+
+/// With `PLUGIN_BENCH_WASM` set, loads every built-in from that directory
+/// as a file plugin of the same name (which takes the built-in's place):
+/// the returned directories hold the renamed copies while the host runs.
+fn wasm_override(host: &PluginHost) -> Vec<tempfile::TempDir> {
+    let Ok(dir) = std::env::var("PLUGIN_BENCH_WASM") else {
+        return Vec::new();
+    };
+    println!("plugins from {dir}");
+    load_renamed(host, &dir, "")
+}
+
 /// Where a warm slack call's time goes, by difference between calls that
 /// do less (the guest reads no clock, so it cannot time itself): the
 /// `echo_a` fixture formatter decodes the event like every SDK formatter
@@ -227,7 +455,7 @@ fn breakdown(
     slack_us: f64,
     native_decode_us: f64,
 ) {
-    let echo = std::path::Path::new(relay_builtins::WASM_DIR).join("relay_test_echo_a.wasm");
+    let echo = std::path::Path::new(&wasm_dir()).join("relay_test_echo_a.wasm");
     relay::plugin::load_file(host, &echo).expect("echo_a fixture");
     let empty = Event {
         data: json!({}),

@@ -4,12 +4,16 @@
 //!
 //! The nested cargo runs with its own `--target-dir` (the outer build holds
 //! the lock on ours) and without the outer build's RUSTFLAGS, so the plugins
-//! are built the same way whatever the host profile is.
+//! are built the same way whatever the host profile is: release, with
+//! `PLUGIN_RELEASE_PROFILE` (`src/profile.rs`: LTO, one codegen unit).
 
 use std::env;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+// `PLUGIN_RELEASE_PROFILE`, which the crate exports for `relay plugin new`.
+include!("src/profile.rs");
 
 struct PluginCrate {
     package: String,
@@ -115,6 +119,13 @@ fn main() {
         .arg(&target_dir);
     for c in &crates {
         cmd.args(["-p", &c.package]);
+    }
+    for (key, value) in PLUGIN_RELEASE_PROFILE {
+        let var = format!(
+            "CARGO_PROFILE_RELEASE_{}",
+            key.to_ascii_uppercase().replace('-', "_")
+        );
+        cmd.env(var, value);
     }
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",

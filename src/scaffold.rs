@@ -57,6 +57,18 @@ fn sdk_dependency(root: &Path, sdk: Option<&Path>) -> Result<String, String> {
     Ok(sdk.display().to_string())
 }
 
+/// The new crate's `[profile.release]`: the built-ins' own
+/// (`PLUGIN_RELEASE_PROFILE`), so that a plugin author's build runs as fast.
+fn release_profile() -> String {
+    let mut out = String::from(
+        "\n# How relay builds its own plugins: faster guest code, a slower build.\n[profile.release]\n",
+    );
+    for (key, value) in relay_builtins::PLUGIN_RELEASE_PROFILE {
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -111,7 +123,8 @@ serde_json = "1"
 
 # A crate of its own, even when created inside another workspace.
 [workspace]
-"#
+{profile}"#,
+        profile = release_profile()
     );
     let try_it = match kind {
         ScaffoldKind::Source => format!(
@@ -369,5 +382,27 @@ mod tests {
         assert!(lib.contains("export_source!(Plugin)") && !lib.contains("{name}"));
         let again = new_plugin(dir.path(), "my_source", ScaffoldKind::Source, None).unwrap_err();
         assert!(again.contains("already exists"), "{again}");
+    }
+
+    #[test]
+    fn a_new_crate_builds_its_release_with_the_builtins_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = new_plugin(dir.path(), "fast", ScaffoldKind::Formatter, None).unwrap();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let section = manifest
+            .split_once("[profile.release]\n")
+            .map(|(_, rest)| rest)
+            .unwrap_or_else(|| panic!("no [profile.release] in\n{manifest}"));
+        let keys: Vec<&str> = section
+            .lines()
+            .take_while(|l| !l.starts_with('['))
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let expected: Vec<String> = relay_builtins::PLUGIN_RELEASE_PROFILE
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        assert_eq!(keys, expected);
+        assert!(expected.contains(&"lto = true".to_string()), "{expected:?}");
     }
 }

@@ -2,6 +2,8 @@
 //! crate's build script and embedded as component bytes.
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+// Shared with the build script, which `include!`s it too.
+include!("profile.rs");
 
 /// Where the build script left every plugin it built, the test fixtures
 /// (`tests/plugins/*`) included.
