@@ -84,8 +84,8 @@ pub struct Job {
     /// the stale-offer check is skipped.
     pub current: bool,
     /// Bodies already formatted for `event`, shared by the jobs of one
-    /// fan-out (see [`Dispatcher::offer_reserved`]).
-    pub formatted: Arc<Formatted>,
+    /// fan-out (see [`Dispatcher::offer_reserved`]); `None` for a job alone.
+    pub formatted: Option<Arc<Formatted>>,
 }
 
 impl Job {
@@ -97,7 +97,7 @@ impl Job {
             attempts,
             event,
             current: false,
-            formatted: Arc::default(),
+            formatted: None,
         }
     }
 
@@ -360,10 +360,11 @@ impl Dispatcher {
 
     /// Offers reserved deliveries of `event` once their rows are committed:
     /// their first attempt needs no re-read.
-    /// The jobs share one [`Formatted`]: webhooks with equal body templates
-    /// get one rendered body.
+    /// The jobs of a fan-out share one [`Formatted`]: webhooks with equal
+    /// body templates get one rendered body. A lone delivery has nothing to
+    /// share, so it gets none (no allocation on the single-webhook path).
     pub fn offer_reserved(&self, event: &Arc<Event>, mut reservation: Reservation) {
-        let formatted = Arc::new(Formatted::default());
+        let formatted = (reservation.held.len() > 1).then(|| Arc::new(Formatted::default()));
         for (lane, delivery_id, webhook_id) in std::mem::take(&mut reservation.held) {
             let mut job = Job::reserved(delivery_id, webhook_id, event.clone());
             job.formatted = formatted.clone();
@@ -1006,7 +1007,7 @@ impl Inner {
             incident.as_deref().map_or(&none, |i| &i.incident),
             warnings,
             // An event with this attempt's own ack link is not shared.
-            linked.is_none().then_some(&*job.formatted),
+            job.formatted.as_deref().filter(|_| linked.is_none()),
         )
         .await?;
         let requests = match prepared {
