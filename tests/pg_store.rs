@@ -110,6 +110,16 @@ async fn record(
     .expect("record")
 }
 
+/// A plain connection to the test's database, beside the store's own
+/// (to look at rows and statistics).
+async fn observer(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
 #[tokio::test]
 async fn accepted_deliveries_are_leased_to_the_accepting_instance() {
     let url = PgCluster::shared().fresh_db().await;
@@ -306,10 +316,7 @@ async fn instances_starting_together_migrate_once() {
     let url = PgCluster::shared().fresh_db().await;
     let stores = connect_many(&url, 5).await;
     assert_eq!(stores.len(), 5);
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = observer(&url).await;
     let rows = client
         .query("SELECT version FROM relay_migrations ORDER BY version", &[])
         .await
@@ -410,10 +417,7 @@ async fn retention_deletes_old_history_in_steps_but_never_pending_work() {
     }
     let pending = vec![target("w", Start::Due)];
     ingest(&s, "pending", &pending).await;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = observer(&url).await;
     let old = now_ms() - 40 * 86_400_000;
     client
         .batch_execute(&format!(
@@ -492,10 +496,7 @@ async fn concurrent_deliveries_share_round_trips_and_each_is_recorded_once() {
         trips < N as u64,
         "{trips} round trips for {N} deliveries: not grouped"
     );
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = observer(&url).await;
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'succeeded' AND owner IS NULL AND due_at IS NULL),
@@ -551,10 +552,7 @@ async fn an_event_posted_twice_at_once_is_new_once() {
             "duplicates answer the first acceptance's count"
         );
     }
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = observer(&url).await;
     let stored: i64 = client
         .query_one(
             "SELECT count(*) FROM deliveries d JOIN events e ON e.id = d.event_id",
@@ -600,10 +598,7 @@ async fn a_batch_the_database_refuses_fails_alone_among_concurrent_ones() {
     }
     let failed: Vec<usize> = (0..N).filter(|i| results[*i].is_err()).collect();
     assert_eq!(failed, vec![7], "only the refused batch fails");
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = observer(&url).await;
     let stored: i64 = client
         .query_one("SELECT count(*) FROM events", &[])
         .await
@@ -769,10 +764,7 @@ async fn delivery_scans(
 async fn a_record_finds_its_delivery_by_key_though_its_plan_was_made_on_a_nearly_empty_table() {
     let url = PgCluster::shared().fresh_db().await;
     let s = store(&url, 60_000).await;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = observer(&url).await;
     // The record connection makes its one plan on its first record, while
     // `deliveries` holds three rows and has no statistics.
     for i in 0..3 {
@@ -819,10 +811,7 @@ async fn a_record_finds_its_delivery_by_key_though_its_plan_was_made_on_a_nearly
 async fn due_webhooks_names_each_webhook_with_due_work_once_without_reading_the_table() {
     let url = PgCluster::shared().fresh_db().await;
     let s = store(&url, 60_000).await;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = observer(&url).await;
     // "due": two due deliveries; "held": one paused (due, waiting for its
     // webhook); "later": a retry an hour from now; "done": succeeded.
     let targets = [
