@@ -426,6 +426,13 @@ async fn retention_deletes_old_history_in_steps_but_never_pending_work() {
         ))
         .await
         .unwrap();
+    // Then 10 recent events delivered: retention stops at the first
+    // attempt and event not older than the cutoff.
+    for i in 0..10 {
+        let t = vec![target("w", Start::Due)];
+        ingest(&s, &format!("recent-{i}"), &t).await;
+        record(&s, &t[0].delivery_id, BreakerChange::None).await;
+    }
     let deleted = s.prune(now_ms() - 30 * 86_400_000).await.unwrap();
     assert_eq!(deleted, 3 * 2_500, "2,500 attempts, deliveries and events");
     let count = |table: &'static str| {
@@ -444,8 +451,8 @@ async fn retention_deletes_old_history_in_steps_but_never_pending_work() {
             count("deliveries").await,
             count("events").await
         ),
-        (0, 1, 1),
-        "the pending delivery and its event stay"
+        (10, 11, 11),
+        "the recent history, the pending delivery and its event stay"
     );
     assert_eq!(s.prune(now_ms() - 30 * 86_400_000).await.unwrap(), 0);
 }

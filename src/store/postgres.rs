@@ -230,6 +230,18 @@ CREATE INDEX deduped_into ON deduped (into_id);
     (5, incidents::MIGRATION),
     (6, incidents::MIGRATION_ACK_LINKS),
     (7, incidents::MIGRATION_API_ESCALATIONS),
+    (
+        8,
+        r#"
+-- Retention walks the append-only tables in write order (`seq`) and finds
+-- an old event's deliveries through `deliveries_event`, as the SQLite store
+-- does: these three indexes served retention alone and cost every write a
+-- B-tree insert (a finished delivery is a new row version in each index).
+DROP INDEX IF EXISTS attempts_created;
+DROP INDEX IF EXISTS decisions_created;
+DROP INDEX IF EXISTS deliveries_final;
+"#,
+    ),
 ];
 
 fn count_trip(mine: &AtomicU64) {
@@ -677,7 +689,9 @@ impl PgStore {
 
 /// The accept statement ([`PgStore::accept_on`]): the events and their
 /// deliveries (`$1`–`$12`), and with `records` the held attempts (`$13`)
-/// and the routing decisions (`$14`) of the new events.
+/// and the routing decisions (`$14`) of the new events. It answers the
+/// new events, then the stored ones among the rest (looked up only when
+/// some id was not new).
 fn accept_sql(records: bool) -> &'static str {
     const EVENTS: &str = "WITH ev AS (
         INSERT INTO events (id, type, body, deliveries, received_at)
@@ -708,7 +722,8 @@ fn accept_sql(records: bool) -> &'static str {
     const ANSWER: &str = "
      SELECT id, true AS fresh, 0 AS n FROM ev
      UNION ALL
-     SELECT id, false, deliveries FROM events WHERE id = ANY($1)";
+     SELECT id, false, deliveries FROM events
+     WHERE (SELECT count(*) FROM ev) < cardinality($1::text[]) AND id = ANY($1)";
     static SQL: std::sync::LazyLock<[String; 2]> = std::sync::LazyLock::new(|| {
         [
             format!("{EVENTS}{ANSWER}"),
@@ -1787,10 +1802,6 @@ impl Storage for PgStore {
             .collect())
     }
 
-    /// Steps of at most [`PRUNE_BATCH`] rows, each its own short statement:
-    /// attempts, then final deliveries, then events none of whose
-    /// deliveries is left (read in `(received_at, id)` order from a
-    /// cursor). Pending work is never deleted.
     async fn add_decisions(&self, decisions: Vec<DecisionRecord>) -> Result<(), StoreError> {
         let refs: Vec<&DecisionRecord> = decisions.iter().collect();
         let json = decisions_json(&refs)?;
@@ -1866,16 +1877,25 @@ impl Storage for PgStore {
         })
     }
 
+    /// Steps of at most [`PRUNE_BATCH`] rows, each its own short statement:
+    /// the attempts and decisions written before the cutoff (in `seq`
+    /// order), then old events (in `(received_at, id)` order from a
+    /// cursor) with their final deliveries, each event once none of its
+    /// deliveries is left. Pending work is never deleted.
     async fn prune(&self, cutoff_ms: i64) -> Result<usize, StoreError> {
         let batch = PRUNE_BATCH as i64;
         let mut rows = 0usize;
         for sql in [
-            "DELETE FROM attempts WHERE seq IN
-             (SELECT seq FROM attempts WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-            "DELETE FROM decisions WHERE seq IN
-             (SELECT seq FROM decisions WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
-            "DELETE FROM deliveries WHERE id IN
-             (SELECT id FROM deliveries WHERE due_at IS NULL AND updated_at < $1 LIMIT $2)",
+            // The append-only logs, oldest first by `seq`: the run of rows
+            // from the first up to the first one not older than the cutoff
+            // (instances write concurrently, so an attempt a little out of
+            // time order waits for the next run).
+            "WITH head AS (SELECT seq, created_at FROM attempts ORDER BY seq LIMIT $2)
+             DELETE FROM attempts WHERE seq IN (SELECT seq FROM head WHERE seq <
+                 coalesce((SELECT min(seq) FROM head WHERE created_at >= $1), 9223372036854775807))",
+            "WITH head AS (SELECT seq, created_at FROM decisions ORDER BY seq LIMIT $2)
+             DELETE FROM decisions WHERE seq IN (SELECT seq FROM head WHERE seq <
+                 coalesce((SELECT min(seq) FROM head WHERE created_at >= $1), 9223372036854775807))",
             // Dedup windows that ended (the next event of a key takes an
             // ended window over anyway).
             "DELETE FROM dedup WHERE key IN
@@ -1889,6 +1909,9 @@ impl Storage for PgStore {
                 }
             }
         }
+        // Old events in the order they came, each with its finished
+        // deliveries (found by `deliveries_event`); an event goes once no
+        // delivery of it is left and no open digest still reads it.
         let (mut after_at, mut after_id) = (i64::MIN, String::new());
         loop {
             let r = self
@@ -1897,9 +1920,15 @@ impl Storage for PgStore {
                         SELECT received_at, id FROM events
                         WHERE received_at < $1 AND (received_at, id) > ($2, $3)
                         ORDER BY received_at, id LIMIT $4
+                     ), finished AS (
+                        DELETE FROM deliveries d USING old WHERE d.event_id = old.id
+                        AND d.due_at IS NULL AND d.updated_at < $1
+                        RETURNING 1
                      ), del AS (
                         DELETE FROM events e USING old WHERE e.id = old.id
-                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                        -- (the statement's snapshot still shows `finished`'s rows)
+                        AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id
+                                        AND NOT (d.due_at IS NULL AND d.updated_at < $1))
                         AND NOT EXISTS (SELECT 1 FROM digest_members m JOIN digests g ON g.id = m.digest_id
                                         WHERE m.event_id = e.id AND g.state <> 'closed')
                         RETURNING e.id
@@ -1911,7 +1940,7 @@ impl Storage for PgStore {
                         DELETE FROM digests WHERE state = 'closed' AND id IN (SELECT id FROM del) RETURNING 1
                      ), last AS (SELECT received_at, id FROM old ORDER BY received_at DESC, id DESC LIMIT 1)
                      SELECT (SELECT count(*) FROM old),
-                            (SELECT count(*) FROM del) + (SELECT count(*) FROM repeats)
+                            (SELECT count(*) FROM del) + (SELECT count(*) FROM finished) + (SELECT count(*) FROM repeats)
                               + (SELECT count(*) FROM members) + (SELECT count(*) FROM windows),
                             (SELECT received_at FROM last), (SELECT id FROM last)",
                     &[&cutoff_ms, &after_at, &after_id, &batch],
