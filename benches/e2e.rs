@@ -55,8 +55,8 @@
 //! picks the call-graph mode, default `fp`, e.g. `dwarf,16384`),
 //! `E2E_PG_SETTINGS` (extra `name=value;…` settings of the bench's
 //! PostgreSQL cluster), `E2E_PG_LOG=path` (its log, written at the end),
-//! `E2E_PG_STATEMENTS=path` (pg_stat_statements: the 30 statements the
-//! cluster spent most time in, written at the end).
+//! `E2E_PG_STATEMENTS=path` (pg_stat_statements, planning tracked: the 30
+//! statements the cluster spent most time in, written at the end).
 
 mod support;
 
@@ -1304,12 +1304,16 @@ const PG_RATE: f64 = 200.0;
 fn pg_settings() -> Vec<&'static str> {
     let extra = std::env::var("E2E_PG_SETTINGS").unwrap_or_default();
     let extra: &'static str = Box::leak(extra.into_boxed_str());
-    let statements = std::env::var_os("E2E_PG_STATEMENTS")
-        .map(|_| "shared_preload_libraries=pg_stat_statements");
+    let statements = std::env::var_os("E2E_PG_STATEMENTS").map(|_| {
+        [
+            "shared_preload_libraries=pg_stat_statements",
+            "pg_stat_statements.track_planning=on",
+        ]
+    });
     pg::DURABLE
         .iter()
         .copied()
-        .chain(statements)
+        .chain(statements.into_iter().flatten())
         .chain(extra.split(';').map(str::trim).filter(|s| !s.is_empty()))
         .collect()
 }
@@ -1326,19 +1330,22 @@ async fn write_pg_statements(cluster: &pg::PgCluster, path: &Path) {
             .await?;
         let rows = client
             .query(
-                "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g')
+                "SELECT calls, total_exec_time, rows, regexp_replace(query, '\\s+', ' ', 'g'),
+                        plans, total_plan_time
                  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30",
                 &[],
             )
             .await?;
-        let mut out = String::from("calls\ttotal ms\tµs/call\trows\tquery\n");
+        let mut out = String::from("calls\ttotal ms\tµs/call\trows\tplans\tplan ms\tquery\n");
         for r in rows {
             let (calls, ms): (i64, f64) = (r.get(0), r.get(1));
             let _ = writeln!(
                 out,
-                "{calls}\t{ms:.0}\t{:.0}\t{}\t{}",
+                "{calls}\t{ms:.0}\t{:.0}\t{}\t{}\t{:.0}\t{}",
                 ms * 1000.0 / calls.max(1) as f64,
                 r.get::<_, i64>(2),
+                r.get::<_, i64>(4),
+                r.get::<_, f64>(5),
                 r.get::<_, String>(3)
             );
         }
