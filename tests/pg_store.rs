@@ -342,7 +342,10 @@ async fn migration_9_turns_digested_decision_rows_into_memberships() {
         )
         .await
         .unwrap();
-    for (version, sql) in relay::store::postgres::MIGRATIONS.iter().filter(|(v, _)| *v <= 7) {
+    for (version, sql) in relay::store::postgres::MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v <= 7)
+    {
         client.batch_execute(sql).await.unwrap();
         client
             .execute("INSERT INTO relay_migrations VALUES ($1, 0)", &[version])
@@ -365,7 +368,10 @@ async fn migration_9_turns_digested_decision_rows_into_memberships() {
         .unwrap();
     let s = store(&url, 60_000).await;
     let rows: i64 = client
-        .query_one("SELECT COUNT(*) FROM decisions WHERE decision = 'digested'", &[])
+        .query_one(
+            "SELECT COUNT(*) FROM decisions WHERE decision = 'digested'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -373,9 +379,22 @@ async fn migration_9_turns_digested_decision_rows_into_memberships() {
     let e1 = s.event_decisions("e1").await.unwrap();
     let seen: Vec<(&str, Option<&str>, Option<&str>, i64)> = e1
         .iter()
-        .map(|d| (d.decision.as_str(), d.webhook_name.as_deref(), d.reference.as_deref(), d.created_at_ms))
+        .map(|d| {
+            (
+                d.decision.as_str(),
+                d.webhook_name.as_deref(),
+                d.reference.as_deref(),
+                d.created_at_ms,
+            )
+        })
         .collect();
-    assert_eq!(seen, [("filtered", Some("Other"), None, 1000), ("digested", Some("Weekly"), Some("d1"), 1000)]);
+    assert_eq!(
+        seen,
+        [
+            ("filtered", Some("Other"), None, 1000),
+            ("digested", Some("Weekly"), Some("d1"), 1000)
+        ]
+    );
     let page = s
         .list_decisions(relay::store::DecisionQuery {
             decision: Some("digested".into()),

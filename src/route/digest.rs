@@ -52,7 +52,8 @@ impl super::Hooks for DigestHook {
         if !is_digested(spec, event) {
             return None;
         }
-        self.members.push(member(w.id(), &w.spec().name, spec, event));
+        self.members
+            .push(member(w.id(), &w.spec().name, spec, event));
         Some(super::Held {
             decision: super::Decision::Digested,
             rule: Some("digest".into()),

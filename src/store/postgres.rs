@@ -46,9 +46,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
     DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, Delivery, DueDelivery, DueDigests,
-    HistoryQuery, ListedDecision, MemberCursor, NewEvent, PRUNE_BATCH, Page, QueueDepth, RoutingRecord,
-    SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
-    catch_all_decision, deduped_decision, digested_decision, is_recorded, merge_page,
+    HistoryQuery, ListedDecision, MemberCursor, NewEvent, PRUNE_BATCH, Page, QueueDepth,
+    RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target,
+    WebhookState, catch_all_decision, deduped_decision, digested_decision, is_recorded, merge_page,
     with_memberships,
 };
 use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};

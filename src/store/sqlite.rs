@@ -28,10 +28,9 @@ use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
     DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, DedupKey, Delivery, DigestMember,
     DueDelivery, DueDigests, Held, HistoryQuery, ListedDecision, MemberCursor, NewEvent,
-    PRUNE_BATCH, Page,
-    QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook,
-    Target, WebhookState, catch_all_decision, deduped_decision, digested_decision, is_recorded,
-    merge_page, with_memberships,
+    PRUNE_BATCH, Page, QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError,
+    StoredWebhook, Target, WebhookState, catch_all_decision, deduped_decision, digested_decision,
+    is_recorded, merge_page, with_memberships,
 };
 use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};
 
@@ -820,22 +819,25 @@ fn dedup(conn: &Connection, k: &DedupKey, event_id: &str, now: i64) -> Result<St
 
 /// Adds an event to its webhook's open window for its group (opening one
 /// when there is none); a window that reaches `max_events` stops taking
-/// members (`closing`) in the same statement, so none ever holds more. The
+/// members (`closing`) in the same transaction, so none ever holds more. The
 /// member row, with its time, is the event's `digested` decision.
+///
+/// A join sets only `count`, which no index holds: setting `state` (even
+/// to its value) would make SQLite rewrite both indexes that hold it
+/// (`digests_open`, `digests_pending`) for every member; it changes only
+/// for the member that fills the window.
 fn join_digest(
     conn: &Connection,
     m: &DigestMember,
     event_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (digest_id, seq): (String, i64) = conn
+    let (digest_id, seq, max_events): (String, i64, i64) = conn
         .prepare_cached(
             "INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at, webhook_name)
              VALUES (?1, ?2, ?3, CASE WHEN ?4 <= 1 THEN 'closing' ELSE 'open' END, 1, ?4, ?5, ?6, ?7)
-             ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET
-                 count = count + 1,
-                 state = CASE WHEN count + 1 >= max_events THEN 'closing' ELSE 'open' END
-             RETURNING id, count",
+             ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET count = count + 1
+             RETURNING id, count, max_events",
         )?
         .query_row(
             params![
@@ -847,8 +849,14 @@ fn join_digest(
                 now + m.window_ms,
                 m.webhook_name
             ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
+    if seq >= max_events {
+        conn.prepare_cached(
+            "UPDATE digests SET state = 'closing' WHERE id = ?1 AND state = 'open'",
+        )?
+        .execute([&digest_id])?;
+    }
     conn.prepare_cached(
         "INSERT INTO digest_members (digest_id, seq, event_id, created_at) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -3117,14 +3125,31 @@ mod tests {
             .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
-        let rows = count(&store, "SELECT COUNT(*) FROM decisions WHERE decision = 'digested'").await;
+        let rows = count(
+            &store,
+            "SELECT COUNT(*) FROM decisions WHERE decision = 'digested'",
+        )
+        .await;
         assert_eq!(rows, 0, "the rows became memberships");
         let e1 = store.event_decisions("e1").await.unwrap();
         let seen: Vec<(&str, Option<&str>, Option<&str>, i64)> = e1
             .iter()
-            .map(|d| (d.decision.as_str(), d.webhook_name.as_deref(), d.reference.as_deref(), d.created_at_ms))
+            .map(|d| {
+                (
+                    d.decision.as_str(),
+                    d.webhook_name.as_deref(),
+                    d.reference.as_deref(),
+                    d.created_at_ms,
+                )
+            })
             .collect();
-        assert_eq!(seen, [("filtered", Some("Other"), None, 1000), ("digested", Some("Weekly"), Some("d1"), 1000)]);
+        assert_eq!(
+            seen,
+            [
+                ("filtered", Some("Other"), None, 1000),
+                ("digested", Some("Weekly"), Some("d1"), 1000)
+            ]
+        );
         let page = store
             .list_decisions(DecisionQuery {
                 decision: Some("digested".into()),

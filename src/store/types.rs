@@ -897,7 +897,13 @@ mod tests {
                 (1, listed("r10", "delivered", 10)),
             ]
         };
-        let members = || vec![member("m25", 25, "d", 3), member("m20", 20, "d", 2), member("m5", 5, "d", 1)];
+        let members = || {
+            vec![
+                member("m25", 25, "d", 3),
+                member("m20", 20, "d", 2),
+                member("m5", 5, "d", 1),
+            ]
+        };
         let page = merge_page(rows(), members(), 3, DecisionCursor::top());
         // A row comes before a membership of the same millisecond.
         assert_eq!(events(&page), ["r30", "m25", "r20"]);
