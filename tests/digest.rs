@@ -141,7 +141,44 @@ async fn fifty_events_make_three_digests_and_an_immediate_one_goes_at_once(backe
     assert_eq!(digested.len(), 1, "{member}");
     let digest_id = digested[0]["ref"].as_str().expect("the digest's id").to_owned();
     assert!(digests.iter().any(|d| d["id"] == digest_id.as_str()), "{member}");
+    // The listing: each member's `digested` decision once, paged newest
+    // first, alone and among the other decisions (the live event's and the
+    // three digests' deliveries).
+    let digest_ids: Vec<&str> = digests.iter().filter_map(|d| d["id"].as_str()).collect();
+    let listed = list_all(&relay, "decision=digested&limit=7").await;
+    assert_eq!(listed.len(), 50, "{listed:#?}");
+    let mut members: Vec<&str> = listed.iter().filter_map(|d| d["event_id"].as_str()).collect();
+    for d in &listed {
+        assert_eq!((d["decision"].as_str(), d["rule"].as_str()), (Some("digested"), Some("digest")), "{d}");
+        assert_eq!((d["webhook_name"].as_str(), d["event_type"].as_str()), (Some("Baseline"), Some("finding")), "{d}");
+        assert!(digest_ids.contains(&d["ref"].as_str().unwrap_or("")), "{d}");
+    }
+    members.sort();
+    members.dedup();
+    assert_eq!(members.len(), 50, "each member once: {members:?}");
+    let all = list_all(&relay, "limit=9").await;
+    let count = |what: &str| all.iter().filter(|d| d["decision"] == what).count();
+    assert_eq!((all.len(), count("digested"), count("delivered")), (54, 50, 4), "{all:#?}");
+    let times: Vec<&str> = all.iter().filter_map(|d| d["at"].as_str()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
 }
+}
+
+/// Every decision of a listing (`GET /api/v1/events?QUERY`), following its
+/// cursors (at most 100 pages).
+async fn list_all(relay: &Relay, query: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut path = format!("/api/v1/events?{query}");
+    for _ in 0..100 {
+        let (s, b) = relay.get(&path, Some(VIEWER)).await.expect("list");
+        assert_eq!(s, 200, "{b}");
+        out.extend(b["data"].as_array().cloned().unwrap_or_default());
+        match b["next"].as_str() {
+            Some(c) => path = format!("/api/v1/events?{query}&cursor={c}"),
+            None => return out,
+        }
+    }
+    panic!("more than 100 pages of {query}");
 }
 
 on_both_stores! {
@@ -307,6 +344,7 @@ async fn retention_prunes_dedup_and_closed_digests_but_keeps_members_of_an_open_
             digests: digest
                 .then(|| DigestMember {
                     webhook_id: "w".into(),
+                    webhook_name: "W".into(),
                     group: "{}".into(),
                     window_ms: 60_000,
                     max_events: 2,

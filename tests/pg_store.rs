@@ -329,6 +329,89 @@ async fn instances_starting_together_migrate_once() {
     assert_eq!(versions, want);
 }
 
+/// A database migrated before a `digested` decision became its digest
+/// membership (migration 9): its decision rows move onto the memberships,
+/// so the explanation and the listing say what they said.
+#[tokio::test]
+async fn migration_9_turns_digested_decision_rows_into_memberships() {
+    let url = PgCluster::shared().fresh_db().await;
+    let client = observer(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE relay_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL);",
+        )
+        .await
+        .unwrap();
+    for (version, sql) in relay::store::postgres::MIGRATIONS
+        .iter()
+        .filter(|(v, _)| *v <= 7)
+    {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute("INSERT INTO relay_migrations VALUES ($1, 0)", &[version])
+            .await
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO events (id, type, body, deliveries, received_at)
+                 VALUES ('e1', 't', '{}', 0, 1000), ('e2', 't', '{}', 0, 2000);
+             INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
+                 VALUES ('d1', 'w', '{}', 'open', 2, 100, 1000, 61000);
+             INSERT INTO digest_members (digest_id, seq, event_id) VALUES ('d1', 1, 'e1'), ('d1', 2, 'e2');
+             INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at) VALUES
+                 ('e1', 'w', 'Weekly', 'digested', 'digest', 'd1', 1000),
+                 ('e1', 'x', 'Other', 'filtered', 'filter.tenant', NULL, 1000),
+                 ('e2', 'w', 'Weekly', 'digested', 'digest', 'd1', 2000);",
+        )
+        .await
+        .unwrap();
+    let s = store(&url, 60_000).await;
+    let rows: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM decisions WHERE decision = 'digested'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "the rows became memberships");
+    let e1 = s.event_decisions("e1").await.unwrap();
+    let seen: Vec<(&str, Option<&str>, Option<&str>, i64)> = e1
+        .iter()
+        .map(|d| {
+            (
+                d.decision.as_str(),
+                d.webhook_name.as_deref(),
+                d.reference.as_deref(),
+                d.created_at_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("filtered", Some("Other"), None, 1000),
+            ("digested", Some("Weekly"), Some("d1"), 1000)
+        ]
+    );
+    let page = s
+        .list_decisions(relay::store::DecisionQuery {
+            decision: Some("digested".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<(&str, i64)> = page
+        .data
+        .iter()
+        .map(|d| (d.record.event_id.as_str(), d.record.created_at_ms))
+        .collect();
+    assert_eq!(listed, [("e2", 2000), ("e1", 1000)]);
+    assert!(page.next.is_none());
+}
+
 #[tokio::test]
 async fn a_delivery_costs_at_most_two_round_trips_on_the_happy_path() {
     let url = PgCluster::shared().fresh_db().await;

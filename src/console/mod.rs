@@ -819,7 +819,7 @@ async fn events(
             .unwrap_or_default(),
         older: page
             .as_ref()
-            .and_then(|p| p.next)
+            .and_then(|p| p.next.as_ref())
             .map(|n| format!("/ui/events{}", f.link(&n.encode())))
             .unwrap_or_default(),
         newest: format!("/ui/events{}", f.link("")),

@@ -34,7 +34,8 @@ pub fn is_digested(spec: &DigestSpec, event: &Event) -> bool {
 /// The router's webhook hook for digests ([`super::Hooks`]): an event a
 /// webhook's digest takes is decided `digested` and becomes a member (its
 /// window, and the decision's `ref`, are the store's: it joins the open
-/// window of its group in the accept transaction).
+/// window of its group in the accept transaction, and that membership is
+/// the decision the store keeps: `store::is_recorded`).
 #[derive(Debug, Default)]
 pub struct DigestHook {
     pub members: Vec<DigestMember>,
@@ -51,7 +52,8 @@ impl super::Hooks for DigestHook {
         if !is_digested(spec, event) {
             return None;
         }
-        self.members.push(member(w.id(), spec, event));
+        self.members
+            .push(member(w.id(), &w.spec().name, spec, event));
         Some(super::Held {
             decision: super::Decision::Digested,
             rule: Some("digest".into()),
@@ -61,9 +63,15 @@ impl super::Hooks for DigestHook {
 }
 
 /// The membership of `event` in a webhook's digest: its group and window.
-pub fn member(webhook_id: &str, spec: &DigestSpec, event: &Event) -> DigestMember {
+pub fn member(
+    webhook_id: &str,
+    webhook_name: &str,
+    spec: &DigestSpec,
+    event: &Event,
+) -> DigestMember {
     DigestMember {
         webhook_id: webhook_id.to_owned(),
+        webhook_name: webhook_name.to_owned(),
         group: group_of(spec, event),
         window_ms: (spec.window_s as i64).saturating_mul(1000),
         max_events: spec.max_events,

@@ -46,9 +46,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
     DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, Delivery, DueDelivery, DueDigests,
-    HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page, QueueDepth, RoutingRecord,
-    SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target, WebhookState,
-    catch_all_decision, deduped_decision, with_digest_refs,
+    HistoryQuery, ListedDecision, MemberCursor, NewEvent, PRUNE_BATCH, Page, QueueDepth,
+    RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook, Target,
+    WebhookState, catch_all_decision, deduped_decision, digested_decision, is_recorded, merge_page,
+    with_memberships,
 };
 use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};
 use crate::event::{Event, now_ms};
@@ -240,6 +241,22 @@ CREATE INDEX deduped_into ON deduped (into_id);
 DROP INDEX IF EXISTS attempts_created;
 DROP INDEX IF EXISTS decisions_created;
 DROP INDEX IF EXISTS deliveries_final;
+"#,
+    ),
+    (
+        9,
+        r#"
+-- A `digested` decision is its event's digest membership (issue 15): the
+-- member keeps its time, the window its webhook's name; the rows written
+-- before move onto the memberships.
+ALTER TABLE digest_members ADD COLUMN created_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE digests ADD COLUMN webhook_name TEXT;
+UPDATE digest_members m SET created_at = d.created_at FROM decisions d
+    WHERE d.decision = 'digested' AND d.event_id = m.event_id AND d.ref = m.digest_id;
+UPDATE digests g SET webhook_name = d.webhook_name FROM decisions d
+    WHERE d.decision = 'digested' AND d.ref = g.id;
+DELETE FROM decisions WHERE decision = 'digested';
+CREATE INDEX digest_members_listing ON digest_members (created_at, digest_id, seq);
 "#,
     ),
 ];
@@ -929,20 +946,18 @@ impl PgStore {
                     continue;
                 }
             }
-            let mut joined: Vec<(&str, String)> = Vec::with_capacity(e.digests.len());
             for m in &e.digests {
-                let digest: String = self
-                    .run(
+                self.run(
                         &tx,
                         "WITH d AS (
-                            INSERT INTO digests AS g (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
-                            VALUES ($1, $2, $3, CASE WHEN $4::int4 <= 1 THEN 'closing' ELSE 'open' END, 1, $4, $5, $6)
+                            INSERT INTO digests AS g (id, webhook_id, grp, state, count, max_events, opened_at, closes_at, webhook_name)
+                            VALUES ($1, $2, $3, CASE WHEN $4::int4 <= 1 THEN 'closing' ELSE 'open' END, 1, $4, $5, $6, $8)
                             ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET
                                 count = g.count + 1,
                                 state = CASE WHEN g.count + 1 >= g.max_events THEN 'closing' ELSE 'open' END
                             RETURNING id, count
                          )
-                         INSERT INTO digest_members (digest_id, seq, event_id) SELECT id, count, $7 FROM d
+                         INSERT INTO digest_members (digest_id, seq, event_id, created_at) SELECT id, count, $7, $5 FROM d
                          RETURNING digest_id",
                         &[
                             &crate::event::new_id(),
@@ -952,16 +967,12 @@ impl PgStore {
                             &now,
                             &(now + m.window_ms),
                             &id,
+                            &m.webhook_name,
                         ],
                     )
                     .await?
                     .first()
-                    .map(|r| r.get(0))
                     .ok_or_else(|| StoreError::Corrupt("a digest window returned no row".into()))?;
-                joined.push((m.webhook_id.as_str(), digest));
-            }
-            if !joined.is_empty() {
-                e.decisions = with_digest_refs(&e.decisions, &joined);
             }
         }
         let accepted = self.accept_on(&tx, &[&batch], &deduped).await?;
@@ -1007,7 +1018,7 @@ impl PgStore {
                 d.push(&e.event.id, t, now);
             }
             held.extend(e.held.iter().cloned());
-            decisions.extend(e.decisions.iter());
+            decisions.extend(e.decisions.iter().filter(|d| is_recorded(d)));
         }
         // Most batches hold neither held attempts nor decisions: their
         // statement leaves out the two inserts (each costs the server its
@@ -1816,65 +1827,104 @@ impl Storage for PgStore {
         .map(|_| ())
     }
 
+    /// The rows and the memberships (`digested`) in one round trip.
     async fn event_decisions(&self, event_id: &str) -> Result<Vec<DecisionRecord>, StoreError> {
         let rows = self
             .query(
-                "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
-                 FROM decisions WHERE event_id = $1 ORDER BY seq",
+                "SELECT 0 AS k, seq, event_id, webhook_id, webhook_name, decision, rule, ref, created_at
+                 FROM decisions WHERE event_id = $1
+                 UNION ALL
+                 SELECT 1, m.created_at, m.event_id, g.webhook_id, g.webhook_name, NULL, NULL, m.digest_id, m.created_at
+                 FROM digest_members m JOIN digests g ON g.id = m.digest_id WHERE m.event_id = $1
+                 ORDER BY 1, 2, 4",
                 &[&event_id],
             )
             .await?;
-        Ok(rows.iter().map(|r| decision_from_row(r, 0)).collect())
+        let (mut recorded, mut memberships) = (Vec::new(), Vec::new());
+        for r in &rows {
+            if r.get::<_, i32>(0) == 0 {
+                recorded.push(decision_from_row(r, 2));
+            } else {
+                memberships.push(digested_decision(
+                    r.get(2),
+                    r.get::<_, Option<String>>(3).unwrap_or_default(),
+                    r.get(4),
+                    r.get::<_, Option<String>>(7).unwrap_or_default(),
+                    r.get(8),
+                ));
+            }
+        }
+        Ok(with_memberships(recorded, memberships))
     }
 
+    /// The rows and the memberships (`digested`), each read past its own
+    /// cursor, merged ([`merge_page`]).
     async fn list_decisions(&self, q: DecisionQuery) -> Result<DecisionPage, StoreError> {
-        let limit = q.limit.clamp(1, 1000) as i64;
-        let (before_at, before_seq) = q
-            .before
-            .map(|c| (c.at_ms, c.seq))
-            .unwrap_or((i64::MAX, i64::MAX));
-        let rows = self
-            .query(
-                "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
-                 FROM decisions d LEFT JOIN events e ON e.id = d.event_id
-                 WHERE ($1::text IS NULL OR d.decision = $1) AND d.created_at >= $2
-                   AND (d.created_at, d.seq) < ($3, $4)
-                 ORDER BY d.created_at DESC, d.seq DESC LIMIT $5",
-                &[
-                    &q.decision,
-                    &q.since_ms.unwrap_or(i64::MIN),
-                    &before_at,
-                    &before_seq,
-                    &(limit + 1),
-                ],
-            )
-            .await?;
-        let mut data: Vec<(i64, ListedDecision)> = rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<_, i64>(0),
-                    ListedDecision {
-                        record: decision_from_row(r, 1),
-                        event_type: r.get(8),
-                    },
+        let limit = q.limit.clamp(1, 1000);
+        let from = q.before.clone().unwrap_or_else(DecisionCursor::top);
+        let since = q.since_ms.unwrap_or(i64::MIN);
+        let mut rows: Vec<(i64, ListedDecision)> = Vec::new();
+        if q.decision.as_deref() != Some("digested") {
+            rows = self
+                .query(
+                    "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+                     FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+                     WHERE ($1::text IS NULL OR d.decision = $1) AND d.created_at >= $2
+                       AND (d.created_at, d.seq) < ($3, $4)
+                     ORDER BY d.created_at DESC, d.seq DESC LIMIT $5",
+                    &[&q.decision, &since, &from.at_ms, &from.seq, &(limit as i64 + 1)],
                 )
-            })
-            .collect();
-        let more = data.len() as i64 > limit;
-        data.truncate(limit as usize);
-        let next = if more {
-            data.last().map(|(seq, d)| DecisionCursor {
-                at_ms: d.record.created_at_ms,
-                seq: *seq,
-            })
-        } else {
-            None
-        };
-        Ok(DecisionPage {
-            data: data.into_iter().map(|(_, d)| d).collect(),
-            next,
-        })
+                .await?
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i64>(0),
+                        ListedDecision {
+                            record: decision_from_row(r, 1),
+                            event_type: r.get(8),
+                        },
+                    )
+                })
+                .collect();
+        }
+        let mut members: Vec<(MemberCursor, ListedDecision)> = Vec::new();
+        if q.decision.as_deref().is_none_or(|d| d == "digested") {
+            let m = &from.member;
+            members = self
+                .query(
+                    "SELECT m.created_at, m.digest_id, m.seq::int8, m.event_id, g.webhook_id, g.webhook_name, e.type
+                     FROM digest_members m JOIN digests g ON g.id = m.digest_id
+                     LEFT JOIN events e ON e.id = m.event_id
+                     WHERE m.created_at >= $1 AND (m.created_at, m.digest_id, m.seq::int8) < ($2, $3, $4)
+                     ORDER BY m.created_at DESC, m.digest_id DESC, m.seq DESC LIMIT $5",
+                    &[&since, &m.at_ms, &m.digest_id, &m.pos, &(limit as i64 + 1)],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    let at = MemberCursor {
+                        at_ms: r.get(0),
+                        digest_id: r.get(1),
+                        pos: r.get(2),
+                    };
+                    let record = digested_decision(
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        at.digest_id.clone(),
+                        at.at_ms,
+                    );
+                    (
+                        at,
+                        ListedDecision {
+                            record,
+                            event_type: r.get(6),
+                        },
+                    )
+                })
+                .collect();
+        }
+        Ok(merge_page(rows, members, limit, from))
     }
 
     /// Steps of at most [`PRUNE_BATCH`] rows, each its own short statement:

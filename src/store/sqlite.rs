@@ -27,9 +27,10 @@ use crate::event::{Event, now_ms, rfc3339_ms};
 use super::{
     Accepted, Activity, Attempt, AttemptError, AttemptRecord, BreakerChange, Busy, Claimed,
     DecisionCursor, DecisionPage, DecisionQuery, DecisionRecord, DedupKey, Delivery, DigestMember,
-    DueDelivery, DueDigests, Held, HistoryQuery, ListedDecision, NewEvent, PRUNE_BATCH, Page,
-    QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError, StoredWebhook,
-    Target, WebhookState, catch_all_decision, deduped_decision, with_digest_refs,
+    DueDelivery, DueDigests, Held, HistoryQuery, ListedDecision, MemberCursor, NewEvent,
+    PRUNE_BATCH, Page, QueueDepth, RoutingRecord, SealedDigest, Start, Status, Storage, StoreError,
+    StoredWebhook, Target, WebhookState, catch_all_decision, deduped_decision, digested_decision,
+    is_recorded, merge_page, with_memberships,
 };
 use super::{DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, LinkAck, StepRun};
 
@@ -230,7 +231,8 @@ CREATE TABLE IF NOT EXISTS digests (
     count       INTEGER NOT NULL,
     max_events  INTEGER NOT NULL,
     opened_at   INTEGER NOT NULL,
-    closes_at   INTEGER NOT NULL
+    closes_at   INTEGER NOT NULL,
+    webhook_name TEXT                   -- when it opened: its members' `digested` decisions show it
 );
 -- At most one open window per webhook and group: members join it by upsert.
 CREATE UNIQUE INDEX IF NOT EXISTS digests_open ON digests (webhook_id, grp) WHERE state = 'open';
@@ -239,6 +241,7 @@ CREATE TABLE IF NOT EXISTS digest_members (
     digest_id   TEXT NOT NULL,
     seq         INTEGER NOT NULL,       -- 1-based arrival order in the window
     event_id    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL DEFAULT 0, -- ms; a member is its event's `digested` decision
     PRIMARY KEY (digest_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS digest_members_event ON digest_members (event_id);
@@ -273,6 +276,29 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         // `load_webhook_states` from `is_active`.
         conn.execute_batch("ALTER TABLE webhook_state ADD COLUMN activity TEXT")?;
     }
+    let has_member_time = conn
+        .prepare("SELECT 1 FROM pragma_table_info('digest_members') WHERE name = 'created_at'")?
+        .exists([])?;
+    if !has_member_time {
+        // A `digested` decision became its digest membership (issue 15):
+        // the rows written before move onto the memberships, once.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE digest_members ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+             ALTER TABLE digests ADD COLUMN webhook_name TEXT;
+             UPDATE digest_members AS m SET created_at = d.created_at FROM decisions AS d
+                 WHERE d.decision = 'digested' AND d.event_id = m.event_id AND d.ref = m.digest_id;
+             UPDATE digests AS g SET webhook_name = d.webhook_name FROM decisions AS d
+                 WHERE d.decision = 'digested' AND d.ref = g.id;
+             DELETE FROM decisions WHERE decision = 'digested';
+             COMMIT;",
+        )?;
+    }
+    // The listing of `digested` decisions, newest first (its entries hold
+    // the key: time, digest, place).
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS digest_members_listing ON digest_members (created_at);",
+    )?;
     // Retention's time indexes, replaced by walking rows in write order.
     conn.execute_batch(
         "DROP INDEX IF EXISTS events_received; DROP INDEX IF EXISTS deliveries_final;
@@ -757,11 +783,10 @@ fn insert_routed(
             });
         }
     }
-    let mut joined = Vec::with_capacity(digests.len());
     for m in digests {
-        joined.push((m.webhook_id.as_str(), join_digest(conn, m, &event.id, now)?));
+        join_digest(conn, m, &event.id, now)?;
     }
-    insert_decisions(conn, &with_digest_refs(decisions, &joined))?;
+    insert_decisions(conn, decisions.iter().filter(|d| is_recorded(d)))?;
     let held = insert_deliveries(conn, &event.id, targets, now)?;
     Ok(Accepted {
         id: event.id.clone(),
@@ -794,21 +819,25 @@ fn dedup(conn: &Connection, k: &DedupKey, event_id: &str, now: i64) -> Result<St
 
 /// Adds an event to its webhook's open window for its group (opening one
 /// when there is none); a window that reaches `max_events` stops taking
-/// members (`closing`) in the same statement, so none ever holds more.
+/// members (`closing`) in the same transaction, so none ever holds more. The
+/// member row, with its time, is the event's `digested` decision.
+///
+/// A join sets only `count`, which no index holds: setting `state` (even
+/// to its value) would make SQLite rewrite both indexes that hold it
+/// (`digests_open`, `digests_pending`) for every member; it changes only
+/// for the member that fills the window.
 fn join_digest(
     conn: &Connection,
     m: &DigestMember,
     event_id: &str,
     now: i64,
-) -> Result<String, StoreError> {
-    let (digest_id, seq): (String, i64) = conn
+) -> Result<(), StoreError> {
+    let (digest_id, seq, max_events): (String, i64, i64) = conn
         .prepare_cached(
-            "INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
-             VALUES (?1, ?2, ?3, CASE WHEN ?4 <= 1 THEN 'closing' ELSE 'open' END, 1, ?4, ?5, ?6)
-             ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET
-                 count = count + 1,
-                 state = CASE WHEN count + 1 >= max_events THEN 'closing' ELSE 'open' END
-             RETURNING id, count",
+            "INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at, webhook_name)
+             VALUES (?1, ?2, ?3, CASE WHEN ?4 <= 1 THEN 'closing' ELSE 'open' END, 1, ?4, ?5, ?6, ?7)
+             ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET count = count + 1
+             RETURNING id, count, max_events",
         )?
         .query_row(
             params![
@@ -817,15 +846,22 @@ fn join_digest(
                 m.group,
                 m.max_events,
                 now,
-                now + m.window_ms
+                now + m.window_ms,
+                m.webhook_name
             ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
+    if seq >= max_events {
+        conn.prepare_cached(
+            "UPDATE digests SET state = 'closing' WHERE id = ?1 AND state = 'open'",
+        )?
+        .execute([&digest_id])?;
+    }
     conn.prepare_cached(
-        "INSERT INTO digest_members (digest_id, seq, event_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO digest_members (digest_id, seq, event_id, created_at) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![digest_id, seq, event_id])?;
-    Ok(digest_id)
+    .execute(params![digest_id, seq, event_id, now])?;
+    Ok(())
 }
 
 /// Windows to close now and the earliest end of the others.
@@ -1664,8 +1700,12 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookState> {
 // ---------------------------------------------------------------------------
 // Routing decisions
 
-fn insert_decisions(conn: &Connection, decisions: &[DecisionRecord]) -> Result<(), StoreError> {
-    if decisions.is_empty() {
+fn insert_decisions<'d>(
+    conn: &Connection,
+    decisions: impl IntoIterator<Item = &'d DecisionRecord>,
+) -> Result<(), StoreError> {
+    let mut decisions = decisions.into_iter().peekable();
+    if decisions.peek().is_none() {
         return Ok(());
     }
     let mut stmt = conn.prepare_cached(
@@ -1703,54 +1743,98 @@ fn event_decisions(conn: &Connection, event_id: &str) -> Result<Vec<DecisionReco
         "SELECT event_id, webhook_id, webhook_name, decision, rule, ref, created_at
          FROM decisions WHERE event_id = ?1 ORDER BY seq",
     )?;
-    let rows = stmt.query_map([event_id], |r| decision_from_row(r, 0))?;
-    rows.map(|r| r.map_err(StoreError::from)).collect()
+    let rows = stmt
+        .query_map([event_id], |r| decision_from_row(r, 0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT g.webhook_id, g.webhook_name, m.digest_id, m.created_at
+         FROM digest_members m JOIN digests g ON g.id = m.digest_id
+         WHERE m.event_id = ?1 ORDER BY m.created_at, g.webhook_id",
+    )?;
+    let memberships = stmt
+        .query_map([event_id], |r| {
+            Ok(digested_decision(
+                event_id.to_owned(),
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(with_memberships(rows, memberships))
 }
 
+/// Decisions, newest first: the rows (`decisions_listing`) and the digest
+/// memberships (`digest_members_listing`: the `digested` ones), each read
+/// past its own cursor and merged ([`merge_page`]).
 fn list_decisions(conn: &Connection, q: &DecisionQuery) -> Result<DecisionPage, StoreError> {
     let limit = q.limit.clamp(1, 1000);
-    let (before_at, before_seq) = q
-        .before
-        .map(|c| (c.at_ms, c.seq))
-        .unwrap_or((i64::MAX, i64::MAX));
-    let mut stmt = conn.prepare_cached(
-        "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
-         FROM decisions d LEFT JOIN events e ON e.id = d.event_id
-         WHERE (?1 IS NULL OR d.decision = ?1) AND d.created_at >= ?2
-           AND (d.created_at, d.seq) < (?3, ?4)
-         ORDER BY d.created_at DESC, d.seq DESC LIMIT ?5",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            q.decision,
-            q.since_ms.unwrap_or(i64::MIN),
-            before_at,
-            before_seq,
-            limit as i64 + 1
-        ],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                ListedDecision {
-                    record: decision_from_row(r, 1)?,
-                    event_type: r.get(8)?,
+    let from = q.before.clone().unwrap_or_else(DecisionCursor::top);
+    let since = q.since_ms.unwrap_or(i64::MIN);
+    let digested = q.decision.as_deref().is_none_or(|d| d == "digested");
+    let mut rows: Vec<(i64, ListedDecision)> = Vec::new();
+    if q.decision.as_deref() != Some("digested") {
+        let mut stmt = conn.prepare_cached(
+            "SELECT d.seq, d.event_id, d.webhook_id, d.webhook_name, d.decision, d.rule, d.ref, d.created_at, e.type
+             FROM decisions d LEFT JOIN events e ON e.id = d.event_id
+             WHERE (?1 IS NULL OR d.decision = ?1) AND d.created_at >= ?2
+               AND (d.created_at, d.seq) < (?3, ?4)
+             ORDER BY d.created_at DESC, d.seq DESC LIMIT ?5",
+        )?;
+        rows = stmt
+            .query_map(
+                params![q.decision, since, from.at_ms, from.seq, limit as i64 + 1],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        ListedDecision {
+                            record: decision_from_row(r, 1)?,
+                            event_type: r.get(8)?,
+                        },
+                    ))
                 },
-            ))
-        },
-    )?;
-    let mut data: Vec<(i64, ListedDecision)> = rows.collect::<Result<_, _>>()?;
-    let more = data.len() > limit;
-    data.truncate(limit);
-    let next = more.then(|| {
-        data.last().map(|(seq, d)| DecisionCursor {
-            at_ms: d.record.created_at_ms,
-            seq: *seq,
-        })
-    });
-    Ok(DecisionPage {
-        data: data.into_iter().map(|(_, d)| d).collect(),
-        next: next.flatten(),
-    })
+            )?
+            .collect::<Result<_, _>>()?;
+    }
+    let mut members: Vec<(MemberCursor, ListedDecision)> = Vec::new();
+    if digested {
+        let m = &from.member;
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.created_at, m.digest_id, m.seq, m.event_id, g.webhook_id, g.webhook_name, e.type
+             FROM digest_members m JOIN digests g ON g.id = m.digest_id
+             LEFT JOIN events e ON e.id = m.event_id
+             WHERE m.created_at >= ?1 AND (m.created_at, m.digest_id, m.seq) < (?2, ?3, ?4)
+             ORDER BY m.created_at DESC, m.digest_id DESC, m.seq DESC LIMIT ?5",
+        )?;
+        members = stmt
+            .query_map(
+                params![since, m.at_ms, m.digest_id, m.pos, limit as i64 + 1],
+                |r| {
+                    let at = MemberCursor {
+                        at_ms: r.get(0)?,
+                        digest_id: r.get(1)?,
+                        pos: r.get(2)?,
+                    };
+                    let record = digested_decision(
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        at.digest_id.clone(),
+                        at.at_ms,
+                    );
+                    Ok((
+                        at,
+                        ListedDecision {
+                            record,
+                            event_type: r.get(6)?,
+                        },
+                    ))
+                },
+            )?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(merge_page(rows, members, limit, from))
 }
 
 // ---------------------------------------------------------------------------
@@ -3012,5 +3096,78 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(threshold_zero.activity, Activity::Active, "0 = never trips");
+    }
+
+    /// A database written before a `digested` decision became its digest
+    /// membership: its decision rows move onto the memberships when it is
+    /// opened, so the explanation and the listing say what they said.
+    #[tokio::test]
+    async fn an_older_database_s_digested_decisions_become_its_memberships_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        drop(SqliteStore::open(&path).unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "DROP INDEX digest_members_listing;
+                 ALTER TABLE digest_members DROP COLUMN created_at;
+                 ALTER TABLE digests DROP COLUMN webhook_name;
+                 INSERT INTO events (id, type, body, deliveries, received_at)
+                     VALUES ('e1', 't', '{}', 0, 1000), ('e2', 't', '{}', 0, 2000);
+                 INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at)
+                     VALUES ('d1', 'w', '{}', 'open', 2, 100, 1000, 61000);
+                 INSERT INTO digest_members (digest_id, seq, event_id) VALUES ('d1', 1, 'e1'), ('d1', 2, 'e2');
+                 INSERT INTO decisions (event_id, webhook_id, webhook_name, decision, rule, ref, created_at) VALUES
+                     ('e1', 'w', 'Weekly', 'digested', 'digest', 'd1', 1000),
+                     ('e1', 'x', 'Other', 'filtered', 'filter.tenant', NULL, 1000),
+                     ('e2', 'w', 'Weekly', 'digested', 'digest', 'd1', 2000);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let rows = count(
+            &store,
+            "SELECT COUNT(*) FROM decisions WHERE decision = 'digested'",
+        )
+        .await;
+        assert_eq!(rows, 0, "the rows became memberships");
+        let e1 = store.event_decisions("e1").await.unwrap();
+        let seen: Vec<(&str, Option<&str>, Option<&str>, i64)> = e1
+            .iter()
+            .map(|d| {
+                (
+                    d.decision.as_str(),
+                    d.webhook_name.as_deref(),
+                    d.reference.as_deref(),
+                    d.created_at_ms,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("filtered", Some("Other"), None, 1000),
+                ("digested", Some("Weekly"), Some("d1"), 1000)
+            ]
+        );
+        let page = store
+            .list_decisions(DecisionQuery {
+                decision: Some("digested".into()),
+                limit: 10,
+                ..DecisionQuery::default()
+            })
+            .await
+            .unwrap();
+        let listed: Vec<(&str, i64)> = page
+            .data
+            .iter()
+            .map(|d| (d.record.event_id.as_str(), d.record.created_at_ms))
+            .collect();
+        assert_eq!(listed, [("e2", 2000), ("e1", 1000)]);
+        assert!(page.next.is_none());
+        // Opening it again changes nothing.
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.event_decisions("e1").await.unwrap(), e1);
     }
 }
