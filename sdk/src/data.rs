@@ -146,6 +146,12 @@ impl Data {
         })
     }
 
+    /// Whether the whole tree has been decoded.
+    #[cfg(test)]
+    pub(crate) fn is_decoded(&self) -> bool {
+        self.value.get().is_some()
+    }
+
     /// The JSON text (empty for no data).
     pub(crate) fn text(&self) -> &str {
         &self.raw

@@ -320,6 +320,75 @@ mod tests {
     }
 
     #[test]
+    fn accessors_read_from_the_text_agree_with_a_walk_of_the_decoded_tree() {
+        let data = json!({"title": "T", "esc": "a\"b\n", "n": 9.8, "i": -3, "big": 1e300,
+            "b": true, "z": null, "o": {"k": "v", "l": [1, "x"]}, "k.with.dots": "d",
+            "tags": ["a", "b"], "é": "u"});
+        let e = Event::from_parts("i", "t", "", data.to_string()).unwrap();
+        let paths = [
+            "title",
+            "esc",
+            "n",
+            "i",
+            "big",
+            "b",
+            "z",
+            "o",
+            "o.k",
+            "o.l.1",
+            "o.l.9",
+            "o.",
+            "k.with.dots",
+            "tags.0",
+            "tags.x",
+            "missing",
+            "missing.x",
+            "",
+            "é",
+        ];
+        for path in paths {
+            let want = if path.is_empty() {
+                None
+            } else {
+                lookup(&data, path)
+            };
+            assert_eq!(e.get(path), want, "{path}");
+            assert_eq!(e.has(path), want.is_some(), "{path}");
+            assert_eq!(e.str(path), want.and_then(Value::as_str), "{path}");
+            assert_eq!(e.text(path), want.and_then(scalar_text), "{path}");
+        }
+        let scalars: Vec<(&str, String)> = data
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), scalar_text(v)?)))
+            .collect();
+        assert_eq!(e.scalar_fields(), scalars);
+        assert_eq!(e.data(), &data);
+    }
+
+    #[test]
+    fn reading_top_level_fields_decodes_no_tree() {
+        let e = Event::from_parts("i", "t", "", r#"{"a": "x", "o": {"k": 1}}"#).unwrap();
+        assert_eq!(
+            (e.str("a"), e.has("o"), e.text("missing")),
+            (Some("x"), true, None)
+        );
+        assert_eq!(e.get("o.k"), Some(&json!(1)));
+        assert!(!e.data.is_decoded(), "only `o` was decoded");
+        assert_eq!(e.data_json(), r#"{"a": "x", "o": {"k": 1}}"#);
+    }
+
+    #[test]
+    fn data_that_is_not_an_object_is_read_as_a_tree() {
+        let e = Event::from_parts("i", "t", "", r#"["x", {"k": "v"}]"#).unwrap();
+        assert_eq!(e.str("0"), Some("x"));
+        assert_eq!(e.text("1.k").as_deref(), Some("v"));
+        assert!(e.scalar_fields().is_empty());
+        assert!(!e.has("k"));
+    }
+
+    #[test]
     fn str_and_text() {
         let e = ev(json!({"s": "v", "n": 1.5, "b": false, "z": null, "o": {}}));
         assert_eq!(e.str("s"), Some("v"));
