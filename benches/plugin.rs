@@ -98,7 +98,7 @@ fn main() {
         ev.id.clone(),
         ev.event_type.clone(),
         ev.time.clone(),
-        &ev.data.to_string(),
+        ev.data.to_string(),
     )
     .expect("event");
     let native = relay_plugin_slack::Slack::create(options).expect("slack options");
@@ -404,6 +404,10 @@ fn ab(dirs: &str) {
     }
 }
 
+/// Times a call (given `_a` or `_b`) on builds A and B: the medians of A,
+/// of B and of the per-round B/A.
+type MeasureAb<'a> = dyn FnMut(&mut dyn FnMut(&str)) -> (f64, f64, f64) + 'a;
+
 /// Where slack's warm call goes in builds A and B, in thread CPU, by
 /// difference as [`breakdown`] does, beside the native decode and format
 /// timed in the same way: the per-build rows say which part a change moved.
@@ -413,7 +417,7 @@ fn ab_breakdown(
     ev: &Event,
     native: &relay_plugin_slack::Slack,
     dirs: [&str; 2],
-    measure_ab: &mut dyn FnMut(&mut dyn FnMut(&str)) -> (f64, f64, f64),
+    measure_ab: &mut MeasureAb<'_>,
 ) {
     let mut kept = Vec::new();
     for (dir, suffix) in dirs.into_iter().zip(["_a", "_b"]) {
