@@ -19,7 +19,12 @@
 //! instead: every plugin call of the tables, A and B in alternating rounds,
 //! timed in the thread's CPU time, so that a loaded machine slows both alike.
 //! `PLUGIN_BENCH_SLACK_ONLY=1` times only the slack formatter (native, warm,
-//! the breakdown): the quick A/B.
+//! the breakdown): the quick A/B (with `PLUGIN_BENCH_AB` too: the slack
+//! rows only).
+//! `PLUGIN_BENCH_LOOP=NAME[,SECONDS]` only formats the event with the NAME
+//! formatter, warm, for SECONDS (default 10): a steady load for `perf
+//! record` (with `RELAY_PLUGIN_PERF_MAP=1`, which names the guest's
+//! functions).
 
 mod support;
 
@@ -82,6 +87,9 @@ fn main() {
     if let Ok(dirs) = std::env::var("PLUGIN_BENCH_AB") {
         return ab(&dirs);
     }
+    if let Ok(spec) = std::env::var("PLUGIN_BENCH_LOOP") {
+        return profile_loop(&spec);
+    }
     let ev = event();
     let size = serde_json::to_vec(&ev).map(|v| v.len()).unwrap_or(0);
     let options = "{}";
@@ -90,7 +98,7 @@ fn main() {
         ev.id.clone(),
         ev.event_type.clone(),
         ev.time.clone(),
-        &ev.data.to_string(),
+        ev.data.to_string(),
     )
     .expect("event");
     let native = relay_plugin_slack::Slack::create(options).expect("slack options");
@@ -317,7 +325,8 @@ fn ab(dirs: &str) {
         }
         (thread_cpu_us() - t) / N as f64
     };
-    let compare = |label: &str, f: &mut dyn FnMut(&str)| {
+    // Medians of A, of B and of the per-round B/A.
+    let measure_ab = |f: &mut dyn FnMut(&str)| {
         for s in ["_a", "_b"] {
             for _ in 0..N / 10 {
                 f(s);
@@ -331,11 +340,11 @@ fn ab(dirs: &str) {
             tb.push(y);
             ratio.push(y / x);
         }
-        let (ma, mb) = (median(ta), median(tb));
-        println!(
-            "  {label:<24} A {ma:8.2}   B {mb:8.2} µs   B/A {:5.3}",
-            median(ratio)
-        );
+        (median(ta), median(tb), median(ratio))
+    };
+    let compare = |label: &str, f: &mut dyn FnMut(&str)| {
+        let (ma, mb, ratio) = measure_ab(f);
+        println!("  {label:<24} A {ma:8.2}   B {mb:8.2} µs   B/A {ratio:5.3}");
     };
     println!(
         "A = {a}\nB = {b}\n(thread CPU µs per call, median of {AB_ROUNDS} alternating rounds of {N})"
@@ -360,6 +369,17 @@ fn ab(dirs: &str) {
         median(a_x),
         median(b_x)
     );
+    ab_breakdown(
+        &host,
+        &rt,
+        &ev,
+        &native,
+        [a, b],
+        &mut |f: &mut dyn FnMut(&str)| measure_ab(f),
+    );
+    if std::env::var_os("PLUGIN_BENCH_SLACK_ONLY").is_some() {
+        return;
+    }
     for name in formatters {
         compare(&format!("{name} format"), &mut |s| {
             std::hint::black_box(
@@ -382,6 +402,136 @@ fn ab(dirs: &str) {
             );
         });
     }
+}
+
+/// Times a call (given `_a` or `_b`) on builds A and B: the medians of A,
+/// of B and of the per-round B/A.
+type MeasureAb<'a> = dyn FnMut(&mut dyn FnMut(&str)) -> (f64, f64, f64) + 'a;
+
+/// Where slack's warm call goes in builds A and B, in thread CPU, by
+/// difference as [`breakdown`] does, beside the native decode and format
+/// timed in the same way: the per-build rows say which part a change moved.
+fn ab_breakdown(
+    host: &PluginHost,
+    rt: &tokio::runtime::Runtime,
+    ev: &Event,
+    native: &relay_plugin_slack::Slack,
+    dirs: [&str; 2],
+    measure_ab: &mut MeasureAb<'_>,
+) {
+    let mut kept = Vec::new();
+    for (dir, suffix) in dirs.into_iter().zip(["_a", "_b"]) {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let to = tmp.path().join(format!("relay_test_echo_a{suffix}.wasm"));
+        let from = std::path::Path::new(dir).join("relay_test_echo_a.wasm");
+        std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        relay::plugin::load_file(host, &to).expect("echo_a fixture");
+        kept.push(tmp);
+    }
+    let empty = Event {
+        data: json!({}),
+        ..ev.clone()
+    };
+    let data_text = ev.data.to_string();
+    let echo = |e: &Event, s: &str| {
+        std::hint::black_box(
+            rt.block_on(host.format(&format!("relay_test_echo_a{s}"), "{}", e))
+                .expect("echo_a"),
+        );
+    };
+    let (nothing_a, nothing_b, _) = measure_ab(&mut |s| echo(&empty, s));
+    let (echo_a, echo_b, _) = measure_ab(&mut |s| echo(ev, s));
+    let (slack_a, slack_b, _) = measure_ab(&mut |s| {
+        std::hint::black_box(
+            rt.block_on(host.format(&format!("slack{s}"), "{}", ev))
+                .expect("slack"),
+        );
+    });
+    // The host's own steps and the native ones are the same for A and B:
+    // timed in the same rounds, their medians are taken over both.
+    let both = |r: (f64, f64, f64)| (r.0 + r.1) / 2.0;
+    let encode = both(measure_ab(&mut |_| {
+        std::hint::black_box(serde_json::to_string(&ev.data).expect("data JSON"));
+    }));
+    let bodies: Vec<bytes::Bytes> = ["_a", "_b"]
+        .iter()
+        .map(|s| {
+            rt.block_on(host.format(&format!("slack{s}"), "{}", ev))
+                .expect("slack")
+                .body
+        })
+        .collect();
+    let (check_a, check_b, _) = measure_ab(&mut |s| {
+        let body = if s == "_a" { &bodies[0] } else { &bodies[1] };
+        std::hint::black_box(serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok());
+    });
+    let native_decode = both(measure_ab(&mut |_| {
+        std::hint::black_box(
+            relay_sdk::Event::from_parts(
+                ev.id.clone(),
+                ev.event_type.clone(),
+                ev.time.clone(),
+                &data_text,
+            )
+            .expect("event"),
+        );
+    }));
+    let decoded = relay_sdk::Event::from_parts(
+        ev.id.clone(),
+        ev.event_type.clone(),
+        ev.time.clone(),
+        &data_text,
+    )
+    .expect("event");
+    let native_format = both(measure_ab(&mut |_| {
+        std::hint::black_box(native.format(&decoded).expect("native format"));
+    }));
+    let decode = |echo: f64, nothing: f64| echo - nothing - encode;
+    let rest = |slack: f64, echo: f64, check: f64| slack - echo - check;
+    let (dec_a, dec_b) = (decode(echo_a, nothing_a), decode(echo_b, nothing_b));
+    let (fmt_a, fmt_b) = (
+        rest(slack_a, echo_a, check_a),
+        rest(slack_b, echo_b, check_b),
+    );
+    println!("  where slack's warm call goes (by difference, thread CPU µs):    A        B");
+    println!(
+        "    a call that does nothing (echo_a, empty data)       {nothing_a:8.2} {nothing_b:8.2}"
+    );
+    println!("    host: encode data as JSON text                      {encode:8.2} {encode:8.2}");
+    println!(
+        "    lower + decode data in the guest                    {dec_a:8.2} {dec_b:8.2}   native decode {native_decode:.2}"
+    );
+    println!(
+        "    guest formats + output lifted                       {fmt_a:8.2} {fmt_b:8.2}   native format {native_format:.2}"
+    );
+    println!("    host: check the output is JSON                      {check_a:8.2} {check_b:8.2}");
+    drop(kept);
+}
+
+/// `PLUGIN_BENCH_LOOP=NAME[,SECONDS]`: warm formats of the event with
+/// NAME, and nothing else, for `perf record`.
+fn profile_loop(spec: &str) {
+    let (name, seconds) = match spec.split_once(',') {
+        Some((n, s)) => (n, s.parse::<f64>().expect("PLUGIN_BENCH_LOOP=NAME,SECONDS")),
+        None => (spec, 10.0),
+    };
+    let host = bench_host(false);
+    let _override = wasm_override(&host);
+    let rt = runtime();
+    let ev = event();
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut calls = 0u64;
+    let cpu = thread_cpu_us();
+    while Instant::now() < until {
+        for _ in 0..100 {
+            std::hint::black_box(rt.block_on(host.format(name, "{}", &ev)).expect(name));
+        }
+        calls += 100;
+    }
+    println!(
+        "{name}: {calls} warm formats, {:.2} thread CPU µs/call",
+        (thread_cpu_us() - cpu) / calls as f64
+    );
 }
 
 /// Loads every built-in from the plugin build in `dir` as a file plugin

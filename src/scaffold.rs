@@ -18,6 +18,7 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../sdk/Cargo.toml")),
     ("README.md", include_str!("../sdk/README.md")),
     ("src/card.rs", include_str!("../sdk/src/card.rs")),
+    ("src/data.rs", include_str!("../sdk/src/data.rs")),
     ("src/event.rs", include_str!("../sdk/src/event.rs")),
     ("src/lib.rs", include_str!("../sdk/src/lib.rs")),
     ("src/options.rs", include_str!("../sdk/src/options.rs")),

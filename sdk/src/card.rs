@@ -2,6 +2,8 @@
 //! options, which data fields they pick for the title, text, link and the
 //! field list, and how a data path becomes a label.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -167,11 +169,11 @@ impl CardOptions {
             Layout::Incident => true,
             Layout::List => false,
             Layout::Auto => {
-                INCIDENT_KEYS.iter().any(|k| event.get(k).is_some())
+                INCIDENT_KEYS.iter().any(|k| event.has(k))
                     || [&self.steps_taken_field, &self.next_steps_field]
                         .into_iter()
                         .flatten()
-                        .any(|p| event.get(p).is_some())
+                        .any(|p| event.has(p))
             }
         }
     }
@@ -272,26 +274,21 @@ impl CardOptions {
                 .filter_map(|p| event.text(p).map(|v| (label_of(p), v)))
                 .collect();
         }
-        let Some(map) = event.data.as_object() else {
-            return Vec::new();
-        };
         // Only the fields shown are turned into text.
-        let shown = |key: &str, value: &Value| {
-            if used.contains(&Some(key)) {
-                return None;
-            }
-            scalar_text(value).map(|text| (label_of(key), text))
+        let shown = |key: &str, text: Cow<'_, str>| {
+            (!used.contains(&Some(key))).then(|| (label_of(key), text.into_owned()))
         };
-        let mut out = Vec::with_capacity(map.len());
+        let mut out = Vec::new();
         for key in PREFERRED_FIELDS {
-            if let Some(field) = map.get(*key).and_then(|v| shown(key, v)) {
+            if let Some(field) = event.scalar(key).and_then(|t| shown(key, t)) {
                 out.push(field);
             }
         }
         out.extend(
-            map.iter()
-                .filter(|(k, _)| !PREFERRED_FIELDS.contains(&k.as_str()))
-                .filter_map(|(k, v)| shown(k, v)),
+            event
+                .scalars()
+                .filter(|(k, _)| !PREFERRED_FIELDS.contains(k))
+                .filter_map(|(k, t)| shown(k, t)),
         );
         out
     }
@@ -303,7 +300,7 @@ fn first_present<'a>(
     configured: Option<&'a str>,
     defaults: &'static [&'static str],
 ) -> Option<&'a str> {
-    configured.or_else(|| defaults.iter().copied().find(|p| event.get(p).is_some()))
+    configured.or_else(|| defaults.iter().copied().find(|p| event.has(p)))
 }
 
 /// Turns a data path into a label: `tenant_name` → `Tenant name`.

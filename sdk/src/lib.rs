@@ -48,6 +48,7 @@
 //! `cargo test` exercises the plugin natively (see [`testing`]).
 
 pub mod card;
+mod data;
 mod event;
 mod options;
 mod source;
@@ -307,7 +308,7 @@ pub mod __private {
         }
 
         fn format(&self, event: ftypes::Event) -> Result<ftypes::Payload, String> {
-            let event = Event::from_parts(event.id, event.event_type, event.time, &event.data)?;
+            let event = Event::from_parts(event.id, event.event_type, event.time, event.data)?;
             let payload = self.0.format(&event)?;
             Ok(ftypes::Payload {
                 content_type: payload.content_type,

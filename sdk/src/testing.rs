@@ -35,20 +35,15 @@ pub fn event(data: Value) -> Event {
 
 /// An event of the given type with the given data.
 pub fn event_of(event_type: &str, data: Value) -> Event {
-    Event {
-        id: EVENT_ID.to_string(),
-        event_type: event_type.to_string(),
-        time: EVENT_TIME.to_string(),
-        data,
-    }
+    Event::new(EVENT_ID, event_type, EVENT_TIME, data)
 }
 
 /// Runs a formatter as the relay would: `create(options)` then `format` of
 /// the event after a round trip of its data through JSON text.
 pub fn format<F: Formatter>(options: &str, event: &Event) -> Result<Payload, String> {
     let formatter = F::create(options)?;
-    let data = serde_json::to_string(&event.data).map_err(|e| e.to_string())?;
-    let event = Event::from_parts(&*event.id, &*event.event_type, &*event.time, &data)?;
+    let data = serde_json::to_string(event.data()).map_err(|e| e.to_string())?;
+    let event = Event::from_parts(&*event.id, &*event.event_type, &*event.time, data)?;
     formatter.format(&event)
 }
 
@@ -140,7 +135,7 @@ pub fn event_payload(event: &Event) -> Payload {
         "id": event.id,
         "type": event.event_type,
         "time": event.time,
-        "data": event.data,
+        "data": event.data(),
     });
     Payload::new("application/json", value.to_string().into_bytes())
 }

@@ -45,7 +45,7 @@ pub fn truncate_bytes(text: &str, max_bytes: usize) -> String {
 
 /// Collapses line breaks and tabs into spaces and trims (for one-line titles).
 pub fn one_line(text: &str) -> String {
-    if !text.contains(['\n', '\r', '\t']) {
+    if !text.bytes().any(|b| matches!(b, b'\n' | b'\r' | b'\t')) {
         return text.trim().to_string();
     }
     text.split(['\n', '\r', '\t'])

@@ -333,6 +333,12 @@ pub enum HostError {
     Builtin { name: String, message: String },
 }
 
+/// Set (to anything but `0`) when the relay starts, plugin code is listed
+/// in `/tmp/perf-<pid>.map` as it is compiled, so that `perf record` /
+/// `perf report` name the guest's own functions (its symbols, when the
+/// `.wasm` keeps a name section) instead of bare addresses.
+pub const PERF_MAP_ENV: &str = "RELAY_PLUGIN_PERF_MAP";
+
 impl PluginHost {
     /// Builds the engine and loads the built-in plugins. `cache_dir` holds
     /// precompiled code so restarts skip compilation.
@@ -353,6 +359,10 @@ impl PluginHost {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        if std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v != "0") {
+            // `perf report` then names the guests' functions.
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).map_err(|e| HostError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)

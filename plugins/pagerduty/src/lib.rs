@@ -51,7 +51,8 @@ use relay_sdk::{
     parse_options,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use serde_json::value::RawValue;
 
 /// PagerDuty's limit on `payload.summary`.
 pub const SUMMARY_MAX: usize = 1024;
@@ -131,7 +132,8 @@ struct PdPayload<'a> {
     group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     class: Option<String>,
-    custom_details: &'a Value,
+    /// The event's data as the JSON text it came in (not decoded).
+    custom_details: &'a RawValue,
 }
 
 #[derive(Debug, Serialize)]
@@ -278,7 +280,7 @@ impl StatefulDestination for PagerDuty {
                     component: opt(&o.component),
                     group: opt(&o.group),
                     class: opt(&o.class),
-                    custom_details: &event.data,
+                    custom_details: data_json(&event),
                 }),
                 links: link
                     .map(|href| Link {
@@ -347,6 +349,11 @@ pub fn action_of(event: &Event) -> &'static str {
 }
 
 /// `{base}/v2/enqueue` from the webhook URL.
+/// The event's data as raw JSON, `null` when it has none.
+fn data_json(event: &Event) -> &RawValue {
+    serde_json::from_str(event.data_json()).unwrap_or(RawValue::NULL)
+}
+
 fn endpoint(url: &str) -> Result<String, String> {
     let base = url.trim().trim_end_matches('/');
     if base.is_empty() {
@@ -391,7 +398,7 @@ fn reason(response: &Response) -> String {
 mod tests {
     use super::*;
     use relay_sdk::testing::{self, context, response};
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     const OPTS: &str = r#"{"routing_key":"R0UTINGKEY0123456789abcdef012345"}"#;
 

@@ -152,7 +152,7 @@ impl Slack {
         }
         let title_path = self.options.title_path();
         let title = event
-            .text(title_path)
+            .scalar(title_path)
             .map(|t| one_line(&t))
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| event.event_type.clone());
@@ -173,7 +173,7 @@ impl Slack {
         }];
 
         if let Some(text) = text_path
-            .and_then(|p| event.text(p))
+            .and_then(|p| event.scalar(p))
             .filter(|t| !t.trim().is_empty())
         {
             blocks.push(Block::Section {
@@ -212,7 +212,7 @@ impl Slack {
             elements: [Text::mrkdwn(mrkdwn(&context, CONTEXT_TEXT_MAX))],
         });
 
-        let fallback = match event.text("severity") {
+        let fallback = match event.scalar("severity") {
             Some(sev) if !sev.is_empty() => ["[", &one_line(&sev), "] ", &title].concat(),
             _ => title,
         };
@@ -243,7 +243,7 @@ impl Slack {
         let o = &self.options;
         let title_path = o.incident_title_path(event);
         let summary = event
-            .text(title_path)
+            .scalar(title_path)
             .map(|t| one_line(&t))
             .filter(|t| !t.trim().is_empty())
             .unwrap_or_else(|| event.event_type.clone());
@@ -262,7 +262,7 @@ impl Slack {
         }];
         let text_path = o.text_path(event).filter(|p| *p != title_path);
         if let Some(text) = text_path
-            .and_then(|p| event.text(p))
+            .and_then(|p| event.scalar(p))
             .filter(|t| !t.trim().is_empty())
         {
             blocks.push(Block::Section {
