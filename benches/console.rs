@@ -72,7 +72,7 @@ async fn fill(store: &Store) {
                             id: new_id(),
                             event_type: "critical_finding".into(),
                             time: relay::event::rfc3339_ms(relay::event::now_ms()),
-                            data: serde_json::json!({"title": format!("Finding {n}"), "severity": "high"}),
+                            data: serde_json::json!({"title": format!("Finding {n}"), "severity": "high"}).into(),
                         };
                         let target = Target {
                             delivery_id: new_id(),

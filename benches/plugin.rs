@@ -62,7 +62,7 @@ fn event() -> Event {
         id: "evt-1".into(),
         event_type: "critical_finding".into(),
         time: "2026-11-22T10:00:00Z".into(),
-        data,
+        data: data.into(),
     }
 }
 
@@ -429,7 +429,7 @@ fn ab_breakdown(
         kept.push(tmp);
     }
     let empty = Event {
-        data: json!({}),
+        data: json!({}).into(),
         ..ev.clone()
     };
     let data_text = ev.data.to_string();
@@ -608,7 +608,7 @@ fn breakdown(
     let echo = std::path::Path::new(&wasm_dir()).join("relay_test_echo_a.wasm");
     relay::plugin::load_file(host, &echo).expect("echo_a fixture");
     let empty = Event {
-        data: json!({}),
+        data: json!({}).into(),
         ..ev.clone()
     };
     let call = |e: &Event| {

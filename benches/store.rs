@@ -58,7 +58,7 @@ fn event(data: &serde_json::Value) -> Event {
         id: new_id(),
         event_type: "critical_finding".into(),
         time: "2026-11-22T10:00:00Z".into(),
-        data: data.clone(),
+        data: data.clone().into(),
     }
 }
 

@@ -981,7 +981,7 @@ impl Inner {
             },
         };
         let mut linked = event.clone();
-        if let Some(data) = linked.data.as_object_mut() {
+        if let Some(data) = linked.data.to_mut().as_object_mut() {
             data.insert(
                 "ack_url".into(),
                 crate::incident::ack::url(ack, &id, now_ms() / 1000).into(),
@@ -1277,7 +1277,7 @@ mod tests {
             id: id.into(),
             event_type: "t".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data: serde_json::json!({}),
+            data: serde_json::json!({}).into(),
         }
     }
 

@@ -191,7 +191,7 @@ fn find<'w>(webhooks: &'w Webhooks, name: &str) -> Option<&'w Arc<crate::webhook
 /// new id, its data with `escalation` (incident id and key, policy, step,
 /// round) added, so templates and formatters see it like any event.
 fn step_event(incident: &Incident, latest: &Event, step: &Step, now: i64) -> Event {
-    let mut data = match &latest.data {
+    let mut data = match &*latest.data {
         Value::Object(m) => Value::Object(m.clone()),
         other => json!({ "data": other }),
     };
@@ -214,6 +214,6 @@ fn step_event(incident: &Incident, latest: &Event, step: &Step, now: i64) -> Eve
         id: crate::event::new_id(),
         event_type: latest.event_type.clone(),
         time: crate::event::rfc3339_ms(now),
-        data,
+        data: data.into(),
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A normalized, accepted event. `time` is RFC 3339 (the producer's, or the
 /// time of receipt when the producer gave none).
@@ -11,7 +12,120 @@ pub struct Event {
     #[serde(rename = "type")]
     pub event_type: String,
     pub time: String,
-    pub data: Value,
+    pub data: Data,
+}
+
+/// An event's `data`: a decoded value (what ingest and the store build), or
+/// JSON text read on demand (a digest, spliced from its members' stored
+/// text). Both read as a [`Value`] through `Deref`; the text one decodes its
+/// whole tree only then. What reads one top-level member
+/// ([`Data::member`]: routing paths, template variables) decodes only that
+/// member, and what writes the whole data out (a template's `{{data}}`, the
+/// stored body, a plugin's event) copies the text as it is.
+#[derive(Debug, Clone)]
+pub enum Data {
+    Value(Value),
+    Text(relay_sdk::Data),
+}
+
+impl Data {
+    /// Indexes JSON text without decoding it; the error says what is wrong
+    /// with the text.
+    pub fn from_text(text: String) -> Result<Data, String> {
+        relay_sdk::Data::parse(text).map(Data::Text)
+    }
+
+    /// The top-level member `key` (`None` when absent or when the data is
+    /// not an object), decoding at most that member.
+    pub fn member(&self, key: &str) -> Option<&Value> {
+        match self {
+            Data::Value(v) => v.get(key),
+            Data::Text(t) => t.member(key).map(|m| m.value()),
+        }
+    }
+
+    /// Whether the data is an object, without decoding text.
+    pub fn is_object(&self) -> bool {
+        match self {
+            Data::Value(v) => v.is_object(),
+            Data::Text(t) => t.is_object(),
+        }
+    }
+
+    /// The data as a value to change (text is decoded once, and stays a
+    /// value).
+    pub fn to_mut(&mut self) -> &mut Value {
+        if let Data::Text(t) = self {
+            *self = Data::Value(t.value().clone());
+        }
+        match self {
+            Data::Value(v) => v,
+            Data::Text(_) => unreachable!("made a value just above"),
+        }
+    }
+
+    /// The whole data as JSON text.
+    pub fn to_json(&self) -> String {
+        match self {
+            Data::Value(v) => v.to_string(),
+            Data::Text(t) if t.text().trim().is_empty() => "null".to_owned(),
+            Data::Text(t) => t.text().to_owned(),
+        }
+    }
+}
+
+impl Default for Data {
+    fn default() -> Data {
+        Data::Value(Value::Null)
+    }
+}
+
+impl From<Value> for Data {
+    fn from(v: Value) -> Data {
+        Data::Value(v)
+    }
+}
+
+impl std::ops::Deref for Data {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        match self {
+            Data::Value(v) => v,
+            Data::Text(t) => t.value(),
+        }
+    }
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Data) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Value> for Data {
+    fn eq(&self, other: &Value) -> bool {
+        **self == *other
+    }
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Value(v) => v.serialize(s),
+            Data::Text(t) if t.text().trim().is_empty() => s.serialize_unit(),
+            // The text was checked when it was indexed; this borrows it
+            // (one scan, no tree) so that serde_json writes it as it is.
+            Data::Text(t) => serde_json::from_str::<&RawValue>(t.text())
+                .map_err(serde::ser::Error::custom)?
+                .serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Data {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
+        Value::deserialize(d).map(Data::Value)
+    }
 }
 
 impl Event {
@@ -50,6 +164,46 @@ pub fn new_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Data;
+    use serde_json::json;
+
+    #[test]
+    fn text_data_reads_a_member_and_writes_itself_out_without_decoding_the_whole_tree() {
+        let text = r#"{"b": [1, {"x": "\u00e9"}], "a": "plain", "n": null}"#;
+        let data = Data::from_text(text.to_owned()).unwrap();
+        assert!(data.is_object());
+        assert_eq!(data.member("a"), Some(&json!("plain")));
+        assert_eq!(data.member("b"), Some(&json!([1, {"x": "é"}])));
+        assert_eq!(data.member("missing"), None);
+        // Written out as it came, spacing and escapes kept.
+        assert_eq!(serde_json::to_string(&data).unwrap(), text);
+        assert_eq!(data.to_json(), text);
+        let Data::Text(t) = &data else {
+            panic!("text data is kept as text")
+        };
+        assert!(!t.is_decoded(), "no read so far needed the whole tree");
+        // The whole value, when asked for, is the text's.
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(*data, value);
+        assert_eq!(data, Data::from(value.clone()));
+        // Changing it makes it a value.
+        let mut changed = data.clone();
+        changed.to_mut()["a"] = json!("changed");
+        assert_eq!(changed.member("a"), Some(&json!("changed")));
+        assert!(matches!(changed, Data::Value(_)));
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_refused_and_empty_text_is_null() {
+        let err = Data::from_text(r#"{"a": 1"#.to_owned()).unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
+        let empty = Data::from_text(String::new()).unwrap();
+        assert_eq!(*empty, serde_json::Value::Null);
+        assert_eq!(serde_json::to_string(&empty).unwrap(), "null");
+        assert_eq!(empty.to_json(), "null");
+        assert!(!empty.is_object());
+    }
+
     #[test]
     fn rfc3339_ms_renders_utc_with_millis() {
         assert_eq!(

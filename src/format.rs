@@ -192,7 +192,7 @@ mod tests {
             id: "e1".into(),
             event_type: "finding".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data: json!({"title": "t"}),
+            data: json!({"title": "t"}).into(),
         }
     }
 

@@ -197,7 +197,7 @@ fn parse_one(
         id,
         event_type,
         time,
-        data,
+        data: data.into(),
     })
 }
 

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::event::Data;
+
 /// A variable reference: `type`, `id`, `time`, `data.x.y`, or a bare path
 /// into `data` (`tenant_name`, `finding.severity`).
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +48,7 @@ pub struct Vars<'a> {
     pub id: &'a str,
     pub event_type: &'a str,
     pub time: &'a str,
-    pub data: &'a Value,
+    pub data: &'a Data,
 }
 
 impl Template {
@@ -170,16 +172,25 @@ fn lookup<'a>(path: &Path, vars: &Vars<'a>) -> Option<LookedUp<'a>> {
             "type" | "event_type" => return Some(LookedUp::Str(vars.event_type)),
             "id" | "event_id" => return Some(LookedUp::Str(vars.id)),
             "time" | "timestamp" => return Some(LookedUp::Str(vars.time)),
-            "data" => return Some(LookedUp::Json(vars.data)),
+            "data" => return Some(LookedUp::Data(vars.data)),
             _ => {}
         }
     }
-    let (start, rest) = if first == "data" && segs.len() > 1 {
-        (vars.data, &segs[1..])
+    let path = if first == "data" && segs.len() > 1 {
+        &segs[1..]
     } else {
-        (vars.data, &segs[..])
+        &segs[..]
     };
-    let mut cur = start;
+    let (top, rest) = path.split_first()?;
+    // The top-level member first: data kept as text decodes only that one.
+    let mut cur = match vars.data.member(top) {
+        Some(v) => v,
+        None if vars.data.is_object() => return None,
+        None => match &**vars.data {
+            Value::Array(a) => a.get(top.parse::<usize>().ok()?)?,
+            _ => return None,
+        },
+    };
     for seg in rest {
         cur = match cur {
             Value::Object(m) => m.get(seg)?,
@@ -193,6 +204,8 @@ fn lookup<'a>(path: &Path, vars: &Vars<'a>) -> Option<LookedUp<'a>> {
 enum LookedUp<'v> {
     Str(&'v str),
     Json(&'v Value),
+    /// The whole data: written out as it is (text stays text).
+    Data(&'v Data),
 }
 
 fn warn_unknown(path: &Path, warnings: &mut Vec<String>) {
@@ -212,6 +225,11 @@ fn render_parts(parts: &[Part], vars: &Vars<'_>, warnings: &mut Vec<String>) -> 
             Part::Lit(s) => out.push_str(s),
             Part::Var(path) => match lookup(path, vars) {
                 Some(LookedUp::Str(s)) => out.push_str(s),
+                Some(LookedUp::Data(d)) => match &**d {
+                    Value::String(s) => out.push_str(s),
+                    Value::Null => {}
+                    _ => out.push_str(&d.to_json()),
+                },
                 Some(LookedUp::Json(Value::String(s))) => out.push_str(s),
                 Some(LookedUp::Json(Value::Null)) => {}
                 Some(LookedUp::Json(v)) => out.push_str(&v.to_string()),
@@ -227,6 +245,7 @@ fn render_parts(parts: &[Part], vars: &Vars<'_>, warnings: &mut Vec<String>) -> 
 /// repeated rendered key keeps the last value).
 enum Rendered<'a> {
     Json(&'a Value),
+    Data(&'a Data),
     Str(std::borrow::Cow<'a, str>),
     Array(Vec<Rendered<'a>>),
     Object(BTreeMap<String, Rendered<'a>>),
@@ -236,6 +255,7 @@ impl Serialize for Rendered<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Rendered::Json(v) => v.serialize(s),
+            Rendered::Data(d) => d.serialize(s),
             Rendered::Str(t) => s.serialize_str(t),
             Rendered::Array(items) => items.serialize(s),
             Rendered::Object(entries) => entries.serialize(s),
@@ -250,6 +270,7 @@ fn render<'a>(node: &'a Node, vars: &Vars<'a>, warnings: &mut Vec<String>) -> Re
         Node::Lone(path) => match lookup(path, vars) {
             Some(LookedUp::Str(s)) => Rendered::Str(s.into()),
             Some(LookedUp::Json(v)) => Rendered::Json(v),
+            Some(LookedUp::Data(d)) => Rendered::Data(d),
             None => {
                 warn_unknown(path, warnings);
                 Rendered::Str("".into())
@@ -272,7 +293,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn vars(data: &Value) -> Vars<'_> {
+    fn vars(data: &Data) -> Vars<'_> {
         Vars {
             id: "ev-1",
             event_type: "finding_added",
@@ -283,7 +304,7 @@ mod tests {
 
     #[test]
     fn substitution_inside_strings_escapes_json() {
-        let data = json!({"title": "a \"quoted\" \\ back\nslash ✓"});
+        let data = Data::from(json!({"title": "a \"quoted\" \\ back\nslash ✓"}));
         let t = Template::compile(&json!({"text": "Alert: {{title}}!"}));
         let (v, w) = t.render(&vars(&data));
         assert!(w.is_empty());
@@ -295,7 +316,9 @@ mod tests {
 
     #[test]
     fn lone_placeholder_keeps_the_json_type() {
-        let data = json!({"count": 3, "finding": {"severity": "high", "cvss": 9.8}, "tags": ["a"]});
+        let data = Data::from(
+            json!({"count": 3, "finding": {"severity": "high", "cvss": 9.8}, "tags": ["a"]}),
+        );
         let t = Template::compile(&json!({
             "n": "{{count}}", "f": "{{finding}}", "s": "{{ finding.severity }}",
             "c": "{{data.finding.cvss}}", "tags": "{{tags}}", "first": "{{tags.0}}"
@@ -309,7 +332,7 @@ mod tests {
 
     #[test]
     fn event_fields_are_variables() {
-        let data = json!({});
+        let data = Data::from(json!({}));
         let t = Template::compile(&json!(["{{type}}", "{{id}}", "{{time}}", "{{event_type}}"]));
         let (v, _) = t.render(&vars(&data));
         assert_eq!(
@@ -325,7 +348,7 @@ mod tests {
 
     #[test]
     fn unknown_variable_renders_empty_with_one_warning() {
-        let data = json!({});
+        let data = Data::from(json!({}));
         let t = Template::compile(&json!({"a": "x{{nope}}y", "b": "{{nope}}", "c": 5}));
         let (v, w) = t.render(&vars(&data));
         assert_eq!(v, json!({"a": "xy", "b": "", "c": 5}));
@@ -337,7 +360,7 @@ mod tests {
 
     #[test]
     fn static_values_and_odd_braces_pass_through() {
-        let data = json!({"x": 1});
+        let data = Data::from(json!({"x": 1}));
         let tpl = json!({"a": true, "b": null, "c": [1, 2], "d": "{{ not closed", "e": "{{}}"});
         let (v, w) = Template::compile(&tpl).render(&vars(&data));
         assert_eq!(v, tpl);
@@ -346,7 +369,8 @@ mod tests {
 
     #[test]
     fn rendered_bytes_are_the_rendered_value_serialized() {
-        let data = json!({"k": "b", "title": "t", "nested": {"z": [1, {"y": null}], "a": 2}});
+        let data =
+            Data::from(json!({"k": "b", "title": "t", "nested": {"z": [1, {"y": null}], "a": 2}}));
         // Keys come out sorted, and a key that renders twice keeps the last
         // value, as a serde_json object would ("{{k}}" sorts after "b" in
         // the template and renders to "b").
@@ -364,12 +388,41 @@ mod tests {
 
     #[test]
     fn header_text_renders_scalars() {
-        let data = json!({"tenant": "Acme", "n": 2});
+        let data = Data::from(json!({"tenant": "Acme", "n": 2}));
         let mut w = vec![];
         assert_eq!(
             render_text("t={{tenant}} n={{n}}", &vars(&data), &mut w),
             "t=Acme n=2"
         );
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn data_kept_as_text_renders_as_its_text_and_a_variable_decodes_only_its_member() {
+        let text = r#"{"alerts":[{"id":"a","data":{"title":"t \"q\""}}],"count":1,"group":{"tenant":"acme"}}"#;
+        let data = Data::from_text(text.to_owned()).unwrap();
+        let t = Template::compile(&json!({
+            "all": "{{data}}", "n": "{{count}}", "tenant": "{{group.tenant}}",
+            "missing": "{{title}}", "line": "{{count}} for {{data.group.tenant}}"
+        }));
+        let (bytes, warnings) = t.render_json(&vars(&data)).unwrap();
+        let Data::Text(indexed) = &data else {
+            panic!("text data stays text")
+        };
+        assert!(!indexed.is_decoded(), "rendering decoded the whole data");
+        let out: Value = serde_json::from_slice(&bytes).unwrap();
+        let whole: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(out["all"], whole);
+        assert_eq!(out["n"], json!(1));
+        assert_eq!(out["tenant"], json!("acme"));
+        assert_eq!(out["missing"], json!(""));
+        assert_eq!(out["line"], json!("1 for acme"));
+        assert_eq!(
+            warnings,
+            vec!["unknown template variable {{title}} rendered empty"]
+        );
+        // The same template over the decoded value renders the same JSON.
+        let (from_value, _) = t.render(&vars(&Data::from(whole)));
+        assert_eq!(out, from_value);
     }
 }

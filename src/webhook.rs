@@ -555,7 +555,7 @@ mod tests {
             id: "e".into(),
             event_type: t.into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data,
+            data: data.into(),
         }
     }
 

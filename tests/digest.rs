@@ -333,7 +333,7 @@ async fn retention_prunes_dedup_and_closed_digests_but_keeps_members_of_an_open_
             id: id.into(),
             event_type: "finding".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data: json!({"n": id}),
+            data: json!({"n": id}).into(),
         };
         NewEvent {
             body: serde_json::to_string(&event).expect("json"),

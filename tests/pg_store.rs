@@ -19,7 +19,7 @@ fn event(id: &str) -> Event {
         id: id.into(),
         event_type: "t".into(),
         time: "2026-01-01T00:00:00Z".into(),
-        data: serde_json::json!({"k": "v"}),
+        data: serde_json::json!({"k": "v"}).into(),
     }
 }
 

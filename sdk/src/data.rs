@@ -5,6 +5,10 @@
 //! decoded into a [`Value`] only when asked for (and kept), and the whole
 //! tree only by [`Data::value`]. Decoding the whole tree up front was the
 //! largest part of a warm formatter call in wasm.
+//!
+//! The relay itself reads a digest's `data` the same way: a digest is
+//! spliced from its members' stored text, and rendering it sends that text
+//! on without decoding it (`relay::event::Data`).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -16,7 +20,7 @@ use serde_json::value::RawValue;
 
 /// The event's data (see the module documentation).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Data {
+pub struct Data {
     /// The JSON text (empty: no data, i.e. `null`).
     raw: Box<str>,
     /// Top-level members when the data is an object, sorted by key, the last
@@ -54,7 +58,7 @@ enum Key {
 impl Data {
     /// Indexes JSON text; an error names what is wrong with it. Empty text
     /// is no data (`null`).
-    pub(crate) fn parse(raw: String) -> Result<Data, String> {
+    pub fn parse(raw: String) -> Result<Data, String> {
         let raw = raw.into_boxed_str();
         let bad = |e: serde_json::Error| format!("event data is not valid JSON: {e}");
         if raw.trim().is_empty() {
@@ -117,7 +121,7 @@ impl Data {
     }
 
     /// Data from a decoded value (tests, payloads read back).
-    pub(crate) fn from_value(value: Value) -> Data {
+    pub fn from_value(value: Value) -> Data {
         let raw = match &value {
             Value::Null => String::new(),
             v => v.to_string(),
@@ -136,7 +140,7 @@ impl Data {
     }
 
     /// The whole tree.
-    pub(crate) fn value(&self) -> &Value {
+    pub fn value(&self) -> &Value {
         self.value.get_or_init(|| {
             if self.raw.trim().is_empty() {
                 return Value::Null;
@@ -147,23 +151,22 @@ impl Data {
     }
 
     /// Whether the whole tree has been decoded.
-    #[cfg(test)]
-    pub(crate) fn is_decoded(&self) -> bool {
+    pub fn is_decoded(&self) -> bool {
         self.value.get().is_some()
     }
 
     /// The JSON text (empty for no data).
-    pub(crate) fn text(&self) -> &str {
+    pub fn text(&self) -> &str {
         &self.raw
     }
 
     /// Whether the data is an object.
-    pub(crate) fn is_object(&self) -> bool {
+    pub fn is_object(&self) -> bool {
         self.object
     }
 
     /// The top-level member `key` (none when the data is not an object).
-    pub(crate) fn member(&self, key: &str) -> Option<MemberRef<'_>> {
+    pub fn member(&self, key: &str) -> Option<MemberRef<'_>> {
         // Few members (the usual event): a scan that compares lengths first
         // calls `memcmp` less often than a binary search.
         let tag = tag_of(key);
@@ -184,7 +187,7 @@ impl Data {
     }
 
     /// The top-level scalars as `(key, text)`, sorted by key.
-    pub(crate) fn scalars(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    pub fn scalars(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
         self.members
             .iter()
             .filter_map(|m| Some((m.key(&self.raw), m.scalar(&self.raw)?)))
@@ -193,25 +196,25 @@ impl Data {
 
 /// A top-level member of the data.
 #[derive(Clone, Copy)]
-pub(crate) struct MemberRef<'a> {
+pub struct MemberRef<'a> {
     member: &'a Member,
     raw: &'a str,
 }
 
 impl<'a> MemberRef<'a> {
     /// The value, decoded (once).
-    pub(crate) fn value(self) -> &'a Value {
+    pub fn value(self) -> &'a Value {
         self.member.decoded(self.raw)
     }
 
     /// The value's JSON text.
-    pub(crate) fn json(self) -> &'a str {
+    pub fn json(self) -> &'a str {
         self.member.text(self.raw)
     }
 
     /// The string, without decoding it when it has no escapes; `None` when
     /// the value is not a string.
-    pub(crate) fn str(self) -> Option<&'a str> {
+    pub fn str(self) -> Option<&'a str> {
         self.member
             .str(self.raw)
             .or_else(|| self.member.decoded(self.raw).as_str())
@@ -219,7 +222,7 @@ impl<'a> MemberRef<'a> {
 
     /// The scalar as text (see [`crate::scalar_text`]), borrowed when it is
     /// a string.
-    pub(crate) fn scalar(self) -> Option<Cow<'a, str>> {
+    pub fn scalar(self) -> Option<Cow<'a, str>> {
         self.member.scalar(self.raw)
     }
 }

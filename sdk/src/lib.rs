@@ -58,6 +58,7 @@ pub mod ticket;
 pub mod time;
 mod types;
 
+pub use data::{Data, MemberRef};
 pub use event::{Event, scalar_text};
 pub use options::parse_options;
 pub use source::{Source, SourceEvent, header};

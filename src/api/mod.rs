@@ -774,7 +774,8 @@ fn test_event(w: &Webhook) -> Event {
             "severity": "info",
             "message": "This is a test delivery sent from the relay admin API.",
             "test": true
-        }),
+        })
+        .into(),
     }
 }
 
@@ -885,7 +886,7 @@ pub(crate) async fn send_test_all(s: &Shared) -> Result<(String, Vec<Value>), Ap
             "severity": "info",
             "message": "This is a test delivery to every active webhook, sent from the relay admin API.",
             "test": true
-        }),
+        }).into(),
     };
     let (event, targets, reserved) = store_test(s, event, &active).await?;
     let mut running = tokio::task::JoinSet::new();

@@ -181,7 +181,7 @@ pub fn compose(event: &Event, options_json: &str) -> Result<Vec<u8>, DeliveryErr
     let facility = facility(options.facility.as_ref()).map_err(DeliveryError::Config)?;
     let lookup = |path: &str| {
         path.split('.')
-            .try_fold(&event.data, |v, seg| v.get(seg))
+            .try_fold(&*event.data, |v, seg| v.get(seg))
             .filter(|v| !v.is_null())
     };
     let severity = match &options.severity {
@@ -219,7 +219,7 @@ pub fn compose(event: &Event, options_json: &str) -> Result<Vec<u8>, DeliveryErr
         .map(|(k, v)| k.len() + escaped_len(v) + 4)
         .sum();
     let mut added = 0;
-    if let Value::Object(map) = &event.data {
+    if let Value::Object(map) = &*event.data {
         for (key, value) in map {
             if added == SD_PARAMS_MAX {
                 break;
@@ -311,7 +311,7 @@ mod tests {
             id: "0190-ev".into(),
             event_type: "finding.created".into(),
             time: "2026-11-27T22:14:03.120Z".into(),
-            data,
+            data: data.into(),
         }
     }
 

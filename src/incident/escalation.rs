@@ -116,7 +116,7 @@ mod tests {
             id: "ev".into(),
             event_type: "finding_added".into(),
             time: "2026-11-22T10:00:00Z".into(),
-            data,
+            data: data.into(),
         }
     }
 

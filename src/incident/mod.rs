@@ -100,7 +100,7 @@ mod tests {
             id: "ev-1".into(),
             event_type: "finding_added".into(),
             time: "2026-11-22T10:00:00Z".into(),
-            data,
+            data: data.into(),
         }
     }
 

@@ -1680,7 +1680,7 @@ mod tests {
             id: "ev-1".into(),
             event_type: "x".into(),
             time: "2026-11-22T10:00:00Z".into(),
-            data: serde_json::json!({}),
+            data: serde_json::json!({}).into(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::config::DigestSpec;
-use crate::event::{Event, rfc3339_ms};
+use crate::event::{Data, Event, rfc3339_ms};
 use crate::store::{DigestMember, SealedDigest};
 
 /// The event type of a digest.
@@ -96,9 +96,11 @@ pub fn group_of(spec: &DigestSpec, event: &Event) -> String {
 ///
 /// The stored body is spliced from the members' stored bodies (each is
 /// exactly an alert: `store::event_json` of the member), so no member is
-/// parsed or serialised to build it; the event's `data` is parsed once from
-/// that body. A member body that is not JSON fails the whole digest.
-pub fn digest_event(sealed: SealedDigest, now: i64) -> Result<DigestEvent, serde_json::Error> {
+/// parsed or serialised to build it. The event's `data` is that text, read
+/// on demand ([`Data::Text`]): rendering `{{data}}` sends it on as it is,
+/// and a template variable decodes only the member it names. A member body
+/// that is not JSON fails the whole digest (the error says where).
+pub fn digest_event(sealed: SealedDigest, now: i64) -> Result<DigestEvent, String> {
     let count = sealed.members.len();
     let group = match serde_json::from_str::<serde::de::IgnoredAny>(&sealed.group) {
         Ok(_) => sealed.group.as_str(),
@@ -127,7 +129,7 @@ pub fn digest_event(sealed: SealedDigest, now: i64) -> Result<DigestEvent, serde
     body.push_str(r#","group":"#);
     body.push_str(group);
     body.push('}');
-    let data: Value = serde_json::from_str(&body[data_at..])?;
+    let data = Data::from_text(body[data_at..].to_owned())?;
     body.push('}');
     Ok(DigestEvent {
         event: Event {
@@ -147,8 +149,8 @@ pub struct DigestEvent {
     pub body: String,
 }
 
-fn push_json_str(out: &mut String, s: &str) -> Result<(), serde_json::Error> {
-    out.push_str(&serde_json::to_string(s)?);
+fn push_json_str(out: &mut String, s: &str) -> Result<(), String> {
+    out.push_str(&serde_json::to_string(s).map_err(|e| e.to_string())?);
     Ok(())
 }
 
@@ -178,7 +180,7 @@ mod tests {
             id: id.into(),
             event_type: "finding".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data,
+            data: data.into(),
         }
     }
 

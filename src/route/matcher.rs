@@ -119,7 +119,7 @@ mod tests {
             id: "evt-1".into(),
             event_type: t.into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data,
+            data: data.into(),
         }
     }
 
@@ -196,7 +196,7 @@ mod tests {
                 "type" => Some(json!(e.event_type)),
                 "id" => Some(json!(e.id)),
                 path => {
-                    let mut cur = Some(&e.data);
+                    let mut cur = Some(&*e.data);
                     for seg in path.split('.') {
                         cur = cur.and_then(|v| match v {
                             Value::Object(o) => o.get(seg),

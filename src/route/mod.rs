@@ -428,7 +428,7 @@ mod tests {
             id: id.into(),
             event_type: "finding".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data,
+            data: data.into(),
         }
     }
 

@@ -73,7 +73,7 @@ mod tests {
             id: "e1".into(),
             event_type: "incident".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data,
+            data: data.into(),
         }
     }
 

@@ -2297,7 +2297,7 @@ mod tests {
             id: id.into(),
             event_type: "t".into(),
             time: "2026-01-01T00:00:00Z".into(),
-            data: json!({"k": "v"}),
+            data: json!({"k": "v"}).into(),
         }
     }
 

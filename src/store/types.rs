@@ -830,7 +830,7 @@ pub fn latest_event(incident: &Incident, body: Option<String>) -> Result<Event, 
             id: incident.last_event_id.clone(),
             event_type: "incident".into(),
             time: crate::event::rfc3339_ms(incident.opened_at_ms),
-            data: serde_json::json!({}),
+            data: serde_json::json!({}).into(),
         }),
     }
 }
