@@ -128,17 +128,6 @@ impl<'de> Deserialize<'de> for Data {
     }
 }
 
-impl Event {
-    pub fn vars(&self) -> crate::template::Vars<'_> {
-        crate::template::Vars {
-            id: &self.id,
-            event_type: &self.event_type,
-            time: &self.time,
-            data: &self.data,
-        }
-    }
-}
-
 /// Milliseconds since the Unix epoch, the store's clock.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -95,7 +95,7 @@ pub async fn format_shared(
 /// The core `json` format: the body template rendered, or the event.
 fn json(webhook: &Webhook, event: &Event) -> Result<(Payload, Vec<String>), DeliveryError> {
     let (body, warnings) = match &webhook.template {
-        Some(t) => t.render_json(&event.vars()),
+        Some(t) => t.render_json(&crate::template::Vars::of(event)),
         None => serde_json::to_vec(event).map(|b| (b, vec![])),
     }
     .map_err(|e| DeliveryError::Config(format!("cannot serialise the body: {e}")))?;

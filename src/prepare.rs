@@ -83,7 +83,7 @@ fn render_headers(
     event: &Event,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(String, String)>, DeliveryError> {
-    let vars = event.vars();
+    let vars = crate::template::Vars::of(event);
     let mut headers = Vec::with_capacity(w.spec.headers.0.len() + 4);
     for (name, value) in &w.spec.headers.0 {
         let v = crate::template::render_text(value, &vars, warnings);

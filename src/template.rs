@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::Data;
+use crate::event::{Data, Event};
 
 /// A variable reference: `type`, `id`, `time`, `data.x.y`, or a bare path
 /// into `data` (`tenant_name`, `finding.severity`).
@@ -49,6 +49,18 @@ pub struct Vars<'a> {
     pub event_type: &'a str,
     pub time: &'a str,
     pub data: &'a Data,
+}
+
+impl<'a> Vars<'a> {
+    /// What a template sees of `event`.
+    pub fn of(event: &'a Event) -> Vars<'a> {
+        Vars {
+            id: &event.id,
+            event_type: &event.event_type,
+            time: &event.time,
+            data: &event.data,
+        }
+    }
 }
 
 impl Template {

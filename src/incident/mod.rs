@@ -65,7 +65,8 @@ pub fn key(config: &IncidentsConfig, event: &Event, warnings: &mut Vec<String>) 
         return event.id.clone();
     };
     let mut own = Vec::new();
-    let rendered = crate::template::render_text(&template.0, &event.vars(), &mut own);
+    let rendered =
+        crate::template::render_text(&template.0, &crate::template::Vars::of(event), &mut own);
     if rendered.trim().is_empty() {
         warnings.extend(own);
         warnings.push(format!(

@@ -55,7 +55,8 @@ impl Settings {
     pub fn dedup_key(&self, event: &Event) -> Option<DedupKey> {
         let d = self.dedup.as_ref()?;
         let mut missing = Vec::new();
-        let key = crate::template::render_text(&d.key, &event.vars(), &mut missing);
+        let key =
+            crate::template::render_text(&d.key, &crate::template::Vars::of(event), &mut missing);
         missing.is_empty().then_some(DedupKey {
             key,
             window_ms: d.window_ms,
