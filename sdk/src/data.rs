@@ -18,7 +18,11 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// The event's data (see the module documentation).
+/// An event's `data` read on demand: its JSON text and an index of its
+/// top-level members; a member is decoded only when asked for, the whole
+/// tree only by [`Data::value`]. [`crate::Event`] keeps its data in one;
+/// plugins read it through `Event`'s accessors. Public so that the relay
+/// reads a digest's data with the same code.
 #[derive(Debug, Clone, Default)]
 pub struct Data {
     /// The JSON text (empty: no data, i.e. `null`).
