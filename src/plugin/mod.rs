@@ -33,6 +33,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -1023,10 +1024,18 @@ impl PluginHost {
         let budget = Duration::from_millis(timeout_ms);
         let wall = budget.saturating_mul(WALL_FACTOR);
         let mut call = std::pin::pin!(call);
-        let mut tracked = std::future::poll_fn(move |cx| {
+        let mut tracked = std::pin::pin!(std::future::poll_fn(move |cx| {
             clock.resumed(Instant::now());
             call.as_mut().poll(cx)
-        });
+        }));
+        // A warm call that neither yields at an epoch tick nor waits in WASI
+        // ends in its first poll (the common case: some µs of guest code),
+        // and needs no timer: while guest code runs, the epoch callback
+        // enforces the budget. Only a call still pending arms one.
+        let first = std::future::poll_fn(|cx| Poll::Ready(tracked.as_mut().poll(cx))).await;
+        if let Poll::Ready(result) = first {
+            return result;
+        }
         let stopped = loop {
             let now = Instant::now();
             let (own, elapsed) = (clock.own(now), clock.elapsed(now));
@@ -1040,10 +1049,22 @@ impl PluginHost {
                 };
             }
             let wait = (budget - own).min(wall - elapsed);
-            tokio::select! {
-                biased;
-                result = &mut tracked => return result,
-                () = tokio::time::sleep(wait) => {}
+            let mut timer = std::pin::pin!(tokio::time::sleep(wait));
+            // The call was polled just before (pending, its waker set), so
+            // the first poll here only arms the timer: polling the call again
+            // at once would resume a guest that just yielded to the executor.
+            let mut just_polled = true;
+            let ended = std::future::poll_fn(|cx| {
+                if !std::mem::take(&mut just_polled)
+                    && let Poll::Ready(result) = tracked.as_mut().poll(cx)
+                {
+                    return Poll::Ready(Some(result));
+                }
+                timer.as_mut().poll(cx).map(|()| None)
+            })
+            .await;
+            if let Some(result) = ended {
+                return result;
             }
         };
         crate::metrics::plugin_call(plugin, false);
