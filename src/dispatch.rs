@@ -967,7 +967,7 @@ impl Inner {
     async fn with_ack_url(&self, w: &Webhook, event: &Event) -> Option<Event> {
         let incidents = self.incidents.load();
         let ack = incidents.ack.as_ref()?;
-        if !event.data.is_object() || !crate::incident::ack::wanted(&w.spec) {
+        if !event.data.is_object() || !w.wants_ack_url {
             return None;
         }
         let id = match crate::incident::ack::step_incident(&event.data) {

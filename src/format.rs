@@ -178,6 +178,7 @@ mod tests {
             template: body.map(|b| Arc::new(crate::template::Template::compile(&b))),
             format_options: "{}".into(),
             destination_options: "{}".into(),
+            wants_ack_url: false,
             breaker: Arc::new(Breaker::new(crate::store::WebhookState {
                 activity: crate::store::Activity::Active,
                 failure_count: 0,

@@ -137,6 +137,9 @@ pub struct Webhook {
     pub format_options: String,
     /// `destination_options` as JSON text, handed to the destination plugin.
     pub destination_options: String,
+    /// Whether the webhook asks for `{{ack_url}}` (`incident::ack::wanted`,
+    /// which reads the whole spec: once here, not at every attempt).
+    pub wants_ack_url: bool,
     pub breaker: Arc<Breaker>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
@@ -494,6 +497,7 @@ impl Registry {
                 .map(|b| Arc::new(Template::compile(&b.0))),
             format_options: d.spec.format_options_json(),
             destination_options: d.spec.destination_options_json(),
+            wants_ack_url: crate::incident::ack::wanted(&d.spec),
             id,
             spec: d.spec,
             source: d.source,
@@ -541,6 +545,7 @@ mod tests {
             template: None,
             format_options: "{}".into(),
             destination_options: "{}".into(),
+            wants_ack_url: false,
             breaker: Arc::new(Breaker::new(WebhookState {
                 activity: Activity::Active,
                 failure_count: 0,
