@@ -30,8 +30,11 @@ pub enum Data {
 
 impl Data {
     /// Indexes JSON text without decoding it; the error says what is wrong
-    /// with the text.
+    /// with the text. Empty text is no data (`null`).
     pub fn from_text(text: String) -> Result<Data, String> {
+        if text.trim().is_empty() {
+            return Ok(Data::Value(Value::Null));
+        }
         relay_sdk::Data::parse(text).map(Data::Text)
     }
 
@@ -68,7 +71,6 @@ impl Data {
     pub fn to_json(&self) -> String {
         match self {
             Data::Value(v) => v.to_string(),
-            Data::Text(t) if t.text().trim().is_empty() => "null".to_owned(),
             Data::Text(t) => t.text().to_owned(),
         }
     }
@@ -112,7 +114,6 @@ impl Serialize for Data {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Data::Value(v) => v.serialize(s),
-            Data::Text(t) if t.text().trim().is_empty() => s.serialize_unit(),
             // The text was checked when it was indexed; this borrows it
             // (one scan, no tree) so that serde_json writes it as it is.
             Data::Text(t) => serde_json::from_str::<&RawValue>(t.text())

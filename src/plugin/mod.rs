@@ -686,8 +686,8 @@ impl PluginHost {
         event: &crate::event::Event,
     ) -> Result<crate::payload::Payload, PluginError> {
         let plugin = self.loaded(Kind::Formatter, name)?;
-        let data =
-            serde_json::to_string(&event.data).map_err(|e| PluginError::Output(e.to_string()))?;
+        // Text data (a digest) crosses as it is, without a second scan.
+        let data = event.data.to_json();
         let wit_event = ft::Event {
             id: event.id.clone(),
             event_type: event.event_type.clone(),
