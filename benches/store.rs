@@ -17,7 +17,14 @@
 //!   write. Skipped, with a line saying so, when no PostgreSQL server
 //!   binaries are installed.
 //!
-//! `STORE_ONLY=sqlite` or `STORE_ONLY=postgres` runs one backend.
+//! - **sqlite_digest**: the sqlite load with every event also joining a
+//!   digest window, as `routing_20` has it (one of 10 webhooks, one group
+//!   each, `max_events` 1,000): the writer's CPU per write, and its extra
+//!   per event over **sqlite** — what a digest membership costs the one
+//!   writer (issue 15).
+//!
+//! `STORE_ONLY` (comma-separated: `sqlite`, `sqlite_digest`, `postgres`)
+//! runs some of them.
 
 mod support;
 
@@ -31,7 +38,9 @@ use std::time::{Duration, Instant};
 use relay::event::{Event, new_id};
 use relay::history::{Attempt, Status};
 use relay::store::postgres::PgStore;
-use relay::store::{self, AttemptRecord, BreakerChange, NewEvent, Storage, Store, Target};
+use relay::store::{
+    self, AttemptRecord, BreakerChange, DigestMember, NewEvent, Storage, Store, Target,
+};
 use support::{db_cpu_secs, free_port, median, stat_cpu_secs};
 
 const TASKS: usize = 48;
@@ -98,11 +107,29 @@ struct Round {
     db_cpu_us: Option<f64>,
 }
 
+/// Digest windows the `sqlite_digest` load spreads its events over.
+const DIGEST_WEBHOOKS: usize = 10;
+
+/// The digest membership of the `seq`th event of a task (`routing_20`'s:
+/// one webhook per tenant, grouped by tenant).
+fn digest_member(seq: usize) -> DigestMember {
+    let t = seq % DIGEST_WEBHOOKS;
+    DigestMember {
+        webhook_id: format!("digest-{t}"),
+        webhook_name: format!("digest-{t}"),
+        group: format!(r#"{{"tenant_name":"Acme Corporation {t}"}}"#),
+        window_ms: 2_000,
+        max_events: 1_000,
+    }
+}
+
 /// One round of the load on `store`; `cpu` reads the CPU seconds it
-/// charges to the store, `db_cpu` those of a database server.
+/// charges to the store, `db_cpu` those of a database server. With
+/// `digests`, every event also joins a digest window ([`digest_member`]).
 async fn round(
     store: Store,
     data: &serde_json::Value,
+    digests: bool,
     cpu: fn() -> f64,
     db_cpu: impl Fn() -> Option<f64>,
 ) -> Round {
@@ -111,10 +138,12 @@ async fn round(
     let (cpu0, db0) = (cpu(), db_cpu());
     let start = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
-        .map(|_| {
+        .map(|task| {
             let (store, writes, data) = (store.clone(), writes.clone(), data.clone());
             tokio::spawn(async move {
+                let mut seq = task;
                 while Instant::now() < until {
+                    seq += 1;
                     let e = event(&data);
                     let target = Target {
                         delivery_id: new_id(),
@@ -124,7 +153,11 @@ async fn round(
                     let a = attempt(&e, &target.delivery_id);
                     let body = store::event_json(&e).expect("event json");
                     let new = NewEvent {
-                        digests: vec![],
+                        digests: if digests {
+                            vec![digest_member(seq)]
+                        } else {
+                            vec![]
+                        },
                         dedup: None,
                         event: e,
                         body,
@@ -193,15 +226,16 @@ fn summary(name: &str, cpu: &str, rounds: &[Round]) -> Round {
     m
 }
 
-fn sqlite(rt: &tokio::runtime::Runtime, data: &serde_json::Value) -> Round {
+fn sqlite(rt: &tokio::runtime::Runtime, data: &serde_json::Value, digests: bool) -> Round {
     let rounds: Vec<Round> = (0..ROUNDS)
         .map(|_| {
             let dir = tempfile::tempdir().expect("temp dir");
             let store = Store::open_sqlite(&dir.path().join("bench.db")).expect("store");
-            rt.block_on(round(store, data, writer_cpu_s, || None))
+            rt.block_on(round(store, data, digests, writer_cpu_s, || None))
         })
         .collect();
-    summary("sqlite", "writer CPU", &rounds)
+    let name = if digests { "sqlite_digest" } else { "sqlite" };
+    summary(name, "writer CPU", &rounds)
 }
 
 fn postgres(rt: &tokio::runtime::Runtime, data: &serde_json::Value) -> Option<Round> {
@@ -218,7 +252,7 @@ fn postgres(rt: &tokio::runtime::Runtime, data: &serde_json::Value) -> Option<Ro
                 let store = PgStore::connect(&url, Duration::from_secs(60))
                     .await
                     .expect("connect to the bench cluster");
-                round(Store::Postgres(store), data, own_cpu_s, || {
+                round(Store::Postgres(store), data, false, own_cpu_s, || {
                     postmaster.and_then(db_cpu_secs)
                 })
                 .await
@@ -246,10 +280,21 @@ fn main() {
         "cvss": 9.8
     });
     let only = std::env::var("STORE_ONLY").unwrap_or_default();
-    let lite = (only.is_empty() || only == "sqlite").then(|| sqlite(&rt, &data));
-    let shared = (only.is_empty() || only == "postgres")
-        .then(|| postgres(&rt, &data))
-        .flatten();
+    let wants = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
+    let lite = wants("sqlite").then(|| sqlite(&rt, &data, false));
+    if let Some(d) = wants("sqlite_digest").then(|| sqlite(&rt, &data, true)) {
+        match lite {
+            // Two writes per event (ingest, outcome); the membership is in
+            // the ingest write.
+            Some(l) => println!(
+                "sqlite_digest − sqlite: writer CPU {:+.2} µs per event ({:.2} × sqlite's writes/s)",
+                2.0 * (d.cpu_us - l.cpu_us),
+                d.writes_per_s / l.writes_per_s
+            ),
+            None => println!("sqlite_digest − sqlite: not measured (STORE_ONLY left sqlite out)"),
+        }
+    }
+    let shared = wants("postgres").then(|| postgres(&rt, &data)).flatten();
     if let (Some(l), Some(p)) = (lite, shared) {
         println!(
             "postgres / sqlite: {:.2} × the writes/s",

@@ -232,18 +232,23 @@ CREATE TABLE IF NOT EXISTS digests (
     max_events  INTEGER NOT NULL,
     opened_at   INTEGER NOT NULL,
     closes_at   INTEGER NOT NULL,
-    webhook_name TEXT                   -- when it opened: its members' `digested` decisions show it
+    webhook_name TEXT,                  -- when it opened: its members' `digested` decisions show it
+    first_member INTEGER                -- the rowid of its first row in digest_members
 );
 -- At most one open window per webhook and group: members join it by upsert.
 CREATE UNIQUE INDEX IF NOT EXISTS digests_open ON digests (webhook_id, grp) WHERE state = 'open';
 CREATE INDEX IF NOT EXISTS digests_pending ON digests (state, closes_at) WHERE state != 'closed';
+-- Appended in arrival order (rowid), whatever window a member joins: a
+-- table keyed by window would take every insert at one place per open
+-- window, and each group commit would write each of those pages to the WAL
+-- (the writer's cost per member grew with the windows open). A window's
+-- members are read from its `first_member` on, `count` of them.
 CREATE TABLE IF NOT EXISTS digest_members (
     digest_id   TEXT NOT NULL,
     seq         INTEGER NOT NULL,       -- 1-based arrival order in the window
     event_id    TEXT NOT NULL,
-    created_at  INTEGER NOT NULL DEFAULT 0, -- ms; a member is its event's `digested` decision
-    PRIMARY KEY (digest_id, seq)
-) WITHOUT ROWID;
+    created_at  INTEGER NOT NULL DEFAULT 0 -- ms; a member is its event's `digested` decision
+);
 CREATE INDEX IF NOT EXISTS digest_members_event ON digest_members (event_id);
 CREATE TABLE IF NOT EXISTS dedup (
     key         TEXT PRIMARY KEY,       -- the rendered routing.dedup key
@@ -296,6 +301,32 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
              DELETE FROM decisions WHERE decision = 'digested';
              COMMIT;",
         )?;
+    }
+    let has_first_member = conn
+        .prepare("SELECT 1 FROM pragma_table_info('digests') WHERE name = 'first_member'")?
+        .exists([])?;
+    if !has_first_member {
+        // Members were kept keyed by (window, place) (issue 15): they move,
+        // window by window in order, into the appended table, and each
+        // window learns where its members start.
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(
+            "ALTER TABLE digests ADD COLUMN first_member INTEGER;
+             DROP INDEX IF EXISTS digest_members_event;
+             DROP INDEX IF EXISTS digest_members_listing;
+             ALTER TABLE digest_members RENAME TO digest_members_keyed;",
+        )?;
+        tx.execute_batch(ROUTING_SCHEMA)?;
+        tx.execute_batch(
+            "INSERT INTO digest_members (digest_id, seq, event_id, created_at)
+                 SELECT digest_id, seq, event_id, created_at FROM digest_members_keyed
+                 ORDER BY digest_id, seq;
+             DROP TABLE digest_members_keyed;
+             UPDATE digests AS g SET first_member = f.first
+                 FROM (SELECT digest_id, MIN(rowid) AS first FROM digest_members GROUP BY digest_id) AS f
+                 WHERE f.digest_id = g.id;",
+        )?;
+        tx.commit()?;
     }
     // The listing of `digested` decisions, newest first (its entries hold
     // the key: time, digest, place).
@@ -868,6 +899,10 @@ fn join_digest(
         "INSERT INTO digest_members (digest_id, seq, event_id, created_at) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![digest_id, seq, event_id, now])?;
+    if seq == 1 {
+        conn.prepare_cached("UPDATE digests SET first_member = last_insert_rowid() WHERE id = ?1")?
+            .execute([&digest_id])?;
+    }
     Ok(())
 }
 
@@ -911,14 +946,25 @@ fn seal_digest(conn: &Connection, id: &str) -> Result<Option<(String, String, i6
         .optional()?)
 }
 
-/// The members' stored bodies of a window, in arrival order.
+/// The members' stored bodies of a window, in arrival order: the rows
+/// from its first member on that belong to it, `count` of them (a window
+/// whose start is unknown is read from the table's start).
 fn digest_members(conn: &Connection, id: &str) -> Result<Vec<String>, StoreError> {
+    let Some((first, count)): Option<(Option<i64>, i64)> = conn
+        .prepare_cached("SELECT first_member, count FROM digests WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+    else {
+        return Ok(Vec::new());
+    };
     let mut stmt = conn.prepare_cached(
         "SELECT e.body FROM digest_members m JOIN events e ON e.id = m.event_id
-         WHERE m.digest_id = ?1 ORDER BY m.seq",
+         WHERE m.rowid >= ?1 AND m.digest_id = ?2 ORDER BY m.rowid LIMIT ?3",
     )?;
     let members = stmt
-        .query_map([id], |r| r.get::<_, String>(0))?
+        .query_map(params![first.unwrap_or(0), id, count], |r| {
+            r.get::<_, String>(0)
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(members)
 }
@@ -3176,5 +3222,99 @@ mod tests {
         drop(store);
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.event_decisions("e1").await.unwrap(), e1);
+    }
+
+    /// A database whose digest members were keyed by (window, place): they
+    /// move into the appended table window by window, so two windows open
+    /// across the upgrade, and members that join them afterwards in turns,
+    /// each read exactly their own members in arrival order.
+    #[tokio::test]
+    async fn an_older_database_s_members_keyed_by_window_are_appended_and_each_window_reads_its_own()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        drop(SqliteStore::open(&path).unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "DROP TABLE digest_members;
+                 ALTER TABLE digests DROP COLUMN first_member;
+                 CREATE TABLE digest_members (
+                     digest_id TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
+                     created_at INTEGER NOT NULL DEFAULT 0,
+                     PRIMARY KEY (digest_id, seq)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX digest_members_event ON digest_members (event_id);
+                 CREATE INDEX digest_members_listing ON digest_members (created_at);
+                 INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at, webhook_name)
+                     VALUES ('d-b', 'wb', '{}', 'open', 2, 100, 1000, 4102444800000, 'B'),
+                            ('d-a', 'wa', '{}', 'open', 2, 100, 1000, 4102444800000, 'A');",
+            )
+            .unwrap();
+            // Arrived a1, b1, a2, b2; stored in key order.
+            for (digest, seq, id) in [
+                ("d-a", 1, "a1"),
+                ("d-b", 1, "b1"),
+                ("d-a", 2, "a2"),
+                ("d-b", 2, "b2"),
+            ] {
+                c.execute(
+                    "INSERT INTO events (id, type, body, deliveries, received_at) VALUES (?1, 't', ?2, 0, 1000)",
+                    params![id, event_json(&event(id)).unwrap()],
+                )
+                .unwrap();
+                c.execute(
+                    "INSERT INTO digest_members (digest_id, seq, event_id, created_at) VALUES (?1, ?2, ?3, 1000)",
+                    params![digest, seq, id],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let member = |webhook: &str| DigestMember {
+            webhook_id: webhook.into(),
+            webhook_name: webhook.to_uppercase(),
+            group: "{}".into(),
+            window_ms: 60_000,
+            max_events: 100,
+        };
+        for (id, webhook) in [("b3", "wb"), ("a3", "wa"), ("b4", "wb"), ("a4", "wa")] {
+            let e = event(id);
+            let new = NewEvent {
+                body: event_json(&e).unwrap(),
+                event: e,
+                targets: vec![],
+                held: vec![],
+                decisions: vec![],
+                digests: vec![member(webhook)],
+                dedup: None,
+            };
+            store.accept(vec![new]).await.unwrap();
+        }
+        let members = |sealed: Option<SealedDigest>| -> Vec<String> {
+            sealed
+                .expect("the window is open")
+                .members
+                .iter()
+                .map(|body| serde_json::from_str::<Event>(body).unwrap().id)
+                .collect()
+        };
+        let a = members(store.seal_digest("d-a").await.unwrap());
+        assert_eq!(a, ["a1", "a2", "a3", "a4"]);
+        let b = members(store.seal_digest("d-b").await.unwrap());
+        assert_eq!(b, ["b1", "b2", "b3", "b4"]);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM digest_members WHERE rowid > 0"
+            )
+            .await,
+            8,
+            "the members are in a table with rowids"
+        );
+        // Opening it again changes nothing.
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(members(store.seal_digest("d-a").await.unwrap()), a);
     }
 }
