@@ -15,10 +15,11 @@ pub struct Event {
     pub data: Data,
 }
 
-/// An event's `data`: a decoded value (what ingest and the store build), or
-/// JSON text read on demand (a digest, spliced from its members' stored
-/// text). Both read as a [`Value`] through `Deref`; the text one decodes its
-/// whole tree only then. What reads one top-level member
+/// An event's `data`: JSON text read on demand (what ingest keeps of a
+/// producer's body, what is read back from a stored body, a digest spliced
+/// from its members' stored text), or a decoded value (what a source or
+/// the relay builds). Both read as a [`Value`] through `Deref`; the text one
+/// decodes its whole tree only then, once. What reads one top-level member
 /// ([`Data::member`]: routing paths, template variables) decodes only that
 /// member, and what writes the whole data out (a template's `{{data}}`, the
 /// stored body, a plugin's event) copies the text as it is.
@@ -45,6 +46,24 @@ impl Data {
             Data::Value(v) => v.get(key),
             Data::Text(t) => t.member(key).map(|m| m.value()),
         }
+    }
+
+    /// The value at a dotted path (array items by index), decoding of text
+    /// only the top-level member the path goes into.
+    pub fn path<'p>(&self, path: impl IntoIterator<Item = &'p str>) -> Option<&Value> {
+        let mut segs = path.into_iter();
+        let Some(top) = segs.next() else {
+            return Some(self);
+        };
+        let mut cur = self.member(top)?;
+        for seg in segs {
+            cur = match cur {
+                Value::Object(m) => m.get(seg)?,
+                Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
     }
 
     /// Whether the data is an object, without decoding text.
@@ -123,9 +142,12 @@ impl Serialize for Data {
     }
 }
 
+/// Kept as text: a stored body's data is written out again as it was
+/// received, and decoded only where something reads into it.
 impl<'de> Deserialize<'de> for Data {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Data, D::Error> {
-        Value::deserialize(d).map(Data::Value)
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Data::from_text(Box::<str>::from(raw).into_string()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -192,6 +214,41 @@ mod tests {
         assert_eq!(serde_json::to_string(&empty).unwrap(), "null");
         assert_eq!(empty.to_json(), "null");
         assert!(!empty.is_object());
+    }
+
+    /// A stored body read back keeps its data as the text it was written
+    /// with, and a path reads one top-level member of it.
+    #[test]
+    fn a_stored_event_reads_back_with_its_data_as_text_and_a_path_decodes_one_member() {
+        let body = r#"{"id":"e1","type":"t","time":"2026-01-01T00:00:00Z","data":{"z": {"k": [10, 20]}, "a": "\u00e9"}}"#;
+        let event: super::Event = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            event.data.to_json(),
+            r#"{"z": {"k": [10, 20]}, "a": "\u00e9"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            body,
+            "written out as read"
+        );
+        assert_eq!(event.data.path(["z", "k", "1"]), Some(&json!(20)));
+        assert_eq!(event.data.path(["a"]), Some(&json!("é")));
+        assert_eq!(event.data.path(["z", "missing"]), None);
+        assert_eq!(event.data.path(["a", "0"]), None, "a string has no items");
+        assert_eq!(event.data.path([]), Some(&*event.data));
+        let Data::Text(t) = &event.data else {
+            panic!("a stored body's data is kept as text")
+        };
+        assert!(t.is_decoded(), "the empty path asked for the whole tree");
+        let event: super::Event = serde_json::from_str(body).unwrap();
+        assert_eq!(event.data.path(["z", "k", "0"]), Some(&json!(10)));
+        let Data::Text(t) = &event.data else {
+            panic!("a stored body's data is kept as text")
+        };
+        assert!(
+            !t.is_decoded(),
+            "a path decodes only the member it goes into"
+        );
     }
 
     #[test]

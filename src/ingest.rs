@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::config::valid_event_type;
 use crate::dispatch::Dispatcher;
-use crate::event::{Event, new_id};
+use crate::event::{Data, Event, new_id};
 use crate::history;
 use crate::route::{Decision, digest};
 use crate::store::{self, Storage, Store, StoreError};
@@ -43,16 +44,23 @@ pub fn parse(
     catalogue: Option<&BTreeMap<String, String>>,
     max_batch: usize,
 ) -> Result<Vec<Event>, Invalid> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let malformed = |e: &dyn std::fmt::Display| {
         invalid(
             "malformed_json",
             None,
             format!("the body is not valid JSON: {e}"),
         )
-    })?;
-    let (items, batch) = match value {
-        Value::Array(items) => (items, true),
-        single => (vec![single], false),
+    };
+    let text = std::str::from_utf8(body).map_err(|e| malformed(&e))?;
+    // Each item is kept as text: its `data` is stored and sent as the
+    // producer wrote it, never decoded into a tree unless something reads
+    // into it (a filter, a template variable).
+    let whole: &RawValue = serde_json::from_str(text).map_err(|e| malformed(&e))?;
+    let (items, batch): (Vec<&RawValue>, bool) = if whole.get().starts_with('[') {
+        let items = serde_json::from_str(whole.get()).map_err(|e| malformed(&e))?;
+        (items, true)
+    } else {
+        (vec![whole], false)
     };
     if items.is_empty() {
         return Err(invalid("empty_batch", None, "the batch holds no events"));
@@ -71,8 +79,37 @@ pub fn parse(
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| parse_one(item, batch.then_some(i), catalogue, &now))
+        .map(|(i, item)| parse_text(item, batch.then_some(i), catalogue, &now))
         .collect()
+}
+
+/// One posted item, read as text: its fields `type`, `id` and `time` are
+/// decoded, its `data` is kept as the producer's text.
+fn parse_text(
+    item: &RawValue,
+    index: Option<usize>,
+    catalogue: Option<&BTreeMap<String, String>>,
+    now: &str,
+) -> Result<Event, Invalid> {
+    let not_object = || invalid("invalid_event", index, "an event must be a JSON object");
+    if !item.get().starts_with('{') {
+        return Err(not_object());
+    }
+    // The item is valid JSON already: only its shape can be refused here.
+    // A repeated field counts once, its last value (as a decoded object).
+    let members: BTreeMap<String, &RawValue> =
+        serde_json::from_str(item.get()).map_err(|_| not_object())?;
+    let mut fields = Map::new();
+    let mut data = DataIn::Absent;
+    for (key, raw) in members {
+        if key == "data" {
+            data = DataIn::Text(raw);
+        } else {
+            let value = serde_json::from_str(raw.get()).map_err(|_| not_object())?;
+            fields.insert(key, value);
+        }
+    }
+    check_event(fields, data, index, catalogue, now)
 }
 
 /// §5's rules for events a source made from a producer's body: each item
@@ -103,6 +140,26 @@ fn parse_one(
             "an event must be a JSON object",
         ));
     };
+    let data = obj.remove("data").map_or(DataIn::Absent, DataIn::Value);
+    check_event(obj, data, index, catalogue, now)
+}
+
+/// An event's `data` as it came: decoded (a source built it) or the
+/// producer's text.
+enum DataIn<'a> {
+    Absent,
+    Value(Value),
+    Text(&'a RawValue),
+}
+
+/// §5's rules on an event's fields (`data` taken out of `obj`).
+fn check_event(
+    mut obj: Map<String, Value>,
+    data: DataIn<'_>,
+    index: Option<usize>,
+    catalogue: Option<&BTreeMap<String, String>>,
+    now: &str,
+) -> Result<Event, Invalid> {
     if let Some(k) = obj
         .keys()
         .find(|k| !matches!(k.as_str(), "type" | "id" | "time" | "data"))
@@ -188,16 +245,24 @@ fn parse_one(
             ));
         }
     };
-    let data = match obj.remove("data") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(v @ Value::Object(_)) => v,
-        Some(_) => return Err(invalid("invalid_data", index, "data must be a JSON object")),
+    let not_object = || invalid("invalid_data", index, "data must be a JSON object");
+    let data = match data {
+        DataIn::Absent | DataIn::Value(Value::Null) => Data::from(Value::Object(Map::new())),
+        DataIn::Value(v @ Value::Object(_)) => Data::from(v),
+        DataIn::Value(_) => return Err(not_object()),
+        DataIn::Text(raw) => match raw.get() {
+            "null" => Data::from(Value::Object(Map::new())),
+            text if text.starts_with('{') => {
+                Data::from_text(text.to_owned()).map_err(|_| not_object())?
+            }
+            _ => return Err(not_object()),
+        },
     };
     Ok(Event {
         id,
         event_type,
         time,
-        data: data.into(),
+        data,
     })
 }
 
@@ -414,6 +479,43 @@ mod tests {
                 .code,
             "batch_too_large"
         );
+    }
+
+    /// The producer's `data` is kept as the text it was posted with (its key
+    /// order, spacing and escapes), in a single event and in a batch, and
+    /// is what the stored body holds; `null` or no data is `{}`.
+    #[test]
+    fn the_producer_s_data_is_kept_as_its_text_and_stored_as_it_came() {
+        let body = br#"[ {"type":"a","data": {"z": 1, "a": ["\u00e9", {"k": null}]}} ,
+            {"data":null,"type":"b"}, {"type":"c"} ]"#;
+        let events = parse(body, None, 10).unwrap();
+        assert_eq!(events.len(), 3);
+        let text = r#"{"z": 1, "a": ["\u00e9", {"k": null}]}"#;
+        assert_eq!(events[0].data.to_json(), text);
+        let stored = store::event_json(&events[0]).unwrap();
+        assert!(stored.ends_with(&format!(r#""data":{text}}}"#)), "{stored}");
+        assert_eq!(events[0].data, json!({"a": ["é", {"k": null}], "z": 1}));
+        assert_eq!(
+            (events[1].event_type.as_str(), &*events[1].data),
+            ("b", &json!({}))
+        );
+        assert_eq!(*events[2].data, json!({}));
+        let single = parse(br#"  {"type":"a","data":{"b" : 2}}  "#, None, 10).unwrap();
+        assert_eq!(single[0].data.to_json(), r#"{"b" : 2}"#);
+        for bad in [
+            r#"{"type":"a","data":"x"}"#,
+            r#"{"type":"a","data":[1]}"#,
+            r#"{"type":"a","data":3}"#,
+        ] {
+            let e = parse(bad.as_bytes(), None, 10).unwrap_err();
+            assert_eq!(e.code, "invalid_data", "{bad}");
+        }
+        for bad in ["[1]", "\"text\"", "[{\"type\":\"a\"}, 2]"] {
+            let e = parse(bad.as_bytes(), None, 10).unwrap_err();
+            assert_eq!(e.code, "invalid_event", "{bad}");
+        }
+        let e = parse(b"\xff", None, 10).unwrap_err();
+        assert_eq!(e.code, "malformed_json");
     }
 
     /// Found by fuzzing (fuzz/ `ingest`): the time crate accepted any

@@ -108,8 +108,8 @@ pub fn wanted(spec: &crate::config::WebhookSpec) -> bool {
 
 /// The incident an escalation step's event belongs to
 /// (`data.escalation.incident_id`), if it is one.
-pub fn step_incident(data: &serde_json::Value) -> Option<&str> {
-    data.get("escalation")?.get("incident_id")?.as_str()
+pub fn step_incident(data: &crate::event::Data) -> Option<&str> {
+    data.path(["escalation", "incident_id"])?.as_str()
 }
 
 #[cfg(test)]

@@ -84,7 +84,12 @@ pub fn group_of(spec: &DigestSpec, event: &Event) -> String {
     let group: BTreeMap<&str, &Value> = spec
         .group_by
         .iter()
-        .map(|p| (p.as_str(), lookup(&event.data, p).unwrap_or(&Value::Null)))
+        .map(|p| {
+            (
+                p.as_str(),
+                event.data.path(p.split('.')).unwrap_or(&Value::Null),
+            )
+        })
         .collect();
     serde_json::to_string(&group).unwrap_or_else(|_| "{}".into())
 }
@@ -152,18 +157,6 @@ pub struct DigestEvent {
 fn push_json_str(out: &mut String, s: &str) -> Result<(), String> {
     out.push_str(&serde_json::to_string(s).map_err(|e| e.to_string())?);
     Ok(())
-}
-
-fn lookup<'v>(data: &'v Value, path: &str) -> Option<&'v Value> {
-    let mut cur = data;
-    for seg in path.split('.') {
-        cur = match cur {
-            Value::Object(m) => m.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
 }
 
 #[cfg(test)]

@@ -24,21 +24,11 @@ pub fn lookup<'a>(event: &'a Event, field: &Field) -> Option<Val<'a>> {
     match field {
         Field::Type => Some(Val::Str(&event.event_type)),
         Field::Id => Some(Val::Str(&event.id)),
-        Field::Data(path) => data_path(&event.data, path).map(Val::Json),
+        Field::Data(path) => event
+            .data
+            .path(path.iter().map(String::as_str))
+            .map(Val::Json),
     }
-}
-
-/// A dotted path into JSON (array items by index).
-pub fn data_path<'v>(data: &'v Value, path: &[String]) -> Option<&'v Value> {
-    let mut cur = data;
-    for seg in path {
-        cur = match cur {
-            Value::Object(m) => m.get(seg.as_str())?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
 }
 
 /// Whether `event` satisfies the matcher.
