@@ -38,6 +38,40 @@ fn invalid(code: &'static str, index: Option<usize>, message: impl Into<String>)
 
 const MAX_ID_LEN: usize = 256;
 
+/// How deep a posted body may nest arrays and objects: the deepest tree
+/// serde_json decodes (its recursion limit), so any part of an accepted
+/// body decodes.
+const MAX_DEPTH: usize = 127;
+
+/// Whether JSON text nests arrays and objects more than `limit` deep (one
+/// scan of the bytes; brackets inside strings do not count).
+fn nests_deeper_than(text: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Parses one event or an array of them. One bad event refuses the batch.
 pub fn parse(
     body: &[u8],
@@ -52,6 +86,14 @@ pub fn parse(
         )
     };
     let text = std::str::from_utf8(body).map_err(|e| malformed(&e))?;
+    // Reading text into `RawValue`s sets no depth limit; a tree decoded
+    // later (a filter, a plugin) has serde_json's. Refuse here what could
+    // never be decoded, as a decoded body was refused.
+    if nests_deeper_than(text, MAX_DEPTH) {
+        return Err(malformed(&format_args!(
+            "it nests arrays and objects more than {MAX_DEPTH} deep"
+        )));
+    }
     // Each item is kept as text: its `data` is stored and sent as the
     // producer wrote it, never decoded into a tree unless something reads
     // into it (a filter, a template variable).
@@ -516,6 +558,40 @@ mod tests {
         }
         let e = parse(b"\xff", None, 10).unwrap_err();
         assert_eq!(e.code, "malformed_json");
+    }
+
+    /// A body is refused when it nests deeper than a decoded tree may
+    /// (as before data was kept as text), and accepted up to that depth
+    /// with its data decodable; brackets inside strings do not count.
+    #[test]
+    fn a_body_nested_deeper_than_a_tree_may_be_is_refused_and_one_as_deep_decodes() {
+        let nested = |levels: usize| {
+            format!(
+                r#"{{"type":"a","data":{{"k":{}1{}}}}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        // The event object and data are two levels: 125 more make 127, the
+        // deepest body serde_json decodes.
+        assert!(serde_json::from_str::<Value>(&nested(125)).is_ok());
+        assert!(serde_json::from_str::<Value>(&nested(126)).is_err());
+        let e = parse(nested(126).as_bytes(), None, 10).unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+        assert!(e.message.contains("more than 127 deep"), "{e}");
+        let ok = parse(nested(125).as_bytes(), None, 10).unwrap();
+        let mut v = ok[0].data.member("k").expect("k decodes");
+        for _ in 0..124 {
+            v = &v[0];
+        }
+        assert_eq!(v, &json!([1]));
+        assert!(!ok[0].data.is_null());
+        let brackets = format!(
+            r#"{{"type":"a","data":{{"s":"{}\\\"{}"}}}}"#,
+            "[".repeat(300),
+            "{".repeat(300)
+        );
+        assert!(parse(brackets.as_bytes(), None, 10).is_ok());
     }
 
     /// Found by fuzzing (fuzz/ `ingest`): the time crate accepted any
