@@ -49,13 +49,21 @@ impl Data {
     }
 
     /// The value at a dotted path (array items by index), decoding of text
-    /// only the top-level member the path goes into.
+    /// only the top-level member the path goes into (data that is not an
+    /// object is decoded whole).
     pub fn path<'p>(&self, path: impl IntoIterator<Item = &'p str>) -> Option<&Value> {
         let mut segs = path.into_iter();
         let Some(top) = segs.next() else {
             return Some(self);
         };
-        let mut cur = self.member(top)?;
+        let mut cur = match self.member(top) {
+            Some(v) => v,
+            None if self.is_object() => return None,
+            None => match &**self {
+                Value::Array(a) => a.get(top.parse::<usize>().ok()?)?,
+                _ => return None,
+            },
+        };
         for seg in segs {
             cur = match cur {
                 Value::Object(m) => m.get(seg)?,
@@ -249,6 +257,21 @@ mod tests {
             !t.is_decoded(),
             "a path decodes only the member it goes into"
         );
+    }
+
+    #[test]
+    fn a_path_into_data_that_is_an_array_takes_items_by_index_from_text_and_value() {
+        let text = Data::from_text(r#"[{"host": "a"}, {"host": "b"}]"#.into()).unwrap();
+        let value = Data::Value(json!([{"host": "a"}, {"host": "b"}]));
+        for data in [&text, &value] {
+            assert_eq!(data.path(["1", "host"]), Some(&json!("b")));
+            assert_eq!(data.path(["0"]), Some(&json!({"host": "a"})));
+            assert_eq!(data.path(["2"]), None, "past the end");
+            assert_eq!(data.path(["host"]), None, "not an index");
+        }
+        let object = Data::from_text(r#"{"0": "zero"}"#.into()).unwrap();
+        assert_eq!(object.path(["0"]), Some(&json!("zero")), "a member named 0");
+        assert_eq!(object.path(["1"]), None);
     }
 
     #[test]

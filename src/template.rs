@@ -193,24 +193,10 @@ fn lookup<'a>(path: &Path, vars: &Vars<'a>) -> Option<LookedUp<'a>> {
     } else {
         &segs[..]
     };
-    let (top, rest) = path.split_first()?;
     // The top-level member first: data kept as text decodes only that one.
-    let mut cur = match vars.data.member(top) {
-        Some(v) => v,
-        None if vars.data.is_object() => return None,
-        None => match &**vars.data {
-            Value::Array(a) => a.get(top.parse::<usize>().ok()?)?,
-            _ => return None,
-        },
-    };
-    for seg in rest {
-        cur = match cur {
-            Value::Object(m) => m.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(LookedUp::Json(cur))
+    vars.data
+        .path(path.iter().map(String::as_str))
+        .map(LookedUp::Json)
 }
 
 enum LookedUp<'v> {
