@@ -3151,18 +3151,24 @@ mod tests {
         assert_eq!(threshold_zero.activity, Activity::Active, "0 = never trips");
     }
 
+    /// A database in a layout of an earlier version: today's schema
+    /// created, then taken back by `sql` (run on the connection answered).
+    fn older_database(sql: &str) -> (tempfile::TempDir, PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(sql).unwrap();
+        (dir, path, c)
+    }
+
     /// A database written before a `digested` decision became its digest
     /// membership: its decision rows move onto the memberships when it is
     /// opened, so the explanation and the listing say what they said.
     #[tokio::test]
     async fn an_older_database_s_digested_decisions_become_its_memberships_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
-        drop(SqliteStore::open(&path).unwrap());
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(
-                "DROP INDEX digest_members_listing;
+        let (_dir, path, c) = older_database(
+            "DROP INDEX digest_members_listing;
                  ALTER TABLE digest_members DROP COLUMN created_at;
                  ALTER TABLE digests DROP COLUMN webhook_name;
                  INSERT INTO events (id, type, body, deliveries, received_at)
@@ -3174,9 +3180,8 @@ mod tests {
                      ('e1', 'w', 'Weekly', 'digested', 'digest', 'd1', 1000),
                      ('e1', 'x', 'Other', 'filtered', 'filter.tenant', NULL, 1000),
                      ('e2', 'w', 'Weekly', 'digested', 'digest', 'd1', 2000);",
-            )
-            .unwrap();
-        }
+        );
+        drop(c);
         let store = SqliteStore::open(&path).unwrap();
         let rows = count(
             &store,
@@ -3231,13 +3236,8 @@ mod tests {
     #[tokio::test]
     async fn an_older_database_s_members_keyed_by_window_are_appended_and_each_window_reads_its_own()
      {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
-        drop(SqliteStore::open(&path).unwrap());
-        {
-            let c = Connection::open(&path).unwrap();
-            c.execute_batch(
-                "DROP TABLE digest_members;
+        let (_dir, path, c) = older_database(
+            "DROP TABLE digest_members;
                  ALTER TABLE digests DROP COLUMN first_member;
                  CREATE TABLE digest_members (
                      digest_id TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
@@ -3249,27 +3249,26 @@ mod tests {
                  INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at, webhook_name)
                      VALUES ('d-b', 'wb', '{}', 'open', 2, 100, 1000, 4102444800000, 'B'),
                             ('d-a', 'wa', '{}', 'open', 2, 100, 1000, 4102444800000, 'A');",
+        );
+        // Arrived a1, b1, a2, b2; stored in key order.
+        for (digest, seq, id) in [
+            ("d-a", 1, "a1"),
+            ("d-b", 1, "b1"),
+            ("d-a", 2, "a2"),
+            ("d-b", 2, "b2"),
+        ] {
+            c.execute(
+                "INSERT INTO events (id, type, body, deliveries, received_at) VALUES (?1, 't', ?2, 0, 1000)",
+                params![id, event_json(&event(id)).unwrap()],
             )
             .unwrap();
-            // Arrived a1, b1, a2, b2; stored in key order.
-            for (digest, seq, id) in [
-                ("d-a", 1, "a1"),
-                ("d-b", 1, "b1"),
-                ("d-a", 2, "a2"),
-                ("d-b", 2, "b2"),
-            ] {
-                c.execute(
-                    "INSERT INTO events (id, type, body, deliveries, received_at) VALUES (?1, 't', ?2, 0, 1000)",
-                    params![id, event_json(&event(id)).unwrap()],
-                )
-                .unwrap();
-                c.execute(
-                    "INSERT INTO digest_members (digest_id, seq, event_id, created_at) VALUES (?1, ?2, ?3, 1000)",
-                    params![digest, seq, id],
-                )
-                .unwrap();
-            }
+            c.execute(
+                "INSERT INTO digest_members (digest_id, seq, event_id, created_at) VALUES (?1, ?2, ?3, 1000)",
+                params![digest, seq, id],
+            )
+            .unwrap();
         }
+        drop(c);
         let store = SqliteStore::open(&path).unwrap();
         let member = |webhook: &str| DigestMember {
             webhook_id: webhook.into(),
