@@ -1792,9 +1792,20 @@ async fn run() {
     let slice = s.secs / s.rounds as f64;
     for round in 1..=s.rounds {
         let mut line = format!("round {round}/{}:", s.rounds);
-        for sub in &mut subjects {
+        for i in 0..subjects.len() {
+            // The CPU the other subjects spent during this slot (work left
+            // over from their own slots would land on this one).
+            let others: Vec<u32> = (subjects.iter().enumerate())
+                .filter(|(j, _)| *j != i)
+                .flat_map(|(_, o)| o.cpu_pids.iter().copied())
+                .collect();
+            let before = cpus(&others);
+            let sub = &mut subjects[i];
             let t = throughput(sub.under(&s, &rx), slice, Duration::from_secs(60)).await;
             let _ = write!(line, " {} {:.0}/s", sub.name, t.events_per_s);
+            if let (Some(a), Some(b)) = (before, cpus(&others)) {
+                let _ = write!(line, " (others {:.0} ms CPU)", (b - a) * 1e3);
+            }
             sub.rounds.push(t);
         }
         println!("{line}");
