@@ -96,13 +96,15 @@ pub fn parse(
     }
     // Each item is kept as text: its `data` is stored and sent as the
     // producer wrote it, never decoded into a tree unless something reads
-    // into it (a filter, a template variable).
-    let whole: &RawValue = serde_json::from_str(text).map_err(|e| malformed(&e))?;
-    let (items, batch): (Vec<&RawValue>, bool) = if whole.get().starts_with('[') {
-        let items = serde_json::from_str(whole.get()).map_err(|e| malformed(&e))?;
-        (items, true)
+    // into it (a filter, a template variable). One pass over the body: a
+    // batch is read as its items, anything else as one item.
+    let batch = text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('[');
+    let items: Vec<&RawValue> = if batch {
+        serde_json::from_str(text).map_err(|e| malformed(&e))?
     } else {
-        (vec![whole], false)
+        vec![serde_json::from_str(text).map_err(|e| malformed(&e))?]
     };
     if items.is_empty() {
         return Err(invalid("empty_batch", None, "the batch holds no events"));
