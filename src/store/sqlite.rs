@@ -18,9 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 mod incidents;
+mod windows;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{mpsc, oneshot};
+use windows::Writer;
 
 use crate::event::{Event, now_ms, rfc3339_ms};
 
@@ -65,7 +67,7 @@ pub enum Durability {
 trait WriteJob: Send {
     /// Runs the write in the open transaction; false when it failed. It may
     /// run twice: see [`writer_loop`].
-    fn run(&mut self, conn: &Connection) -> bool;
+    fn run(&mut self, conn: &Writer) -> bool;
     /// When the caller may be answered.
     fn durability(&self) -> Durability;
     /// Answers the caller once the group's COMMIT (or ROLLBACK) is done,
@@ -85,11 +87,11 @@ struct Job<F, D, T> {
 
 impl<F, D, T> WriteJob for Job<F, D, T>
 where
-    F: Fn(&Connection, &D) -> Result<T, StoreError> + Send,
+    F: Fn(&Writer, &D) -> Result<T, StoreError> + Send,
     D: Send,
     T: Send,
 {
-    fn run(&mut self, conn: &Connection) -> bool {
+    fn run(&mut self, conn: &Writer) -> bool {
         let result = (self.write)(conn, &self.data);
         let ok = result.is_ok();
         self.result = Some(result);
@@ -370,7 +372,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>(8192);
         std::thread::Builder::new()
             .name("relay-store-writer".into())
-            .spawn(move || writer_loop(conn, rx, syncer))
+            .spawn(move || writer_loop(Writer::new(conn), rx, syncer))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
@@ -397,7 +399,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Writer) -> Result<T, StoreError> + Send + 'static,
     {
         let (t, ()) = self.write_with((), move |c, ()| f(c)).await?;
         Ok(t)
@@ -410,7 +412,7 @@ impl SqliteStore {
     where
         D: Send + 'static,
         T: Send + 'static,
-        F: Fn(&Connection, &D) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Writer, &D) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(Durability::Synced, data, f).await
     }
@@ -421,7 +423,7 @@ impl SqliteStore {
     where
         D: Send + 'static,
         T: Send + 'static,
-        F: Fn(&Connection, &D) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Writer, &D) -> Result<T, StoreError> + Send + 'static,
     {
         self.submit(Durability::Committed, data, f).await
     }
@@ -435,7 +437,7 @@ impl SqliteStore {
     where
         D: Send + 'static,
         T: Send + 'static,
-        F: Fn(&Connection, &D) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&Writer, &D) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(Job {
@@ -512,7 +514,7 @@ fn run_sql(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 /// [`Durability::Synced`] writes go to the [`Syncer`], which answers them
 /// after its next flush, while the writer runs the next group. Once a
 /// flush has failed, every write fails (see [`Syncer`]).
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>, syncer: Syncer) {
+fn writer_loop(conn: Writer, mut rx: mpsc::Receiver<Box<dyn WriteJob>>, syncer: Syncer) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
@@ -527,6 +529,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Box<dyn WriteJob>>, sync
         };
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
+            conn.forget_windows();
             for job in batch {
                 job.finish(committed.clone());
             }
@@ -730,17 +733,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs `batch` in one transaction and commits it (see [`writer_loop`]).
-fn run_group(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
+fn run_group(conn: &Writer, batch: &mut [Box<dyn WriteJob>]) -> Result<(), StoreError> {
     run_sql(conn, "BEGIN IMMEDIATE")?;
     if batch.iter_mut().all(|job| job.run(conn)) {
         return run_sql(conn, "COMMIT");
     }
     run_sql(conn, "ROLLBACK")?;
+    conn.forget_windows();
     run_sql(conn, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
         run_sql(conn, "SAVEPOINT op")?;
         if !job.run(conn) {
             run_sql(conn, "ROLLBACK TO op")?;
+            conn.forget_windows();
         }
         run_sql(conn, "RELEASE op")?;
     }
@@ -754,7 +759,7 @@ fn run_group(conn: &Connection, batch: &mut [Box<dyn WriteJob>]) -> Result<(), S
 /// first result and creates nothing. `body` is [`event_json`] of `event`.
 #[cfg(test)]
 fn insert_event(
-    conn: &Connection,
+    conn: &Writer,
     event: &Event,
     body: &str,
     targets: &[Target],
@@ -764,7 +769,7 @@ fn insert_event(
 
 /// [`insert_event`] for a [`NewEvent`], with its dedup key, digests and
 /// routing decisions.
-fn insert_new(conn: &Connection, e: &NewEvent) -> Result<Accepted, StoreError> {
+fn insert_new(conn: &Writer, e: &NewEvent) -> Result<Accepted, StoreError> {
     insert_routed(
         conn,
         &e.event,
@@ -779,7 +784,7 @@ fn insert_new(conn: &Connection, e: &NewEvent) -> Result<Accepted, StoreError> {
 /// [`insert_event`], taking the dedup key first (a repeat is stored with
 /// no delivery and joins no digest) and joining the digests.
 fn insert_routed(
-    conn: &Connection,
+    conn: &Writer,
     event: &Event,
     body: &str,
     targets: &[Target],
@@ -822,7 +827,7 @@ fn insert_routed(
         }
     }
     for m in digests {
-        join_digest(conn, m, &event.id, now)?;
+        conn.join_digest(m, &event.id, now)?;
     }
     insert_decisions(conn, decisions.iter().filter(|d| is_recorded(d)))?;
     let held = insert_deliveries(conn, &event.id, targets, now)?;
@@ -855,57 +860,6 @@ fn dedup(conn: &Connection, k: &DedupKey, event_id: &str, now: i64) -> Result<St
     Ok(into)
 }
 
-/// Adds an event to its webhook's open window for its group (opening one
-/// when there is none); a window that reaches `max_events` stops taking
-/// members (`closing`) in the same transaction, so none ever holds more. The
-/// member row, with its time, is the event's `digested` decision.
-///
-/// A join sets only `count`, which no index holds: setting `state` (even
-/// to its value) would make SQLite rewrite both indexes that hold it
-/// (`digests_open`, `digests_pending`) for every member; it changes only
-/// for the member that fills the window.
-fn join_digest(
-    conn: &Connection,
-    m: &DigestMember,
-    event_id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    let (digest_id, seq, max_events): (String, i64, i64) = conn
-        .prepare_cached(
-            "INSERT INTO digests (id, webhook_id, grp, state, count, max_events, opened_at, closes_at, webhook_name)
-             VALUES (?1, ?2, ?3, CASE WHEN ?4 <= 1 THEN 'closing' ELSE 'open' END, 1, ?4, ?5, ?6, ?7)
-             ON CONFLICT (webhook_id, grp) WHERE state = 'open' DO UPDATE SET count = count + 1
-             RETURNING id, count, max_events",
-        )?
-        .query_row(
-            params![
-                crate::event::new_id(),
-                m.webhook_id,
-                m.group,
-                m.max_events,
-                now,
-                now + m.window_ms,
-                m.webhook_name
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-    if seq >= max_events {
-        conn.prepare_cached(
-            "UPDATE digests SET state = 'closing' WHERE id = ?1 AND state = 'open'",
-        )?
-        .execute([&digest_id])?;
-    }
-    conn.prepare_cached(
-        "INSERT INTO digest_members (digest_id, seq, event_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![digest_id, seq, event_id, now])?;
-    if seq == 1 {
-        conn.prepare_cached("UPDATE digests SET first_member = last_insert_rowid() WHERE id = ?1")?
-            .execute([&digest_id])?;
-    }
-    Ok(())
-}
-
 /// Windows to close now and the earliest end of the others.
 fn due_digests(conn: &Connection, now: i64) -> Result<DueDigests, StoreError> {
     let mut due: Vec<String> = conn
@@ -927,23 +881,6 @@ fn due_digests(conn: &Connection, now: i64) -> Result<DueDigests, StoreError> {
         )?
         .query_row([now], |r| r.get(0))?;
     Ok(DueDigests { due, next_close_ms })
-}
-
-/// Stops a window taking members (`closing`) and answers its webhook, group
-/// and opening time. `None` when it is closed already or unknown. The
-/// members are read after the commit ([`digest_members`], on a reader): a
-/// closing window takes no member, so that read sees all of them, and the
-/// writer does not spend its time reading and parsing up to `max_events`
-/// bodies.
-fn seal_digest(conn: &Connection, id: &str) -> Result<Option<(String, String, i64)>, StoreError> {
-    conn.prepare_cached("UPDATE digests SET state = 'closing' WHERE id = ?1 AND state = 'open'")?
-        .execute([id])?;
-    Ok(conn
-        .prepare_cached(
-            "SELECT webhook_id, grp, opened_at FROM digests WHERE id = ?1 AND state = 'closing'",
-        )?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?)
 }
 
 /// The members' stored bodies of a window, in arrival order: the rows
@@ -2090,7 +2027,7 @@ impl Storage for SqliteStore {
         let id = id.to_owned();
         let head = {
             let id = id.clone();
-            self.write(move |c| seal_digest(c, &id)).await?
+            self.write(move |c| c.seal_digest(&id)).await?
         };
         let Some((webhook_id, group, opened_at_ms)) = head else {
             return Ok(None);
@@ -2165,7 +2102,8 @@ impl Storage for SqliteStore {
     }
 
     async fn save_api_webhook(&self, webhook: StoredWebhook) -> Result<(), StoreError> {
-        self.write_with(webhook, save_api_webhook).await?;
+        self.write_with(webhook, |c, w| save_api_webhook(c, w))
+            .await?;
         Ok(())
     }
 
@@ -2826,6 +2764,100 @@ mod tests {
             .unwrap()
     }
 
+    /// Event `id`, with no delivery, joining `webhook`'s window of group
+    /// `{}` (at most `max_events` members).
+    fn joining(id: &str, webhook: &str, max_events: u32) -> NewEvent {
+        let e = event(id);
+        NewEvent {
+            body: event_json(&e).unwrap(),
+            event: e,
+            targets: vec![],
+            held: vec![],
+            decisions: vec![],
+            digests: vec![DigestMember {
+                webhook_id: webhook.into(),
+                webhook_name: webhook.to_uppercase(),
+                group: "{}".into(),
+                window_ms: 60_000,
+                max_events,
+            }],
+            dedup: None,
+        }
+    }
+
+    /// The ids of a sealed window's members, in their order.
+    fn members(sealed: Option<SealedDigest>) -> Vec<String> {
+        sealed
+            .expect("the window is open or closing")
+            .members
+            .iter()
+            .map(|body| serde_json::from_str::<Event>(body).unwrap().id)
+            .collect()
+    }
+
+    /// A window counts exactly the members that were committed: a join
+    /// undone by a rolled-back write is not counted (the writer forgets
+    /// what it remembered of the window), and after a restart the count is
+    /// read back from the members, so the window stops at `max_events`
+    /// exactly.
+    #[tokio::test]
+    async fn a_window_counts_only_committed_members_across_a_rollback_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .execute_for_tests(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.id LIKE 'bad%'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .await
+            .unwrap();
+        // x1 joins and is undone with bad1, its write's other event.
+        let refused = store
+            .accept(vec![joining("x1", "w", 3), joining("bad1", "w", 3)])
+            .await;
+        assert!(refused.is_err(), "the write with bad1 fails");
+        for id in ["m1", "m2"] {
+            store.accept(vec![joining(id, "w", 3)]).await.unwrap();
+        }
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        // The third member fills the window; the fourth opens another.
+        for id in ["m3", "m4"] {
+            store.accept(vec![joining(id, "w", 3)]).await.unwrap();
+        }
+        let due = store.due_digests(now_ms()).await.unwrap().due;
+        assert_eq!(due.len(), 1, "one window is full: {due:?}");
+        assert_eq!(
+            count(&store, "SELECT count FROM digests WHERE state = 'closing'").await,
+            3
+        );
+        assert_eq!(
+            members(store.seal_digest(&due[0]).await.unwrap()),
+            ["m1", "m2", "m3"]
+        );
+        let open: String = store
+            .read(|c| {
+                Ok(
+                    c.query_row("SELECT id FROM digests WHERE state = 'open'", [], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(members(store.seal_digest(&open).await.unwrap()), ["m4"]);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM digest_members WHERE event_id = 'x1'"
+            )
+            .await,
+            0,
+            "the undone join left no member"
+        );
+    }
+
     #[tokio::test]
     async fn accepting_a_known_event_id_again_creates_nothing_and_answers_the_first_result() {
         let dir = tempfile::tempdir().unwrap();
@@ -3270,34 +3302,9 @@ mod tests {
         }
         drop(c);
         let store = SqliteStore::open(&path).unwrap();
-        let member = |webhook: &str| DigestMember {
-            webhook_id: webhook.into(),
-            webhook_name: webhook.to_uppercase(),
-            group: "{}".into(),
-            window_ms: 60_000,
-            max_events: 100,
-        };
         for (id, webhook) in [("b3", "wb"), ("a3", "wa"), ("b4", "wb"), ("a4", "wa")] {
-            let e = event(id);
-            let new = NewEvent {
-                body: event_json(&e).unwrap(),
-                event: e,
-                targets: vec![],
-                held: vec![],
-                decisions: vec![],
-                digests: vec![member(webhook)],
-                dedup: None,
-            };
-            store.accept(vec![new]).await.unwrap();
+            store.accept(vec![joining(id, webhook, 100)]).await.unwrap();
         }
-        let members = |sealed: Option<SealedDigest>| -> Vec<String> {
-            sealed
-                .expect("the window is open")
-                .members
-                .iter()
-                .map(|body| serde_json::from_str::<Event>(body).unwrap().id)
-                .collect()
-        };
         let a = members(store.seal_digest("d-a").await.unwrap());
         assert_eq!(a, ["a1", "a2", "a3", "a4"]);
         let b = members(store.seal_digest("d-b").await.unwrap());

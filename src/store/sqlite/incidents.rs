@@ -9,7 +9,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{SqliteStore, insert_attempt, insert_new};
+use super::{SqliteStore, Writer, insert_attempt, insert_new};
 use crate::store::StoredEscalation;
 use crate::store::{
     Accepted, DueSteps, Incident, IncidentChange, IncidentDetail, IncidentEvent, IncidentStep,
@@ -167,7 +167,7 @@ fn due_steps(c: &Connection, now: i64) -> Result<DueSteps, StoreError> {
     })
 }
 
-fn run_step(c: &Connection, s: &StepRun) -> Result<Option<Accepted>, StoreError> {
+fn run_step(c: &Writer, s: &StepRun) -> Result<Option<Accepted>, StoreError> {
     let moved = c
         .prepare_cached(
             "UPDATE incidents SET next_step = ?3, next_due_at = ?4
