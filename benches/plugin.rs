@@ -24,9 +24,19 @@
 //! `PLUGIN_BENCH_LOOP=NAME[,SECONDS]` only formats the event with the NAME
 //! formatter, warm, for SECONDS (default 10): a steady load for `perf
 //! record` (with `RELAY_PLUGIN_PERF_MAP=1`, which names the guest's
-//! functions).
+//! functions); NAME `echo` is the `echo_a` fixture on empty data, a call
+//! that does nothing (the boundary's own cost).
+//!
+//! The bench allocates with the relay's allocator (mimalloc), so the
+//! native formatting it compares with, and the host's side of a call, cost
+//! what they cost in the relay.
 
 mod support;
+
+/// The relay's allocator (src/main.rs): the host's side of a call, and the
+/// native formatting it is compared with, allocate as they do in the relay.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
@@ -521,7 +531,17 @@ fn profile_loop(spec: &str) {
     let host = bench_host(false);
     let _override = wasm_override(&host);
     let rt = runtime();
-    let ev = event();
+    let mut ev = event();
+    // `echo`: the fixture that answers its input, with empty data (a call
+    // that does nothing: the boundary's own cost).
+    let name = if name == "echo" {
+        let from = std::path::Path::new(&wasm_dir()).join("relay_test_echo_a.wasm");
+        relay::plugin::load_file(&host, &from).expect("echo_a fixture");
+        ev.data = json!({}).into();
+        "relay_test_echo_a"
+    } else {
+        name
+    };
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut calls = 0u64;
     let cpu = thread_cpu_us();
