@@ -81,7 +81,7 @@ impl Digester {
         let (webhook_id, count) = (sealed.webhook_id.clone(), sealed.members.len());
         let built = digest_event(sealed, now_ms())
             .map_err(|e| StoreError::Corrupt(format!("digest {id}: a member is not JSON: {e}")))?;
-        let event = built.event;
+        let (event, members) = (built.event, built.members);
         let webhooks = self.registry.load();
         let start = webhooks.get(&webhook_id).map_or(Start::Due, |w| w.start());
         let now = now_ms();
@@ -131,7 +131,7 @@ impl Digester {
             dedup: None,
         };
         let reserved = self.dispatcher.reserve(&new.targets);
-        let (accepted, new) = self.store.finish_digest(id, new).await?;
+        let (accepted, new) = self.store.finish_digest(id, new, members).await?;
         if let Some(a) = accepted
             && !a.duplicate
         {

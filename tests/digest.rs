@@ -372,7 +372,7 @@ async fn retention_prunes_dedup_and_closed_digests_but_keeps_members_of_an_open_
     assert_ne!(full, open, "a window of two takes no third member");
     let sealed = store.seal_digest(&full).await.expect("seal").expect("the full window");
     assert_eq!(sealed.members.len(), 2);
-    let (closed, _) = store.finish_digest(&full, new(&full, false, false)).await.expect("finish");
+    let (closed, _) = store.finish_digest(&full, new(&full, false, false), 0..0).await.expect("finish");
     assert!(closed.is_some(), "the window closed with its digest event");
 
     let cutoff = now_ms() + 10_000;

@@ -123,12 +123,14 @@ pub fn digest_event(sealed: SealedDigest, now: i64) -> Result<DigestEvent, Strin
     body.push_str(r#","data":"#);
     let data_at = body.len();
     body.push_str(r#"{"alerts":["#);
+    let members_at = body.len();
     for (i, m) in sealed.members.iter().enumerate() {
         if i > 0 {
             body.push(',');
         }
         body.push_str(m);
     }
+    let members = members_at..body.len();
     body.push_str(r#"],"count":"#);
     body.push_str(&count.to_string());
     body.push_str(r#","group":"#);
@@ -144,6 +146,7 @@ pub fn digest_event(sealed: SealedDigest, now: i64) -> Result<DigestEvent, Strin
             data,
         },
         body,
+        members,
     })
 }
 
@@ -152,6 +155,10 @@ pub fn digest_event(sealed: SealedDigest, now: i64) -> Result<DigestEvent, Strin
 pub struct DigestEvent {
     pub event: Event,
     pub body: String,
+    /// The span of `body` that is the members' stored bodies, in order,
+    /// joined by `,` (a store may keep the body without them: see
+    /// `Storage::finish_digest`).
+    pub members: std::ops::Range<usize>,
 }
 
 fn push_json_str(out: &mut String, s: &str) -> Result<(), String> {
@@ -217,7 +224,13 @@ mod tests {
                 .map(|m| crate::store::event_json(m).unwrap())
                 .collect(),
         };
-        let DigestEvent { event: e, body } = digest_event(sealed, 1_700_000_000_000).unwrap();
+        let bodies = sealed.members.join(",");
+        let DigestEvent {
+            event: e,
+            body,
+            members,
+        } = digest_event(sealed, 1_700_000_000_000).unwrap();
+        assert_eq!(&body[members], bodies, "the span of the members' bodies");
         assert_eq!((e.id.as_str(), e.event_type.as_str()), ("d\"1", "digest"));
         assert_eq!(e.time, "2023-11-14T22:13:20.000Z");
         assert_eq!(e.data["group"], json!({"tenant": "acme"}));

@@ -184,11 +184,15 @@ pub trait Storage: Send + Sync {
     /// Closes a sealed window and stores its digest event with its
     /// deliveries, in ONE transaction; `None` (and nothing written) when
     /// another instance closed it first. The event comes back for
-    /// dispatch.
+    /// dispatch. `members` is the span of `digest.body` that is the
+    /// window's members' stored bodies joined by `,` (empty: none marked):
+    /// SQLite stores the body without it and splices the members back in
+    /// when it reads the event, so their text is not written twice.
     fn finish_digest(
         &self,
         id: &str,
         digest: NewEvent,
+        members: std::ops::Range<usize>,
     ) -> impl Future<Output = Result<(Option<Accepted>, NewEvent), StoreError>> + Send;
 
     /// What routing stored about one event. A read.
@@ -563,8 +567,9 @@ impl Storage for Store {
         &self,
         id: &str,
         digest: NewEvent,
+        members: std::ops::Range<usize>,
     ) -> Result<(Option<Accepted>, NewEvent), StoreError> {
-        each!(self, s => s.finish_digest(id, digest).await)
+        each!(self, s => s.finish_digest(id, digest, members).await)
     }
     async fn routing_of(&self, event_id: &str) -> Result<RoutingRecord, StoreError> {
         each!(self, s => s.routing_of(event_id).await)

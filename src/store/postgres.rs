@@ -1251,10 +1251,12 @@ impl Storage for PgStore {
         }))
     }
 
+    /// Stores the whole body (`members` is for SQLite).
     async fn finish_digest(
         &self,
         id: &str,
         digest: NewEvent,
+        _members: std::ops::Range<usize>,
     ) -> Result<(Option<Accepted>, NewEvent), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
