@@ -3414,6 +3414,7 @@ mod tests {
         let (_dir, path, c) = older_database(
             "DROP TABLE digest_members;
                  ALTER TABLE digests DROP COLUMN first_member;
+                 ALTER TABLE events DROP COLUMN members_at;
                  CREATE TABLE digest_members (
                      digest_id TEXT NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
                      created_at INTEGER NOT NULL DEFAULT 0,
@@ -3452,6 +3453,12 @@ mod tests {
         assert_eq!(a, ["a1", "a2", "a3", "a4"]);
         let b = members(store.seal_digest("d-b").await.unwrap());
         assert_eq!(b, ["b1", "b2", "b3", "b4"]);
+        let a1 = store.get_event("a1").await.unwrap();
+        assert_eq!(
+            a1.map(|e| e.id).as_deref(),
+            Some("a1"),
+            "events read (members_at added)"
+        );
         assert_eq!(
             count(
                 &store,
