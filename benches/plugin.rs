@@ -441,10 +441,7 @@ fn ab_breakdown(
         relay::plugin::load_file(host, &to).expect("echo_a fixture");
         kept.push(tmp);
     }
-    let empty = Event {
-        data: json!({}).into(),
-        ..ev.clone()
-    };
+    let empty = with_empty_data(ev);
     let data_text = ev.data.to_json();
     let echo = |e: &Event, s: &str| {
         std::hint::black_box(
@@ -531,16 +528,12 @@ fn profile_loop(spec: &str) {
     let host = bench_host(false);
     let _override = wasm_override(&host);
     let rt = runtime();
-    let mut ev = event();
-    // `echo`: the fixture that answers its input, with empty data (a call
-    // that does nothing: the boundary's own cost).
-    let name = if name == "echo" {
-        let from = std::path::Path::new(&wasm_dir()).join("relay_test_echo_a.wasm");
-        relay::plugin::load_file(&host, &from).expect("echo_a fixture");
-        ev.data = json!({}).into();
-        "relay_test_echo_a"
+    // `echo`: the fixture on empty data (a call that does nothing: the
+    // boundary's own cost).
+    let (name, ev) = if name == "echo" {
+        (load_echo(&host), with_empty_data(&event()))
     } else {
-        name
+        (name, event())
     };
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut calls = 0u64;
@@ -615,6 +608,22 @@ fn wasm_override(host: &PluginHost) -> Vec<tempfile::TempDir> {
     load_renamed(host, &dir, "")
 }
 
+/// Loads the `echo_a` fixture formatter (it decodes the event like every
+/// SDK formatter and answers a few bytes) into `host`; answers its name.
+fn load_echo(host: &PluginHost) -> &'static str {
+    let from = std::path::Path::new(&wasm_dir()).join("relay_test_echo_a.wasm");
+    relay::plugin::load_file(host, &from).expect("echo_a fixture");
+    "relay_test_echo_a"
+}
+
+/// `ev` with empty `data`: what a call that does nothing is given.
+fn with_empty_data(ev: &Event) -> Event {
+    Event {
+        data: json!({}).into(),
+        ..ev.clone()
+    }
+}
+
 /// Where a warm slack call's time goes, by difference between calls that
 /// do less (the guest reads no clock, so it cannot time itself): the
 /// `echo_a` fixture formatter decodes the event like every SDK formatter
@@ -628,18 +637,11 @@ fn breakdown(
     slack_us: f64,
     native_decode_us: f64,
 ) {
-    let echo = std::path::Path::new(&wasm_dir()).join("relay_test_echo_a.wasm");
-    relay::plugin::load_file(host, &echo).expect("echo_a fixture");
-    let empty = Event {
-        data: json!({}).into(),
-        ..ev.clone()
-    };
+    let echo = load_echo(host);
+    let empty = with_empty_data(ev);
     let call = |e: &Event| {
         measure(20_000, || {
-            std::hint::black_box(
-                rt.block_on(host.format("relay_test_echo_a", "{}", e))
-                    .expect("echo_a"),
-            );
+            std::hint::black_box(rt.block_on(host.format(echo, "{}", e)).expect("echo_a"));
         })
     };
     let nothing_us = call(&empty);

@@ -1018,7 +1018,7 @@ fn load_due(
     ids: &[(String, u32)],
 ) -> Result<(Vec<DueDelivery>, Vec<String>), StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT d.webhook_id, d.attempts, e.body, e.id, e.members_at FROM deliveries d
+        "SELECT d.webhook_id, d.attempts, e.body, d.event_id, e.members_at FROM deliveries d
          LEFT JOIN events e ON e.id = d.event_id
          WHERE d.id = ?1 AND d.due_at IS NOT NULL",
     )?;
@@ -1031,15 +1031,14 @@ fn load_due(
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(3)?,
                     r.get::<_, Option<i64>>(4)?,
                 ))
             })
             .optional()?;
         match row {
             Some((webhook_id, attempts, Some(body), event_id, members_at)) => {
-                let event =
-                    stored_event(conn, event_id.as_deref().unwrap_or(""), body, members_at)?;
+                let event = stored_event(conn, &event_id, body, members_at)?;
                 out.push(DueDelivery {
                     delivery_id: id.clone(),
                     webhook_id,
@@ -2096,10 +2095,10 @@ impl Storage for SqliteStore {
         mut digest: NewEvent,
         members: std::ops::Range<usize>,
     ) -> Result<(Option<Accepted>, NewEvent), StoreError> {
+        // (`is_char_boundary` is false past the end.)
         let spliced = !members.is_empty()
             && digest.body.is_char_boundary(members.start)
-            && digest.body.is_char_boundary(members.end)
-            && members.end <= digest.body.len();
+            && digest.body.is_char_boundary(members.end);
         let whole = spliced.then(|| {
             let mut stored = String::with_capacity(digest.body.len() - members.len());
             stored.push_str(&digest.body[..members.start]);
