@@ -1155,11 +1155,19 @@ async fn reenabling_a_tripped_webhook_resets_its_failure_counter(backend) {
         let path = format!("/api/v1/webhooks/{id}");
         // (Generous: on a loaded 2-core CI machine both stores' tests
         // run at once; the wait ends as soon as the breaker has tripped.)
+        // Each state the webhook shows on the way is printed, so a wait
+        // that times out says where it stopped (it did once in CI).
+        let mut seen = String::new();
         eventually(
             Duration::from_secs(30),
             &format!("{id} trips"),
             async || {
                 let (_, w) = call(&relay, "GET", &path, Some(ADMIN), None).await;
+                let now = format!("is_active {} failure_count {}", w["is_active"], w["failure_count"]);
+                if now != seen {
+                    eprintln!("{id}: {now}");
+                    seen = now;
+                }
                 w["is_active"] == false && w["failure_count"] == 2
             },
         )
