@@ -79,8 +79,7 @@ impl Digester {
             return Ok(());
         };
         let (webhook_id, count) = (sealed.webhook_id.clone(), sealed.members.len());
-        let built = digest_event(sealed, now_ms())
-            .map_err(|e| StoreError::Corrupt(format!("digest {id}: a member is not JSON: {e}")))?;
+        let built = digest_event(sealed, now_ms());
         let (event, members) = (built.event, built.members);
         let webhooks = self.registry.load();
         let start = webhooks.get(&webhook_id).map_or(Start::Due, |w| w.start());

@@ -124,6 +124,40 @@ impl Data {
         })
     }
 
+    /// An object whose top-level members the caller already knows: each
+    /// is its key (plain text, no escapes, each key once) and the span of
+    /// its value's JSON text in `raw`. Nothing is scanned or checked: the
+    /// caller built `raw` from JSON it had checked (the relay's digest,
+    /// spliced from its members' stored bodies, which were checked when
+    /// they were accepted). Wrong spans read wrong members; they never
+    /// read outside `raw` (a span past its end reads as no member).
+    pub fn from_object_spans(raw: String, spans: &[(&str, Range<usize>)]) -> Data {
+        let raw = raw.into_boxed_str();
+        let mut members: Vec<Member> = spans
+            .iter()
+            .filter(|(_, value)| raw.get(value.clone()).is_some())
+            .map(|(key, value)| {
+                let text = &raw[value.clone()];
+                Member {
+                    tag: tag_of(key),
+                    key_len: key.len(),
+                    key: Key::Owned((*key).into()),
+                    plain: text.starts_with('"') && !text.contains('\\'),
+                    value: value.clone(),
+                    decoded: OnceLock::new(),
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.cmp_key(&raw, b.tag, b.key(&raw)));
+        members.dedup_by(|b, a| a.key(&raw) == b.key(&raw));
+        Data {
+            raw,
+            members,
+            object: true,
+            value: OnceLock::new(),
+        }
+    }
+
     /// Data from a decoded value (tests, payloads read back).
     pub fn from_value(value: Value) -> Data {
         let raw = match &value {
@@ -346,6 +380,33 @@ impl<'de> Visitor<'de> for KeyVisitor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Members given by their spans read as parsing would find them; a
+    /// span outside the text is no member.
+    #[test]
+    fn an_object_indexed_from_spans_reads_like_the_same_text_parsed() {
+        let text = r#"{"s":"plain","list":[1,{"k":"v"}],"n":7}"#;
+        let span = |value: &str| {
+            let at = text.find(value).unwrap();
+            at..at + value.len()
+        };
+        let spans = [
+            ("s", span(r#""plain""#)),
+            ("list", span(r#"[1,{"k":"v"}]"#)),
+            ("n", span("7")),
+            ("gone", 40..99),
+        ];
+        let d = Data::from_object_spans(text.to_owned(), &spans);
+        let parsed = Data::parse(text.to_owned()).unwrap();
+        for key in ["s", "list", "n"] {
+            let (a, b) = (d.member(key).unwrap(), parsed.member(key).unwrap());
+            assert_eq!((a.json(), a.str()), (b.json(), b.str()), "{key}");
+            assert_eq!(a.value(), b.value(), "{key}");
+        }
+        assert!(d.member("gone").is_none());
+        assert_eq!(d.value(), parsed.value());
+        assert!(d.is_object());
+    }
 
     #[test]
     fn members_are_read_from_the_text_and_agree_with_the_decoded_tree() {
