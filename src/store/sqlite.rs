@@ -354,18 +354,12 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 impl SqliteStore {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        SqliteStore::open_with(path, None, windows::KEPT_BODIES_BYTES)
+        SqliteStore::open_with(path, None)
     }
 
     /// [`SqliteStore::open`] with `flush` in place of the WAL file's
-    /// `fdatasync` (tests: a flush held back or failing) and `kept_bytes`
-    /// of digest members' bodies kept by the writer (tests: a small
-    /// budget).
-    fn open_with(
-        path: &Path,
-        flush: Option<Flush>,
-        kept_bytes: usize,
-    ) -> Result<SqliteStore, StoreError> {
+    /// `fdatasync` (tests: a flush held back or failing).
+    fn open_with(path: &Path, flush: Option<Flush>) -> Result<SqliteStore, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -386,7 +380,7 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteJob>>(8192);
         std::thread::Builder::new()
             .name("relay-store-writer".into())
-            .spawn(move || writer_loop(Writer::new(conn, kept_bytes), rx, syncer))
+            .spawn(move || writer_loop(Writer::new(conn), rx, syncer))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
@@ -841,7 +835,7 @@ fn insert_routed(
         }
     }
     for m in digests {
-        conn.join_digest(m, &event.id, body, now)?;
+        conn.join_digest(m, &event.id, now)?;
     }
     insert_decisions(conn, decisions.iter().filter(|d| is_recorded(d)))?;
     let held = insert_deliveries(conn, &event.id, targets, now)?;
@@ -2072,21 +2066,18 @@ impl Storage for SqliteStore {
             let id = id.clone();
             self.write(move |c| c.seal_digest(&id)).await?
         };
-        let Some(head) = head else {
+        let Some((webhook_id, group, opened_at_ms)) = head else {
             return Ok(None);
         };
-        let members = match head.bodies {
-            Some(kept) => kept,
-            None => {
-                let id = id.clone();
-                self.read(move |c| digest_members(c, &id)).await?
-            }
+        let members = {
+            let id = id.clone();
+            self.read(move |c| digest_members(c, &id)).await?
         };
         Ok(Some(SealedDigest {
             id,
-            webhook_id: head.webhook_id,
-            group: head.group,
-            opened_at_ms: head.opened_at_ms,
+            webhook_id,
+            group,
+            opened_at_ms,
             members,
         }))
     }
@@ -2867,68 +2858,6 @@ mod tests {
             .collect()
     }
 
-    /// Sealing a window the writer saw open answers its members' bodies
-    /// from the writer's memory (here with their rows gone, so a read
-    /// would find none); a window whose bodies would pass the budget is
-    /// read back from the database, and so is one opened before a restart.
-    #[tokio::test]
-    async fn sealing_answers_the_kept_bodies_within_the_budget_and_reads_back_the_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
-        let (a, b) = (joining("a1", "a", 2), joining("b1", "b", 2));
-        // Room for the bodies of two members.
-        let budget = a.body.len() + b.body.len();
-        let store = SqliteStore::open_with(&path, None, budget).unwrap();
-        for e in [a, joining("a2", "a", 2), b] {
-            store.accept(vec![e]).await.unwrap();
-        }
-        // Opened here; a restart forgets it.
-        drop(store);
-        let store = SqliteStore::open_with(&path, None, budget).unwrap();
-        store.accept(vec![joining("b2", "b", 3)]).await.unwrap();
-        store.accept(vec![joining("c1", "c", 3)]).await.unwrap();
-        store.accept(vec![joining("c2", "c", 3)]).await.unwrap();
-        // c3 would pass the budget: c's window is read back.
-        store.accept(vec![joining("c3", "c", 3)]).await.unwrap();
-        store.accept(vec![joining("d1", "d", 3)]).await.unwrap();
-        let window = |w: &'static str| {
-            store.read(move |c| {
-                Ok(
-                    c.query_row("SELECT id FROM digests WHERE webhook_id = ?1", [w], |r| {
-                        r.get::<_, String>(0)
-                    })?,
-                )
-            })
-        };
-        let (a, b, c, d) = (
-            window("a").await.unwrap(),
-            window("b").await.unwrap(),
-            window("c").await.unwrap(),
-            window("d").await.unwrap(),
-        );
-        store
-            .execute_for_tests("DELETE FROM events WHERE id IN ('a1', 'a2', 'b1', 'c1', 'd1')")
-            .await
-            .unwrap();
-        assert_eq!(
-            members(store.seal_digest(&d).await.unwrap()),
-            ["d1"],
-            "kept: d opened with room for its body"
-        );
-        assert_eq!(
-            members(store.seal_digest(&b).await.unwrap()),
-            ["b2"],
-            "read back: b opened before the restart (b1's row is gone)"
-        );
-        assert_eq!(
-            members(store.seal_digest(&c).await.unwrap()),
-            ["c2", "c3"],
-            "read back: c went over the budget (c1's row is gone)"
-        );
-        // a filled before the restart: read back, and its rows are gone.
-        assert!(members(store.seal_digest(&a).await.unwrap()).is_empty());
-    }
-
     /// A digest is stored without its members' text (their own rows hold
     /// it) and reads back as it was built, through `get_event` and as a due
     /// delivery; its members' rows stay while it is stored, and go in the
@@ -3218,9 +3147,7 @@ mod tests {
             g.flushed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             Ok(())
         });
-        let store =
-            SqliteStore::open_with(&dir.join("r.db"), Some(flush), windows::KEPT_BODIES_BYTES)
-                .unwrap();
+        let store = SqliteStore::open_with(&dir.join("r.db"), Some(flush)).unwrap();
         (store, gate)
     }
 
@@ -3268,12 +3195,7 @@ mod tests {
     async fn after_a_failed_flush_every_write_fails_and_reads_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let flush: Flush = Box::new(|| Err(std::io::Error::other("device gone")));
-        let store = SqliteStore::open_with(
-            &dir.path().join("r.db"),
-            Some(flush),
-            windows::KEPT_BODIES_BYTES,
-        )
-        .unwrap();
+        let store = SqliteStore::open_with(&dir.path().join("r.db"), Some(flush)).unwrap();
         let err = store
             .accept(vec![new_event("e1", vec![target("a", true)])])
             .await

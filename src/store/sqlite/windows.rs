@@ -13,18 +13,10 @@
 //! there when it does not remember the window (after a restart, or after a
 //! rollback made it forget: [`Writer::forget_windows`]).
 //!
-//! The writer also keeps a copy of each member's stored body for the
-//! windows it opened itself, up to [`KEPT_BODIES_BYTES`] in all, and hands
-//! them over when it seals the window: reading a window's members back
-//! (an index probe and a table probe per member, on a reader whose page
-//! cache every commit empties) cost about 1.9 µs per member, the copy
-//! about 0.1. A window it did not see open, or whose bodies went over the
-//! budget, is read back from the database as before.
-//!
 //! Owns: [`Writer`] and the digest joins and seals that use its memory.
 //! Touches only the SQLite connection it wraps.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Deref;
 
@@ -37,27 +29,6 @@ use crate::store::{DigestMember, StoreError};
 pub(super) struct Writer {
     conn: Connection,
     windows: RefCell<HashMap<WindowKey, Window>>,
-    /// Windows that filled (`closing`) with their members' bodies kept,
-    /// by id, until they are sealed.
-    filled: RefCell<HashMap<String, Vec<String>>>,
-    /// Bytes of bodies kept, in `windows` and `filled`.
-    kept_bytes: Cell<usize>,
-    /// The most bytes of bodies kept at once.
-    budget: usize,
-}
-
-/// How many bytes of member bodies the writer keeps for sealing (see the
-/// module documentation): 32 windows of 1,000 one-KiB events.
-pub(super) const KEPT_BODIES_BYTES: usize = 32 << 20;
-
-/// What [`Writer::seal_digest`] answers about a window it stopped.
-pub(super) struct Sealed {
-    pub webhook_id: String,
-    pub group: String,
-    pub opened_at_ms: i64,
-    /// The members' stored bodies in arrival order, when the writer kept
-    /// all of them; `None`: read them from the database.
-    pub bodies: Option<Vec<String>>,
 }
 
 /// A window is open per webhook and group (`digests_open`).
@@ -69,9 +40,6 @@ struct Window {
     id: String,
     members: i64,
     max_events: i64,
-    /// Every member's body, when the writer saw the window open and kept
-    /// them within the budget.
-    bodies: Option<Vec<String>>,
 }
 
 impl Deref for Writer {
@@ -83,45 +51,18 @@ impl Deref for Writer {
 }
 
 impl Writer {
-    pub(super) fn new(conn: Connection, budget: usize) -> Writer {
+    pub(super) fn new(conn: Connection) -> Writer {
         Writer {
             conn,
             windows: RefCell::default(),
-            filled: RefCell::default(),
-            kept_bytes: Cell::new(0),
-            budget,
         }
     }
 
     /// Forgets every window: called when a transaction rolls back (wholly
-    /// or to a savepoint), since joins it undid may have been counted (and
-    /// their bodies kept). The next join of each window reads it from the
-    /// database, and sealing one reads its members there.
+    /// or to a savepoint), since joins it undid may have been counted. The
+    /// next join of each window reads it from the database.
     pub(super) fn forget_windows(&self) {
         self.windows.borrow_mut().clear();
-        self.filled.borrow_mut().clear();
-        self.kept_bytes.set(0);
-    }
-
-    /// Keeps a copy of `body` in `bodies`, or, when that would pass the
-    /// budget, lets go of all of them (the window is read back instead).
-    fn keep(&self, bodies: &mut Option<Vec<String>>, body: &str) {
-        let Some(kept) = bodies else { return };
-        let total = self.kept_bytes.get() + body.len();
-        if total <= self.budget {
-            kept.push(body.to_owned());
-            self.kept_bytes.set(total);
-        } else {
-            self.release(bodies.take());
-        }
-    }
-
-    /// Stops counting `bodies` against the budget (they were handed over
-    /// or dropped).
-    fn release(&self, bodies: Option<Vec<String>>) -> Option<Vec<String>> {
-        let n: usize = bodies.iter().flatten().map(String::len).sum();
-        self.kept_bytes.set(self.kept_bytes.get().saturating_sub(n));
-        bodies
     }
 
     /// Adds an event to its webhook's open window for its group (opening
@@ -133,12 +74,11 @@ impl Writer {
         &self,
         m: &DigestMember,
         event_id: &str,
-        body: &str,
         now: i64,
     ) -> Result<(), StoreError> {
         let key = (m.webhook_id.clone(), m.group.clone());
         let mut windows = self.windows.borrow_mut();
-        let mut window = match windows.remove(&key) {
+        let window = match windows.remove(&key) {
             Some(w) => w,
             None => self.open_window(m, now)?,
         };
@@ -153,18 +93,19 @@ impl Writer {
             )?
             .execute([&window.id])?;
         }
-        window.members = seq;
-        self.keep(&mut window.bodies, body);
         if seq >= window.max_events {
             self.prepare_cached(
                 "UPDATE digests SET state = 'closing', count = ?2 WHERE id = ?1 AND state = 'open'",
             )?
             .execute(params![window.id, seq])?;
-            if let Some(bodies) = window.bodies {
-                self.filled.borrow_mut().insert(window.id, bodies);
-            }
         } else {
-            windows.insert(key, window);
+            windows.insert(
+                key,
+                Window {
+                    members: seq,
+                    ..window
+                },
+            );
         }
         Ok(())
     }
@@ -187,7 +128,6 @@ impl Writer {
                 id,
                 members,
                 max_events,
-                bodies: None,
             });
         }
         let id = crate::event::new_id();
@@ -208,7 +148,6 @@ impl Writer {
             id,
             members: 0,
             max_events: i64::from(m.max_events),
-            bodies: Some(Vec::new()),
         })
     }
 
@@ -223,13 +162,15 @@ impl Writer {
     }
 
     /// Stops a window taking members (`closing`, with its `count`) and
-    /// answers its webhook, group and opening time, and its members'
-    /// bodies when the writer kept them all. `None` when it is closed
-    /// already or unknown. Otherwise the members are read after the commit
+    /// answers its webhook, group and opening time. `None` when it is
+    /// closed already or unknown. The members are read after the commit
     /// (`digest_members`, on a reader): a closing window takes no member,
     /// so that read sees all of them, and the writer does not spend its
-    /// time reading up to `max_events` bodies.
-    pub(super) fn seal_digest(&self, id: &str) -> Result<Option<Sealed>, StoreError> {
+    /// time reading and parsing up to `max_events` bodies.
+    pub(super) fn seal_digest(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String, i64)>, StoreError> {
         let row: Option<(String, String, i64, String, Option<i64>)> = self
             .prepare_cached(
                 "SELECT webhook_id, grp, opened_at, state, first_member FROM digests WHERE id = ?1",
@@ -241,37 +182,29 @@ impl Writer {
         let Some((webhook_id, group, opened_at, state, first)) = row else {
             return Ok(None);
         };
-        let bodies = match state.as_str() {
+        match state.as_str() {
             "open" => {
-                let key = (webhook_id.clone(), group.clone());
+                let key = (webhook_id, group);
                 let remembered = {
                     let mut windows = self.windows.borrow_mut();
                     match windows.get(&key) {
-                        Some(w) if w.id == id => windows.remove(&key),
+                        Some(w) if w.id == id => windows.remove(&key).map(|w| w.members),
                         _ => None,
                     }
                 };
-                let (members, bodies) = match remembered {
-                    Some(w) => (w.members, w.bodies),
-                    None => (self.count_members(id, first)?, None),
+                let members = match remembered {
+                    Some(n) => n,
+                    None => self.count_members(id, first)?,
                 };
                 self.prepare_cached(
                     "UPDATE digests SET state = 'closing', count = ?2 WHERE id = ?1",
                 )?
                 .execute(params![id, members])?;
-                self.release(bodies)
+                let (webhook_id, group) = key;
+                Ok(Some((webhook_id, group, opened_at)))
             }
-            "closing" => {
-                let kept = self.filled.borrow_mut().remove(id);
-                self.release(kept)
-            }
-            _ => return Ok(None),
-        };
-        Ok(Some(Sealed {
-            webhook_id,
-            group,
-            opened_at_ms: opened_at,
-            bodies,
-        }))
+            "closing" => Ok(Some((webhook_id, group, opened_at))),
+            _ => Ok(None),
+        }
     }
 }
