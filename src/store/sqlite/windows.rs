@@ -28,11 +28,13 @@ use crate::store::{DigestMember, StoreError};
 /// get it as `&Writer`; it derefs to the [`Connection`].
 pub(super) struct Writer {
     conn: Connection,
-    windows: RefCell<HashMap<WindowKey, Window>>,
+    windows: RefCell<Windows>,
 }
 
-/// A window is open per webhook and group (`digests_open`).
-type WindowKey = (String, String);
+/// A window is open per webhook and group (`digests_open`): by webhook id,
+/// then group, so a join finds its window without building a key (a
+/// webhook's map stays when its windows go: it opens another soon).
+type Windows = HashMap<String, HashMap<String, Window>>;
 
 /// An open window as the writer knows it: committed members, plus those
 /// joined in the transaction under way (forgotten if it rolls back).
@@ -76,11 +78,15 @@ impl Writer {
         event_id: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let key = (m.webhook_id.clone(), m.group.clone());
         let mut windows = self.windows.borrow_mut();
-        let window = match windows.remove(&key) {
-            Some(w) => w,
-            None => self.open_window(m, now)?,
+        // Taken out with its key and put back with it: no key is built
+        // but for a window this writer has not seen.
+        let known = windows
+            .get_mut(m.webhook_id.as_str())
+            .and_then(|groups| groups.remove_entry(m.group.as_str()));
+        let (group, window) = match known {
+            Some(kv) => kv,
+            None => (m.group.clone(), self.open_window(m, now)?),
         };
         let seq = window.members + 1;
         self.prepare_cached(
@@ -98,14 +104,19 @@ impl Writer {
                 "UPDATE digests SET state = 'closing', count = ?2 WHERE id = ?1 AND state = 'open'",
             )?
             .execute(params![window.id, seq])?;
-        } else {
-            windows.insert(
-                key,
-                Window {
-                    members: seq,
-                    ..window
-                },
-            );
+            return Ok(());
+        }
+        let window = Window {
+            members: seq,
+            ..window
+        };
+        match windows.get_mut(m.webhook_id.as_str()) {
+            Some(groups) => {
+                groups.insert(group, window);
+            }
+            None => {
+                windows.insert(m.webhook_id.clone(), HashMap::from([(group, window)]));
+            }
         }
         Ok(())
     }
@@ -184,11 +195,13 @@ impl Writer {
         };
         match state.as_str() {
             "open" => {
-                let key = (webhook_id, group);
                 let remembered = {
                     let mut windows = self.windows.borrow_mut();
-                    match windows.get(&key) {
-                        Some(w) if w.id == id => windows.remove(&key).map(|w| w.members),
+                    let groups = windows.get_mut(&webhook_id);
+                    match groups {
+                        Some(g) if g.get(&group).is_some_and(|w| w.id == id) => {
+                            g.remove(&group).map(|w| w.members)
+                        }
                         _ => None,
                     }
                 };
@@ -200,7 +213,6 @@ impl Writer {
                     "UPDATE digests SET state = 'closing', count = ?2 WHERE id = ?1",
                 )?
                 .execute(params![id, members])?;
-                let (webhook_id, group) = key;
                 Ok(Some((webhook_id, group, opened_at)))
             }
             "closing" => Ok(Some((webhook_id, group, opened_at))),
