@@ -90,23 +90,25 @@ impl Data {
         let Members(found) = serde_json::from_str::<Members<'_>>(&raw).map_err(bad)?;
         // Usually no string has an escape: one scan of the text says so.
         let escapes = raw.contains('\\');
-        let mut members: Vec<Member> = found
+        let members: Vec<Member> = found
             .into_iter()
             .map(|(key, value)| {
                 let text = value.get();
-                Member {
-                    tag: tag_of(&key),
-                    key_len: key.len(),
-                    key: match key {
-                        Cow::Borrowed(k) => Key::Span(span(k)),
-                        Cow::Owned(k) => Key::Owned(k.into_boxed_str()),
-                    },
-                    plain: text.starts_with('"') && !(escapes && text.contains('\\')),
-                    value: span(text),
-                    decoded: OnceLock::new(),
-                }
+                let plain = text.starts_with('"') && !(escapes && text.contains('\\'));
+                let (tag, key_len) = (tag_of(&key), key.len());
+                let key = match key {
+                    Cow::Borrowed(k) => Key::Span(span(k)),
+                    Cow::Owned(k) => Key::Owned(k.into_boxed_str()),
+                };
+                Member::new(key, tag, key_len, span(text), plain)
             })
             .collect();
+        Ok(Data::object(raw, members))
+    }
+
+    /// An indexed object: `members` (in document order) sorted by key, of
+    /// equal keys the last kept (as the decoded object keeps it).
+    fn object(raw: Box<str>, mut members: Vec<Member>) -> Data {
         // Stable: of equal keys the one written last stays last.
         members.sort_by(|a, b| a.cmp_key(&raw, b.tag, b.key(&raw)));
         let mut kept: Vec<Member> = Vec::with_capacity(members.len());
@@ -116,12 +118,12 @@ impl Data {
                 _ => kept.push(m),
             }
         }
-        Ok(Data {
+        Data {
             raw,
             members: kept,
             object: true,
             value: OnceLock::new(),
-        })
+        }
     }
 
     /// An object whose top-level members the caller already knows: each
@@ -133,29 +135,22 @@ impl Data {
     /// read outside `raw` (a span past its end reads as no member).
     pub fn from_object_spans(raw: String, spans: &[(&str, Range<usize>)]) -> Data {
         let raw = raw.into_boxed_str();
-        let mut members: Vec<Member> = spans
+        let members: Vec<Member> = spans
             .iter()
-            .filter(|(_, value)| raw.get(value.clone()).is_some())
-            .map(|(key, value)| {
-                let text = &raw[value.clone()];
-                Member {
-                    tag: tag_of(key),
-                    key_len: key.len(),
-                    key: Key::Owned((*key).into()),
-                    plain: text.starts_with('"') && !text.contains('\\'),
-                    value: value.clone(),
-                    decoded: OnceLock::new(),
-                }
+            .filter_map(|(key, value)| {
+                let text = raw.get(value.clone())?;
+                let plain = text.starts_with('"') && !text.contains('\\');
+                let owned = Key::Owned((*key).into());
+                Some(Member::new(
+                    owned,
+                    tag_of(key),
+                    key.len(),
+                    value.clone(),
+                    plain,
+                ))
             })
             .collect();
-        members.sort_by(|a, b| a.cmp_key(&raw, b.tag, b.key(&raw)));
-        members.dedup_by(|b, a| a.key(&raw) == b.key(&raw));
-        Data {
-            raw,
-            members,
-            object: true,
-            value: OnceLock::new(),
-        }
+        Data::object(raw, members)
     }
 
     /// Data from a decoded value (tests, payloads read back).
@@ -272,6 +267,17 @@ impl PartialEq for Data {
 }
 
 impl Member {
+    fn new(key: Key, tag: u64, key_len: usize, value: Range<usize>, plain: bool) -> Member {
+        Member {
+            key,
+            tag,
+            key_len,
+            plain,
+            value,
+            decoded: OnceLock::new(),
+        }
+    }
+
     fn key<'a>(&'a self, raw: &'a str) -> &'a str {
         match &self.key {
             Key::Span(r) => &raw[r.clone()],

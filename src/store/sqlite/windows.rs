@@ -197,8 +197,7 @@ impl Writer {
             "open" => {
                 let remembered = {
                     let mut windows = self.windows.borrow_mut();
-                    let groups = windows.get_mut(&webhook_id);
-                    match groups {
+                    match windows.get_mut(&webhook_id) {
                         Some(g) if g.get(&group).is_some_and(|w| w.id == id) => {
                             g.remove(&group).map(|w| w.members)
                         }
