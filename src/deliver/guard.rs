@@ -45,7 +45,7 @@ impl Guard {
 
     /// Resolves `host` and keeps the addresses this guard allows, in order.
     /// `shown` names the destination in errors (`host:port`). Refused when
-    /// every address is forbidden ([`DeliveryError::Blocked`]).
+    /// every address is forbidden ([`DeliveryError::Blocked`](super::DeliveryError::Blocked)).
     pub async fn resolve(
         &self,
         host: &str,
