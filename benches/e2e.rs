@@ -57,6 +57,14 @@
 //! PostgreSQL cluster), `E2E_PG_LOG=path` (its log, written at the end),
 //! `E2E_PG_STATEMENTS=path` (pg_stat_statements, planning tracked: the 30
 //! statements the cluster spent most time in, written at the end).
+//!
+//! Each throughput line ends with the relay's CPU per event over this
+//! bench process's (`(3.32 : 1)`): the machine's changes of speed move
+//! both, so on an otherwise idle machine that figure, unlike events/s or
+//! either CPU figure alone, can tell two relay builds apart by a few per
+//! cent (`E2E_RELAY`, alternating runs). `TMPDIR=/dev/shm` puts the
+//! relays' databases on tmpfs: what the disk costs (ARCHITECTURE.md,
+//! "Durability").
 
 mod support;
 
@@ -897,6 +905,17 @@ struct Throughput {
 }
 
 impl Throughput {
+    /// CPU per event of the process under test over this bench process's:
+    /// when the machine's speed moves (it does here, by ±25 % within
+    /// minutes), both move together, so this moves far less than either
+    /// (three full runs: relay 73, 104, 103 µs per event; this 3.32, 3.25,
+    /// 3.32). Not immune: beside a cargo build json_signed's read 3.49 and
+    /// slack_plugin's 4.51 (3.6–3.8 on an idle machine).
+    fn cpu_over_bench(&self) -> Option<f64> {
+        let (cpu, bench) = (self.cpu_us_per_event?, self.bench_cpu_us_per_event?);
+        (bench > 0.0).then(|| cpu / bench)
+    }
+
     /// One measurement out of several rounds: events/s is the median of the
     /// rounds' (one slot that the machine slowed down, for whatever reason,
     /// does not move it); counts, sending time and CPU are added up.
@@ -1138,7 +1157,7 @@ fn fmt_opt(v: Option<f64>, prec: usize) -> String {
 fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
     if let Some(t) = t {
         println!(
-            "  {name}: throughput {:.0} events/s delivered ({} of {} accepted{}; ingest {:.0}/s); CPU per event: {} µs under test{}, {} µs load generator + receiver",
+            "  {name}: throughput {:.0} events/s delivered ({} of {} accepted{}; ingest {:.0}/s); CPU per event: {} µs under test{}, {} µs load generator + receiver ({} : 1)",
             t.events_per_s,
             t.delivered,
             t.accepted,
@@ -1153,6 +1172,7 @@ fn print_phase(name: &str, t: Option<&Throughput>, l: Option<&Latency>) {
                 .map(|d| format!(" + {d:.0} µs database"))
                 .unwrap_or_default(),
             fmt_opt(t.bench_cpu_us_per_event, 0),
+            fmt_opt(t.cpu_over_bench(), 2),
         );
     }
     if let Some(l) = l {
@@ -2096,6 +2116,7 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
                 "ingest_per_s": r.tput.as_ref().map(|t| t.ingest_per_s.round()),
                 "cpu_us_per_event": r.tput.as_ref().and_then(|t| t.cpu_us_per_event).map(f64::round),
                 "db_cpu_us_per_event": r.tput.as_ref().and_then(|t| t.db_cpu_us_per_event).map(f64::round),
+                "cpu_over_bench_cpu": r.tput.as_ref().and_then(Throughput::cpu_over_bench).map(|x| (x * 100.0).round() / 100.0),
                 "latency_rate_per_s": l.map(|l| l.rate.round()),
                 "latency_cpu_us_per_event": l.and_then(|l| l.cpu_us_per_event).map(f64::round),
                 "undelivered": l.map(|l| l.lost),
