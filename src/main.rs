@@ -233,7 +233,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// arenas committed only as used (`MI_DEFAULT_ARENA_EAGER_COMMIT=0`, a
 /// compile-time define set in `.cargo/config.toml`, since mimalloc reads it
 /// before `main`), and freed pages purged at once (here; mimalloc v3's
-/// `mi_option_purge_delay`, which the sys crate does not name).
+/// `mi_option_purge_delay`, which the sys crate does not name). A delay
+/// saves some CPU for memory: 250 ms was −5..−12 % relay CPU per event
+/// for a backlog peak of 137–143 MiB (stop 30); 10 ms, +13..+15 MiB
+/// (110–120 against 96–108) for CPU within the bench's noise (stop 33:
+/// relay CPU over the load generator's 3.15–3.27 against 3.26–3.56).
 fn return_freed_memory_promptly() {
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: mi_option_set stores an integer in mimalloc's option table;
