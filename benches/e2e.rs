@@ -61,9 +61,11 @@
 //! Each throughput line ends with the relay's CPU per event over this
 //! bench process's (`(3.32 : 1)`): the machine's changes of speed move
 //! both, so on an otherwise idle machine that figure moves less than
-//! events/s or either CPU figure alone (±7 % against ±25 % here); two relay
-//! builds still need several alternating runs each (`E2E_RELAY`) to be
-//! told apart by less than that. `TMPDIR=/dev/shm` puts the
+//! events/s or either CPU figure alone (12 json_signed runs of one relay:
+//! relay 64–104 µs per event, this 3.22–3.69); two relay builds still need
+//! several alternating runs each (`E2E_RELAY`) to be told apart by less
+//! than that, and other load moves it (beside a cargo build json_signed's
+//! read 3.49, slack_plugin's 4.51). `TMPDIR=/dev/shm` puts the
 //! relays' databases on tmpfs: what the disk costs (ARCHITECTURE.md,
 //! "Durability").
 
@@ -906,12 +908,8 @@ struct Throughput {
 }
 
 impl Throughput {
-    /// CPU per event of the process under test over this bench process's:
-    /// when the machine's speed moves (it does here, by ±25 % within
-    /// minutes), both move together, so this moves less than either (12
-    /// json_signed runs of one relay: relay 64–104 µs per event, this
-    /// 3.22–3.69). Not immune: beside a cargo build json_signed's read 3.49
-    /// and slack_plugin's 4.51 (3.6–3.8 on an idle machine).
+    /// CPU per event of the process under test over this bench process's
+    /// (what it is worth: the module's doc).
     fn cpu_over_bench(&self) -> Option<f64> {
         let (cpu, bench) = (self.cpu_us_per_event?, self.bench_cpu_us_per_event?);
         (bench > 0.0).then(|| cpu / bench)

@@ -8,11 +8,12 @@
 /// stays at the wasm targets' default, which is already `abort`.
 ///
 /// Measured with the bench's A/B mode (`PLUGIN_BENCH_AB`, slack warm
-/// against native + decode, 2–4 alternating runs each) and not taken:
-/// the `talc` allocator in the SDK instead of wasi-libc's dlmalloc
-/// (2.77–2.87× → 2.72–2.84×, ~2 %, for a global allocator every plugin
-/// would inherit), `-C target-feature=+simd128` (2.79× → 2.84×), without
-/// `bulk-memory` (no change), and serde_json's string escaping skipping
-/// 8 bytes at a time (2.80× → 2.89×: the strings a formatter writes are
-/// short; the cost shown as `serialize_str` is mostly the writes).
+/// against native + decode, alternating runs) and not taken: the `talc`
+/// allocator in the SDK instead of wasi-libc's dlmalloc (7 runs:
+/// 2.77–2.87× → 2.72–2.84×, ~2 %, for a global allocator every plugin
+/// would inherit), `-C target-feature=+simd128` (2 runs: 2.79, 2.87× →
+/// 2.84, 2.82×), `-C target-feature=-bulk-memory` (2 runs: no change),
+/// and serde_json's string escaping skipping 8 bytes at a time (2 runs:
+/// 2.79, 2.81× → 2.86, 2.92×: the strings a formatter writes are short;
+/// the cost shown as `serialize_str` is mostly the writes).
 pub const PLUGIN_RELEASE_PROFILE: &[(&str, &str)] = &[("lto", "true"), ("codegen-units", "1")];

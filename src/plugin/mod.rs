@@ -21,12 +21,14 @@
 //! to the executor at every epoch tick, so a plugin that loops never holds a
 //! worker thread for more than [`ticker::TICK`]. The synchronous `render` command
 //! uses [`block_on`].
+//!
 //! The fiber is not what a call costs: a throwaway program calling the
 //! same components warm on one engine, synchronously and with
 //! `call_async` (stop 33), took 0.97–0.99 against 1.09 µs for `echo_a` on
 //! empty data and 7.0–7.3 against 7.1–7.4 µs for the slack formatter; the
 //! rest of a warm call is wasmtime's component call (~1 µs), the guest's
 //! own code, and this module's lease and checks (~0.5 µs).
+//!
 //! A trap of any kind drops the instance; the error fails only the delivery
 //! that made the call. Plugins never do I/O: the core sends what they build.
 
