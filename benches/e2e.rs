@@ -11,6 +11,13 @@
 //! - the **ceiling**: a minimal hyper forwarder in its own process (this bench
 //!   binary re-executed): receive the POST, forward the body with a pooled
 //!   hyper client, answer 200 once the forward completed, no storage;
+//! - the **durable floor** (`durable_floor`, `durable_floor_10`): the same
+//!   forwarder doing the least a durable relay must: append the body to a
+//!   log, answer 202 once an `fdatasync` (group commit) covers it, then
+//!   forward 1 or 10 copies and append an unflushed "done" record for each
+//!   (see `Forwarding::Logged`). No parsing, templating, signing, indexes
+//!   or retries, so no relay on this machine reaches it; the report prints
+//!   json_signed and fanout_10 as fractions of it (issue 21's bound);
 //! - the **relay**: the real binary (`CARGO_BIN_EXE_relay`, built in the bench
 //!   profile) with a generated relay.yaml in a temp dir (SQLite there too);
 //! - a **load generator**: `E2E_CONNS` (default 32) keep-alive HTTP/1
@@ -343,6 +350,153 @@ fn serve_receiver(listener: TcpListener, rx: Arc<Receiver>) {
 
 // ---------------------------------------------------------------------------
 // The ceiling: a minimal forwarder, run as a child process of this binary.
+// The same forwarder with a log is the bound of a durable relay.
+
+/// What the forwarder does with a request (`E2E_FORWARDER=listen|upstream|mode`).
+#[derive(Clone, Copy)]
+enum Forwarding {
+    /// The ceiling: forward the body, answer once the forward completed.
+    Direct,
+    /// The least a durable relay does: append the body to a log and answer
+    /// 202 once a flush (`fdatasync`, group commit) covers it, then forward
+    /// `copies` copies (`X-Bench-Hook` 0..), each followed by a small
+    /// unflushed "done" record, as a relay records its attempts. No
+    /// parsing, templating, signing, indexes or retries.
+    Logged { copies: u32 },
+}
+
+impl Forwarding {
+    fn arg(self) -> String {
+        match self {
+            Forwarding::Direct => "direct".into(),
+            Forwarding::Logged { copies } => format!("logged:{copies}"),
+        }
+    }
+
+    fn parse(arg: &str) -> Forwarding {
+        match arg.strip_prefix("logged:") {
+            Some(n) => Forwarding::Logged {
+                copies: n.parse().expect("logged:<copies>"),
+            },
+            None => Forwarding::Direct,
+        }
+    }
+}
+
+/// The log of [`Forwarding::Logged`]: a writer thread appends whatever is
+/// queued with one `pwrite` per batch into a preallocated file it reuses
+/// in a circle (as SQLite reuses its WAL, so a flush never has a size to
+/// commit), and hands the batch's waiters to a flusher thread, which
+/// `fdatasync`s once for everything written before it started and wakes
+/// them; the writer goes on meanwhile.
+struct FloorLog {
+    tx: std::sync::mpsc::Sender<(Bytes, Option<tokio::sync::oneshot::Sender<()>>)>,
+}
+
+/// The log's size before it wraps around.
+const FLOOR_LOG_BYTES: u64 = 32 << 20;
+
+impl FloorLog {
+    fn open() -> FloorLog {
+        use std::os::unix::fs::FileExt as _;
+        let path = std::env::temp_dir().join(format!("relay-e2e-floor-{}.log", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create the floor log");
+        // Unlinked at once: the space returns when the process ends, however it ends.
+        let _ = std::fs::remove_file(&path);
+        let zeros = vec![0u8; 1 << 20];
+        for i in 0..FLOOR_LOG_BYTES >> 20 {
+            file.write_all_at(&zeros, i << 20)
+                .expect("preallocate the floor log");
+        }
+        file.sync_all().expect("sync the floor log");
+        let flush_file = file.try_clone().expect("clone the floor log");
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(Bytes, Option<tokio::sync::oneshot::Sender<()>>)>();
+        let (flush_tx, flush_rx) =
+            std::sync::mpsc::channel::<Vec<tokio::sync::oneshot::Sender<()>>>();
+        std::thread::spawn(move || {
+            let (mut at, mut batch) = (0u64, Vec::with_capacity(1 << 20));
+            while let Ok(first) = rx.recv() {
+                batch.clear();
+                let mut waiters = Vec::new();
+                for (bytes, waiter) in std::iter::once(first).chain(rx.try_iter()) {
+                    batch.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    batch.extend_from_slice(&bytes);
+                    waiters.extend(waiter);
+                }
+                if at + batch.len() as u64 > FLOOR_LOG_BYTES {
+                    at = 0;
+                }
+                file.write_all_at(&batch, at)
+                    .expect("append to the floor log");
+                at += batch.len() as u64;
+                if !waiters.is_empty() && flush_tx.send(waiters).is_err() {
+                    return;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            while let Ok(mut waiters) = flush_rx.recv() {
+                waiters.extend(flush_rx.try_iter().flatten());
+                flush_file.sync_data().expect("flush the floor log");
+                for w in waiters {
+                    let _ = w.send(());
+                }
+            }
+        });
+        FloorLog { tx }
+    }
+
+    /// Appends `bytes`; resolves once a flush covers them.
+    async fn append_flushed(&self, bytes: Bytes) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((bytes, Some(done)))
+            .expect("the floor log's writer");
+        flushed.await.expect("the floor log's flusher");
+    }
+
+    /// Appends `bytes`, not waiting for a flush.
+    fn append(&self, bytes: Bytes) {
+        let _ = self.tx.send((bytes, None));
+    }
+}
+
+type FwdClient = Client<HttpConnector, Full<Bytes>>;
+
+/// POSTs `body` to `upstream` with the bench's headers; true on a 2xx.
+async fn forward(
+    client: &FwdClient,
+    upstream: &hyper::Uri,
+    id: Option<&http::HeaderValue>,
+    hook: Option<u32>,
+    body: Bytes,
+) -> bool {
+    let mut out =
+        Request::post(upstream.clone()).header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(id) = id {
+        out = out.header("x-bench-id", id);
+    }
+    if let Some(hook) = hook {
+        out = out.header("x-bench-hook", hook);
+    }
+    let Ok(req) = out.body(Full::new(body)) else {
+        return false;
+    };
+    match client.request(req).await {
+        Ok(resp) => {
+            let ok = resp.status().is_success();
+            let _ = resp.into_body().collect().await;
+            ok
+        }
+        Err(_) => false,
+    }
+}
 
 fn forwarder_main(spec: &str) {
     // Exit when the parent goes away (stdin closes), whatever happens to it.
@@ -351,8 +505,13 @@ fn forwarder_main(spec: &str) {
         while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
         std::process::exit(0);
     });
-    let (listen, upstream) = spec.split_once('|').expect("E2E_FORWARDER=listen|upstream");
+    let mut parts = spec.split('|');
+    let (Some(listen), Some(upstream)) = (parts.next(), parts.next()) else {
+        panic!("E2E_FORWARDER=listen|upstream[|mode]");
+    };
+    let mode = Forwarding::parse(parts.next().unwrap_or("direct"));
     let upstream: hyper::Uri = upstream.parse().expect("upstream url");
+    let log = matches!(mode, Forwarding::Logged { .. }).then(|| Arc::new(FloorLog::open()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -361,19 +520,22 @@ fn forwarder_main(spec: &str) {
         let listener = TcpListener::bind(listen).await.expect("forwarder bind");
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        let client: FwdClient = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
+            // As the relay's (`deliver/http.rs`): a fan-out has up to
+            // 32 × 10 requests in flight, and a smaller cap would close and
+            // reopen connections.
+            .pool_max_idle_per_host(1024)
             .build(http);
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let (client, upstream) = (client.clone(), upstream.clone());
+            let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    let (client, upstream) = (client.clone(), upstream.clone());
+                    let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
                     async move {
                         let id = req.headers().get("x-bench-id").cloned();
                         let body = req
@@ -382,21 +544,45 @@ fn forwarder_main(spec: &str) {
                             .await
                             .map(|c| c.to_bytes())
                             .unwrap_or_default();
-                        let mut out = Request::post(upstream)
-                            .header(http::header::CONTENT_TYPE, "application/json");
-                        if let Some(id) = id {
-                            out = out.header("x-bench-id", id);
-                        }
-                        let status = match out.body(Full::new(body)) {
-                            Ok(r) => match client.request(r).await {
-                                Ok(resp) => {
-                                    let s = resp.status();
-                                    let _ = resp.into_body().collect().await;
-                                    if s.is_success() { 200 } else { 502 }
+                        let status = match (mode, log) {
+                            (Forwarding::Logged { copies }, Some(log)) => {
+                                log.append_flushed(body.clone()).await;
+                                for hook in 0..copies {
+                                    let (client, upstream, log, id, body) = (
+                                        client.clone(),
+                                        upstream.clone(),
+                                        log.clone(),
+                                        id.clone(),
+                                        body.clone(),
+                                    );
+                                    tokio::spawn(async move {
+                                        if forward(
+                                            &client,
+                                            &upstream,
+                                            id.as_ref(),
+                                            Some(hook),
+                                            body,
+                                        )
+                                        .await
+                                        {
+                                            let mut done = Vec::with_capacity(64);
+                                            done.extend_from_slice(
+                                                id.as_ref().map_or(&b""[..], |v| v.as_bytes()),
+                                            );
+                                            done.extend_from_slice(&hook.to_le_bytes());
+                                            log.append(done.into());
+                                        }
+                                    });
                                 }
-                                Err(_) => 502,
-                            },
-                            Err(_) => 500,
+                                202
+                            }
+                            _ => {
+                                if forward(&client, &upstream, id.as_ref(), None, body).await {
+                                    200
+                                } else {
+                                    502
+                                }
+                            }
                         };
                         Ok::<_, Infallible>(
                             Response::builder()
@@ -475,10 +661,13 @@ async fn wait_listening(p: &mut Proc, what: &str, limit: Duration) {
     }
 }
 
-async fn start_forwarder(upstream: &str) -> Proc {
+async fn start_forwarder(upstream: &str, mode: Forwarding) -> Proc {
     let port = free_port();
     let child = Command::new(std::env::current_exe().expect("current exe"))
-        .env("E2E_FORWARDER", format!("127.0.0.1:{port}|{upstream}"))
+        .env(
+            "E2E_FORWARDER",
+            format!("127.0.0.1:{port}|{upstream}|{}", mode.arg()),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -1277,16 +1466,28 @@ impl Subject {
     }
 }
 
-async fn start_ceiling(hook: &str, s: &Settings, rx: &Receiver) -> Subject {
-    let fwd = start_forwarder(hook).await;
-    println!("ceiling: forwarder pid {} on {}", fwd.pid(), fwd.addr);
+/// The forwarder as a subject: the ceiling ([`Forwarding::Direct`]) or a
+/// bound of the durable relays ([`Forwarding::Logged`]).
+async fn start_forwarder_subject(
+    name: &'static str,
+    mode: Forwarding,
+    hook: &str,
+    s: &Settings,
+    rx: &Receiver,
+) -> Subject {
+    let fwd = start_forwarder(hook, mode).await;
+    println!("{name}: forwarder pid {} on {}", fwd.pid(), fwd.addr);
     let target = Target {
         spread: vec![],
         addr: fwd.addr,
         path: "/api/v1/events",
         token: None,
     };
-    subject("ceiling", Held::Forwarder(fwd), target, 1, None, s, rx).await
+    let fanout = match mode {
+        Forwarding::Direct => 1,
+        Forwarding::Logged { copies } => copies,
+    };
+    subject(name, Held::Forwarder(fwd), target, fanout, None, s, rx).await
 }
 
 async fn start_relay_subject(
@@ -1764,7 +1965,16 @@ async fn run() {
 
     // 1–4. The ceiling and the relays, all up at once; their throughput
     // phases interleaved in rounds.
-    let mut subjects = vec![start_ceiling(&hook, &s, &rx).await];
+    let mut subjects =
+        vec![start_forwarder_subject("ceiling", Forwarding::Direct, &hook, &s, &rx).await];
+    // What the least durable relay reaches on this machine: the bound of
+    // json_signed and fanout_10 (issue 21).
+    for (name, copies) in [("durable_floor", 1), ("durable_floor_10", 10)] {
+        if s.wants(name) {
+            let mode = Forwarding::Logged { copies };
+            subjects.push(start_forwarder_subject(name, mode, &hook, &s, &rx).await);
+        }
+    }
     if s.wants("json_signed") {
         subjects.push(
             start_relay_subject("json_signed", json_webhook(0, &hook, None), 1, &s, &rx).await,
@@ -1844,6 +2054,10 @@ async fn run() {
                 "20 webhooks with filters (1 delivers every event, 9 filter it out, 10 digest one tenant each); {} digest deliveries by the end",
                 digests.stray.load(Relaxed)
             );
+        }
+        if row.scenario.starts_with("durable_floor") {
+            row.note =
+                "the forwarder with a flushed log before its 202 (a bound, not a relay)".into();
         }
         if row.scenario == "fanout_10" {
             row.note =
@@ -2090,6 +2304,22 @@ fn report(s: &Settings, rows: &[Row], rate: f64, stray: u64, took: Duration) {
     }
     for c in &checks {
         println!("target: {c}");
+    }
+    // Issue 21's targets against what the least durable relay reaches.
+    for (floor, scenario, target) in [
+        ("durable_floor", "json_signed", 0.5),
+        ("durable_floor_10", "fanout_10", 0.1),
+    ] {
+        let Some(f) = by(floor).and_then(ratio) else {
+            continue;
+        };
+        let of_floor = by(scenario)
+            .and_then(ratio)
+            .map_or("not run".into(), |r| format!("{:.2}", r / f));
+        println!(
+            "bound: {floor} {f:.3} × ceiling; {scenario} reaches {of_floor} of it, its target ({target} × ceiling) {:.2}",
+            target / f
+        );
     }
     if stray > 0 {
         println!(
