@@ -96,7 +96,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use support::verdict::{self, BacklogRun, LatencyRun};
-use support::{db_cpu_secs, free_port, median, stat_cpu_secs};
+use support::{db_cpu_secs, event_json, free_port, median, stat_cpu_secs};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -805,7 +805,7 @@ fn json_webhook(i: usize, url: &str, retry_count: Option<u32>) -> String {
 /// half with a digest, as an MSP would have them. Every event is delivered
 /// once at once, to `hook` (bench-0, `severity: critical` matches);
 /// bench-1..9 filter on tenants no event has (`filtered`); bench-10..19 each
-/// take one tenant's events (the events are spread over [`TENANTS`]) into
+/// take one tenant's events (the events are spread over [`support::TENANTS`]) into
 /// digests (members in the accept transaction), delivered to `digest_url`
 /// (another receiver: a digest carries no bench id). So each event is sent
 /// twice, once alone and once inside a digest, and meets 20 filters.
@@ -955,19 +955,6 @@ async fn exchange(
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Result<(u16, Bytes), String> {
     let mut s = connect(addr).await?;
     exchange(&mut s, addr, "GET", path, token, None, Bytes::new()).await
-}
-
-/// Tenants the events are spread over (`tenant_name` is
-/// "Acme Corporation <seq % TENANTS>"); `routing_20`'s digests group by it.
-const TENANTS: usize = 10;
-
-/// A ~1 KiB event (the `data` of a typical scanner finding), the `seq`th
-/// of its phase.
-fn event_json(id: &str, seq: usize) -> String {
-    let tenant = seq % TENANTS;
-    format!(
-        r#"{{"type":"critical_finding","id":"{id}","time":"2026-11-22T10:00:00Z","data":{{"title":"SQL injection in /login allows authentication bypass","severity":"critical","tenant_name":"Acme Corporation {tenant}","description":"The login form concatenates the username into a SQL query. An attacker can log in as any user by sending a crafted username. Parameterise the query and review the other endpoints that build SQL by hand; the scanner found the same pattern in the password reset form and in the admin search page, both reachable without authentication.","asset":"https://app.acme.example/login","category":"Injection","rule":"sqli-login-001","host":"web-01.acme.internal","user":"scanner@acme.example","cvss":9.8,"cwe":"CWE-89","url":"https://findings.acme.example/f/12345","status":"open","source":"dast","first_seen":"2026-11-22T10:00:00Z","engagement":"2026-Q4 external perimeter","tags":["owasp-a03","pci","internet-facing"],"evidence":"POST /login username=admin'--&password=x -> 302 /dashboard (session issued)"}}}}"#
-    )
 }
 
 #[derive(Clone)]

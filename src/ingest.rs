@@ -44,21 +44,31 @@ const MAX_ID_LEN: usize = 256;
 const MAX_DEPTH: usize = 127;
 
 /// Whether JSON text nests arrays and objects more than `limit` deep (one
-/// scan of the bytes; brackets inside strings do not count).
+/// scan of the bytes; brackets inside strings do not count). A string's
+/// contents are skipped with `memchr` to its closing quote: most of an
+/// event is string text, and a byte-at-a-time scan was ~0.65 µs of a
+/// 1 KiB event's ~3.3 µs parse.
 fn nests_deeper_than(text: &str, limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for b in text.bytes() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while let Some(&b) = bytes.get(i) {
         match b {
-            b'"' => in_string = true,
+            b'"' => {
+                i += 1;
+                // To the closing quote; an escape skips the byte after it.
+                loop {
+                    let rest = bytes.get(i..).unwrap_or_default();
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(j) if rest[j] == b'\\' => i += j + 2,
+                        Some(j) => {
+                            i += j;
+                            break;
+                        }
+                        // Unterminated: the JSON parser refuses it.
+                        None => return false,
+                    }
+                }
+            }
             b'[' | b'{' => {
                 depth += 1;
                 if depth > limit {
@@ -68,6 +78,7 @@ fn nests_deeper_than(text: &str, limit: usize) -> bool {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     false
 }
@@ -94,13 +105,24 @@ pub fn parse(
             "it nests arrays and objects more than {MAX_DEPTH} deep"
         )));
     }
-    // Each item is kept as text: its `data` is stored and sent as the
+    // Each item's `data` is kept as text: it is stored and sent as the
     // producer wrote it, never decoded into a tree unless something reads
-    // into it (a filter, a template variable). One pass over the body: a
-    // batch is read as its items, anything else as one item.
-    let batch = text
-        .trim_start_matches([' ', '\t', '\n', '\r'])
-        .starts_with('[');
+    // into it (a filter, a template variable). A single event (the usual
+    // body) is read in one pass into its fields; a batch as its items
+    // first, each then read the same way.
+    let now = crate::event::rfc3339_ms(crate::event::now_ms());
+    let body = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    if body.starts_with('{') {
+        let posted = serde_json::from_str::<Posted<'_>>(text).map_err(|e| malformed(&e))?;
+        return Ok(vec![check_event(
+            posted.fields,
+            posted.data,
+            None,
+            catalogue,
+            &now,
+        )?]);
+    }
+    let batch = body.starts_with('[');
     let items: Vec<&RawValue> = if batch {
         serde_json::from_str(text).map_err(|e| malformed(&e))?
     } else {
@@ -119,7 +141,6 @@ pub fn parse(
             ),
         ));
     }
-    let now = crate::event::rfc3339_ms(crate::event::now_ms());
     items
         .into_iter()
         .enumerate()
@@ -140,20 +161,46 @@ fn parse_text(
         return Err(not_object());
     }
     // The item is valid JSON already: only its shape can be refused here.
-    // A repeated field counts once, its last value (as a decoded object).
-    let members: BTreeMap<String, &RawValue> =
-        serde_json::from_str(item.get()).map_err(|_| not_object())?;
-    let mut fields = Map::new();
-    let mut data = DataIn::Absent;
-    for (key, raw) in members {
-        if key == "data" {
-            data = DataIn::Text(raw);
-        } else {
-            let value = serde_json::from_str(raw.get()).map_err(|_| not_object())?;
-            fields.insert(key, value);
+    let posted = serde_json::from_str::<Posted<'_>>(item.get()).map_err(|_| not_object())?;
+    check_event(posted.fields, posted.data, index, catalogue, now)
+}
+
+/// A posted event object read in one pass: `data` kept as its text, every
+/// other member decoded. A repeated member counts once, its last value (as
+/// a decoded object keeps it).
+struct Posted<'a> {
+    fields: Map<String, Value>,
+    data: DataIn<'a>,
+}
+
+impl<'de> serde::Deserialize<'de> for Posted<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Posted<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Posted<'de>, A::Error> {
+                let mut posted = Posted {
+                    fields: Map::new(),
+                    data: DataIn::Absent,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "data" {
+                        posted.data = DataIn::Text(map.next_value()?);
+                    } else {
+                        posted.fields.insert(key, map.next_value()?);
+                    }
+                }
+                Ok(posted)
+            }
         }
+        d.deserialize_map(Members)
     }
-    check_event(fields, data, index, catalogue, now)
 }
 
 /// §5's rules for events a source made from a producer's body: each item
@@ -594,6 +641,56 @@ mod tests {
             "{".repeat(300)
         );
         assert!(parse(brackets.as_bytes(), None, 10).is_ok());
+    }
+
+    /// The depth scan skips strings with `memchr`; it agrees with a scan
+    /// of every byte on any text, strings, escapes and brackets included.
+    #[test]
+    fn the_depth_scan_agrees_with_a_byte_at_a_time_scan() {
+        fn bytewise(text: &str, limit: usize) -> bool {
+            let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+            for b in text.bytes() {
+                if in_string {
+                    match b {
+                        _ if escaped => escaped = false,
+                        b'\\' => escaped = true,
+                        b'"' => in_string = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'[' | b'{' => {
+                        depth += 1;
+                        if depth > limit {
+                            return true;
+                        }
+                    }
+                    b']' | b'}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            false
+        }
+        use proptest::prelude::*;
+        let text = proptest::collection::vec(
+            prop_oneof![
+                Just('"'),
+                Just('\\'),
+                Just('['),
+                Just(']'),
+                Just('{'),
+                Just('}'),
+                Just('a'),
+                Just(' ')
+            ],
+            0..64,
+        )
+        .prop_map(|cs| cs.into_iter().collect::<String>());
+        proptest!(ProptestConfig::with_cases(4000), |(text in text, limit in 0usize..6)| {
+            prop_assert_eq!(nests_deeper_than(&text, limit), bytewise(&text, limit), "{:?}", text);
+        });
     }
 
     /// Found by fuzzing (fuzz/ `ingest`): the time crate accepted any

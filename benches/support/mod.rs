@@ -66,3 +66,16 @@ pub fn db_cpu_secs(postmaster: u32) -> Option<f64> {
     }
     Some(secs)
 }
+
+/// Tenants the events are spread over (`tenant_name` is
+/// "Acme Corporation <seq % TENANTS>"); `routing_20`'s digests group by it.
+pub const TENANTS: usize = 10;
+
+/// A ~1 KiB event (the `data` of a typical scanner finding), the `seq`th
+/// of its phase: what the e2e bench posts and the ingest bench reads.
+pub fn event_json(id: &str, seq: usize) -> String {
+    let tenant = seq % TENANTS;
+    format!(
+        r#"{{"type":"critical_finding","id":"{id}","time":"2026-11-22T10:00:00Z","data":{{"title":"SQL injection in /login allows authentication bypass","severity":"critical","tenant_name":"Acme Corporation {tenant}","description":"The login form concatenates the username into a SQL query. An attacker can log in as any user by sending a crafted username. Parameterise the query and review the other endpoints that build SQL by hand; the scanner found the same pattern in the password reset form and in the admin search page, both reachable without authentication.","asset":"https://app.acme.example/login","category":"Injection","rule":"sqli-login-001","host":"web-01.acme.internal","user":"scanner@acme.example","cvss":9.8,"cwe":"CWE-89","url":"https://findings.acme.example/f/12345","status":"open","source":"dast","first_seen":"2026-11-22T10:00:00Z","engagement":"2026-Q4 external perimeter","tags":["owasp-a03","pci","internet-facing"],"evidence":"POST /login username=admin'--&password=x -> 302 /dashboard (session issued)"}}}}"#
+    )
+}
