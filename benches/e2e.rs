@@ -498,6 +498,36 @@ async fn forward(
     }
 }
 
+/// [`Forwarding::Logged`]: returns once the body is flushed to `log`,
+/// with `copies` forwards started, each appending an unflushed done record
+/// (the id and its hook) when it succeeds.
+async fn log_then_forward(
+    log: &Arc<FloorLog>,
+    copies: u32,
+    client: &FwdClient,
+    upstream: &hyper::Uri,
+    id: Option<http::HeaderValue>,
+    body: Bytes,
+) {
+    log.append_flushed(body.clone()).await;
+    for hook in 0..copies {
+        let (log, client, upstream, id, body) = (
+            log.clone(),
+            client.clone(),
+            upstream.clone(),
+            id.clone(),
+            body.clone(),
+        );
+        tokio::spawn(async move {
+            if forward(&client, &upstream, id.as_ref(), Some(hook), body).await {
+                let mut done = id.map_or_else(Vec::new, |v| v.as_bytes().to_vec());
+                done.extend_from_slice(&hook.to_le_bytes());
+                log.append(done.into());
+            }
+        });
+    }
+}
+
 fn forwarder_main(spec: &str) {
     // Exit when the parent goes away (stdin closes), whatever happens to it.
     std::thread::spawn(|| {
@@ -511,7 +541,10 @@ fn forwarder_main(spec: &str) {
     };
     let mode = Forwarding::parse(parts.next().unwrap_or("direct"));
     let upstream: hyper::Uri = upstream.parse().expect("upstream url");
-    let log = matches!(mode, Forwarding::Logged { .. }).then(|| Arc::new(FloorLog::open()));
+    let logged = match mode {
+        Forwarding::Direct => None,
+        Forwarding::Logged { copies } => Some((Arc::new(FloorLog::open()), copies)),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -532,10 +565,11 @@ fn forwarder_main(spec: &str) {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
+            let (client, upstream, logged) = (client.clone(), upstream.clone(), logged.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    let (client, upstream, log) = (client.clone(), upstream.clone(), log.clone());
+                    let (client, upstream, logged) =
+                        (client.clone(), upstream.clone(), logged.clone());
                     async move {
                         let id = req.headers().get("x-bench-id").cloned();
                         let body = req
@@ -544,39 +578,12 @@ fn forwarder_main(spec: &str) {
                             .await
                             .map(|c| c.to_bytes())
                             .unwrap_or_default();
-                        let status = match (mode, log) {
-                            (Forwarding::Logged { copies }, Some(log)) => {
-                                log.append_flushed(body.clone()).await;
-                                for hook in 0..copies {
-                                    let (client, upstream, log, id, body) = (
-                                        client.clone(),
-                                        upstream.clone(),
-                                        log.clone(),
-                                        id.clone(),
-                                        body.clone(),
-                                    );
-                                    tokio::spawn(async move {
-                                        if forward(
-                                            &client,
-                                            &upstream,
-                                            id.as_ref(),
-                                            Some(hook),
-                                            body,
-                                        )
-                                        .await
-                                        {
-                                            let mut done = Vec::with_capacity(64);
-                                            done.extend_from_slice(
-                                                id.as_ref().map_or(&b""[..], |v| v.as_bytes()),
-                                            );
-                                            done.extend_from_slice(&hook.to_le_bytes());
-                                            log.append(done.into());
-                                        }
-                                    });
-                                }
+                        let status = match logged {
+                            Some((log, copies)) => {
+                                log_then_forward(&log, copies, &client, &upstream, id, body).await;
                                 202
                             }
-                            _ => {
+                            None => {
                                 if forward(&client, &upstream, id.as_ref(), None, body).await {
                                     200
                                 } else {

@@ -8,32 +8,21 @@ mod support;
 
 use std::hint::black_box;
 
-use support::{event_json, median};
+use support::{event_json, median, thread_cpu_us};
 
 const ROUNDS: usize = 7;
 const CALLS: usize = 100_000;
 
-/// This thread's CPU time in seconds.
-fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
 /// µs of thread CPU per event to parse `body` (`events` events) `calls` times.
 fn per_event(body: &[u8], events: usize, calls: usize) -> f64 {
-    let start = thread_cpu();
+    let start = thread_cpu_us();
     for _ in 0..calls {
         let parsed =
             relay::ingest::parse(black_box(body), None, 1000).expect("the bench's body parses");
         assert_eq!(parsed.len(), events);
         black_box(parsed);
     }
-    (thread_cpu() - start) * 1e6 / (calls * events) as f64
+    (thread_cpu_us() - start) / (calls * events) as f64
 }
 
 fn main() {

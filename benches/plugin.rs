@@ -45,7 +45,7 @@ use relay::event::{Data, Event};
 use relay::plugin::{Limits, PluginHost, Target};
 use relay_sdk::Formatter;
 use serde_json::json;
-use support::median;
+use support::{median, thread_cpu_us};
 
 const ROUNDS: usize = 7;
 
@@ -261,18 +261,6 @@ fn native_from_text(native: &relay_plugin_slack::Slack, ev: &Event, data: &str) 
         relay_sdk::Event::from_parts(ev.id.clone(), ev.event_type.clone(), ev.time.clone(), data)
             .expect("event");
     std::hint::black_box(native.format(&e).expect("native format"));
-}
-
-/// The thread's CPU time so far, in µs.
-fn thread_cpu_us() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec for the call to fill.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime");
-    t.tv_sec as f64 * 1e6 + t.tv_nsec as f64 / 1e3
 }
 
 /// `PLUGIN_BENCH_AB=DIR_A,DIR_B`: each plugin call of the tables with the

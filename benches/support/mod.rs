@@ -67,6 +67,18 @@ pub fn db_cpu_secs(postmaster: u32) -> Option<f64> {
     Some(secs)
 }
 
+/// The calling thread's CPU time so far, in µs.
+pub fn thread_cpu_us() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime");
+    t.tv_sec as f64 * 1e6 + t.tv_nsec as f64 / 1e3
+}
+
 /// Tenants the events are spread over (`tenant_name` is
 /// "Acme Corporation <seq % TENANTS>"); `routing_20`'s digests group by it.
 pub const TENANTS: usize = 10;
