@@ -119,6 +119,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The multi-threaded runtime, at tokio's defaults (a worker per CPU).
+///
+/// Measured and not taken (issue 21, stop 35): the workers at a lower
+/// priority than the store's writer and flushers (`setpriority` to nice 3
+/// or 8 on each worker), so that the one writer is preempted less on a busy
+/// machine. Three alternating `E2E_ONLY=json_signed,fanout_10` runs each:
+/// relay CPU over the load generator's, json_signed 3.29–3.37 at nice 0,
+/// 3.32–3.53 at 3, 3.52–3.84 at 8; fanout_10 3.36–3.80, 3.43–3.75,
+/// 3.73–4.04.
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -29,6 +29,19 @@
 //! rest of a warm call is wasmtime's component call (~1 µs), the guest's
 //! own code, and this module's lease and checks (~0.5 µs).
 //!
+//! The deadline costs more than the fiber: with `epoch_interruption` on,
+//! Cranelift checks the epoch at every function entry and loop header of
+//! the guest. With it off (a throwaway build, stop 35: `cargo bench --bench
+//! plugin` with `PLUGIN_BENCH_SLACK_ONLY=1`, four runs each way), a warm
+//! slack format took 7.27–7.44 against 8.62–8.83 µs (2.40–2.42× against
+//! 2.85–2.89× native + decode), and the guest decoded `data` at 1.01–1.12×
+//! native speed against 1.40–1.46×. It stays on: it is the only way
+//! wasmtime stops a guest that loops, built-ins included. Measured on the
+//! same bench and not taken: Cranelift's inliner
+//! (`compiler_inlining(Inlining::Yes)`: 8.28, 8.37 against 8.54, 8.57 µs;
+//! its compile time was not measured) and `table_lazy_init(false)`
+//! (8.70–8.74 against 8.62–8.67 µs).
+//!
 //! A trap of any kind drops the instance; the error fails only the delivery
 //! that made the call. Plugins never do I/O: the core sends what they build.
 
